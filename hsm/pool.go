@@ -1,0 +1,158 @@
+package hsm
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/pkcs11"
+)
+
+// Session is one open, logged-in PKCS#11 session borrowed from a token's
+// pool. It is valid only inside the function it was passed to.
+type Session struct {
+	tok    *Token
+	handle pkcs11.SessionHandle
+}
+
+// Handle returns the raw session handle (for diagnostics and tests).
+func (s *Session) Handle() pkcs11.SessionHandle { return s.handle }
+
+// pool is a bounded set of sessions. sem holds one token per session that
+// may exist; idle holds open sessions not in use.
+type pool struct {
+	tok   *Token
+	sem   chan struct{}
+	wait  time.Duration
+	mu    sync.Mutex
+	idle  []*Session
+	inUse atomic.Int64
+}
+
+func newPool(t *Token, size int, wait time.Duration) *pool {
+	return &pool{tok: t, sem: make(chan struct{}, size), wait: wait}
+}
+
+// acquire waits for a free place in the pool.
+func (p *pool) acquire(ctx context.Context) error {
+	select {
+	case p.sem <- struct{}{}:
+		return nil
+	default:
+	}
+	timer := time.NewTimer(p.wait)
+	defer timer.Stop()
+	select {
+	case p.sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("hsm: waiting for a free session: %w", ctx.Err())
+	case <-timer.C:
+		return fmt.Errorf("hsm: no free session after %s (pool of %d sessions all busy)", p.wait, cap(p.sem))
+	}
+}
+
+// get returns an idle session or opens a new one; the caller owns a place.
+func (p *pool) get(ctx context.Context) (*Session, error) {
+	if p.tok.closed.Load() {
+		return nil, ErrClosed
+	}
+	if err := p.acquire(ctx); err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	if n := len(p.idle); n > 0 {
+		s := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		p.mu.Unlock()
+		p.inUse.Add(1)
+		return s, nil
+	}
+	p.mu.Unlock()
+	s, err := p.tok.openSession()
+	if err != nil {
+		<-p.sem
+		return nil, err
+	}
+	p.inUse.Add(1)
+	return s, nil
+}
+
+// put returns a healthy session to the pool.
+func (p *pool) put(s *Session) {
+	p.inUse.Add(-1)
+	p.mu.Lock()
+	if p.tok.closed.Load() {
+		p.mu.Unlock()
+		_ = p.tok.api.CloseSession(s.handle)
+	} else {
+		p.idle = append(p.idle, s)
+		p.mu.Unlock()
+	}
+	<-p.sem
+}
+
+// replace closes a broken session and opens a fresh one in its place.
+func (p *pool) replace(s *Session) (*Session, error) {
+	_ = p.tok.api.CloseSession(s.handle) // it is broken: its close error tells nothing
+	ns, err := p.tok.openSession()
+	if err != nil {
+		p.inUse.Add(-1)
+		<-p.sem
+		return nil, err
+	}
+	return ns, nil
+}
+
+// drop closes a session and frees its place.
+func (p *pool) drop(s *Session) {
+	_ = p.tok.api.CloseSession(s.handle)
+	p.inUse.Add(-1)
+	<-p.sem
+}
+
+// closeIdle closes every idle session.
+func (p *pool) closeIdle() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, s := range idle {
+		_ = p.tok.api.CloseSession(s.handle)
+	}
+}
+
+// Do runs fn with a session borrowed from t's pool. If fn fails because the
+// session is unusable (CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED,
+// CKR_USER_NOT_LOGGED_IN), the session is dropped, a fresh logged-in session
+// replaces it and fn runs once more. fn must therefore leave nothing behind
+// when it fails with one of those codes — true of every single PKCS#11 call,
+// since a call on an invalid session does nothing.
+func Do[T any](ctx context.Context, t *Token, fn func(*Session) (T, error)) (T, error) {
+	var zero T
+	s, err := t.pool.get(ctx)
+	if err != nil {
+		return zero, err
+	}
+	res, err := fn(s)
+	if err != nil && sessionBroken(err) {
+		if s, err = t.pool.replace(s); err != nil {
+			return zero, err
+		}
+		res, err = fn(s)
+		if err != nil && sessionBroken(err) {
+			t.pool.drop(s)
+			return zero, err
+		}
+	}
+	t.pool.put(s)
+	return res, err
+}
+
+// do is Do without a result.
+func do(ctx context.Context, t *Token, fn func(*Session) error) error {
+	_, err := Do(ctx, t, func(s *Session) (struct{}, error) { return struct{}{}, fn(s) })
+	return err
+}

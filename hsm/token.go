@@ -1,0 +1,208 @@
+package hsm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/miekg/pkcs11"
+)
+
+// Token is one open, logged-in PKCS#11 token. It is safe for concurrent use.
+type Token struct {
+	lib      *Library
+	api      Module
+	slot     uint
+	info     pkcs11.TokenInfo
+	pin      string
+	pool     *pool
+	createMu sync.Mutex // serialises object creation (SoftHSM2 < 2.7, issue #573)
+	closed   atomic.Bool
+
+	probeMu sync.Mutex
+	probes  map[string]bool // mechanism capability probes, by description
+}
+
+// OpenURI opens the token a PKCS#11 URI names (see [ParseURI]).
+func OpenURI(ctx context.Context, uri string) (*Token, error) {
+	cfg, err := ParseURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	return Open(ctx, cfg)
+}
+
+// Open loads the module (or shares it), finds the token, opens the pool and
+// logs in. A wrong PIN fails here with an error that says so and wraps
+// CKR_PIN_INCORRECT.
+func Open(ctx context.Context, cfg Config) (*Token, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pin, err := cfg.userPIN()
+	if err != nil {
+		return nil, err
+	}
+	lib, err := LoadLibrary(cfg.ModulePath)
+	if err != nil {
+		return nil, err
+	}
+	t, err := openOn(ctx, lib, cfg, pin)
+	if err != nil {
+		lib.Close()
+		return nil, err
+	}
+	return t, nil
+}
+
+func openOn(ctx context.Context, lib *Library, cfg Config, pin string) (*Token, error) {
+	slots, err := lib.Slots()
+	if err != nil {
+		return nil, err
+	}
+	var found []Slot
+	for _, s := range slots {
+		if s.Token.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
+			continue
+		}
+		switch {
+		case cfg.TokenLabel != "" && trimLabel(s.Token.Label) == cfg.TokenLabel,
+			cfg.TokenSerial != "" && trimLabel(s.Token.SerialNumber) == cfg.TokenSerial,
+			cfg.SlotID != nil && s.ID == *cfg.SlotID:
+			found = append(found, s)
+		}
+	}
+	switch len(found) {
+	case 0:
+		var names []string
+		for _, s := range slots {
+			if s.Token.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0 {
+				names = append(names, fmt.Sprintf("%q", trimLabel(s.Token.Label)))
+			}
+		}
+		return nil, fmt.Errorf("hsm: no token matches %s in module %s; tokens present: %v", cfg.selector(), lib.path, names)
+	case 1:
+	default:
+		return nil, fmt.Errorf("hsm: %d tokens match %s: select by serial or slot-id", len(found), cfg.selector())
+	}
+	size := cfg.MaxSessions
+	if size == 0 {
+		size = DefaultMaxSessions
+	}
+	if m := found[0].Token.MaxRwSessionCount; m != pkcs11.CK_EFFECTIVELY_INFINITE && m != pkcs11.CK_UNAVAILABLE_INFORMATION && int(m) > 0 && int(m) < size {
+		size = int(m)
+	}
+	wait := cfg.PoolWait
+	if wait == 0 {
+		wait = DefaultPoolWait
+	}
+	var api Module = lib.ctx
+	if cfg.Wrap != nil {
+		api = cfg.Wrap(api)
+	}
+	t := &Token{lib: lib, api: api, slot: found[0].ID, info: found[0].Token, pin: pin, probes: map[string]bool{}}
+	t.pool = newPool(t, size, wait)
+	// Open and log in the first session now so that a wrong PIN fails Open.
+	if err := do(ctx, t, func(*Session) error { return nil }); err != nil {
+		t.pool.closeIdle()
+		return nil, err
+	}
+	return t, nil
+}
+
+func (c *Config) selector() string {
+	switch {
+	case c.TokenLabel != "":
+		return fmt.Sprintf("label %q", c.TokenLabel)
+	case c.TokenSerial != "":
+		return fmt.Sprintf("serial %q", c.TokenSerial)
+	case c.SlotID != nil:
+		return fmt.Sprintf("slot-id %d", *c.SlotID)
+	}
+	return "nothing"
+}
+
+// openSession opens a read/write session and logs the user in. Login state is
+// shared by all sessions of the process, so CKR_USER_ALREADY_LOGGED_IN is fine.
+func (t *Token) openSession() (*Session, error) {
+	h, err := t.api.OpenSession(t.slot, pkcs11.CKF_SERIAL_SESSION|pkcs11.CKF_RW_SESSION)
+	if err != nil {
+		return nil, ckr("C_OpenSession", err)
+	}
+	if err := t.api.Login(h, pkcs11.CKU_USER, t.pin); err != nil && !IsCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
+		_ = t.api.CloseSession(h)
+		if IsCode(err, pkcs11.CKR_PIN_INCORRECT) {
+			return nil, fmt.Errorf("hsm: login to token %q failed: wrong user PIN: %w", t.Label(), ckr("C_Login", err))
+		}
+		if IsCode(err, pkcs11.CKR_PIN_LOCKED) {
+			return nil, fmt.Errorf("hsm: login to token %q failed: the user PIN is locked: %w", t.Label(), ckr("C_Login", err))
+		}
+		return nil, ckr("C_Login", err)
+	}
+	return &Session{tok: t, handle: h}, nil
+}
+
+// Close closes the pool's sessions and releases the module. Operations in
+// flight finish; later ones fail with ErrClosed.
+func (t *Token) Close() error {
+	if t.closed.Swap(true) {
+		return nil
+	}
+	t.pool.closeIdle()
+	return t.lib.Close()
+}
+
+// Label returns the token label.
+func (t *Token) Label() string { return trimLabel(t.info.Label) }
+
+// Serial returns the token serial number.
+func (t *Token) Serial() string { return trimLabel(t.info.SerialNumber) }
+
+// SlotID returns the slot the token is in.
+func (t *Token) SlotID() uint { return t.slot }
+
+// ModulePath returns the PKCS#11 module path.
+func (t *Token) ModulePath() string { return t.lib.path }
+
+// Info returns the token information as read at Open.
+func (t *Token) Info() pkcs11.TokenInfo { return t.info }
+
+// SessionsInUse returns how many sessions are borrowed right now.
+func (t *Token) SessionsInUse() int { return int(t.pool.inUse.Load()) }
+
+// PoolSize returns the bound on open sessions.
+func (t *Token) PoolSize() int { return cap(t.pool.sem) }
+
+// Mechanisms lists the mechanisms the token offers.
+func (t *Token) Mechanisms() ([]uint, error) {
+	ms, err := t.api.GetMechanismList(t.slot)
+	if err != nil {
+		return nil, ckr("C_GetMechanismList", err)
+	}
+	out := make([]uint, len(ms))
+	for i, m := range ms {
+		out[i] = m.Mechanism
+	}
+	return out, nil
+}
+
+// Ping checks that the token answers and the session is logged in.
+func (t *Token) Ping(ctx context.Context) error {
+	_, err := t.Random(ctx, 1)
+	if err != nil {
+		return fmt.Errorf("hsm: token %q not ready: %w", t.Label(), err)
+	}
+	return nil
+}
+
+// CheckOpen returns ErrClosed once the token is closed.
+func (t *Token) CheckOpen() error {
+	if t.closed.Load() {
+		return ErrClosed
+	}
+	return nil
+}
+
+var errEmpty = errors.New("hsm: empty input")
