@@ -324,10 +324,14 @@ func TestGCM(t *testing.T) {
 		t.Fatalf("round trip: %v", err)
 	}
 	for name, f := range map[string]func() ([]byte, error){
-		"tag":  func() ([]byte, error) { c := bytes.Clone(ct); c[len(c)-1] ^= 1; return tok.DecryptGCM(bg, k, iv, c, aad) },
-		"body": func() ([]byte, error) { c := bytes.Clone(ct); c[0] ^= 1; return tok.DecryptGCM(bg, k, iv, c, aad) },
-		"aad":  func() ([]byte, error) { return tok.DecryptGCM(bg, k, iv, ct, []byte("other")) },
-		"iv":   func() ([]byte, error) { v := bytes.Clone(iv); v[0] ^= 1; return tok.DecryptGCM(bg, k, v, ct, aad) },
+		"tag": func() ([]byte, error) {
+			c := bytes.Clone(ct)
+			c[len(c)-1] ^= 1
+			return tok.DecryptGCM(bg, k, iv, c, aad)
+		},
+		"body":  func() ([]byte, error) { c := bytes.Clone(ct); c[0] ^= 1; return tok.DecryptGCM(bg, k, iv, c, aad) },
+		"aad":   func() ([]byte, error) { return tok.DecryptGCM(bg, k, iv, ct, []byte("other")) },
+		"iv":    func() ([]byte, error) { v := bytes.Clone(iv); v[0] ^= 1; return tok.DecryptGCM(bg, k, v, ct, aad) },
 		"short": func() ([]byte, error) { return tok.DecryptGCM(bg, k, iv, ct[:16], aad) },
 	} {
 		if _, err := f(); !errors.Is(err, hsm.ErrDecryption) {

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/softhsm"
+)
+
+// globals are the flags every command shares.
+type globals struct {
+	token string // --token / P11KMS_TOKEN
+	home  string // --home / P11KMS_HOME
+}
+
+// usageError marks an error as a usage error (exit status 2).
+type usageError struct{ error }
+
+// exitError carries an exit status for an error already printed.
+type exitError struct{ code int }
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", e.code) }
+
+func exitCode(err error) (int, bool) {
+	var ee exitError
+	if errors.As(err, &ee) {
+		return ee.code, true
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintln(os.Stderr, "p11kms:", ue.error)
+		return 2, true
+	}
+	return 0, false
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "p11kms",
+		Short: "A key-management service whose keys live in a PKCS#11 token",
+		Long: `p11kms keeps customer master keys as non-exportable AES keys inside a PKCS#11
+token and hands out data keys encrypted under them and wrapped under a
+caller's public key (Alibaba Cloud KMS GenerateAndExportDataKey, Tencent
+Cloud KMS GenerateDataKey with EncryptionPublicKey).
+
+Every command uses the embedded SoftHSM2 home ($P11KMS_HOME, default
+./.p11kms; create it with 'p11kms init') unless --token or P11KMS_TOKEN names
+another token by PKCS#11 URI. A URI naming only a token label
+(pkcs11:token=device) takes the module and PIN from the home.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("P11KMS_TOKEN"),
+		"PKCS#11 URI of the token (RFC 7512), e.g. pkcs11:token=kms?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/kms.pin (env P11KMS_TOKEN)")
+	root.PersistentFlags().StringVar(&g.home, "home", softhsm.HomeDir(), "p11kms home holding the embedded SoftHSM2 tokens (env P11KMS_HOME)")
+	root.AddCommand(newInitCmd(g), newTokenCmd(g))
+	return root
+}
+
+// openToken opens the token the flags select.
+func (g *globals) openToken(ctx context.Context) (*hsm.Token, error) {
+	return g.openTokenURI(ctx, g.token)
+}
+
+func (g *globals) openTokenURI(ctx context.Context, uri string) (*hsm.Token, error) {
+	cfg, err := softhsm.ResolveToken(uri, g.home)
+	if err != nil {
+		return nil, err
+	}
+	return hsm.Open(ctx, cfg)
+}
