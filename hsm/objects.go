@@ -164,3 +164,11 @@ func className(class uint) string {
 	}
 	return fmt.Sprintf("object of class %#x", class)
 }
+
+// CKA_LABEL re-exports the label attribute type for callers of Attributes.
+const CKA_LABEL = pkcs11.CKA_LABEL
+
+// SecretKeyByIDTemplate is the search template for secret keys with CKA_ID id.
+func SecretKeyByIDTemplate(id []byte) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), attr(pkcs11.CKA_ID, id)}
+}

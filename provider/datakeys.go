@@ -1,0 +1,502 @@
+package provider
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"slices"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/wrap"
+)
+
+// Wrapping algorithms each API accepts.
+var (
+	alibabaAlgorithms = []string{"RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "SM2PKE"}
+	tencentAlgorithms = []string{"SM2", "SM2_C1C3C2_ASN1", "RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"}
+)
+
+// fromWrap turns wrap's parameter errors into InvalidParameter.
+func fromWrap(err error) error {
+	var pe *wrap.ParamError
+	if errors.As(err, &pe) {
+		return InvalidParam(pe.Param, "%s", pe.Msg)
+	}
+	return err
+}
+
+// primaryKey is an Enabled key's primary version, ready to seal with.
+type primaryKey struct {
+	meta    *keyMeta
+	version uuid.UUID
+	handle  hsm.ObjectHandle
+}
+
+// primary resolves ref to an Enabled key and its primary version, rotating
+// first if automatic rotation is due.
+func (s *Service) primary(ctx context.Context, ref string) (*primaryKey, error) {
+	m, err := s.resolve(ctx, "KeyId", ref)
+	if err != nil {
+		return nil, err
+	}
+	if err := usable(m); err != nil {
+		return nil, err
+	}
+	if s.rotationDue(m) {
+		if _, err := s.rotate(ctx, m.KeyId, s.rotationDue); err != nil {
+			return nil, err
+		}
+		if m, _, err = s.loadKey(ctx, m.KeyId); err != nil {
+			return nil, err
+		}
+	}
+	vid, err := uuid.Parse(m.PrimaryKeyVersion)
+	if err != nil {
+		return nil, Internal("key metadata", err)
+	}
+	return &primaryKey{meta: m, version: vid}, nil
+}
+
+// ensureHandle finds the version key object.
+func (s *Service) ensureHandle(ctx context.Context, k *primaryKey) error {
+	if k.handle != 0 {
+		return nil
+	}
+	v, err := s.versionHandle(ctx, k.version)
+	if errors.Is(err, errNoVersion) {
+		return Internal("finding the key version", errors.New("the primary version's key object is missing from the token"))
+	}
+	if err != nil {
+		return err
+	}
+	k.handle = v.handle
+	return nil
+}
+
+// dataKeyLength applies KeySpec and NumberOfBytes (which wins).
+func dataKeyLength(keySpec string, numberOfBytes int) (int, error) {
+	if numberOfBytes != 0 {
+		if numberOfBytes < 1 || numberOfBytes > MaxDataKeyBytes {
+			return 0, InvalidParam("NumberOfBytes", "%d: accepted 1 to %d", numberOfBytes, MaxDataKeyBytes)
+		}
+		return numberOfBytes, nil
+	}
+	switch keySpec {
+	case "", "AES_256":
+		return 32, nil
+	case "AES_128":
+		return 16, nil
+	}
+	return 0, InvalidParam("KeySpec", "%q: accepted AES_256, AES_128", truncate(keySpec, 32))
+}
+
+// checkContext bounds the EncryptionContext (the JSON limit is applied by the
+// front-ends; this bounds what a library caller can pass).
+func checkContext(param string, ec wrap.EncryptionContext) error {
+	n := 0
+	for k, v := range ec {
+		n += len([]rune(k)) + len([]rune(v)) + 6
+	}
+	if n > MaxEncryptionContextChars {
+		return InvalidParam(param, "about %d characters as JSON: at most %d", n, MaxEncryptionContextChars)
+	}
+	return nil
+}
+
+// sealWith encrypts pt under the key's primary version with a fresh IV and
+// returns the CiphertextBlob bytes.
+func (s *Service) sealWith(ctx context.Context, k *primaryKey, iv, pt []byte, ec wrap.EncryptionContext) ([]byte, error) {
+	if err := s.ensureHandle(ctx, k); err != nil {
+		return nil, err
+	}
+	b := &wrap.Blob{VersionID: k.version}
+	copy(b.IV[:], iv)
+	sealed, err := s.tok.EncryptGCM(ctx, k.handle, b.IV[:], pt, wrap.AAD(b.Header(), ec))
+	if err != nil {
+		s.forgetKey(k.meta.KeyId) // a stale handle is re-read next time
+		return nil, Internal("encrypting in the token", err)
+	}
+	b.Sealed = sealed
+	return b.Marshal(), nil
+}
+
+// newDataKey draws n key bytes and the IV from one C_GenerateRandom and
+// seals the key. The caller must zero the returned key.
+func (s *Service) newDataKey(ctx context.Context, k *primaryKey, n int, ec wrap.EncryptionContext) (dk, blob []byte, err error) {
+	if err := s.ensureHandle(ctx, k); err != nil {
+		return nil, nil, err
+	}
+	r, err := s.tok.Random(ctx, n+hsm.GCMIVSize)
+	if err != nil {
+		return nil, nil, Internal("drawing random bytes from the token", err)
+	}
+	dk, iv := r[:n], r[n:]
+	blob, err = s.sealWith(ctx, k, iv, dk, ec)
+	if err != nil {
+		wrap.ZeroBytes(r)
+		return nil, nil, err
+	}
+	return dk, blob, nil
+}
+
+// open decrypts a base64 CiphertextBlob: the version it names (even if not
+// primary), its key's state, and the GCM tag under the context's AAD.
+func (s *Service) open(ctx context.Context, blobB64 string, ec wrap.EncryptionContext, ecParam string) (*keyMeta, uuid.UUID, []byte, error) {
+	if blobB64 == "" {
+		return nil, uuid.UUID{}, nil, InvalidParam("CiphertextBlob", "is required")
+	}
+	if err := checkContext(ecParam, ec); err != nil {
+		return nil, uuid.UUID{}, nil, err
+	}
+	raw, err := base64.StdEncoding.DecodeString(blobB64)
+	if err != nil {
+		return nil, uuid.UUID{}, nil, InvalidCiphertext(err)
+	}
+	b, err := wrap.ParseBlob(raw)
+	if err != nil {
+		return nil, uuid.UUID{}, nil, InvalidCiphertext(err)
+	}
+	v, err := s.versionHandle(ctx, b.VersionID)
+	if errors.Is(err, errNoVersion) {
+		return nil, uuid.UUID{}, nil, InvalidCiphertext(err)
+	}
+	if err != nil {
+		return nil, uuid.UUID{}, nil, err
+	}
+	m, _, err := s.loadKey(ctx, v.keyID)
+	if err != nil {
+		if ErrorCode(err) == CodeKeyNotFound {
+			return nil, uuid.UUID{}, nil, InvalidCiphertext(err)
+		}
+		return nil, uuid.UUID{}, nil, err
+	}
+	if err := usable(m); err != nil {
+		return nil, uuid.UUID{}, nil, err
+	}
+	pt, err := s.tok.DecryptGCM(ctx, v.handle, b.IV[:], b.Sealed, wrap.AAD(b.Header(), ec))
+	if errors.Is(err, hsm.ErrDecryption) {
+		return nil, uuid.UUID{}, nil, InvalidCiphertext(err)
+	}
+	if err != nil {
+		s.forgetKey(v.keyID)
+		return nil, uuid.UUID{}, nil, Internal("decrypting in the token", err)
+	}
+	return m, b.VersionID, pt, nil
+}
+
+// exporter is a validated public key and algorithm.
+type exporter struct {
+	alg *wrap.Algorithm
+	pub crypto.PublicKey
+}
+
+// alibabaExporter validates PublicKeyBlob, WrappingKeySpec and WrappingAlgorithm.
+func alibabaExporter(blob, spec, alg string) (*exporter, error) {
+	if spec == "" {
+		return nil, InvalidParam("WrappingKeySpec", "is required: accepted RSA_2048, EC_SM2 (RSA_3072, RSA_4096: p11kms extension)")
+	}
+	ks, err := wrap.ParseKeySpec(spec)
+	if err != nil {
+		return nil, fromWrap(err)
+	}
+	if !slices.Contains(alibabaAlgorithms, alg) {
+		return nil, InvalidParam("WrappingAlgorithm", "%q: accepted %s", truncate(alg, 40), strings.Join(alibabaAlgorithms, ", "))
+	}
+	a, err := wrap.LookupAlgorithm(alg)
+	if err != nil {
+		return nil, fromWrap(err)
+	}
+	if err := a.CompatibleWith(ks); err != nil {
+		return nil, fromWrap(err)
+	}
+	if blob == "" {
+		return nil, InvalidParam("PublicKeyBlob", "is required: base64 DER SubjectPublicKeyInfo")
+	}
+	pub, err := wrap.ParsePublicKeyBlob(blob, ks)
+	if err != nil {
+		return nil, fromWrap(err)
+	}
+	return &exporter{alg: a, pub: pub}, nil
+}
+
+// tencentExporter validates EncryptionPublicKey (PEM) and EncryptionAlgorithm
+// (empty means SM2, so an RSA key without an algorithm is an error).
+func tencentExporter(pemText, alg string) (*exporter, error) {
+	if alg == "" {
+		alg = "SM2"
+	}
+	if !slices.Contains(tencentAlgorithms, alg) {
+		return nil, InvalidParam("EncryptionAlgorithm", "%q: accepted %s", truncate(alg, 40), strings.Join(tencentAlgorithms, ", "))
+	}
+	a, err := wrap.LookupAlgorithm(alg)
+	if err != nil {
+		return nil, fromWrap(err)
+	}
+	pub, spec, err := wrap.ParsePublicKeyPEM(pemText)
+	if err != nil {
+		return nil, fromWrap(err)
+	}
+	if err := a.CompatibleWith(spec); err != nil {
+		return nil, InvalidParam("EncryptionAlgorithm", "%s does not fit a %s key (an empty EncryptionAlgorithm means SM2)", alg, spec)
+	}
+	return &exporter{alg: a, pub: pub}, nil
+}
+
+func (e *exporter) check(n int) error {
+	if max := e.alg.MaxPlaintext(e.pub); n > max {
+		return InvalidParam("NumberOfBytes", "%d bytes do not fit %s under this key: at most %d", n, e.alg.Name, max)
+	}
+	return nil
+}
+
+func (e *exporter) export(dk []byte) (string, error) {
+	ct, err := e.alg.Encrypt(rand.Reader, e.pub, dk)
+	if err != nil {
+		return "", fromWrap(err)
+	}
+	return base64.StdEncoding.EncodeToString(ct), nil
+}
+
+func kcvOf(dk []byte) string {
+	if n := len(dk); n != 16 && n != 24 && n != 32 {
+		return ""
+	}
+	k, _ := wrap.KCV(dk)
+	return k
+}
+
+func dryRun() error { return NewError(CodeDryRun, "the request would have succeeded (DryRun)") }
+
+// GenerateDataKey returns a new data key in plaintext and under the CMK.
+// With EncryptionPublicKey (Tencent), Plaintext is the key encrypted under
+// that public key instead.
+func (s *Service) GenerateDataKey(ctx context.Context, req *GenerateDataKeyRequest) (*GenerateDataKeyResponse, error) {
+	n, err := dataKeyLength(req.KeySpec, req.NumberOfBytes)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkContext("EncryptionContext", req.EncryptionContext); err != nil {
+		return nil, err
+	}
+	var ex *exporter
+	if req.EncryptionPublicKey != "" || req.EncryptionAlgorithm != "" {
+		if req.EncryptionPublicKey == "" {
+			return nil, InvalidParam("EncryptionPublicKey", "is required with EncryptionAlgorithm")
+		}
+		if ex, err = tencentExporter(req.EncryptionPublicKey, req.EncryptionAlgorithm); err != nil {
+			return nil, err
+		}
+		if err := ex.check(n); err != nil {
+			return nil, err
+		}
+	}
+	k, err := s.primary(ctx, req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	if req.DryRun {
+		return nil, dryRun()
+	}
+	dk, blob, err := s.newDataKey(ctx, k, n, req.EncryptionContext)
+	if err != nil {
+		return nil, err
+	}
+	defer wrap.ZeroBytes(dk)
+	resp := &GenerateDataKeyResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(),
+		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), KeyCheckValue: kcvOf(dk), RequestId: NewRequestID()}
+	if ex != nil {
+		if resp.Plaintext, err = ex.export(dk); err != nil {
+			return nil, err
+		}
+	} else {
+		resp.Plaintext = base64.StdEncoding.EncodeToString(dk)
+	}
+	return resp, nil
+}
+
+// GenerateDataKeyWithoutPlaintext returns a new data key only under the CMK.
+func (s *Service) GenerateDataKeyWithoutPlaintext(ctx context.Context, req *GenerateDataKeyRequest) (*GenerateDataKeyResponse, error) {
+	if req.EncryptionPublicKey != "" || req.EncryptionAlgorithm != "" {
+		return nil, InvalidParam("EncryptionPublicKey", "is not accepted by GenerateDataKeyWithoutPlaintext")
+	}
+	resp, err := s.GenerateDataKey(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	resp.Plaintext = ""
+	return resp, nil
+}
+
+// GenerateAndExportDataKey returns a new data key under the CMK
+// (CiphertextBlob) and under the caller's public key (ExportedDataKey).
+func (s *Service) GenerateAndExportDataKey(ctx context.Context, req *GenerateAndExportDataKeyRequest) (*ExportResponse, error) {
+	n, err := dataKeyLength(req.KeySpec, req.NumberOfBytes)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkContext("EncryptionContext", req.EncryptionContext); err != nil {
+		return nil, err
+	}
+	ex, err := alibabaExporter(req.PublicKeyBlob, req.WrappingKeySpec, req.WrappingAlgorithm)
+	if err != nil {
+		return nil, err
+	}
+	if err := ex.check(n); err != nil {
+		return nil, err
+	}
+	k, err := s.primary(ctx, req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	if req.DryRun {
+		return nil, dryRun()
+	}
+	dk, blob, err := s.newDataKey(ctx, k, n, req.EncryptionContext)
+	if err != nil {
+		return nil, err
+	}
+	defer wrap.ZeroBytes(dk)
+	exported, err := ex.export(dk)
+	if err != nil {
+		return nil, err
+	}
+	return &ExportResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(),
+		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), ExportedDataKey: exported,
+		KeyCheckValue: kcvOf(dk), RequestId: NewRequestID()}, nil
+}
+
+// ExportDataKey re-wraps the data key of a CiphertextBlob under a public key.
+func (s *Service) ExportDataKey(ctx context.Context, req *ExportDataKeyRequest) (*ExportResponse, error) {
+	ex, err := alibabaExporter(req.PublicKeyBlob, req.WrappingKeySpec, req.WrappingAlgorithm)
+	if err != nil {
+		return nil, err
+	}
+	if req.DryRun {
+		if _, _, _, err := s.open(ctx, req.CiphertextBlob, req.EncryptionContext, "EncryptionContext"); err != nil {
+			return nil, err
+		}
+		return nil, dryRun()
+	}
+	m, vid, dk, err := s.open(ctx, req.CiphertextBlob, req.EncryptionContext, "EncryptionContext")
+	if err != nil {
+		return nil, err
+	}
+	defer wrap.ZeroBytes(dk)
+	if err := ex.check(len(dk)); err != nil {
+		return nil, err
+	}
+	exported, err := ex.export(dk)
+	if err != nil {
+		return nil, err
+	}
+	return &ExportResponse{KeyId: m.KeyId, KeyVersionId: vid.String(), ExportedDataKey: exported,
+		KeyCheckValue: kcvOf(dk), RequestId: NewRequestID()}, nil
+}
+
+// Encrypt encrypts up to 6 KiB (base64 Plaintext) under a CMK.
+func (s *Service) Encrypt(ctx context.Context, req *EncryptRequest) (*EncryptResponse, error) {
+	pt, err := base64.StdEncoding.DecodeString(req.Plaintext)
+	if err != nil {
+		return nil, InvalidParam("Plaintext", "is not valid base64")
+	}
+	defer wrap.ZeroBytes(pt)
+	if len(pt) < 1 || len(pt) > MaxPlaintextBytes {
+		return nil, InvalidParam("Plaintext", "%d bytes: accepted 1 to %d", len(pt), MaxPlaintextBytes)
+	}
+	if err := checkContext("EncryptionContext", req.EncryptionContext); err != nil {
+		return nil, err
+	}
+	k, err := s.primary(ctx, req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	if req.DryRun {
+		return nil, dryRun()
+	}
+	iv, err := s.tok.Random(ctx, hsm.GCMIVSize)
+	if err != nil {
+		return nil, Internal("drawing random bytes from the token", err)
+	}
+	blob, err := s.sealWith(ctx, k, iv, pt, req.EncryptionContext)
+	if err != nil {
+		return nil, err
+	}
+	return &EncryptResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(),
+		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), RequestId: NewRequestID()}, nil
+}
+
+// Decrypt decrypts a CiphertextBlob with the version that made it.
+func (s *Service) Decrypt(ctx context.Context, req *DecryptRequest) (*DecryptResponse, error) {
+	m, vid, pt, err := s.open(ctx, req.CiphertextBlob, req.EncryptionContext, "EncryptionContext")
+	if err != nil {
+		return nil, err
+	}
+	defer wrap.ZeroBytes(pt)
+	if req.DryRun {
+		return nil, dryRun()
+	}
+	return &DecryptResponse{KeyId: m.KeyId, KeyVersionId: vid.String(), Plaintext: base64.StdEncoding.EncodeToString(pt),
+		KeyCheckValue: kcvOf(pt), RequestId: NewRequestID()}, nil
+}
+
+// ReEncrypt decrypts a blob and encrypts its plaintext under another key
+// and/or context, or exports it under a public key; the plaintext never
+// leaves the service.
+func (s *Service) ReEncrypt(ctx context.Context, req *ReEncryptRequest) (*ReEncryptResponse, error) {
+	var ex *exporter
+	var dest *primaryKey
+	var err error
+	if req.PublicKeyBlob != "" {
+		if req.DestinationKeyId != "" {
+			return nil, InvalidParam("DestinationKeyId", "give either DestinationKeyId or PublicKeyBlob, not both")
+		}
+		if ex, err = alibabaExporter(req.PublicKeyBlob, req.WrappingKeySpec, req.WrappingAlgorithm); err != nil {
+			return nil, err
+		}
+	} else {
+		if req.DestinationKeyId == "" {
+			return nil, InvalidParam("DestinationKeyId", "is required (or PublicKeyBlob with WrappingKeySpec and WrappingAlgorithm)")
+		}
+		if err := checkContext("DestinationEncryptionContext", req.DestinationEncryptionContext); err != nil {
+			return nil, err
+		}
+		if dest, err = s.primary(ctx, req.DestinationKeyId); err != nil {
+			return nil, err
+		}
+	}
+	m, vid, pt, err := s.open(ctx, req.CiphertextBlob, req.SourceEncryptionContext, "SourceEncryptionContext")
+	if err != nil {
+		return nil, err
+	}
+	defer wrap.ZeroBytes(pt)
+	if req.DryRun {
+		return nil, dryRun()
+	}
+	resp := &ReEncryptResponse{SourceKeyId: m.KeyId, SourceKeyVersionId: vid.String(), RequestId: NewRequestID()}
+	if ex != nil {
+		if err := ex.check(len(pt)); err != nil {
+			return nil, err
+		}
+		if resp.ExportedDataKey, err = ex.export(pt); err != nil {
+			return nil, err
+		}
+		resp.KeyId, resp.KeyVersionId = m.KeyId, vid.String()
+		return resp, nil
+	}
+	iv, err := s.tok.Random(ctx, hsm.GCMIVSize)
+	if err != nil {
+		return nil, Internal("drawing random bytes from the token", err)
+	}
+	blob, err := s.sealWith(ctx, dest, iv, pt, req.DestinationEncryptionContext)
+	if err != nil {
+		return nil, err
+	}
+	resp.KeyId, resp.KeyVersionId = dest.meta.KeyId, dest.version.String()
+	resp.CiphertextBlob = base64.StdEncoding.EncodeToString(blob)
+	return resp, nil
+}

@@ -1,0 +1,456 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/p11kms/p11kms/hsm"
+)
+
+// Key specs and usages.
+const (
+	KeySpecAES256   = "Aliyun_AES_256"
+	KeyUsageEncrypt = "ENCRYPT/DECRYPT"
+)
+
+// versionLabel is the CKA_LABEL of a CMK version key.
+func versionLabel(keyID, versionID string) string {
+	return "p11kms/" + keyID + "/" + versionID
+}
+
+// parseRotationInterval accepts "604800s", "7d" or plain seconds, 7–365 days.
+func parseRotationInterval(s string) (int64, error) {
+	var secs int64
+	var err error
+	switch {
+	case strings.HasSuffix(s, "s"):
+		secs, err = strconv.ParseInt(strings.TrimSuffix(s, "s"), 10, 64)
+	case strings.HasSuffix(s, "d"):
+		var d int64
+		d, err = strconv.ParseInt(strings.TrimSuffix(s, "d"), 10, 64)
+		secs = d * 86400
+	default:
+		secs, err = strconv.ParseInt(s, 10, 64)
+	}
+	if err != nil || secs < MinRotationDays*86400 || secs > MaxRotationDays*86400 {
+		return 0, InvalidParam("RotationInterval", "%q: accepted %d to %d days, as seconds with an s suffix (604800s) or days (30d)", truncate(s, 32), MinRotationDays, MaxRotationDays)
+	}
+	return secs, nil
+}
+
+// CreateKey creates a CMK with its first version.
+func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyResponse, error) {
+	if req.KeySpec != "" && req.KeySpec != KeySpecAES256 {
+		return nil, InvalidParam("KeySpec", "%q: accepted %s", truncate(req.KeySpec, 32), KeySpecAES256)
+	}
+	if req.KeyUsage != "" && req.KeyUsage != KeyUsageEncrypt {
+		return nil, InvalidParam("KeyUsage", "%q: accepted %s", truncate(req.KeyUsage, 32), KeyUsageEncrypt)
+	}
+	if n := len([]rune(req.Description)); n > MaxDescriptionChars {
+		return nil, InvalidParam("Description", "%d characters: at most %d", n, MaxDescriptionChars)
+	}
+	var interval int64
+	if req.EnableAutomaticRotation || req.RotationInterval != "" {
+		if req.RotationInterval == "" {
+			return nil, InvalidParam("RotationInterval", "is required with EnableAutomaticRotation")
+		}
+		var err error
+		if interval, err = parseRotationInterval(req.RotationInterval); err != nil {
+			return nil, err
+		}
+	}
+	keyID := req.KeyId
+	if keyID == "" {
+		keyID = uuid.NewString()
+	} else if err := checkKeyID("KeyId", keyID); err != nil {
+		return nil, err
+	}
+	if req.DryRun {
+		return nil, NewError(CodeDryRun, "the request would have succeeded (DryRun)")
+	}
+	now := s.now()
+	versionID := uuid.New()
+	m := &keyMeta{
+		KeyId: keyID, Description: req.Description, KeySpec: KeySpecAES256, KeyUsage: KeyUsageEncrypt,
+		KeyState: StateEnabled, Origin: "Aliyun_KMS", ProtectionLevel: "HSM", Creator: s.opt.Creator,
+		CreationDate: now, PrimaryKeyVersion: versionID.String(),
+		Versions:          []versionMeta{{KeyVersionId: versionID.String(), CreationDate: now}},
+		AutomaticRotation: req.EnableAutomaticRotation && interval > 0, RotationInterval: interval,
+		LastRotationDate: now,
+	}
+	// The version key first: a crash before the metadata leaves an orphan
+	// version object that Sweep removes, never metadata naming a missing key.
+	h, err := s.tok.GenerateAESKey(ctx, 256, hsm.SecretKeyOptions{ID: versionID[:], Label: versionLabel(keyID, versionID.String()),
+		Usage: hsm.UsageEncrypt | hsm.UsageDecrypt})
+	if err != nil {
+		return nil, Internal("generating the key in the token", err)
+	}
+	b, _ := json.Marshal(m)
+	if _, err := s.tok.CreateData(ctx, appKeys, keyID, b); err != nil {
+		_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
+		if errors.Is(err, hsm.ErrExists) {
+			return nil, InvalidParam("KeyId", "a key with id %s already exists", keyID)
+		}
+		return nil, Internal("writing key metadata", err)
+	}
+	s.rememberVersion(versionID, keyID, h)
+	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: NewRequestID()}, nil
+}
+
+// DescribeKey returns a key's metadata, in any state.
+func (s *Service) DescribeKey(ctx context.Context, req *KeyIdRequest) (*KeyResponse, error) {
+	m, err := s.resolve(ctx, "KeyId", req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: NewRequestID()}, nil
+}
+
+// page validates paging parameters and returns the slice bounds.
+func page(number, size, total int) (int, int, int, int, error) {
+	if number == 0 {
+		number = 1
+	}
+	if size == 0 {
+		size = 10
+	}
+	if number < 1 {
+		return 0, 0, 0, 0, InvalidParam("PageNumber", "%d: accepted 1 or more", number)
+	}
+	if size < 1 || size > 100 {
+		return 0, 0, 0, 0, InvalidParam("PageSize", "%d: accepted 1 to 100", size)
+	}
+	from := min((number-1)*size, total)
+	to := min(from+size, total)
+	return number, size, from, to, nil
+}
+
+// ListKeys lists keys, a page at a time, sorted by key id.
+func (s *Service) ListKeys(ctx context.Context, req *ListKeysRequest) (*ListKeysResponse, error) {
+	if _, _, _, _, err := page(req.PageNumber, req.PageSize, 0); err != nil {
+		return nil, err
+	}
+	keys, err := s.listKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n, size, from, to, _ := page(req.PageNumber, req.PageSize, len(keys))
+	resp := &ListKeysResponse{TotalCount: len(keys), PageNumber: n, PageSize: size, RequestId: NewRequestID()}
+	resp.Keys.Key = []KeyRef{}
+	for _, m := range keys[from:to] {
+		resp.Keys.Key = append(resp.Keys.Key, KeyRef{KeyId: m.KeyId, KeyArn: s.arn(m.KeyId)})
+	}
+	return resp, nil
+}
+
+// setState runs a state transition; from lists the states it may start in.
+func (s *Service) setState(ctx context.Context, req *KeyIdRequest, to string, change func(*keyMeta) error) (*RequestIdResponse, error) {
+	m, err := s.resolve(ctx, "KeyId", req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	if err := change(m); err != nil { // validate on the current state first
+		return nil, err
+	}
+	if req.DryRun {
+		return nil, NewError(CodeDryRun, "the request would have succeeded (DryRun)")
+	}
+	if _, err := s.updateKey(ctx, m.KeyId, change); err != nil {
+		return nil, err
+	}
+	if to != StateEnabled {
+		s.forgetKey(m.KeyId)
+	}
+	return &RequestIdResponse{RequestId: NewRequestID()}, nil
+}
+
+// EnableKey enables a Disabled key.
+func (s *Service) EnableKey(ctx context.Context, req *KeyIdRequest) (*RequestIdResponse, error) {
+	return s.setState(ctx, req, StateEnabled, func(m *keyMeta) error {
+		if m.KeyState == StatePendingDeletion {
+			return NewError(CodePendingDeletion, "the key %s is pending deletion: cancel the deletion first", m.KeyId)
+		}
+		m.KeyState = StateEnabled
+		return nil
+	})
+}
+
+// DisableKey disables an Enabled key: it stops encrypting and decrypting at once.
+func (s *Service) DisableKey(ctx context.Context, req *KeyIdRequest) (*RequestIdResponse, error) {
+	return s.setState(ctx, req, StateDisabled, func(m *keyMeta) error {
+		if m.KeyState == StatePendingDeletion {
+			return NewError(CodePendingDeletion, "the key %s is pending deletion", m.KeyId)
+		}
+		m.KeyState = StateDisabled
+		return nil
+	})
+}
+
+// ScheduleKeyDeletion puts a key in PendingDeletion; Sweep destroys it after
+// PendingWindowInDays.
+func (s *Service) ScheduleKeyDeletion(ctx context.Context, req *ScheduleKeyDeletionRequest) (*RequestIdResponse, error) {
+	if req.PendingWindowInDays < MinPendingWindowDays || req.PendingWindowInDays > MaxPendingWindowDays {
+		return nil, InvalidParam("PendingWindowInDays", "%d: accepted %d to %d", req.PendingWindowInDays, MinPendingWindowDays, MaxPendingWindowDays)
+	}
+	deleteAt := s.now().Add(time.Duration(req.PendingWindowInDays) * 24 * time.Hour)
+	return s.setState(ctx, &KeyIdRequest{KeyId: req.KeyId, DryRun: req.DryRun}, StatePendingDeletion, func(m *keyMeta) error {
+		if m.KeyState == StatePendingDeletion {
+			return NewError(CodePendingDeletion, "the key %s is already pending deletion", m.KeyId)
+		}
+		m.KeyState, m.DeleteDate = StatePendingDeletion, deleteAt
+		return nil
+	})
+}
+
+// CancelKeyDeletion returns a PendingDeletion key to Enabled.
+func (s *Service) CancelKeyDeletion(ctx context.Context, req *KeyIdRequest) (*RequestIdResponse, error) {
+	return s.setState(ctx, req, StateEnabled, func(m *keyMeta) error {
+		if m.KeyState != StatePendingDeletion {
+			return NewError(CodeNotPendingDeletion, "the key %s is not pending deletion", m.KeyId)
+		}
+		m.KeyState, m.DeleteDate = StateEnabled, time.Time{}
+		return nil
+	})
+}
+
+// UpdateRotationPolicy turns automatic rotation on or off.
+func (s *Service) UpdateRotationPolicy(ctx context.Context, req *UpdateRotationPolicyRequest) (*RequestIdResponse, error) {
+	var interval int64
+	if req.EnableAutomaticRotation {
+		var err error
+		if interval, err = parseRotationInterval(req.RotationInterval); err != nil {
+			return nil, err
+		}
+	}
+	m, err := s.resolve(ctx, "KeyId", req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	_, err = s.updateKey(ctx, m.KeyId, func(m *keyMeta) error {
+		if m.KeyState == StatePendingDeletion {
+			return NewError(CodePendingDeletion, "the key %s is pending deletion", m.KeyId)
+		}
+		m.AutomaticRotation, m.RotationInterval = req.EnableAutomaticRotation, interval
+		if m.LastRotationDate.IsZero() {
+			m.LastRotationDate = s.now()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &RequestIdResponse{RequestId: NewRequestID()}, nil
+}
+
+// CreateKeyVersion makes a new primary version; old versions still decrypt.
+func (s *Service) CreateKeyVersion(ctx context.Context, req *KeyIdRequest) (*CreateKeyVersionResponse, error) {
+	m, err := s.resolve(ctx, "KeyId", req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	if err := usable(m); err != nil {
+		return nil, err
+	}
+	if req.DryRun {
+		return nil, NewError(CodeDryRun, "the request would have succeeded (DryRun)")
+	}
+	v, err := s.rotate(ctx, m.KeyId, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &CreateKeyVersionResponse{KeyVersion: v, RequestId: NewRequestID()}, nil
+}
+
+// rotate creates a version key and makes it primary. With due set, it only
+// rotates if due still holds on the freshly read metadata (automatic
+// rotation by several nodes at once makes one version, not several).
+func (s *Service) rotate(ctx context.Context, keyID string, due func(*keyMeta) bool) (KeyVersion, error) {
+	versionID := uuid.New()
+	now := s.now()
+	h, err := s.tok.GenerateAESKey(ctx, 256, hsm.SecretKeyOptions{ID: versionID[:], Label: versionLabel(keyID, versionID.String()),
+		Usage: hsm.UsageEncrypt | hsm.UsageDecrypt})
+	if err != nil {
+		return KeyVersion{}, Internal("generating the key version in the token", err)
+	}
+	skipped := false
+	_, err = s.updateKey(ctx, keyID, func(m *keyMeta) error {
+		skipped = false
+		if due != nil && !due(m) {
+			skipped = true
+			return nil
+		}
+		if err := usable(m); err != nil {
+			return err
+		}
+		m.Versions = append(m.Versions, versionMeta{KeyVersionId: versionID.String(), CreationDate: now})
+		m.PrimaryKeyVersion, m.LastRotationDate = versionID.String(), now
+		return nil
+	})
+	if err != nil || skipped {
+		_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
+		return KeyVersion{}, err
+	}
+	s.rememberVersion(versionID, keyID, h)
+	return KeyVersion{KeyId: keyID, KeyVersionId: versionID.String(), CreationDate: fmtTime(now)}, nil
+}
+
+// rotationDue reports whether automatic rotation is due.
+func (s *Service) rotationDue(m *keyMeta) bool {
+	return m.AutomaticRotation && m.RotationInterval > 0 && m.KeyState == StateEnabled &&
+		!s.now().Before(m.LastRotationDate.Add(time.Duration(m.RotationInterval)*time.Second))
+}
+
+// ListKeyVersions lists a key's versions, oldest first.
+func (s *Service) ListKeyVersions(ctx context.Context, req *ListKeyVersionsRequest) (*ListKeyVersionsResponse, error) {
+	if _, _, _, _, err := page(req.PageNumber, req.PageSize, 0); err != nil {
+		return nil, err
+	}
+	m, err := s.resolve(ctx, "KeyId", req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	n, size, from, to, _ := page(req.PageNumber, req.PageSize, len(m.Versions))
+	resp := &ListKeyVersionsResponse{TotalCount: len(m.Versions), PageNumber: n, PageSize: size, RequestId: NewRequestID()}
+	resp.KeyVersions.KeyVersion = []KeyVersion{}
+	for _, v := range m.Versions[from:to] {
+		resp.KeyVersions.KeyVersion = append(resp.KeyVersions.KeyVersion, KeyVersion{KeyId: m.KeyId, KeyVersionId: v.KeyVersionId, CreationDate: fmtTime(v.CreationDate)})
+	}
+	return resp, nil
+}
+
+// DescribeKeyVersion describes one version.
+func (s *Service) DescribeKeyVersion(ctx context.Context, req *DescribeKeyVersionRequest) (*DescribeKeyVersionResponse, error) {
+	m, err := s.resolve(ctx, "KeyId", req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	for _, v := range m.Versions {
+		if v.KeyVersionId == req.KeyVersionId {
+			return &DescribeKeyVersionResponse{KeyVersion: KeyVersion{KeyId: m.KeyId, KeyVersionId: v.KeyVersionId, CreationDate: fmtTime(v.CreationDate)}, RequestId: NewRequestID()}, nil
+		}
+	}
+	if _, err := uuid.Parse(req.KeyVersionId); err != nil {
+		return nil, InvalidParam("KeyVersionId", "%q is not a version id (a UUID)", truncate(req.KeyVersionId, 64))
+	}
+	return nil, NewError(CodeKeyNotFound, "the key %s has no version %s", m.KeyId, req.KeyVersionId)
+}
+
+// Sweep does the periodic work any node may run: destroys keys whose
+// deletion window has passed (their versions, aliases and metadata), and
+// rotates keys whose automatic rotation is due.
+func (s *Service) Sweep(ctx context.Context) (*SweepResult, error) {
+	keys, err := s.listKeys(ctx)
+	if err != nil {
+		return nil, err
+	}
+	res := &SweepResult{}
+	now := s.now()
+	for _, m := range keys {
+		switch {
+		case m.KeyState == StatePendingDeletion && !now.Before(m.DeleteDate):
+			if err := s.destroyKey(ctx, m); err != nil {
+				return res, err
+			}
+			res.Deleted = append(res.Deleted, m.KeyId)
+		case s.rotationDue(m):
+			if _, err := s.rotate(ctx, m.KeyId, s.rotationDue); err != nil {
+				return res, err
+			}
+			res.Rotated = append(res.Rotated, m.KeyId)
+		}
+	}
+	sort.Strings(res.Deleted)
+	sort.Strings(res.Rotated)
+	return res, nil
+}
+
+// destroyKey removes a key's aliases, version objects and metadata, in that
+// order, so an interrupted destruction leaves metadata a later sweep finishes.
+func (s *Service) destroyKey(ctx context.Context, m *keyMeta) error {
+	aliases, err := s.aliasesOf(ctx, m.KeyId)
+	if err != nil {
+		return err
+	}
+	for _, a := range aliases {
+		if err := s.tok.DestroyData(ctx, appAliases, a.AliasName); err != nil && !errors.Is(err, hsm.ErrNotFound) {
+			return Internal("destroying alias", err)
+		}
+	}
+	s.forgetKey(m.KeyId)
+	for _, v := range m.Versions {
+		id, err := uuid.Parse(v.KeyVersionId)
+		if err != nil {
+			continue
+		}
+		hs, err := s.tok.FindObjects(ctx, hsm.SecretKeyByIDTemplate(id[:]))
+		if err != nil {
+			return Internal("finding key versions", err)
+		}
+		for _, h := range hs {
+			if err := s.tok.DestroyObject(ctx, h); err != nil {
+				return Internal("destroying key version", err)
+			}
+		}
+	}
+	if err := s.tok.DestroyData(ctx, appKeys, m.KeyId); err != nil && !errors.Is(err, hsm.ErrNotFound) {
+		return Internal("destroying key metadata", err)
+	}
+	return nil
+}
+
+// rememberVersion caches a version's handle.
+func (s *Service) rememberVersion(id uuid.UUID, keyID string, h hsm.ObjectHandle) {
+	s.mu.Lock()
+	s.versions[id] = versionRef{keyID: keyID, handle: h}
+	s.mu.Unlock()
+}
+
+// forgetKey drops a key's cached version handles.
+func (s *Service) forgetKey(keyID string) {
+	s.mu.Lock()
+	for id, v := range s.versions {
+		if v.keyID == keyID {
+			delete(s.versions, id)
+		}
+	}
+	s.mu.Unlock()
+}
+
+// versionHandle finds a version key by its 16-byte ID: from the cache, or
+// the token. It returns the owning key id from the object's label.
+func (s *Service) versionHandle(ctx context.Context, id [16]byte) (versionRef, error) {
+	s.mu.Lock()
+	v, ok := s.versions[id]
+	s.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	h, err := s.tok.FindSecretKeyByID(ctx, id[:])
+	if errors.Is(err, hsm.ErrNotFound) {
+		return versionRef{}, errNoVersion
+	}
+	if err != nil {
+		return versionRef{}, Internal("finding the key version", err)
+	}
+	attrs, err := s.tok.Attributes(ctx, h, hsm.CKA_LABEL)
+	if err != nil {
+		return versionRef{}, Internal("reading the key version", err)
+	}
+	parts := strings.Split(string(attrs[hsm.CKA_LABEL]), "/")
+	if len(parts) != 3 || parts[0] != "p11kms" || parts[2] != uuid.UUID(id).String() {
+		return versionRef{}, errNoVersion
+	}
+	v = versionRef{keyID: parts[1], handle: h}
+	s.rememberVersion(id, v.keyID, h)
+	return v, nil
+}
+
+var errNoVersion = fmt.Errorf("no such key version")

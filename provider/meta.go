@@ -1,0 +1,162 @@
+package provider
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/p11kms/p11kms/hsm"
+)
+
+// Token data-object applications.
+const (
+	appKeys    = "p11kms"
+	appAliases = "p11kms-alias"
+)
+
+// Key states.
+const (
+	StateEnabled         = "Enabled"
+	StateDisabled        = "Disabled"
+	StatePendingDeletion = "PendingDeletion"
+)
+
+// keyMeta is the JSON stored in a key's metadata object.
+type keyMeta struct {
+	KeyId             string
+	Description       string
+	KeySpec           string
+	KeyUsage          string
+	KeyState          string
+	Origin            string
+	ProtectionLevel   string
+	Creator           string
+	CreationDate      time.Time
+	DeleteDate        time.Time `json:",omitzero"`
+	PrimaryKeyVersion string
+	Versions          []versionMeta
+	AutomaticRotation bool
+	RotationInterval  int64     `json:",omitempty"` // seconds
+	LastRotationDate  time.Time `json:",omitzero"`
+}
+
+type versionMeta struct {
+	KeyVersionId string
+	CreationDate time.Time
+}
+
+// aliasMeta is the JSON stored in an alias object.
+type aliasMeta struct {
+	KeyId        string
+	CreationDate time.Time
+}
+
+const isoTime = "2006-01-02T15:04:05Z"
+
+func fmtTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(isoTime)
+}
+
+func (s *Service) arn(keyID string) string {
+	return fmt.Sprintf("acs:kms:%s:%s:key/%s", s.opt.Region, s.opt.Account, keyID)
+}
+
+func (s *Service) aliasArn(alias string) string {
+	return fmt.Sprintf("acs:kms:%s:%s:%s", s.opt.Region, s.opt.Account, alias)
+}
+
+// metadata converts stored metadata to the API's KeyMetadata.
+func (s *Service) metadata(m *keyMeta) KeyMetadata {
+	km := KeyMetadata{
+		KeyId: m.KeyId, Arn: s.arn(m.KeyId), CreationDate: fmtTime(m.CreationDate), Creator: m.Creator,
+		Description: m.Description, KeySpec: m.KeySpec, KeyUsage: m.KeyUsage, KeyState: m.KeyState,
+		Origin: m.Origin, ProtectionLevel: m.ProtectionLevel, PrimaryKeyVersion: m.PrimaryKeyVersion,
+		AutomaticRotation: "Disabled", DeleteDate: fmtTime(m.DeleteDate),
+		LastRotationDate: fmtTime(m.LastRotationDate),
+	}
+	if m.AutomaticRotation {
+		km.AutomaticRotation = "Enabled"
+		km.RotationInterval = fmt.Sprintf("%ds", m.RotationInterval)
+		km.NextRotationDate = fmtTime(m.LastRotationDate.Add(time.Duration(m.RotationInterval) * time.Second))
+	}
+	return km
+}
+
+// loadKey reads a key's metadata by key id (not alias).
+func (s *Service) loadKey(ctx context.Context, keyID string) (*keyMeta, *hsm.DataObject, error) {
+	obj, err := s.tok.FindData(ctx, appKeys, keyID)
+	if errors.Is(err, hsm.ErrNotFound) {
+		return nil, nil, NewError(CodeKeyNotFound, "the key %s does not exist", keyID)
+	}
+	if err != nil {
+		return nil, nil, Internal("reading key metadata", err)
+	}
+	var m keyMeta
+	if err := json.Unmarshal(obj.Value, &m); err != nil {
+		return nil, nil, Internal("decoding key metadata", err)
+	}
+	return &m, obj, nil
+}
+
+// maxUpdateAttempts bounds the re-read/re-apply loop of a metadata update.
+const maxUpdateAttempts = 32
+
+// updateKey applies change to the key's metadata and writes it back; on a
+// concurrent change it re-reads and re-applies, so no update is lost.
+func (s *Service) updateKey(ctx context.Context, keyID string, change func(*keyMeta) error) (*keyMeta, error) {
+	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
+		m, obj, err := s.loadKey(ctx, keyID)
+		if err != nil {
+			return nil, err
+		}
+		if err := change(m); err != nil {
+			return nil, err
+		}
+		b, err := json.Marshal(m)
+		if err != nil {
+			return nil, Internal("encoding key metadata", err)
+		}
+		_, err = s.tok.ReplaceData(ctx, obj, b)
+		if errors.Is(err, hsm.ErrConflict) {
+			backoff(ctx, attempt)
+			continue
+		}
+		if err != nil {
+			return nil, Internal("writing key metadata", err)
+		}
+		return m, nil
+	}
+	return nil, NewError(CodeConflict, "the key %s is being changed concurrently; retry", keyID)
+}
+
+// backoff sleeps a short, growing, jittered time between conflicting writes.
+func backoff(ctx context.Context, attempt int) {
+	d := time.Duration(1+attempt) * time.Millisecond
+	d += time.Duration(time.Now().UnixNano()%int64(d+1)) / 2
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// listKeys reads every key's metadata, sorted by key id.
+func (s *Service) listKeys(ctx context.Context) ([]*keyMeta, error) {
+	objs, err := s.tok.ListData(ctx, appKeys)
+	if err != nil {
+		return nil, Internal("listing keys", err)
+	}
+	out := make([]*keyMeta, 0, len(objs))
+	for _, o := range objs {
+		var m keyMeta
+		if err := json.Unmarshal(o.Value, &m); err != nil {
+			continue
+		}
+		out = append(out, &m)
+	}
+	return out, nil
+}

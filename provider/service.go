@@ -1,0 +1,73 @@
+package provider
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/p11kms/p11kms/hsm"
+)
+
+// Limits, as the Alibaba Cloud KMS documentation states them.
+const (
+	MaxEncryptionContextChars = 8192
+	MaxPlaintextBytes         = 6144
+	MaxDataKeyBytes           = 1024
+	MaxDescriptionChars       = 8192
+	MinPendingWindowDays      = 7
+	MaxPendingWindowDays      = 366
+	MinRotationDays           = 7
+	MaxRotationDays           = 365
+)
+
+// Options configure a Service.
+type Options struct {
+	Region  string           // for ARNs; default "cn-hangzhou"
+	Account string           // for ARNs; default "1234567890123456"
+	Creator string           // recorded on new keys; default "p11kms"
+	Now     func() time.Time // default time.Now
+}
+
+// Service is the KMS over one token. It is safe for concurrent use.
+type Service struct {
+	tok *hsm.Token
+	opt Options
+
+	mu       sync.Mutex
+	versions map[[16]byte]versionRef // CMK version handles, by version ID
+}
+
+type versionRef struct {
+	keyID  string
+	handle hsm.ObjectHandle
+}
+
+// New returns the KMS over tok.
+func New(tok *hsm.Token, opt Options) *Service {
+	if opt.Region == "" {
+		opt.Region = "cn-hangzhou"
+	}
+	if opt.Account == "" {
+		opt.Account = "1234567890123456"
+	}
+	if opt.Creator == "" {
+		opt.Creator = "p11kms"
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	return &Service{tok: tok, opt: opt, versions: map[[16]byte]versionRef{}}
+}
+
+// Token returns the token the service uses.
+func (s *Service) Token() *hsm.Token { return s.tok }
+
+func (s *Service) now() time.Time { return s.opt.Now().UTC() }
+
+// NewRequestID returns a fresh RequestId.
+func NewRequestID() string { return uuid.NewString() }
+
+// Ready reports whether the token answers and is logged in.
+func (s *Service) Ready(ctx context.Context) error { return s.tok.Ping(ctx) }

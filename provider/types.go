@@ -1,0 +1,289 @@
+package provider
+
+import "github.com/p11kms/p11kms/wrap"
+
+// KeyMetadata describes a CMK as DescribeKey returns it (all strings, as the
+// Alibaba SDKs parse them).
+type KeyMetadata struct {
+	KeyId              string
+	Arn                string
+	CreationDate       string
+	Creator            string
+	Description        string
+	KeySpec            string
+	KeyUsage           string
+	KeyState           string
+	Origin             string
+	ProtectionLevel    string
+	PrimaryKeyVersion  string
+	AutomaticRotation  string
+	DeleteDate         string
+	LastRotationDate   string
+	MaterialExpireTime string
+	NextRotationDate   string
+	RotationInterval   string
+}
+
+// CreateKeyRequest creates a CMK.
+type CreateKeyRequest struct {
+	KeySpec                 string `help:"Aliyun_AES_256 (default)"`
+	KeyUsage                string `help:"ENCRYPT/DECRYPT (default)"`
+	Description             string `help:"free text, up to 8192 characters"`
+	EnableAutomaticRotation bool   `help:"rotate the key every RotationInterval"`
+	RotationInterval        string `help:"7 to 365 days, as seconds with an s suffix (e.g. 604800s) or days (e.g. 30d)"`
+	DryRun                  bool   `help:"validate only"`
+	// KeyId fixes the new key's id (seeded test mode); empty means a new UUID.
+	KeyId string `cli:"-"`
+}
+
+// KeyResponse returns a key's metadata.
+type KeyResponse struct {
+	KeyMetadata KeyMetadata
+	RequestId   string
+}
+
+// KeyIdRequest names a key: its id, an alias (alias/name) or an ARN.
+type KeyIdRequest struct {
+	KeyId  string `cli:"required" help:"key id, alias/<name>, or acs:kms:<region>:<account>:key/<id> or .../alias/<name>"`
+	DryRun bool   `help:"validate only"`
+}
+
+// RequestIdResponse is the response of operations that return nothing else.
+type RequestIdResponse struct {
+	RequestId string
+}
+
+// ListKeysRequest pages through keys.
+type ListKeysRequest struct {
+	PageNumber int `help:"page, from 1 (default 1)"`
+	PageSize   int `help:"1 to 100 (default 10)"`
+}
+
+// KeyRef is one key in a listing.
+type KeyRef struct {
+	KeyId  string
+	KeyArn string
+}
+
+// ListKeysResponse is one page of keys.
+type ListKeysResponse struct {
+	Keys       struct{ Key []KeyRef }
+	TotalCount int
+	PageNumber int
+	PageSize   int
+	RequestId  string
+}
+
+// ScheduleKeyDeletionRequest schedules a key's destruction.
+type ScheduleKeyDeletionRequest struct {
+	KeyId               string `cli:"required" help:"key id, alias or ARN"`
+	PendingWindowInDays int    `cli:"required" help:"7 to 366"`
+	DryRun              bool   `help:"validate only"`
+}
+
+// UpdateRotationPolicyRequest changes automatic rotation.
+type UpdateRotationPolicyRequest struct {
+	KeyId                   string `cli:"required" help:"key id, alias or ARN"`
+	EnableAutomaticRotation bool   `help:"enable automatic rotation"`
+	RotationInterval        string `help:"7 to 365 days (e.g. 604800s or 30d)"`
+}
+
+// KeyVersion describes one version of a key.
+type KeyVersion struct {
+	KeyId        string
+	KeyVersionId string
+	CreationDate string
+}
+
+// CreateKeyVersionResponse names the new primary version.
+type CreateKeyVersionResponse struct {
+	KeyVersion KeyVersion
+	RequestId  string
+}
+
+// ListKeyVersionsRequest pages through a key's versions.
+type ListKeyVersionsRequest struct {
+	KeyId      string `cli:"required" help:"key id, alias or ARN"`
+	PageNumber int    `help:"page, from 1"`
+	PageSize   int    `help:"1 to 100 (default 10)"`
+}
+
+// ListKeyVersionsResponse is one page of versions.
+type ListKeyVersionsResponse struct {
+	KeyVersions struct{ KeyVersion []KeyVersion }
+	TotalCount  int
+	PageNumber  int
+	PageSize    int
+	RequestId   string
+}
+
+// DescribeKeyVersionRequest names one version.
+type DescribeKeyVersionRequest struct {
+	KeyId        string `cli:"required" help:"key id, alias or ARN"`
+	KeyVersionId string `cli:"required" help:"version id"`
+}
+
+// DescribeKeyVersionResponse describes one version.
+type DescribeKeyVersionResponse struct {
+	KeyVersion KeyVersion
+	RequestId  string
+}
+
+// AliasRequest creates or repoints an alias.
+type AliasRequest struct {
+	AliasName string `cli:"required" help:"alias/<name>: letters, digits, _ - / :, up to 255 characters"`
+	KeyId     string `cli:"required" help:"key id or ARN (not an alias)"`
+}
+
+// DeleteAliasRequest deletes an alias.
+type DeleteAliasRequest struct {
+	AliasName string `cli:"required" help:"alias/<name>"`
+}
+
+// ListAliasesRequest pages through aliases.
+type ListAliasesRequest struct {
+	PageNumber int `help:"page, from 1"`
+	PageSize   int `help:"1 to 100 (default 10)"`
+}
+
+// ListAliasesByKeyIdRequest pages through one key's aliases.
+type ListAliasesByKeyIdRequest struct {
+	KeyId      string `cli:"required" help:"key id, alias or ARN"`
+	PageNumber int    `help:"page, from 1"`
+	PageSize   int    `help:"1 to 100 (default 10)"`
+}
+
+// Alias is one alias.
+type Alias struct {
+	AliasName string
+	AliasArn  string
+	KeyId     string
+}
+
+// ListAliasesResponse is one page of aliases.
+type ListAliasesResponse struct {
+	Aliases    struct{ Alias []Alias }
+	TotalCount int
+	PageNumber int
+	PageSize   int
+	RequestId  string
+}
+
+// GenerateDataKeyRequest asks for a data key under a CMK. With
+// EncryptionPublicKey (Tencent's variant) the returned Plaintext is the data
+// key encrypted under that public key with EncryptionAlgorithm (default SM2).
+type GenerateDataKeyRequest struct {
+	KeyId               string                 `cli:"required" help:"key id, alias or ARN"`
+	KeySpec             string                 `help:"AES_256 or AES_128 (NumberOfBytes wins)"`
+	NumberOfBytes       int                    `help:"1 to 1024 (default 32)"`
+	EncryptionContext   wrap.EncryptionContext `help:"JSON object of strings"`
+	EncryptionPublicKey string                 `cli:"file" help:"Tencent: PEM public key to encrypt the returned Plaintext under"`
+	EncryptionAlgorithm string                 `help:"Tencent: SM2 (default), SM2_C1C3C2_ASN1, RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256"`
+	DryRun              bool                   `help:"validate only"`
+}
+
+// GenerateDataKeyResponse returns the data key and its CiphertextBlob.
+type GenerateDataKeyResponse struct {
+	KeyId          string
+	KeyVersionId   string
+	Plaintext      string `json:",omitempty"`
+	CiphertextBlob string
+	KeyCheckValue  string `json:",omitempty"`
+	RequestId      string
+}
+
+// GenerateAndExportDataKeyRequest asks for a data key returned under a CMK
+// and under a public key.
+type GenerateAndExportDataKeyRequest struct {
+	KeyId             string                 `cli:"required" help:"key id, alias or ARN"`
+	KeySpec           string                 `help:"AES_256 or AES_128 (NumberOfBytes wins)"`
+	NumberOfBytes     int                    `help:"1 to 1024 (default 32)"`
+	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings"`
+	PublicKeyBlob     string                 `cli:"required,file" help:"base64 DER SubjectPublicKeyInfo"`
+	WrappingKeySpec   string                 `cli:"required" help:"RSA_2048 or EC_SM2 (RSA_3072, RSA_4096: p11kms extension)"`
+	WrappingAlgorithm string                 `cli:"required" help:"RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1 (RSA) or SM2PKE (EC_SM2)"`
+	DryRun            bool                   `help:"validate only"`
+}
+
+// ExportResponse returns a data key under a public key (and a CMK).
+type ExportResponse struct {
+	KeyId           string
+	KeyVersionId    string
+	CiphertextBlob  string `json:",omitempty"`
+	ExportedDataKey string
+	KeyCheckValue   string `json:",omitempty"`
+	RequestId       string
+}
+
+// ExportDataKeyRequest re-wraps the data key in a CiphertextBlob under a public key.
+type ExportDataKeyRequest struct {
+	CiphertextBlob    string                 `cli:"required" help:"base64 CiphertextBlob"`
+	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings, as used to make the blob"`
+	PublicKeyBlob     string                 `cli:"required,file" help:"base64 DER SubjectPublicKeyInfo"`
+	WrappingKeySpec   string                 `cli:"required" help:"RSA_2048 or EC_SM2 (RSA_3072, RSA_4096: p11kms extension)"`
+	WrappingAlgorithm string                 `cli:"required" help:"RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1 or SM2PKE"`
+	DryRun            bool                   `help:"validate only"`
+}
+
+// EncryptRequest encrypts up to 6 KiB under a CMK.
+type EncryptRequest struct {
+	KeyId             string                 `cli:"required" help:"key id, alias or ARN"`
+	Plaintext         string                 `cli:"required" help:"base64 of 1 to 6144 bytes"`
+	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings"`
+	DryRun            bool                   `help:"validate only"`
+}
+
+// EncryptResponse returns the CiphertextBlob.
+type EncryptResponse struct {
+	KeyId          string
+	KeyVersionId   string
+	CiphertextBlob string
+	RequestId      string
+}
+
+// DecryptRequest decrypts a CiphertextBlob.
+type DecryptRequest struct {
+	CiphertextBlob    string                 `cli:"required" help:"base64 CiphertextBlob"`
+	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings, as used to make the blob"`
+	DryRun            bool                   `help:"validate only"`
+}
+
+// DecryptResponse returns the plaintext (base64).
+type DecryptResponse struct {
+	KeyId         string
+	KeyVersionId  string
+	Plaintext     string
+	KeyCheckValue string `json:",omitempty"`
+	RequestId     string
+}
+
+// ReEncryptRequest moves a CiphertextBlob under another key or context, or
+// (with PublicKeyBlob) exports its plaintext under a public key.
+type ReEncryptRequest struct {
+	CiphertextBlob               string                 `cli:"required" help:"base64 CiphertextBlob"`
+	SourceEncryptionContext      wrap.EncryptionContext `help:"JSON object of strings of the source blob"`
+	DestinationKeyId             string                 `help:"key id, alias or ARN (required unless PublicKeyBlob)"`
+	DestinationEncryptionContext wrap.EncryptionContext `help:"JSON object of strings for the new blob"`
+	PublicKeyBlob                string                 `cli:"file" help:"export under this base64 DER public key instead"`
+	WrappingKeySpec              string                 `help:"with PublicKeyBlob"`
+	WrappingAlgorithm            string                 `help:"with PublicKeyBlob"`
+	DryRun                       bool                   `help:"validate only"`
+}
+
+// ReEncryptResponse returns the new blob (or the exported key).
+type ReEncryptResponse struct {
+	KeyId              string
+	KeyVersionId       string
+	CiphertextBlob     string `json:",omitempty"`
+	ExportedDataKey    string `json:",omitempty"`
+	SourceKeyId        string
+	SourceKeyVersionId string
+	RequestId          string
+}
+
+// SweepResult says what a sweep did.
+type SweepResult struct {
+	Deleted  []string // keys destroyed after their pending window
+	Rotated  []string // keys given a new version by automatic rotation
+	Repaired []string // inconsistencies found and repaired
+}
