@@ -357,7 +357,11 @@ func TestFuzzSeeds(t *testing.T) {
 	for target, entries := range fuzzSeeds(t) {
 		dir := filepath.Join("testdata", "fuzz", target)
 		if *update {
-			os.RemoveAll(dir)
+			// Replace our seed-NN files; leave any other corpus entries.
+			old, _ := filepath.Glob(filepath.Join(dir, "seed-*"))
+			for _, p := range old {
+				os.Remove(p)
+			}
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				t.Fatal(err)
 			}
