@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -54,23 +55,26 @@ func dataTemplate(app, label string) []*pkcs11.Attribute {
 	return t
 }
 
-// readData reads every generation of app (and label, if given). If an
-// object vanishes between the search and the read (a concurrent replace
-// destroyed it), the read starts over, so a reader never sees a moment with
-// neither the old nor the new generation.
-func (t *Token) readData(ctx context.Context, app, label string) ([]*DataObject, error) {
+// readData reads every generation of app (and label, if given). An object
+// that cannot be read right now — destroyed by a concurrent replace, or
+// findable before SoftHSM has set its value — makes the read start over;
+// if some stay unreadable, their number is returned so callers can be
+// conservative (a writer counts them as rivals; a reader that found nothing
+// else reports a conflict, never "not found").
+func (t *Token) readData(ctx context.Context, app, label string) ([]*DataObject, int, error) {
 	for attempt := 0; ; attempt++ {
-		objs, vanished, err := t.readDataOnce(ctx, app, label)
-		if err != nil || !vanished || attempt == 8 {
-			return objs, err
+		objs, unreadable, err := t.readDataOnce(ctx, app, label)
+		if err != nil || unreadable == 0 || attempt == 20 {
+			return objs, unreadable, err
 		}
+		time.Sleep(time.Duration(attempt+1) * 100 * time.Microsecond)
 	}
 }
 
-func (t *Token) readDataOnce(ctx context.Context, app, label string) ([]*DataObject, bool, error) {
-	vanished := false
+func (t *Token) readDataOnce(ctx context.Context, app, label string) ([]*DataObject, int, error) {
+	unreadable := 0
 	objs, err := Do(ctx, t, func(s *Session) ([]*DataObject, error) {
-		vanished = false
+		unreadable = 0
 		hs, err := s.find(dataTemplate(app, label))
 		if err != nil {
 			return nil, err
@@ -80,24 +84,26 @@ func (t *Token) readDataOnce(ctx context.Context, app, label string) ([]*DataObj
 			a, err := t.api.GetAttributeValue(s.handle, h, []*pkcs11.Attribute{
 				attr(pkcs11.CKA_LABEL, nil), attr(pkcs11.CKA_VALUE, nil)})
 			if err != nil {
-				// SoftHSM answers CKR_GENERAL_ERROR (or HANDLE_INVALID) for an
-				// object another session destroyed meanwhile.
-				if gone, ferr := s.gone(h, dataTemplate(app, label)); ferr == nil && gone {
-					vanished = true
-					continue
+				if sessionBroken(err) {
+					return nil, ckr("C_GetAttributeValue", err)
 				}
-				return nil, ckr("C_GetAttributeValue", err)
+				// SoftHSM answers CKR_OBJECT_HANDLE_INVALID, CKR_GENERAL_ERROR
+				// or CKR_ATTRIBUTE_VALUE_INVALID for an object another
+				// session is destroying or creating.
+				unreadable++
+				continue
 			}
 			gen, nonce, value, err := decodeData(a[1].Value)
 			if err != nil {
-				continue // not ours: ignore rather than fail every listing
+				unreadable++ // being created (value not yet set), or not ours
+				continue
 			}
 			out = append(out, &DataObject{Handle: h, Application: app, Label: string(a[0].Value),
 				Value: value, Generation: gen, nonce: nonce})
 		}
 		return out, nil
 	})
-	return objs, vanished, err
+	return objs, unreadable, err
 }
 
 // newest picks the newest generation (ties: the lower nonce, deterministic
@@ -119,11 +125,21 @@ func (t *Token) FindData(ctx context.Context, app, label string) (*DataObject, e
 	if app == "" || label == "" {
 		return nil, errors.New("hsm: FindData: application and label must not be empty")
 	}
-	objs, err := t.readData(ctx, app, label)
+	objs, unreadable, err := t.readData(ctx, app, label)
+	// SoftHSM 2.6.1's C_FindObjects can miss every object while another
+	// session creates or destroys one: confirm an empty answer before
+	// calling it "not found".
+	for retry := 1; err == nil && len(objs) == 0 && unreadable == 0 && retry <= 3; retry++ {
+		time.Sleep(time.Duration(retry) * 300 * time.Microsecond)
+		objs, unreadable, err = t.readData(ctx, app, label)
+	}
 	if err != nil {
 		return nil, err
 	}
 	if len(objs) == 0 {
+		if unreadable > 0 {
+			return nil, fmt.Errorf("%w: data object %s/%s is being written", ErrConflict, app, label)
+		}
 		return nil, fmt.Errorf("%w: data object %s/%s", ErrNotFound, app, label)
 	}
 	return newest(objs), nil
@@ -135,7 +151,7 @@ func (t *Token) ListData(ctx context.Context, app string) ([]*DataObject, error)
 	if app == "" {
 		return nil, errors.New("hsm: ListData: application must not be empty")
 	}
-	objs, err := t.readData(ctx, app, "")
+	objs, _, err := t.readData(ctx, app, "")
 	if err != nil {
 		return nil, err
 	}
@@ -170,6 +186,10 @@ func (t *Token) ReplaceData(ctx context.Context, old *DataObject, value []byte) 
 }
 
 func (t *Token) writeData(ctx context.Context, app, label string, base *DataObject, value []byte) (*DataObject, error) {
+	// Writers in this process take turns; writers in other processes are
+	// ordered by the create-then-check protocol below.
+	t.locks.data.Lock()
+	defer t.locks.data.Unlock()
 	if app == "" || label == "" {
 		return nil, errors.New("hsm: data object: application and label must not be empty")
 	}
@@ -188,7 +208,8 @@ func (t *Token) writeData(ctx context.Context, app, label string, base *DataObje
 		attr(pkcs11.CKA_TOKEN, true), attr(pkcs11.CKA_PRIVATE, true), attr(pkcs11.CKA_MODIFIABLE, false),
 		attr(pkcs11.CKA_VALUE, encodeData(obj.Generation, obj.nonce, value)))
 	// SoftHSM 2.6.1 sometimes fails a creation that races a destroy in
-	// another session with CKR_GENERAL_ERROR (and may still create it):
+	// another session with CKR_GENERAL_ERROR or CKR_TEMPLATE_INCONSISTENT
+	// (and may still create it):
 	// remove what it left and try again, a bounded number of times.
 	for attempt := 1; ; attempt++ {
 		obj.Handle, err = t.create(ctx, nil, func(s *Session) (ObjectHandle, error) {
@@ -199,19 +220,20 @@ func (t *Token) writeData(ctx context.Context, app, label string, base *DataObje
 			break
 		}
 		t.destroyOrphan(ctx, app, label, obj.nonce)
-		if !IsCode(err, pkcs11.CKR_GENERAL_ERROR) || attempt == 3 {
+		transient := IsCode(err, pkcs11.CKR_GENERAL_ERROR) || IsCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT)
+		if !transient || attempt == 3 {
 			return nil, err
 		}
 	}
 	// Decide whether this write won: the base must still exist (or, for a
 	// create, nothing else may), and no other object of this generation or
 	// newer may exist.
-	all, err := t.readData(ctx, app, label)
+	all, unreadable, err := t.readData(ctx, app, label)
 	if err != nil {
 		t.destroyOrphan(ctx, app, label, obj.nonce)
 		return nil, err
 	}
-	baseSeen, rival := false, false
+	baseSeen, rival := false, unreadable > 0 // an object we cannot read may be a rival
 	for _, o := range all {
 		switch {
 		case o.nonce == obj.nonce && o.Generation == obj.Generation:
@@ -222,7 +244,9 @@ func (t *Token) writeData(ctx context.Context, app, label string, base *DataObje
 		}
 	}
 	if rival || (base != nil && !baseSeen) {
-		_ = t.DestroyObject(context.WithoutCancel(ctx), obj.Handle)
+		if err := t.destroySurely(context.WithoutCancel(ctx), obj.Handle); err != nil {
+			return nil, err
+		}
 		if base == nil {
 			return nil, fmt.Errorf("%w: data object %s/%s", ErrExists, app, label)
 		}
@@ -239,7 +263,7 @@ func (t *Token) writeData(ctx context.Context, app, label string, base *DataObje
 // destroyOrphan removes the object a failed write may have created.
 func (t *Token) destroyOrphan(ctx context.Context, app, label string, nonce uint64) {
 	ctx = context.WithoutCancel(ctx)
-	all, err := t.readData(ctx, app, label)
+	all, _, err := t.readData(ctx, app, label)
 	if err != nil {
 		return
 	}
@@ -252,7 +276,7 @@ func (t *Token) destroyOrphan(ctx context.Context, app, label string, nonce uint
 
 // DestroyData destroys every generation of the data object app/label.
 func (t *Token) DestroyData(ctx context.Context, app, label string) error {
-	all, err := t.readData(ctx, app, label)
+	all, _, err := t.readData(ctx, app, label)
 	if err != nil {
 		return err
 	}
@@ -267,16 +291,17 @@ func (t *Token) DestroyData(ctx context.Context, app, label string) error {
 	return nil
 }
 
-// gone reports whether h no longer matches tmpl.
-func (s *Session) gone(h ObjectHandle, tmpl []*pkcs11.Attribute) (bool, error) {
-	hs, err := s.find(tmpl)
-	if err != nil {
-		return false, err
-	}
-	for _, x := range hs {
-		if x == h {
-			return false, nil
+// destroySurely destroys h, retrying SoftHSM's transient failures under
+// concurrent writes; an object already gone counts as destroyed. A losing
+// writer must not leave its generation behind, or it would be applied twice.
+func (t *Token) destroySurely(ctx context.Context, h ObjectHandle) error {
+	var err error
+	for attempt := 0; attempt < 6; attempt++ {
+		err = t.DestroyObject(ctx, h)
+		if err == nil || IsCode(err, pkcs11.CKR_OBJECT_HANDLE_INVALID) {
+			return nil
 		}
+		time.Sleep(time.Duration(attempt+1) * time.Millisecond)
 	}
-	return true, nil
+	return err
 }

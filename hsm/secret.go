@@ -89,13 +89,20 @@ func (o *SecretKeyOptions) identity() []*pkcs11.Attribute {
 // failure it destroys whatever matches identity: SoftHSM2 < 2.7 may report
 // an error and still create the object.
 func (t *Token) create(ctx context.Context, identity []*pkcs11.Attribute, fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
-	t.createMu.Lock()
-	h, err := Do(ctx, t, fn)
-	t.createMu.Unlock()
-	if err != nil && len(identity) > 0 {
+	for attempt := 1; ; attempt++ {
+		t.locks.create.Lock()
+		h, err := Do(ctx, t, fn)
+		t.locks.create.Unlock()
+		if err == nil || len(identity) == 0 {
+			return h, err
+		}
 		_, _ = t.destroyMatching(context.WithoutCancel(ctx), identity)
+		// CKR_GENERAL_ERROR from a creation racing other sessions is
+		// transient on SoftHSM2 < 2.7: with what it left removed, try again.
+		if !IsCode(err, pkcs11.CKR_GENERAL_ERROR) || attempt == 3 {
+			return h, err
+		}
 	}
-	return h, err
 }
 
 // GenerateAESKey generates an AES key of bits (128, 192, 256) in the token.

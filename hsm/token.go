@@ -12,14 +12,14 @@ import (
 
 // Token is one open, logged-in PKCS#11 token. It is safe for concurrent use.
 type Token struct {
-	lib      *Library
-	api      Module
-	slot     uint
-	info     pkcs11.TokenInfo
-	pin      string
-	pool     *pool
-	createMu sync.Mutex // serialises object creation (SoftHSM2 < 2.7, issue #573)
-	closed   atomic.Bool
+	lib    *Library
+	api    Module
+	slot   uint
+	info   pkcs11.TokenInfo
+	pin    string
+	pool   *pool
+	locks  *tokenLocks // shared by every Token of the same token in this process
+	closed atomic.Bool
 
 	probeMu sync.Mutex
 	probes  map[string]bool // mechanism capability probes, by description
@@ -102,7 +102,8 @@ func openOn(ctx context.Context, lib *Library, cfg Config, pin string) (*Token, 
 	if cfg.Wrap != nil {
 		api = cfg.Wrap(api)
 	}
-	t := &Token{lib: lib, api: api, slot: found[0].ID, info: found[0].Token, pin: pin, probes: map[string]bool{}}
+	t := &Token{lib: lib, api: api, slot: found[0].ID, info: found[0].Token, pin: pin, probes: map[string]bool{},
+		locks: locksFor(lib.path, trimLabel(found[0].Token.SerialNumber))}
 	t.pool = newPool(t, size, wait)
 	// Open and log in the first session now so that a wrong PIN fails Open.
 	if err := do(ctx, t, func(*Session) error { return nil }); err != nil {
@@ -206,3 +207,18 @@ func (t *Token) CheckOpen() error {
 }
 
 var errEmpty = errors.New("hsm: empty input")
+
+// tokenLocks serialise, per token and process, what SoftHSM2 cannot do
+// concurrently: object creation (SoftHSM2 < 2.7, issue #573) and data-object
+// writes. Every Token opened on the same token shares them.
+type tokenLocks struct {
+	create sync.Mutex
+	data   sync.Mutex
+}
+
+var allLocks sync.Map // module path + "\x00" + serial -> *tokenLocks
+
+func locksFor(module, serial string) *tokenLocks {
+	l, _ := allLocks.LoadOrStore(module+"\x00"+serial, &tokenLocks{})
+	return l.(*tokenLocks)
+}
