@@ -500,3 +500,25 @@ func (s *Service) ReEncrypt(ctx context.Context, req *ReEncryptRequest) (*ReEncr
 	resp.CiphertextBlob = base64.StdEncoding.EncodeToString(blob)
 	return resp, nil
 }
+
+// BlobKeyId returns the id of the key whose version made a CiphertextBlob,
+// without decrypting it (for access policies). An unparsable blob or an
+// unknown version is InvalidCiphertext.
+func (s *Service) BlobKeyId(ctx context.Context, blobB64 string) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(blobB64)
+	if err != nil {
+		return "", InvalidCiphertext(err)
+	}
+	b, err := wrap.ParseBlob(raw)
+	if err != nil {
+		return "", InvalidCiphertext(err)
+	}
+	v, err := s.versionHandle(ctx, b.VersionID)
+	if errors.Is(err, errNoVersion) {
+		return "", InvalidCiphertext(err)
+	}
+	if err != nil {
+		return "", err
+	}
+	return v.keyID, nil
+}

@@ -124,3 +124,13 @@ func usable(m *keyMeta) error {
 	}
 	return Internal("key state", errors.New("unknown key state "+m.KeyState))
 }
+
+// ResolveKeyId returns the key id a KeyId parameter (id, alias or ARN)
+// names, for access policies. It fails as the operations would.
+func (s *Service) ResolveKeyId(ctx context.Context, ref string) (string, error) {
+	m, err := s.resolve(ctx, "KeyId", ref)
+	if err != nil {
+		return "", err
+	}
+	return m.KeyId, nil
+}
