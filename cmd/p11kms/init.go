@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
 
@@ -40,6 +41,15 @@ the same home. Running it again changes nothing that exists.`,
 				fmt.Fprintf(out, "token            %q (exists)\n", res.TokenLabel)
 			}
 			fmt.Fprintf(out, "module           %s\n", h.ModulePath)
+			akPath := filepath.Join(h.Dir, "access-keys.json")
+			admin, err := ensureAdminKey(akPath)
+			if err != nil {
+				return err
+			}
+			if admin != nil {
+				fmt.Fprintf(out, "created access key for `p11kms serve` in %s (mode 0600); shown once:\n", akPath)
+				fmt.Fprintf(out, "  AccessKeyId      %s\n  AccessKeySecret  %s\n", admin.AccessKeyId, admin.AccessKeySecret)
+			}
 			fmt.Fprintf(out, "inspect with     SOFTHSM2_CONF=%s pkcs11-tool --module %s --list-slots\n", h.ConfPath, h.ModulePath)
 			return nil
 		},

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/p11kms/p11kms/provider/wire"
+)
+
+func (g *globals) accessKeysPath(flag string) string {
+	if flag != "" {
+		return flag
+	}
+	return filepath.Join(g.home, "access-keys.json")
+}
+
+func newAccessKeyCmd(g *globals) *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "accesskey",
+		Short: "Manage the server's access keys (file written atomically, mode 0600)",
+	}
+	cmd.PersistentFlags().StringVar(&file, "access-keys", "", "access-keys file (default $P11KMS_HOME/access-keys.json)")
+	var actions, keys, prefix, desc string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create an access key; its secret is printed once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if prefix != "LTAI" && prefix != "AKID" {
+				return usageError{fmt.Errorf("--id-prefix %q: accepted LTAI (Alibaba style) or AKID (Tencent style)", prefix)}
+			}
+			k := wire.NewAccessKey(prefix, wire.Policy{Actions: splitList(actions), Keys: splitList(keys)})
+			k.Description = desc
+			err := wire.UpdateAccessKeysFile(g.accessKeysPath(file), func(ks *[]wire.AccessKey) error {
+				*ks = append(*ks, k)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd, k)
+		},
+	}
+	create.Flags().StringVar(&actions, "actions", "*", "comma-separated allowed actions (wildcards: GenerateDataKey,Decrypt or *)")
+	create.Flags().StringVar(&keys, "keys", "*", "comma-separated allowed key ids or aliases (wildcards: alias/payments*,key-1)")
+	create.Flags().StringVar(&prefix, "id-prefix", "LTAI", "LTAI or AKID")
+	create.Flags().StringVar(&desc, "description", "", "free text")
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List access keys (secrets not shown)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ak, err := wire.LoadAccessKeys(g.accessKeysPath(file))
+			if err != nil {
+				return err
+			}
+			return printJSON(cmd, ak.List())
+		},
+	}
+	del := &cobra.Command{
+		Use:   "delete ACCESS_KEY_ID",
+		Short: "Delete an access key",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return wire.UpdateAccessKeysFile(g.accessKeysPath(file), func(ks *[]wire.AccessKey) error {
+				i := slices.IndexFunc(*ks, func(k wire.AccessKey) bool { return k.AccessKeyId == args[0] })
+				if i < 0 {
+					return fmt.Errorf("access key %s: %w", args[0], wire.ErrAccessKeyNotFound)
+				}
+				*ks = slices.Delete(*ks, i, i+1)
+				return nil
+			})
+		},
+	}
+	cmd.AddCommand(create, list, del)
+	return cmd
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func printJSON(cmd *cobra.Command, v any) error {
+	enc := json.NewEncoder(cmd.OutOrStdout())
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// ensureAdminKey creates the access-keys file with one admin key if it does
+// not exist, and returns that key (or nil if the file existed).
+func ensureAdminKey(path string) (*wire.AccessKey, error) {
+	var created *wire.AccessKey
+	err := wire.UpdateAccessKeysFile(path, func(ks *[]wire.AccessKey) error {
+		if len(*ks) > 0 {
+			return errExists
+		}
+		k := wire.NewAccessKey("LTAI", wire.Policy{Actions: []string{"*"}, Keys: []string{"*"}})
+		k.Description = "admin (created by p11kms init)"
+		*ks = append(*ks, k)
+		created = &k
+		return nil
+	})
+	if errors.Is(err, errExists) {
+		return nil, nil
+	}
+	return created, err
+}
+
+var errExists = errors.New("exists")
