@@ -31,7 +31,7 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 	create := &cobra.Command{
 		Use:   "create",
 		Short: "Create an access key; its secret is printed once",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if prefix != "LTAI" && prefix != "AKID" {
 				return usageError{fmt.Errorf("--id-prefix %q: accepted LTAI (Alibaba style) or AKID (Tencent style)", prefix)}
@@ -55,7 +55,7 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List access keys (secrets not shown)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ak, err := wire.LoadAccessKeys(g.accessKeysPath(file))
 			if err != nil {
@@ -67,7 +67,7 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 	del := &cobra.Command{
 		Use:   "delete ACCESS_KEY_ID",
 		Short: "Delete an access key",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return wire.UpdateAccessKeysFile(g.accessKeysPath(file), func(ks *[]wire.AccessKey) error {
 				i := slices.IndexFunc(*ks, func(k wire.AccessKey) bool { return k.AccessKeyId == args[0] })

@@ -41,7 +41,7 @@ func actionCommands(actions []action) []*cobra.Command {
 		cmd := &cobra.Command{
 			Use:   a.Name,
 			Short: a.Short,
-			Args:  cobra.NoArgs,
+			Args:  noArgs,
 		}
 		fields := bindFields(cmd, req)
 		cmd.RunE = func(cmd *cobra.Command, _ []string) error {

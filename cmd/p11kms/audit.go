@@ -14,7 +14,7 @@ func newAuditCmd() *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "verify FILE",
 		Short: "Verify the audit log's hash chain (detects removed, inserted or edited lines)",
-		Args:  cobra.ExactArgs(1),
+		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f, err := os.Open(args[0])
 			if err != nil {

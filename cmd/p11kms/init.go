@@ -18,7 +18,7 @@ func newInitCmd(g *globals) *cobra.Command {
 tokens/, a random user PIN in user.pin and SO PIN in so.pin (mode 0600), and
 a SoftHSM2 token labelled "kms". With --token-label it adds another token to
 the same home. Running it again changes nothing that exists.`,
-		Args: cobra.NoArgs,
+		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res, err := softhsm.InitHome(g.home, label)
 			if err != nil {

@@ -76,3 +76,20 @@ func (g *globals) openTokenURI(ctx context.Context, uri string) (*hsm.Token, err
 	}
 	return hsm.Open(ctx, cfg)
 }
+
+// noArgs and exactArgs are cobra's argument checks as usage errors (exit 2).
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usageError{fmt.Errorf("%s takes no arguments, got %q", cmd.CommandPath(), args)}
+	}
+	return nil
+}
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("%s takes %d argument(s), got %d", cmd.CommandPath(), n, len(args))}
+		}
+		return nil
+	}
+}

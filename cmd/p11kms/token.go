@@ -30,7 +30,7 @@ func newTokenCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(&cobra.Command{
 		Use:   "info",
 		Short: "Show the module, the token and the mechanisms p11kms needs",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			tok, err := g.openToken(cmd.Context())
 			if err != nil {
