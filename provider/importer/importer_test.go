@@ -750,3 +750,41 @@ func TestConcurrentImports(t *testing.T) {
 		t.Fatalf("%d keys labelled shared (%v)", len(hs), err)
 	}
 }
+
+// TestStaleWrappingKeyHandle: another Service (another process, say)
+// destroys a wrapping key this Service has cached and makes a new one with
+// the same label; the next import finds the new key.
+func TestStaleWrappingKeyHandle(t *testing.T) {
+	tok, svc := newService(t)
+	for _, c := range []struct{ spec, alg string }{{"RSA_2048", "RSAES_OAEP_SHA_1"}, {"RSA_2048", "RSAES_PKCS1_V1_5"},
+		{"RSA_2048", "RSAES_OAEP_SHA_256"}, {"EC_SM2", "SM2_C1C3C2_ASN1"}} {
+		t.Run(c.alg, func(t *testing.T) {
+			label := "stale-" + c.alg
+			wk := createWrappingKey(t, svc, c.spec, label)
+			key := randomKey(24)
+			req := &importer.ImportDataKeyRequest{WrappingKeyLabel: label, WrappingAlgorithm: c.alg,
+				ExportedDataKey: export(t, wk, c.alg, key), KeyLabel: label + "/1", AllowHostDecode: true, Ephemeral: true}
+			if _, err := svc.ImportDataKey(bg, req); err != nil {
+				t.Fatal(err)
+			}
+			other := importer.New(tok.Token)
+			if _, err := other.DeleteWrappingKey(bg, &importer.DeleteWrappingKeyRequest{KeyLabel: label}); err != nil {
+				t.Fatal(err)
+			}
+			renewed := createWrappingKey(t, other, c.spec, label)
+			req.ExportedDataKey, req.KeyLabel = export(t, renewed, c.alg, key), label+"/2"
+			resp, err := svc.ImportDataKey(bg, req)
+			if err != nil {
+				t.Fatalf("import with a stale cached wrapping key: %v", err)
+			}
+			assertImported(t, tok.Token, svc, resp, key)
+			// Deleted for good: KeyNotFound, not a decryption error.
+			if _, err := other.DeleteWrappingKey(bg, &importer.DeleteWrappingKeyRequest{KeyLabel: label}); err != nil {
+				t.Fatal(err)
+			}
+			req.KeyLabel = label + "/3"
+			_, err = svc.ImportDataKey(bg, req)
+			wantError(t, err, provider.CodeKeyNotFound, "WrappingKeyLabel")
+		})
+	}
+}

@@ -267,6 +267,9 @@ func (s *Service) loadWrapping(ctx context.Context, param, label string, fresh b
 		return nil, internal("finding the wrapping key", err)
 	}
 	pub, err := s.tok.PublicKey(ctx, kp.Public)
+	if _, fromToken := hsm.CodeOf(err); fromToken {
+		return nil, internal("reading the wrapping key", err)
+	}
 	if err != nil {
 		return nil, provider.InvalidParam(param, "the key pair labelled %q is not a wrapping key (%v); accepted: RSA_2048, RSA_3072, RSA_4096, EC_SM2", label, err)
 	}

@@ -31,6 +31,9 @@ func (s *Service) Encrypt(ctx context.Context, req *EncryptRequest) (*EncryptRes
 	if err := checkLabel("KeyLabel", req.KeyLabel); err != nil {
 		return nil, err
 	}
+	if len(req.Plaintext) > 2*MaxPlaintextBytes {
+		return nil, provider.InvalidParam("Plaintext", "is %d characters; accepted: 1 to %d bytes, base64", len(req.Plaintext), MaxPlaintextBytes)
+	}
 	pt, err := decodeBase64("Plaintext", req.Plaintext)
 	if err != nil {
 		return nil, err
