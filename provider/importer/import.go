@@ -259,7 +259,7 @@ func (s *Service) importWith(ctx context.Context, wk *wrappingKey, in *importInp
 		mech := rsaMechanism(in.alg)
 		ok, err := s.tok.SupportsRSA(ctx, wk.pair, mech)
 		if err != nil {
-			return nil, internal("probing the token's RSA mechanisms", err)
+			return nil, wrappingKeyFault(wk, "probing the token's RSA mechanisms", err)
 		}
 		if ok {
 			res, err := s.unwrapInToken(ctx, wk, mech, in, opt)
@@ -300,7 +300,7 @@ func (s *Service) unwrapInToken(ctx context.Context, wk *wrappingKey, mech hsm.R
 	case errors.Is(err, hsm.ErrMechanismUnsupported):
 		return nil, err
 	case err != nil:
-		return nil, internal("unwrapping the data key", err)
+		return nil, wrappingKeyFault(wk, "unwrapping the data key", err)
 	}
 	defer func() { _ = s.tok.DestroyObject(context.WithoutCancel(ctx), tmp) }()
 
@@ -379,7 +379,7 @@ func (s *Service) hostOAEP(ctx context.Context, wk *wrappingKey, in *importInput
 	case errors.Is(err, hsm.ErrMechanismUnsupported):
 		return nil, unsupported("WrappingAlgorithm", "token %q can neither unwrap %s nor decrypt raw RSA (CKM_RSA_X_509); have the sender use RSAES_OAEP_SHA_1 or SM2PKE", s.tok.Label(), in.alg.Name)
 	case err != nil:
-		return nil, internal("decrypting the data key", err)
+		return nil, wrappingKeyFault(wk, "decrypting the data key", err)
 	}
 	pt, err := wrap.DecodeOAEP(in.alg.Hash, raw, wk.k, nil)
 	wrap.ZeroBytes(raw)
@@ -400,7 +400,7 @@ func (s *Service) hostSM2(ctx context.Context, wk *wrappingKey, in *importInput,
 	}
 	x2, err := s.tok.DeriveECDH1(ctx, wk.pair.Private, c.C1, 32)
 	if err != nil {
-		return nil, internal("deriving the SM2 shared point", err)
+		return nil, wrappingKeyFault(wk, "deriving the SM2 shared point", err)
 	}
 	pt, err := c.FinishWithSharedX(x2)
 	wrap.ZeroBytes(x2)
@@ -432,4 +432,15 @@ func (s *Service) createFromPlaintext(ctx context.Context, pt []byte, in *import
 		return nil, internal("storing the imported key", err)
 	}
 	return &imported{handle: h, kcv: kcv, path: path}, nil
+}
+
+// wrappingKeyFault maps a token failure while using the wrapping key: a
+// key pair that may not unwrap, decrypt or derive (made by another tool) is
+// InvalidParameter for WrappingKeyLabel; anything else is InternalFailure
+// (and stays recognisable as a stale handle).
+func wrappingKeyFault(wk *wrappingKey, op string, err error) error {
+	if hsm.IsCode(err, pkcs11.CKR_KEY_FUNCTION_NOT_PERMITTED) || hsm.IsCode(err, pkcs11.CKR_KEY_TYPE_INCONSISTENT) {
+		return provider.InvalidParam("WrappingKeyLabel", "the key pair labelled %q may not be used for %s (its private key lacks CKA_UNWRAP, CKA_DECRYPT or CKA_DERIVE); use a wrapping key made by CreateWrappingKey", wk.label, op)
+	}
+	return internal(op, err)
 }

@@ -788,3 +788,50 @@ func TestStaleWrappingKeyHandle(t *testing.T) {
 		})
 	}
 }
+
+// TestForeignKeyPairThatCannotUnwrap: a key pair made by another tool
+// without CKA_UNWRAP/CKA_DECRYPT/CKA_DERIVE is named as the problem.
+func TestForeignKeyPairThatCannotUnwrap(t *testing.T) {
+	tok, svc, cm := newCountingService(t)
+	gen := func(label string, mech uint, pub, priv []*pkcs11.Attribute) {
+		t.Helper()
+		common := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true), pkcs11.NewAttribute(pkcs11.CKA_LABEL, label),
+			pkcs11.NewAttribute(pkcs11.CKA_ID, []byte(label))}
+		_, err := hsm.Do(bg, tok, func(s *hsm.Session) (int, error) {
+			_, _, err := cm.Module.GenerateKeyPair(s.Handle(), []*pkcs11.Mechanism{pkcs11.NewMechanism(mech, nil)},
+				append(pub, common...), append(append(priv, common...), pkcs11.NewAttribute(pkcs11.CKA_PRIVATE, true),
+					pkcs11.NewAttribute(pkcs11.CKA_SENSITIVE, true), pkcs11.NewAttribute(pkcs11.CKA_EXTRACTABLE, false)))
+			return 0, err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	sm2Params := []byte{0x06, 0x08, 0x2a, 0x81, 0x1c, 0xcf, 0x55, 0x01, 0x82, 0x2d}
+	gen("rsa-sign-only", pkcs11.CKM_RSA_PKCS_KEY_PAIR_GEN,
+		[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_MODULUS_BITS, 2048), pkcs11.NewAttribute(pkcs11.CKA_PUBLIC_EXPONENT, []byte{1, 0, 1}),
+			pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, true), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true)},
+		[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_DECRYPT, false), pkcs11.NewAttribute(pkcs11.CKA_UNWRAP, false), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true)})
+	gen("sm2-sign-only", pkcs11.CKM_EC_KEY_PAIR_GEN,
+		[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_EC_PARAMS, sm2Params), pkcs11.NewAttribute(pkcs11.CKA_VERIFY, true)},
+		[]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_DERIVE, false), pkcs11.NewAttribute(pkcs11.CKA_SIGN, true)})
+
+	for _, c := range []struct{ label, spec, alg string }{
+		{"rsa-sign-only", "RSA_2048", "RSAES_OAEP_SHA_1"},
+		{"rsa-sign-only", "RSA_2048", "RSAES_OAEP_SHA_256"},
+		{"sm2-sign-only", "EC_SM2", "SM2PKE"},
+	} {
+		wk, err := svc.GetWrappingPublicKey(bg, &importer.GetWrappingPublicKeyRequest{KeyLabel: c.label})
+		if err != nil || wk.WrappingKeySpec != c.spec {
+			t.Fatalf("%s: %+v %v", c.label, wk, err)
+		}
+		before := countObjects(t, tok)
+		_, err = svc.ImportDataKey(bg, &importer.ImportDataKeyRequest{WrappingKeyLabel: c.label, WrappingAlgorithm: c.alg,
+			ExportedDataKey: export(t, wk, c.alg, randomKey(32)), KeyLabel: "dk", AllowHostDecode: true})
+		pe := wantError(t, err, provider.CodeInvalidParameter, "WrappingKeyLabel")
+		t.Logf("%s with %s: %s", c.label, c.alg, pe.Message)
+		if countObjects(t, tok) != before {
+			t.Fatal("refused import changed the token")
+		}
+	}
+}
