@@ -53,10 +53,11 @@ func (t *Token) findOne(ctx context.Context, what string, tmpl []*pkcs11.Attribu
 	return 0, fmt.Errorf("%w: %d objects for %s", ErrAmbiguous, len(hs), what)
 }
 
-// FindSecretKeyByID returns the secret key whose CKA_ID is id.
+// FindSecretKeyByID returns the token (persistent) secret key whose CKA_ID
+// is id; session copies of it are not counted.
 func (t *Token) FindSecretKeyByID(ctx context.Context, id []byte) (ObjectHandle, error) {
 	return t.findOne(ctx, fmt.Sprintf("secret key with ID %x", id), []*pkcs11.Attribute{
-		attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), attr(pkcs11.CKA_ID, id)})
+		attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), attr(pkcs11.CKA_TOKEN, true), attr(pkcs11.CKA_ID, id)})
 }
 
 // FindSecretKeyByLabel returns the secret key whose CKA_LABEL is label.

@@ -3,6 +3,7 @@ package hsm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/miekg/pkcs11"
@@ -158,11 +159,42 @@ func checkSecretLen(keyType uint, n int) error {
 
 // CopyToSession copies a token key into a session object of this process
 // (C_CopyObject with CKA_TOKEN=false). It stays sensitive and
-// non-extractable; SoftHSM uses it without re-reading the token file.
+// non-extractable; SoftHSM uses it without re-reading and decrypting the
+// token object on every call (~2x faster GCM). The copy is made in a
+// long-lived session outside the pool, so it lives until the Token closes
+// or DestroyObject removes it; if that session is lost, operations on the
+// copy fail with CKR_OBJECT_HANDLE_INVALID or CKR_KEY_HANDLE_INVALID and the
+// caller falls back to the token object.
 func (t *Token) CopyToSession(ctx context.Context, h ObjectHandle) (ObjectHandle, error) {
+	if err := t.CheckOpen(); err != nil {
+		return 0, err
+	}
 	tmpl := []*pkcs11.Attribute{attr(pkcs11.CKA_TOKEN, false)}
-	return Do(ctx, t, func(s *Session) (ObjectHandle, error) {
-		c, err := t.api.CopyObject(s.handle, h, tmpl)
-		return c, ckr("C_CopyObject", err)
-	})
+	t.keeperMu.Lock()
+	defer t.keeperMu.Unlock()
+	for attempt := 0; attempt < 2; attempt++ {
+		if t.keeper == nil {
+			s, err := t.openSession()
+			if err != nil {
+				return 0, err
+			}
+			t.keeper = s
+		}
+		c, err := t.api.CopyObject(t.keeper.handle, h, tmpl)
+		if err == nil {
+			return c, nil
+		}
+		if !sessionBroken(err) {
+			return 0, ckr("C_CopyObject", err)
+		}
+		_ = t.api.CloseSession(t.keeper.handle)
+		t.keeper = nil
+	}
+	return 0, errors.New("hsm: C_CopyObject: no usable session")
+}
+
+// IsHandleInvalid reports whether err means an object handle no longer
+// names an object (a destroyed session copy, a key deleted meanwhile).
+func IsHandleInvalid(err error) bool {
+	return IsCode(err, pkcs11.CKR_OBJECT_HANDLE_INVALID) || IsCode(err, pkcs11.CKR_KEY_HANDLE_INVALID)
 }

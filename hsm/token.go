@@ -21,6 +21,9 @@ type Token struct {
 	locks  *tokenLocks // shared by every Token of the same token in this process
 	closed atomic.Bool
 
+	keeperMu sync.Mutex
+	keeper   *Session // holds session-object copies (CopyToSession); outside the pool
+
 	probeMu sync.Mutex
 	probes  map[string]bool // mechanism capability probes, by description
 }
@@ -152,6 +155,12 @@ func (t *Token) Close() error {
 		return nil
 	}
 	t.pool.closeIdle()
+	t.keeperMu.Lock()
+	if t.keeper != nil {
+		_ = t.api.CloseSession(t.keeper.handle)
+		t.keeper = nil
+	}
+	t.keeperMu.Unlock()
 	return t.lib.Close()
 }
 

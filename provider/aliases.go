@@ -68,8 +68,10 @@ func (s *Service) UpdateAlias(ctx context.Context, req *AliasRequest) (*RequestI
 			continue
 		}
 		if err != nil {
+			s.cache.dropAlias(req.AliasName)
 			return nil, Internal("writing alias", err)
 		}
+		s.cache.putAlias(req.AliasName, m.KeyId)
 		return &RequestIdResponse{RequestId: NewRequestID()}, nil
 	}
 	return nil, NewError(CodeConflict, "the alias %s is being changed concurrently; retry", req.AliasName)
@@ -80,6 +82,7 @@ func (s *Service) DeleteAlias(ctx context.Context, req *DeleteAliasRequest) (*Re
 	if err := checkAliasName(req.AliasName); err != nil {
 		return nil, err
 	}
+	s.cache.dropAlias(req.AliasName)
 	if err := s.tok.DestroyData(ctx, appAliases, req.AliasName); err != nil {
 		if errors.Is(err, hsm.ErrNotFound) {
 			return nil, NewError(CodeAliasNotFound, "the alias %s does not exist", req.AliasName)

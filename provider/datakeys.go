@@ -34,7 +34,8 @@ func fromWrap(err error) error {
 type primaryKey struct {
 	meta    *keyMeta
 	version uuid.UUID
-	handle  hsm.ObjectHandle
+	ref     versionRef
+	found   bool
 }
 
 // primary resolves ref to an Enabled key and its primary version, rotating
@@ -51,7 +52,7 @@ func (s *Service) primary(ctx context.Context, ref string) (*primaryKey, error) 
 		if _, err := s.rotate(ctx, m.KeyId, s.rotationDue); err != nil {
 			return nil, err
 		}
-		if m, _, err = s.loadKey(ctx, m.KeyId); err != nil {
+		if m, err = s.readKey(ctx, m.KeyId); err != nil {
 			return nil, err
 		}
 	}
@@ -64,7 +65,7 @@ func (s *Service) primary(ctx context.Context, ref string) (*primaryKey, error) 
 
 // ensureHandle finds the version key object.
 func (s *Service) ensureHandle(ctx context.Context, k *primaryKey) error {
-	if k.handle != 0 {
+	if k.found {
 		return nil
 	}
 	v, err := s.versionHandle(ctx, k.version)
@@ -74,7 +75,7 @@ func (s *Service) ensureHandle(ctx context.Context, k *primaryKey) error {
 	if err != nil {
 		return err
 	}
-	k.handle = v.handle
+	k.ref, k.found = v, true
 	return nil
 }
 
@@ -116,7 +117,13 @@ func (s *Service) sealWith(ctx context.Context, k *primaryKey, iv, pt []byte, ec
 	}
 	b := &wrap.Blob{VersionID: k.version}
 	copy(b.IV[:], iv)
-	sealed, err := s.tok.EncryptGCM(ctx, k.handle, b.IV[:], pt, wrap.AAD(b.Header(), ec))
+	aad := wrap.AAD(b.Header(), ec)
+	var sealed []byte
+	err := s.withVersionKey(ctx, k.version, k.ref, func(h hsm.ObjectHandle) error {
+		var err error
+		sealed, err = s.tok.EncryptGCM(ctx, h, b.IV[:], pt, aad)
+		return err
+	})
 	if err != nil {
 		s.forgetKey(k.meta.KeyId) // a stale handle is re-read next time
 		return nil, Internal("encrypting in the token", err)
@@ -168,7 +175,7 @@ func (s *Service) open(ctx context.Context, blobB64 string, ec wrap.EncryptionCo
 	if err != nil {
 		return nil, uuid.UUID{}, nil, err
 	}
-	m, _, err := s.loadKey(ctx, v.keyID)
+	m, err := s.readKey(ctx, v.keyID)
 	if err != nil {
 		if ErrorCode(err) == CodeKeyNotFound {
 			return nil, uuid.UUID{}, nil, InvalidCiphertext(err)
@@ -178,7 +185,13 @@ func (s *Service) open(ctx context.Context, blobB64 string, ec wrap.EncryptionCo
 	if err := usable(m); err != nil {
 		return nil, uuid.UUID{}, nil, err
 	}
-	pt, err := s.tok.DecryptGCM(ctx, v.handle, b.IV[:], b.Sealed, wrap.AAD(b.Header(), ec))
+	aad := wrap.AAD(b.Header(), ec)
+	var pt []byte
+	err = s.withVersionKey(ctx, b.VersionID, v, func(h hsm.ObjectHandle) error {
+		var err error
+		pt, err = s.tok.DecryptGCM(ctx, h, b.IV[:], b.Sealed, aad)
+		return err
+	})
 	if errors.Is(err, hsm.ErrDecryption) {
 		return nil, uuid.UUID{}, nil, InvalidCiphertext(err)
 	}

@@ -102,6 +102,7 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 		return nil, Internal("writing key metadata", err)
 	}
 	s.rememberVersion(versionID, keyID, h)
+	s.cache.putKey(m)
 	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: NewRequestID()}, nil
 }
 
@@ -380,11 +381,13 @@ func (s *Service) destroyKey(ctx context.Context, m *keyMeta) error {
 		return err
 	}
 	for _, a := range aliases {
+		s.cache.dropAlias(a.AliasName)
 		if err := s.tok.DestroyData(ctx, appAliases, a.AliasName); err != nil && !errors.Is(err, hsm.ErrNotFound) {
 			return Internal("destroying alias", err)
 		}
 	}
 	s.forgetKey(m.KeyId)
+	s.cache.dropKey(m.KeyId)
 	for _, v := range m.Versions {
 		id, err := uuid.Parse(v.KeyVersionId)
 		if err != nil {
@@ -413,15 +416,66 @@ func (s *Service) rememberVersion(id uuid.UUID, keyID string, h hsm.ObjectHandle
 	s.mu.Unlock()
 }
 
-// forgetKey drops a key's cached version handles.
+// forgetKey drops a key's cached version handles and destroys their
+// session copies (on disable and deletion, so the key stops working here at once).
 func (s *Service) forgetKey(keyID string) {
+	var copies []hsm.ObjectHandle
 	s.mu.Lock()
 	for id, v := range s.versions {
 		if v.keyID == keyID {
+			if v.copy != 0 {
+				copies = append(copies, v.copy)
+			}
 			delete(s.versions, id)
 		}
 	}
 	s.mu.Unlock()
+	for _, c := range copies {
+		_ = s.tok.DestroyObject(context.Background(), c)
+	}
+}
+
+// dropCopy forgets a session copy that no longer works.
+func (s *Service) dropCopy(id [16]byte, c hsm.ObjectHandle) {
+	s.mu.Lock()
+	if v, ok := s.versions[id]; ok && v.copy == c {
+		v.copy = 0
+		s.versions[id] = v
+	}
+	s.mu.Unlock()
+}
+
+// withVersionKey runs op with the fastest handle of a version: its session
+// copy (made on first use), falling back to the token object if the copy is
+// gone.
+func (s *Service) withVersionKey(ctx context.Context, id [16]byte, v versionRef, op func(hsm.ObjectHandle) error) error {
+	if v.copy == 0 {
+		if c, err := s.tok.CopyToSession(ctx, v.handle); err == nil {
+			s.mu.Lock()
+			if cur, ok := s.versions[id]; ok && cur.handle == v.handle && cur.copy == 0 {
+				cur.copy = c
+				s.versions[id] = cur
+				v.copy = c
+			} else {
+				// Another goroutine made one first, or the key was forgotten.
+				s.mu.Unlock()
+				_ = s.tok.DestroyObject(ctx, c)
+				s.mu.Lock()
+				if cur, ok := s.versions[id]; ok {
+					v.copy = cur.copy
+				}
+			}
+			s.mu.Unlock()
+		}
+	}
+	if v.copy != 0 {
+		err := op(v.copy)
+		if err == nil || !hsm.IsHandleInvalid(err) {
+			return err
+		}
+		s.dropCopy(id, v.copy)
+	}
+	return op(v.handle)
 }
 
 // versionHandle finds a version key by its 16-byte ID: from the cache, or

@@ -127,8 +127,10 @@ func (s *Service) updateKey(ctx context.Context, keyID string, change func(*keyM
 			continue
 		}
 		if err != nil {
+			s.cache.dropKey(keyID)
 			return nil, Internal("writing key metadata", err)
 		}
+		s.cache.putKey(m)
 		return m, nil
 	}
 	return nil, NewError(CodeConflict, "the key %s is being changed concurrently; retry", keyID)

@@ -582,16 +582,32 @@ func TestTwoInstancesShareState(t *testing.T) {
 	if _, err := s1.DescribeKey(bg, &provider.KeyIdRequest{KeyId: "alias/shared"}); err != nil {
 		t.Fatal(err)
 	}
-	v, _ := s2.CreateKeyVersion(bg, &provider.KeyIdRequest{KeyId: id})
-	g1, _ := s1.GenerateDataKey(bg, &provider.GenerateDataKeyRequest{KeyId: id})
-	if g1.KeyVersionId != v.KeyVersion.KeyVersionId {
-		t.Fatal("instance 1 did not see instance 2's rotation")
+	// Another instance's change is seen within the cache TTL (1 s).
+	within := func(what string, ok func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(provider.DefaultCacheTTL + 500*time.Millisecond)
+		for !ok() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not seen within %s", what, provider.DefaultCacheTTL)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
+	v, _ := s2.CreateKeyVersion(bg, &provider.KeyIdRequest{KeyId: id})
+	within("instance 2's rotation", func() bool {
+		g1, _ := s1.GenerateDataKey(bg, &provider.GenerateDataKeyRequest{KeyId: id})
+		return g1 != nil && g1.KeyVersionId == v.KeyVersion.KeyVersionId
+	})
 	if _, err := s1.DisableKey(bg, &provider.KeyIdRequest{KeyId: id}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = s2.Decrypt(bg, &provider.DecryptRequest{CiphertextBlob: g.CiphertextBlob})
+	// At once in the instance that disabled it, within the TTL in the other.
+	_, err = s1.Decrypt(bg, &provider.DecryptRequest{CiphertextBlob: g.CiphertextBlob})
 	wantCode(t, err, provider.CodeDisabled)
+	within("instance 1's DisableKey", func() bool {
+		_, err := s2.Decrypt(bg, &provider.DecryptRequest{CiphertextBlob: g.CiphertextBlob})
+		return provider.ErrorCode(err) == provider.CodeDisabled
+	})
 }
 
 // Concurrent rotations and alias updates from two instances lose nothing.
@@ -628,7 +644,8 @@ func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	vs, _ := s2.ListKeyVersions(bg, &provider.ListKeyVersionsRequest{KeyId: id, PageSize: 100})
+	fresh := provider.New(other, provider.Options{CacheTTL: -1})
+	vs, _ := fresh.ListKeyVersions(bg, &provider.ListKeyVersionsRequest{KeyId: id, PageSize: 100})
 	if vs.TotalCount != 1+4*perWorker {
 		t.Fatalf("%d versions, want %d: a rotation was lost", vs.TotalCount, 1+4*perWorker)
 	}
@@ -637,7 +654,7 @@ func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 	if len(hs) < 1+4*perWorker {
 		t.Fatalf("only %d objects", len(hs))
 	}
-	all, _ := s1.ListAliases(bg, &provider.ListAliasesRequest{})
+	all, _ := fresh.ListAliases(bg, &provider.ListAliasesRequest{})
 	if all.TotalCount != 1 {
 		t.Fatalf("%d aliases after concurrent updates", all.TotalCount)
 	}

@@ -86,14 +86,11 @@ func (s *Service) resolve(ctx context.Context, param, ref string) (*keyMeta, err
 		return nil, err
 	}
 	if alias != "" {
-		a, _, err := s.loadAlias(ctx, alias)
-		if err != nil {
+		if keyID, err = s.readAlias(ctx, alias); err != nil {
 			return nil, err
 		}
-		keyID = a.KeyId
 	}
-	m, _, err := s.loadKey(ctx, keyID)
-	return m, err
+	return s.readKey(ctx, keyID)
 }
 
 // loadAlias reads an alias object.

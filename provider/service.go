@@ -28,6 +28,9 @@ type Options struct {
 	Account string           // for ARNs; default "1234567890123456"
 	Creator string           // recorded on new keys; default "p11kms"
 	Now     func() time.Time // default time.Now
+	// CacheTTL bounds the staleness of cached key metadata and aliases
+	// (default DefaultCacheTTL; negative disables the cache).
+	CacheTTL time.Duration
 }
 
 // Service is the KMS over one token. It is safe for concurrent use.
@@ -35,13 +38,16 @@ type Service struct {
 	tok *hsm.Token
 	opt Options
 
+	cache *metaCache
+
 	mu       sync.Mutex
 	versions map[[16]byte]versionRef // CMK version handles, by version ID
 }
 
 type versionRef struct {
 	keyID  string
-	handle hsm.ObjectHandle
+	handle hsm.ObjectHandle // the token object
+	copy   hsm.ObjectHandle // its session-object copy, 0 until made
 }
 
 // New returns the KMS over tok.
@@ -58,7 +64,10 @@ func New(tok *hsm.Token, opt Options) *Service {
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
-	return &Service{tok: tok, opt: opt, versions: map[[16]byte]versionRef{}}
+	if opt.CacheTTL == 0 {
+		opt.CacheTTL = DefaultCacheTTL
+	}
+	return &Service{tok: tok, opt: opt, cache: newMetaCache(opt.CacheTTL), versions: map[[16]byte]versionRef{}}
 }
 
 // Token returns the token the service uses.
