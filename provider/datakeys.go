@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/google/uuid"
 
@@ -208,8 +210,48 @@ type exporter struct {
 	pub crypto.PublicKey
 }
 
+// exporterCache keeps parsed, validated public keys by the hash of what
+// the request said, so a busy caller's key is parsed once.
+var exporterCache = struct {
+	sync.Mutex
+	m map[[32]byte]*exporter
+}{m: map[[32]byte]*exporter{}}
+
+const maxCachedExporters = 4096
+
+func cachedExporter(parts []string, parse func() (*exporter, error)) (*exporter, error) {
+	h := sha256.New()
+	for _, p := range parts {
+		h.Write([]byte(p))
+		h.Write([]byte{0})
+	}
+	var k [32]byte
+	h.Sum(k[:0])
+	exporterCache.Lock()
+	e, ok := exporterCache.m[k]
+	exporterCache.Unlock()
+	if ok {
+		return e, nil
+	}
+	e, err := parse()
+	if err != nil {
+		return nil, err
+	}
+	exporterCache.Lock()
+	if len(exporterCache.m) >= maxCachedExporters {
+		clear(exporterCache.m)
+	}
+	exporterCache.m[k] = e
+	exporterCache.Unlock()
+	return e, nil
+}
+
 // alibabaExporter validates PublicKeyBlob, WrappingKeySpec and WrappingAlgorithm.
 func alibabaExporter(blob, spec, alg string) (*exporter, error) {
+	return cachedExporter([]string{"aliyun", blob, spec, alg}, func() (*exporter, error) { return parseAlibabaExporter(blob, spec, alg) })
+}
+
+func parseAlibabaExporter(blob, spec, alg string) (*exporter, error) {
 	if spec == "" {
 		return nil, InvalidParam("WrappingKeySpec", "is required: accepted RSA_2048, EC_SM2 (RSA_3072, RSA_4096: p11kms extension)")
 	}
@@ -240,6 +282,10 @@ func alibabaExporter(blob, spec, alg string) (*exporter, error) {
 // tencentExporter validates EncryptionPublicKey (PEM) and EncryptionAlgorithm
 // (empty means SM2, so an RSA key without an algorithm is an error).
 func tencentExporter(pemText, alg string) (*exporter, error) {
+	return cachedExporter([]string{"tencent", pemText, alg}, func() (*exporter, error) { return parseTencentExporter(pemText, alg) })
+}
+
+func parseTencentExporter(pemText, alg string) (*exporter, error) {
 	if alg == "" {
 		alg = "SM2"
 	}
