@@ -1,0 +1,93 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/p11kms/p11kms/provider/bench"
+)
+
+func newBenchCmd(g *globals) *cobra.Command {
+	var (
+		ops         string
+		concurrency int
+		duration    time.Duration
+		count       int
+		asJSON      bool
+		keys        int
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure operations under load against the primitive-cost limit, in one run",
+		Long: `bench runs each operation for --duration (or --count operations) at
+--concurrency, then measures the primitives it cannot avoid (token RNG, token
+AES-GCM on a session key, Go public-key encryption) alone at the same
+concurrency, and prints ops/s, p50/p90/p99 latency, errors, the limit those
+primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(bench.OpNames, ", ") + `.
+--keys N first fills the token to N CMKs (lookup flatness).`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			svc, closeFn, err := g.openService(ctx)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			if keys > 0 {
+				if err := bench.Prefill(ctx, svc, keys, func(i int) { fmt.Fprintf(os.Stderr, "\rprefill: %d keys", i) }); err != nil {
+					return err
+				}
+				fmt.Fprintln(os.Stderr)
+			}
+			fx, err := bench.NewFixture(ctx, svc, svc.Token())
+			if err != nil {
+				return err
+			}
+			all := fx.Ops()
+			names := bench.OpNames
+			if ops != "" && ops != "all" {
+				names = splitList(ops)
+			}
+			var results []bench.Result
+			for _, n := range names {
+				op, ok := all[n]
+				if !ok {
+					return usageError{fmt.Errorf("--ops: unknown operation %q; accepted: %s", n, strings.Join(bench.OpNames, ", "))}
+				}
+				opt := bench.Options{Concurrency: concurrency, Duration: duration, Count: count}
+				if !asJSON {
+					opt.Progress = func(done int64, el time.Duration) {
+						fmt.Fprintf(os.Stderr, "\r%-44s %8d ops %7.0f ops/s %5.0fs", op.Name, done, float64(done)/el.Seconds(), el.Seconds())
+					}
+				}
+				r := bench.Measure(ctx, op, opt)
+				if !asJSON {
+					fmt.Fprintf(os.Stderr, "\r%s\r", strings.Repeat(" ", 90))
+				}
+				results = append(results, r)
+			}
+			if asJSON {
+				return printJSON(cmd, results)
+			}
+			fmt.Fprint(cmd.OutOrStdout(), bench.Table(results))
+			for _, r := range results {
+				if r.Errors > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "%s: %d errors, first: %s\n", r.Op, r.Errors, r.FirstError)
+				}
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&ops, "ops", "all", "comma-separated operations, or all")
+	f.IntVar(&concurrency, "concurrency", 16, "concurrent callers")
+	f.DurationVar(&duration, "duration", 5*time.Second, "how long each operation runs")
+	f.IntVar(&count, "count", 0, "operations per run instead of a duration")
+	f.BoolVar(&asJSON, "json", false, "print JSON")
+	f.IntVar(&keys, "keys", 0, "fill the token to this many CMKs first")
+	return cmd
+}
