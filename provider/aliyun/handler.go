@@ -1,0 +1,243 @@
+package aliyun
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/wire"
+)
+
+// DefaultMaxBodyBytes is the request size limit when Config.MaxBodyBytes is 0.
+const DefaultMaxBodyBytes = 64 << 10
+
+// Config configures the handler.
+type Config struct {
+	// KMS runs the operations (required).
+	KMS *provider.Service
+	// Keys are the access keys whose signatures are accepted, with their
+	// policies (required).
+	Keys *wire.AccessKeys
+	// Observer receives one Record per request (nil: none).
+	Observer wire.Observer
+	// Limiter, if set, is asked once per authenticated request; a refusal
+	// is HTTP 429 Rejected.Throttling.
+	Limiter wire.Limiter
+	// Now is the clock the request timestamps are checked against and the
+	// records are stamped with (default time.Now).
+	Now func() time.Time
+	// MaxBodyBytes bounds a request: its query string and body together,
+	// since the Alibaba SDKs put every parameter in the query (default
+	// DefaultMaxBodyBytes). A larger request is HTTP 413 InvalidParameter.
+	MaxBodyBytes int64
+}
+
+type handler struct {
+	cfg    Config
+	v      verifier
+	nonces *wire.ReplayCache
+}
+
+// New returns the Alibaba Cloud KMS API handler. It serves POST and GET on
+// "/". It panics if cfg.KMS or cfg.Keys is nil.
+func New(cfg Config) http.Handler {
+	if cfg.KMS == nil || cfg.Keys == nil {
+		panic("aliyun.New: Config.KMS and Config.Keys are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys}, nonces: wire.NewReplayCache(NonceMemory, 0)}
+}
+
+// errorBody is what the SDKs parse from an HTTP 4xx/5xx answer.
+type errorBody struct {
+	RequestId string
+	HostId    string
+	Code      string
+	Message   string
+}
+
+func newRequestID() string { return strings.ToUpper(provider.NewRequestID()) }
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := wire.Record{Time: h.cfg.Now().UTC(), RequestId: newRequestID(), SourceAddr: r.RemoteAddr, API: "aliyun"}
+	resp, err := h.serve(r, &rec)
+	if err == nil {
+		var b []byte
+		if b, err = json.Marshal(resp); err == nil {
+			rec.HTTPStatus = http.StatusOK
+			writeJSON(w, http.StatusOK, rec.RequestId, b)
+		} else {
+			err = provider.Internal("encoding the response", err)
+		}
+	}
+	if err != nil {
+		e := provider.AsError(err)
+		status := e.HTTPStatus
+		if status < 400 || status > 599 {
+			status = http.StatusInternalServerError
+		}
+		if e.Code == CodeUnsupportedMethod {
+			w.Header().Set("Allow", "GET, POST")
+		}
+		host := truncate(r.Host, 255)
+		if host == "" {
+			host = "p11kms"
+		}
+		b, _ := json.Marshal(errorBody{RequestId: rec.RequestId, HostId: host, Code: e.Code, Message: e.Message})
+		rec.Code, rec.HTTPStatus = e.Code, status
+		writeJSON(w, status, rec.RequestId, b)
+	}
+	rec.Latency = time.Since(start)
+	if h.cfg.Observer != nil {
+		h.cfg.Observer.Observe(rec)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, requestID string, b []byte) {
+	hd := w.Header()
+	hd.Set("Content-Type", "application/json;charset=utf-8")
+	hd.Set("Content-Length", strconv.Itoa(len(b)))
+	hd.Set("x-acs-request-id", requestID)
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+// readBody reads the body, refusing a request (query and body together)
+// larger than the limit.
+func (h *handler) readBody(r *http.Request) ([]byte, error) {
+	max := h.cfg.MaxBodyBytes
+	tooLarge := apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge,
+		"the request (query string and body) exceeds %d bytes", max)
+	left := max - int64(len(r.URL.RawQuery))
+	if left < 0 || r.ContentLength > left {
+		return nil, tooLarge
+	}
+	if r.Body == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, left+1))
+	if err != nil {
+		return nil, provider.InvalidParam("body", "the request body could not be read")
+	}
+	if int64(len(b)) > left {
+		return nil, tooLarge
+	}
+	return b, nil
+}
+
+// serve runs one request up to the provider's response.
+func (h *handler) serve(r *http.Request, rec *wire.Record) (resp any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			resp, err = nil, provider.Internal("request", fmt.Errorf("panic: %v", p))
+		}
+	}()
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		return nil, apiError(http.StatusMethodNotAllowed, CodeUnsupportedMethod, "the Alibaba Cloud KMS API takes POST or GET")
+	}
+	if r.URL.Path != "/" {
+		return nil, apiError(http.StatusNotFound, CodeActionNotFound, "the Alibaba Cloud KMS API is served at /")
+	}
+	body, err := h.readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	rr, err := parseRaw(r.URL.RawQuery, r.Header.Get("Content-Type"), body)
+	if err != nil {
+		return nil, err
+	}
+	rec.AccessKeyId = claimedAccessKeyId(r, rr)
+	now := h.cfg.Now()
+	a, err := h.v.verify(r, rr, body, now)
+	if err != nil {
+		return nil, err
+	}
+	rec.AccessKeyId = a.AccessKey.AccessKeyId
+	spec, known := actionSpecs[a.Action]
+	if known {
+		rec.Action = a.Action
+	}
+	if seen, _ := h.nonces.Seen(a.AccessKey.AccessKeyId+"\x00"+a.Nonce, now, ""); seen {
+		return nil, apiError(http.StatusBadRequest, CodeNonceUsed, "the signature nonce has been used already")
+	}
+	if h.cfg.Limiter != nil && !h.cfg.Limiter.Allow(a.AccessKey.AccessKeyId) {
+		return nil, apiError(http.StatusTooManyRequests, CodeThrottling, "the access key's request rate limit is exceeded; retry later")
+	}
+	if !known {
+		return nil, apiError(http.StatusNotFound, CodeActionNotFound, "the action %s is not a KMS action p11kms serves", quoteName(a.Action))
+	}
+	req, err := decodeParams(spec, a.Params)
+	if err != nil {
+		return nil, err
+	}
+	if spec.action.KeyParam != "" {
+		rec.KeyId = reflect.ValueOf(req).Elem().FieldByName(spec.action.KeyParam).String()
+	}
+	ctx := r.Context()
+	if err := wire.Authorize(ctx, h.cfg.KMS, a.AccessKey, spec.action, req); err != nil {
+		return nil, err
+	}
+	resp, err = spec.action.Call(ctx, h.cfg.KMS, req)
+	if err != nil {
+		return nil, err
+	}
+	if resp == nil || reflect.ValueOf(resp).IsNil() {
+		return nil, provider.Internal(a.Action, errors.New("the provider returned no response"))
+	}
+	setRequestID(resp, rec.RequestId)
+	if id, ver := responseKeyIds(resp); id != "" {
+		rec.KeyId, rec.KeyVersionId = id, ver
+	}
+	return resp, nil
+}
+
+// setRequestID puts the handler's RequestId into the provider's response,
+// so the body, the header and the record agree.
+func setRequestID(resp any, id string) {
+	v := reflect.ValueOf(resp)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return
+	}
+	if f := v.Elem().FieldByName("RequestId"); f.IsValid() && f.Kind() == reflect.String && f.CanSet() {
+		f.SetString(id)
+	}
+}
+
+// responseKeyIds finds KeyId and KeyVersionId in a response, at the top
+// level or in KeyMetadata / KeyVersion.
+func responseKeyIds(resp any) (keyID, versionID string) {
+	v := reflect.ValueOf(resp)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return "", ""
+	}
+	str := func(s reflect.Value, name string) string {
+		if f := s.FieldByName(name); f.IsValid() && f.Kind() == reflect.String {
+			return f.String()
+		}
+		return ""
+	}
+	s := v.Elem()
+	keyID, versionID = str(s, "KeyId"), str(s, "KeyVersionId")
+	for _, nested := range []string{"KeyMetadata", "KeyVersion"} {
+		if n := s.FieldByName(nested); n.IsValid() && n.Kind() == reflect.Struct && keyID == "" {
+			keyID, versionID = str(n, "KeyId"), str(n, "KeyVersionId")
+		}
+	}
+	return keyID, versionID
+}
