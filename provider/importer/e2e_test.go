@@ -54,7 +54,7 @@ func TestEndToEndTwoTokens(t *testing.T) {
 	}
 	type tc struct {
 		api, spec, alg string
-		export        func(spec, alg string) exported
+		export         func(spec, alg string) exported
 	}
 	var cases []tc
 	for _, spec := range []string{"RSA_2048", "RSA_3072", "RSA_4096"} {
