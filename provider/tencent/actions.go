@@ -1,0 +1,947 @@
+package tencent
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/wire"
+	"github.com/p11kms/p11kms/wrap"
+)
+
+// Tencent's limits, where they are tighter than the provider's.
+const (
+	maxContextChars   = 1024 // EncryptionContext, as JSON text
+	maxPlaintextBytes = 4096 // Encrypt
+	maxDescription    = 1024 // bytes
+	minPendingDays    = 7
+	maxPendingDays    = 30
+	maxBatchKeys      = 100
+	maxListLimit      = 200
+	maxOffset         = 1 << 30
+	listPageSize      = 100
+	keyUsageSymmetric = "ENCRYPT_DECRYPT"
+)
+
+// Wire values that p11kms fixes.
+const (
+	keyTypeFIPS  = 2 // KeyMetadata.Type: 2 is FIPS-compliant (AES-256), 4 is SM
+	originKMS    = "TENCENT_KMS"
+	ownerUser    = "user"
+	tagCodeError = 2 // CreateKey TagCode: business error — tags are not stored
+)
+
+var (
+	// aliasPattern is Tencent's alias: 1–60 letters, digits, - and _,
+	// starting with a letter or digit.
+	aliasPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$`)
+	// encryptionAlgorithms are Tencent's EncryptionAlgorithm values.
+	encryptionAlgorithms = []string{"SM2", "SM2_C1C3C2_ASN1", "RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"}
+	asymmetricUsages     = []string{"ASYMMETRIC_DECRYPT_RSA_2048", "ASYMMETRIC_DECRYPT_SM2", "ASYMMETRIC_SIGN_VERIFY_SM2",
+		"ASYMMETRIC_SIGN_VERIFY_RSA_2048", "ASYMMETRIC_SIGN_VERIFY_ECC"}
+)
+
+// call is one authenticated request being run.
+type call struct {
+	ctx context.Context
+	h   *handler
+	key wire.AccessKey
+	rec *wire.Record
+}
+
+// authorize checks the access key's policy for the Tencent action name,
+// with req a provider request struct naming the keys touched.
+func (c *call) authorize(action, keyParam, blobParam string, req any) error {
+	return wire.Authorize(c.ctx, c.h.kms, c.key, wire.Action{Name: action, KeyParam: keyParam, BlobParam: blobParam}, req)
+}
+
+// setKey records the key a request used.
+func (c *call) setKey(keyID, versionID string) {
+	c.rec.KeyId, c.rec.KeyVersionId = clip(keyID, 128), clip(versionID, 64)
+}
+
+// action is one implemented Tencent action.
+type action struct {
+	newReq func() any
+	run    func(c *call, req any) (any, error)
+}
+
+func op[Req any](run func(c *call, req *Req) (any, error)) action {
+	return action{newReq: func() any { return new(Req) }, run: func(c *call, req any) (any, error) { return run(c, req.(*Req)) }}
+}
+
+// actions are the implemented actions, by Tencent name. Policies name
+// these actions.
+var actions = map[string]action{
+	"CreateKey":            op(createKey),
+	"DescribeKey":          op(describeKey),
+	"DescribeKeys":         op(describeKeys),
+	"ListKeys":             op(listKeys),
+	"EnableKey":            op(enableKey),
+	"DisableKey":           op(disableKey),
+	"EnableKeys":           op(enableKeys),
+	"DisableKeys":          op(disableKeys),
+	"ScheduleKeyDeletion":  op(scheduleKeyDeletion),
+	"CancelKeyDeletion":    op(cancelKeyDeletion),
+	"UpdateAlias":          op(updateAlias),
+	"GetKeyRotationStatus": op(getKeyRotationStatus),
+	"EnableKeyRotation":    op(enableKeyRotation),
+	"DisableKeyRotation":   op(disableKeyRotation),
+	"GenerateDataKey":      op(generateDataKey),
+	"Encrypt":              op(encrypt),
+	"Decrypt":              op(decrypt),
+	"ReEncrypt":            op(reEncrypt),
+	"GenerateRandom":       op(generateRandom),
+	"GetServiceStatus":     op(getServiceStatus),
+}
+
+// knownActions are the other actions of KMS 2019-01-18 (from the SDK's
+// client): answered UnsupportedOperation rather than InvalidAction.
+var knownActions = map[string]bool{}
+
+func init() {
+	for _, a := range strings.Fields(`ArchiveKey AsymmetricRsaDecrypt AsymmetricSm2Decrypt BindCloudResource
+		CancelKeyArchive CreateWhiteBoxKey DeleteImportedKeyMaterial DeleteWhiteBoxKey DescribeWhiteBoxDecryptKey
+		DescribeWhiteBoxDeviceFingerprints DescribeWhiteBoxKey DescribeWhiteBoxKeyDetails DescribeWhiteBoxServiceStatus
+		DisableWhiteBoxKey DisableWhiteBoxKeys EnableWhiteBoxKey EnableWhiteBoxKeys EncryptByWhiteBox
+		GetParametersForImport GetPublicKey GetRegions ImportKeyMaterial ListAlgorithms ListKeyDetail
+		OverwriteWhiteBoxDeviceFingerprints PostQuantumCryptoDecrypt PostQuantumCryptoEncrypt PostQuantumCryptoSign
+		PostQuantumCryptoVerify SignByAsymmetricKey UnbindCloudResource UpdateKeyDescription VerifyByAsymmetricKey`) {
+		knownActions[a] = true
+	}
+}
+
+// ---- request and response shapes (field names are the wire names) ----
+
+type tagParam struct {
+	TagKey   string
+	TagValue string
+}
+
+type createKeyRequest struct {
+	Alias        string
+	Description  string
+	KeyUsage     string
+	Type         *uint64
+	Tags         []tagParam
+	HsmClusterId string
+}
+
+type createKeyResponse struct {
+	KeyId        string
+	Alias        string
+	CreateTime   uint64
+	Description  string
+	KeyState     string
+	KeyUsage     string
+	TagCode      uint64
+	TagMsg       string
+	HsmClusterId string
+}
+
+type keyIDRequest struct{ KeyId string }
+type keyIDsRequest struct{ KeyIds []string }
+type emptyRequest struct{}
+type emptyResponse struct{}
+
+type keyMetadata struct {
+	KeyId              string
+	Alias              string
+	CreateTime         uint64
+	Description        string
+	KeyState           string
+	KeyUsage           string
+	Type               int64
+	CreatorUin         uint64
+	KeyRotationEnabled bool
+	Owner              string
+	NextRotateTime     uint64
+	DeletionDate       uint64
+	Origin             string
+	ValidTo            uint64
+	ResourceId         string
+	HsmClusterId       string
+}
+
+type describeKeyResponse struct{ KeyMetadata keyMetadata }
+type describeKeysResponse struct{ KeyMetadatas []keyMetadata }
+
+type listKeysRequest struct {
+	Offset       *uint64
+	Limit        *uint64
+	Role         *uint64
+	HsmClusterId string
+}
+
+type keyRef struct{ KeyId string }
+
+type listKeysResponse struct {
+	Keys       []keyRef
+	TotalCount uint64
+}
+
+type scheduleKeyDeletionRequest struct {
+	KeyId               string
+	PendingWindowInDays *uint64
+}
+
+type scheduleKeyDeletionResponse struct {
+	DeletionDate uint64
+	KeyId        string
+}
+
+type keyIDResponse struct{ KeyId string }
+
+type updateAliasRequest struct {
+	Alias string
+	KeyId string
+}
+
+type rotationStatusResponse struct{ KeyRotationEnabled bool }
+
+type enableKeyRotationRequest struct {
+	KeyId      string
+	RotateDays *uint64
+}
+
+type generateDataKeyRequest struct {
+	KeyId               string
+	KeySpec             string
+	NumberOfBytes       *uint64
+	EncryptionContext   string
+	EncryptionPublicKey string
+	EncryptionAlgorithm string
+}
+
+type generateDataKeyResponse struct {
+	KeyId          string
+	Plaintext      string
+	CiphertextBlob string
+}
+
+type encryptRequest struct {
+	KeyId             string
+	Plaintext         string
+	EncryptionContext string
+}
+
+type encryptResponse struct {
+	CiphertextBlob string
+	KeyId          string
+}
+
+type decryptRequest struct {
+	CiphertextBlob      string
+	EncryptionContext   string
+	EncryptionPublicKey string
+	EncryptionAlgorithm string
+}
+
+type decryptResponse struct {
+	KeyId     string
+	Plaintext string
+}
+
+type reEncryptRequest struct {
+	CiphertextBlob               string
+	DestinationKeyId             string
+	SourceEncryptionContext      string
+	DestinationEncryptionContext string
+}
+
+type reEncryptResponse struct {
+	CiphertextBlob string
+	KeyId          string
+	SourceKeyId    string
+	ReEncrypted    bool
+}
+
+type generateRandomRequest struct{ NumberOfBytes *uint64 }
+type generateRandomResponse struct{ Plaintext string }
+
+type serviceStatusResponse struct {
+	ServiceEnabled      bool
+	InvalidType         int64
+	UserLevel           uint64
+	ExclusiveVSMEnabled bool
+	ExclusiveHSMEnabled bool
+}
+
+// ---- helpers ----
+
+func required(name, v string) error {
+	if v == "" {
+		return errorf(CodeMissingParameter, "the parameter %s is required", name)
+	}
+	return nil
+}
+
+// checkAlias validates a Tencent alias (without the provider's alias/ prefix).
+func checkAlias(a string) error {
+	if err := required("Alias", a); err != nil {
+		return err
+	}
+	if !aliasPattern.MatchString(a) {
+		return errorf(CodeInvalidAlias, "Alias %q: accepted 1 to 60 letters, digits, - and _, starting with a letter or digit", clip(a, 64))
+	}
+	if strings.HasPrefix(strings.ToLower(a), "kms-") {
+		return errorf(CodeInvalidAlias, "Alias %q: names starting with kms- are reserved for cloud products", clip(a, 64))
+	}
+	return nil
+}
+
+// aliasName is the provider's name of a Tencent alias.
+func aliasName(a string) string { return "alias/" + a }
+
+// tencentAlias picks the alias to show for a key: the first whose name is
+// a Tencent alias.
+func tencentAlias(list []provider.Alias) string {
+	for _, a := range list {
+		if n := strings.TrimPrefix(a.AliasName, "alias/"); aliasPattern.MatchString(n) {
+			return n
+		}
+	}
+	return ""
+}
+
+// unixTime converts the provider's ISO 8601 times to Unix seconds (0 if unset).
+func unixTime(s string) uint64 {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil || t.Unix() < 0 {
+		return 0
+	}
+	return uint64(t.Unix())
+}
+
+func keyState(s string) string {
+	if s == provider.StatePendingDeletion {
+		return "PendingDelete"
+	}
+	return s
+}
+
+// parseContext parses an EncryptionContext JSON string (≤1024 characters).
+func parseContext(param, s string) (wrap.EncryptionContext, error) {
+	ec, err := wrap.ParseEncryptionContextJSON(s, maxContextChars)
+	var pe *wrap.ParamError
+	if errors.As(err, &pe) {
+		return nil, provider.InvalidParam(param, "%s", pe.Msg)
+	}
+	return ec, err
+}
+
+func isCode(err error, code string) bool { return provider.ErrorCode(err) == code }
+
+func (c *call) resolve(ref string) (string, error) { return c.h.kms.ResolveKeyId(c.ctx, ref) }
+
+// describe returns a key's Tencent metadata.
+func (c *call) describe(ref string) (keyMetadata, error) {
+	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: ref})
+	if err != nil {
+		return keyMetadata{}, err
+	}
+	md := d.KeyMetadata
+	al, err := c.h.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: md.KeyId, PageSize: 100})
+	if err != nil {
+		return keyMetadata{}, err
+	}
+	km := keyMetadata{KeyId: md.KeyId, Alias: tencentAlias(al.Aliases.Alias), CreateTime: unixTime(md.CreationDate),
+		Description: md.Description, KeyState: keyState(md.KeyState), KeyUsage: keyUsageSymmetric, Type: keyTypeFIPS,
+		KeyRotationEnabled: md.AutomaticRotation == "Enabled", Owner: ownerUser, DeletionDate: unixTime(md.DeleteDate),
+		Origin: originKMS, ResourceId: "creatorUin/0/" + md.KeyId}
+	if km.KeyRotationEnabled {
+		km.NextRotateTime = unixTime(md.NextRotationDate)
+	}
+	return km, nil
+}
+
+// discard disables a key made by a CreateKey that then failed, and
+// schedules its deletion (best effort: the request's error is what matters).
+func (c *call) discard(keyID string) {
+	ctx := context.WithoutCancel(c.ctx)
+	_, _ = c.h.kms.DisableKey(ctx, &provider.KeyIdRequest{KeyId: keyID})
+	_, _ = c.h.kms.ScheduleKeyDeletion(ctx, &provider.ScheduleKeyDeletionRequest{KeyId: keyID, PendingWindowInDays: minPendingDays})
+}
+
+// ---- key management ----
+
+func createKey(c *call, req *createKeyRequest) (any, error) {
+	if err := checkAlias(req.Alias); err != nil {
+		return nil, err
+	}
+	switch {
+	case req.KeyUsage == "" || req.KeyUsage == keyUsageSymmetric:
+	case slices.Contains(asymmetricUsages, req.KeyUsage):
+		return nil, errorf(CodeUnsupportedOperation, "KeyUsage %s: p11kms makes only ENCRYPT_DECRYPT keys", req.KeyUsage)
+	default:
+		return nil, errorf(CodeInvalidKeyUsage, "KeyUsage %q: accepted ENCRYPT_DECRYPT", clip(req.KeyUsage, 40))
+	}
+	if req.Type != nil {
+		switch *req.Type {
+		case 1:
+		case 2:
+			return nil, errorf(CodeUnsupportedOperation, "Type 2 (EXTERNAL, imported key material) is not supported by p11kms")
+		default:
+			return nil, errorf(CodeInvalidType, "Type %d: accepted 1", *req.Type)
+		}
+	}
+	if req.HsmClusterId != "" {
+		return nil, errorf(CodeInvalidHsmClusterId, "HsmClusterId: p11kms has no HSM clusters; leave it empty")
+	}
+	if len(req.Description) > maxDescription {
+		return nil, provider.InvalidParam("Description", "%d bytes: at most %d", len(req.Description), maxDescription)
+	}
+	tagKeys := map[string]bool{}
+	for i, t := range req.Tags {
+		if t.TagKey == "" {
+			return nil, errorf(CodeMissingParameter, "the parameter Tags.%d.TagKey is required", i)
+		}
+		if tagKeys[t.TagKey] {
+			return nil, errorf(CodeTagKeysDuplicated, "the tag key %q appears more than once", clip(t.TagKey, 64))
+		}
+		tagKeys[t.TagKey] = true
+	}
+	preq := &provider.CreateKeyRequest{Description: req.Description}
+	if err := c.authorize("CreateKey", "", "", preq); err != nil {
+		return nil, err
+	}
+	alias := aliasName(req.Alias)
+	if !c.key.Policy.AllowsKey(alias) {
+		return nil, provider.NewError(provider.CodeNoPermission, "the access key %s may not use alias %s", c.key.AccessKeyId, req.Alias)
+	}
+	if _, err := c.resolve(alias); err == nil {
+		return nil, provider.NewError(provider.CodeAliasExists, "the alias %s already exists", req.Alias)
+	} else if !isCode(err, provider.CodeAliasNotFound) {
+		return nil, err
+	}
+	kr, err := c.h.kms.CreateKey(c.ctx, preq)
+	if err != nil {
+		return nil, err
+	}
+	md := kr.KeyMetadata
+	c.setKey(md.KeyId, md.PrimaryKeyVersion)
+	if _, err := c.h.kms.CreateAlias(c.ctx, &provider.AliasRequest{AliasName: alias, KeyId: md.KeyId}); err != nil {
+		c.discard(md.KeyId)
+		return nil, err
+	}
+	resp := &createKeyResponse{KeyId: md.KeyId, Alias: req.Alias, CreateTime: unixTime(md.CreationDate), Description: md.Description,
+		KeyState: keyState(md.KeyState), KeyUsage: keyUsageSymmetric}
+	if len(req.Tags) > 0 {
+		resp.TagCode, resp.TagMsg = tagCodeError, "p11kms does not store tags: the key was created without them"
+	}
+	return resp, nil
+}
+
+func describeKey(c *call, req *keyIDRequest) (any, error) {
+	if err := required("KeyId", req.KeyId); err != nil {
+		return nil, err
+	}
+	if err := c.authorize("DescribeKey", "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
+		return nil, err
+	}
+	md, err := c.describe(req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	c.setKey(md.KeyId, "")
+	return &describeKeyResponse{KeyMetadata: md}, nil
+}
+
+// checkBatch validates a KeyIds list.
+func checkBatch(ids []string) error {
+	if len(ids) == 0 {
+		return errorf(CodeMissingParameter, "the parameter KeyIds is required")
+	}
+	if len(ids) > maxBatchKeys {
+		return errorf(CodeInvalidParameterVal, "KeyIds: at most %d keys", maxBatchKeys)
+	}
+	for i, id := range ids {
+		if id == "" {
+			return errorf(CodeMissingParameter, "the parameter KeyIds.%d is empty", i)
+		}
+	}
+	return nil
+}
+
+// describeKeys describes the listed keys; keys that do not exist are left out.
+func describeKeys(c *call, req *keyIDsRequest) (any, error) {
+	if err := checkBatch(req.KeyIds); err != nil {
+		return nil, err
+	}
+	resp := &describeKeysResponse{KeyMetadatas: []keyMetadata{}}
+	for _, id := range req.KeyIds {
+		err := c.authorize("DescribeKeys", "KeyId", "", &provider.KeyIdRequest{KeyId: id})
+		var md keyMetadata
+		if err == nil {
+			md, err = c.describe(id)
+		}
+		if isCode(err, provider.CodeKeyNotFound) || isCode(err, provider.CodeAliasNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		resp.KeyMetadatas = append(resp.KeyMetadatas, md)
+	}
+	return resp, nil
+}
+
+func listKeys(c *call, req *listKeysRequest) (any, error) {
+	offset, limit := 0, 10
+	if req.Limit != nil {
+		if *req.Limit < 1 || *req.Limit > maxListLimit {
+			return nil, provider.InvalidParam("Limit", "%d: accepted 1 to %d", *req.Limit, maxListLimit)
+		}
+		limit = int(*req.Limit)
+	}
+	if req.Offset != nil {
+		if *req.Offset > maxOffset {
+			return nil, provider.InvalidParam("Offset", "%d: at most %d", *req.Offset, maxOffset)
+		}
+		offset = int(*req.Offset)
+	}
+	if req.Role != nil && *req.Role > 1 {
+		return nil, provider.InvalidParam("Role", "%d: accepted 0 (keys you created) or 1 (keys of cloud products)", *req.Role)
+	}
+	if req.HsmClusterId != "" {
+		return nil, errorf(CodeInvalidHsmClusterId, "HsmClusterId: p11kms has no HSM clusters; leave it empty")
+	}
+	if err := c.authorize("ListKeys", "", "", &provider.ListKeysRequest{}); err != nil {
+		return nil, err
+	}
+	resp := &listKeysResponse{Keys: []keyRef{}}
+	if req.Role != nil && *req.Role == 1 {
+		return resp, nil // p11kms has no keys made by cloud products
+	}
+	for pn := offset/listPageSize + 1; ; pn++ {
+		r, err := c.h.kms.ListKeys(c.ctx, &provider.ListKeysRequest{PageNumber: pn, PageSize: listPageSize})
+		if err != nil {
+			return nil, err
+		}
+		resp.TotalCount = uint64(r.TotalCount)
+		for i, k := range r.Keys.Key {
+			if pos := (pn-1)*listPageSize + i; pos >= offset && pos < offset+limit {
+				resp.Keys = append(resp.Keys, keyRef{KeyId: k.KeyId})
+			}
+		}
+		if pn*listPageSize >= offset+limit || pn*listPageSize >= r.TotalCount {
+			return resp, nil
+		}
+	}
+}
+
+// setState runs EnableKey or DisableKey on one key.
+func setState(c *call, action, ref string) error {
+	preq := &provider.KeyIdRequest{KeyId: ref}
+	var err error
+	if action == "EnableKey" {
+		_, err = c.h.kms.EnableKey(c.ctx, preq)
+	} else {
+		_, err = c.h.kms.DisableKey(c.ctx, preq)
+	}
+	return err
+}
+
+func enableKey(c *call, req *keyIDRequest) (any, error)  { return oneState(c, "EnableKey", req) }
+func disableKey(c *call, req *keyIDRequest) (any, error) { return oneState(c, "DisableKey", req) }
+
+func oneState(c *call, action string, req *keyIDRequest) (any, error) {
+	if err := required("KeyId", req.KeyId); err != nil {
+		return nil, err
+	}
+	if err := c.authorize(action, "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
+		return nil, err
+	}
+	c.setKey(req.KeyId, "")
+	if err := setState(c, action, req.KeyId); err != nil {
+		return nil, err
+	}
+	return &emptyResponse{}, nil
+}
+
+func enableKeys(c *call, req *keyIDsRequest) (any, error)  { return batchState(c, "EnableKeys", "EnableKey", req) }
+func disableKeys(c *call, req *keyIDsRequest) (any, error) { return batchState(c, "DisableKeys", "DisableKey", req) }
+
+// batchState authorizes every key first, then changes them in order; the
+// first failure stops the batch (earlier keys stay changed).
+func batchState(c *call, action, single string, req *keyIDsRequest) (any, error) {
+	if err := checkBatch(req.KeyIds); err != nil {
+		return nil, err
+	}
+	for _, id := range req.KeyIds {
+		if err := c.authorize(action, "KeyId", "", &provider.KeyIdRequest{KeyId: id}); err != nil {
+			return nil, err
+		}
+	}
+	for _, id := range req.KeyIds {
+		if err := setState(c, single, id); err != nil {
+			c.setKey(id, "")
+			return nil, err
+		}
+	}
+	return &emptyResponse{}, nil
+}
+
+// scheduleKeyDeletion follows Tencent: the key must be Disabled first, and
+// the window is 7 to 30 days.
+func scheduleKeyDeletion(c *call, req *scheduleKeyDeletionRequest) (any, error) {
+	if err := required("KeyId", req.KeyId); err != nil {
+		return nil, err
+	}
+	if req.PendingWindowInDays == nil {
+		return nil, errorf(CodeMissingParameter, "the parameter PendingWindowInDays is required")
+	}
+	days := *req.PendingWindowInDays
+	if days < minPendingDays || days > maxPendingDays {
+		return nil, errorf(CodeInvalidPendingWindow, "PendingWindowInDays %d: accepted %d to %d", days, minPendingDays, maxPendingDays)
+	}
+	preq := &provider.ScheduleKeyDeletionRequest{KeyId: req.KeyId, PendingWindowInDays: int(days)}
+	if err := c.authorize("ScheduleKeyDeletion", "KeyId", "", preq); err != nil {
+		return nil, err
+	}
+	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: req.KeyId})
+	if err != nil {
+		return nil, err
+	}
+	id := d.KeyMetadata.KeyId
+	c.setKey(id, "")
+	if d.KeyMetadata.KeyState == provider.StateEnabled {
+		return nil, errorf(CodeCmkShouldBeDisabled, "the key %s is Enabled: disable it before scheduling its deletion", id)
+	}
+	preq.KeyId = id
+	if _, err := c.h.kms.ScheduleKeyDeletion(c.ctx, preq); err != nil {
+		return nil, err
+	}
+	d, err = c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: id})
+	if err != nil {
+		return nil, err
+	}
+	return &scheduleKeyDeletionResponse{DeletionDate: unixTime(d.KeyMetadata.DeleteDate), KeyId: id}, nil
+}
+
+// cancelKeyDeletion follows Tencent: the key comes back Disabled.
+func cancelKeyDeletion(c *call, req *keyIDRequest) (any, error) {
+	if err := required("KeyId", req.KeyId); err != nil {
+		return nil, err
+	}
+	if err := c.authorize("CancelKeyDeletion", "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
+		return nil, err
+	}
+	id, err := c.resolve(req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	c.setKey(id, "")
+	if _, err := c.h.kms.CancelKeyDeletion(c.ctx, &provider.KeyIdRequest{KeyId: id}); err != nil {
+		return nil, err
+	}
+	if _, err := c.h.kms.DisableKey(context.WithoutCancel(c.ctx), &provider.KeyIdRequest{KeyId: id}); err != nil {
+		return nil, fmt.Errorf("the deletion was cancelled but the key could not be disabled: %w", err)
+	}
+	return &keyIDResponse{KeyId: id}, nil
+}
+
+// updateAlias gives a key a new alias, replacing its Tencent-style alias
+// (a key has one alias on Tencent's API).
+func updateAlias(c *call, req *updateAliasRequest) (any, error) {
+	if err := checkAlias(req.Alias); err != nil {
+		return nil, err
+	}
+	if err := required("KeyId", req.KeyId); err != nil {
+		return nil, err
+	}
+	alias := aliasName(req.Alias)
+	if err := c.authorize("UpdateAlias", "KeyId", "", &provider.AliasRequest{AliasName: alias, KeyId: req.KeyId}); err != nil {
+		return nil, err
+	}
+	id, err := c.resolve(req.KeyId)
+	if err != nil {
+		return nil, err
+	}
+	c.setKey(id, "")
+	switch cur, err := c.resolve(alias); {
+	case err == nil && cur == id:
+		return &emptyResponse{}, nil
+	case err == nil:
+		return nil, provider.NewError(provider.CodeAliasExists, "the alias %s already names another key", req.Alias)
+	case !isCode(err, provider.CodeAliasNotFound):
+		return nil, err
+	}
+	if _, err := c.h.kms.CreateAlias(c.ctx, &provider.AliasRequest{AliasName: alias, KeyId: id}); err != nil {
+		return nil, err
+	}
+	old, err := c.h.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: id, PageSize: 100})
+	if err != nil {
+		return nil, err
+	}
+	for _, a := range old.Aliases.Alias {
+		if n := strings.TrimPrefix(a.AliasName, "alias/"); a.AliasName != alias && aliasPattern.MatchString(n) {
+			if _, err := c.h.kms.DeleteAlias(c.ctx, &provider.DeleteAliasRequest{AliasName: a.AliasName}); err != nil && !isCode(err, provider.CodeAliasNotFound) {
+				return nil, err
+			}
+		}
+	}
+	return &emptyResponse{}, nil
+}
+
+func getKeyRotationStatus(c *call, req *keyIDRequest) (any, error) {
+	if err := required("KeyId", req.KeyId); err != nil {
+		return nil, err
+	}
+	if err := c.authorize("GetKeyRotationStatus", "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
+		return nil, err
+	}
+	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: req.KeyId})
+	if err != nil {
+		return nil, err
+	}
+	c.setKey(d.KeyMetadata.KeyId, "")
+	return &rotationStatusResponse{KeyRotationEnabled: d.KeyMetadata.AutomaticRotation == "Enabled"}, nil
+}
+
+func enableKeyRotation(c *call, req *enableKeyRotationRequest) (any, error) {
+	if err := required("KeyId", req.KeyId); err != nil {
+		return nil, err
+	}
+	days := uint64(365)
+	if req.RotateDays != nil {
+		if days = *req.RotateDays; days < provider.MinRotationDays || days > provider.MaxRotationDays {
+			return nil, provider.InvalidParam("RotateDays", "%d: accepted %d to %d", days, provider.MinRotationDays, provider.MaxRotationDays)
+		}
+	}
+	return rotation(c, "EnableKeyRotation", &provider.UpdateRotationPolicyRequest{KeyId: req.KeyId, EnableAutomaticRotation: true,
+		RotationInterval: fmt.Sprintf("%dd", days)})
+}
+
+func disableKeyRotation(c *call, req *keyIDRequest) (any, error) {
+	if err := required("KeyId", req.KeyId); err != nil {
+		return nil, err
+	}
+	return rotation(c, "DisableKeyRotation", &provider.UpdateRotationPolicyRequest{KeyId: req.KeyId})
+}
+
+func rotation(c *call, action string, preq *provider.UpdateRotationPolicyRequest) (any, error) {
+	if err := c.authorize(action, "KeyId", "", preq); err != nil {
+		return nil, err
+	}
+	c.setKey(preq.KeyId, "")
+	if _, err := c.h.kms.UpdateRotationPolicy(c.ctx, preq); err != nil {
+		return nil, err
+	}
+	return &emptyResponse{}, nil
+}
+
+// ---- data keys and encryption ----
+
+func generateDataKey(c *call, req *generateDataKeyRequest) (any, error) {
+	if err := required("KeyId", req.KeyId); err != nil {
+		return nil, err
+	}
+	preq := &provider.GenerateDataKeyRequest{KeyId: req.KeyId, KeySpec: req.KeySpec,
+		EncryptionPublicKey: req.EncryptionPublicKey, EncryptionAlgorithm: req.EncryptionAlgorithm}
+	switch n := req.NumberOfBytes; {
+	case n == nil && req.KeySpec == "":
+		return nil, errorf(CodeMissingParameter, "one of KeySpec and NumberOfBytes is required")
+	case n != nil && (*n < 1 || *n > provider.MaxDataKeyBytes):
+		return nil, provider.InvalidParam("NumberOfBytes", "%d: accepted 1 to %d", *n, provider.MaxDataKeyBytes)
+	case n != nil:
+		preq.NumberOfBytes = int(*n)
+	}
+	var err error
+	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
+		return nil, err
+	}
+	if err := c.authorize("GenerateDataKey", "KeyId", "", preq); err != nil {
+		return nil, err
+	}
+	r, err := c.h.kms.GenerateDataKey(c.ctx, preq)
+	if err != nil {
+		return nil, err
+	}
+	c.setKey(r.KeyId, r.KeyVersionId)
+	return &generateDataKeyResponse{KeyId: r.KeyId, Plaintext: r.Plaintext, CiphertextBlob: r.CiphertextBlob}, nil
+}
+
+func encrypt(c *call, req *encryptRequest) (any, error) {
+	if err := required("KeyId", req.KeyId); err != nil {
+		return nil, err
+	}
+	if err := required("Plaintext", req.Plaintext); err != nil {
+		return nil, err
+	}
+	pt, err := base64.StdEncoding.DecodeString(req.Plaintext)
+	n := len(pt)
+	wrap.ZeroBytes(pt)
+	if err != nil || n == 0 || n > maxPlaintextBytes {
+		return nil, errorf(CodeInvalidPlaintext, "Plaintext: accepted base64 of 1 to %d bytes", maxPlaintextBytes)
+	}
+	preq := &provider.EncryptRequest{KeyId: req.KeyId, Plaintext: req.Plaintext}
+	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
+		return nil, err
+	}
+	if err := c.authorize("Encrypt", "KeyId", "", preq); err != nil {
+		return nil, err
+	}
+	r, err := c.h.kms.Encrypt(c.ctx, preq)
+	if err != nil {
+		return nil, err
+	}
+	c.setKey(r.KeyId, r.KeyVersionId)
+	return &encryptResponse{CiphertextBlob: r.CiphertextBlob, KeyId: r.KeyId}, nil
+}
+
+// exporter is a validated EncryptionPublicKey and EncryptionAlgorithm, as
+// the provider validates them for GenerateDataKey.
+type exporter struct {
+	alg *wrap.Algorithm
+	pub crypto.PublicKey
+}
+
+func newExporter(pemText, alg string) (*exporter, error) {
+	if pemText == "" {
+		return nil, provider.InvalidParam("EncryptionPublicKey", "is required with EncryptionAlgorithm")
+	}
+	if alg == "" {
+		alg = "SM2"
+	}
+	if !slices.Contains(encryptionAlgorithms, alg) {
+		return nil, provider.InvalidParam("EncryptionAlgorithm", "%q: accepted %s", clip(alg, 40), strings.Join(encryptionAlgorithms, ", "))
+	}
+	a, err := wrap.LookupAlgorithm(alg)
+	if err != nil {
+		return nil, provider.InvalidParam("EncryptionAlgorithm", "%q is unknown", clip(alg, 40))
+	}
+	pub, spec, err := wrap.ParsePublicKeyPEM(pemText)
+	if err != nil {
+		var pe *wrap.ParamError
+		if errors.As(err, &pe) {
+			return nil, provider.InvalidParam("EncryptionPublicKey", "%s", pe.Msg)
+		}
+		return nil, err
+	}
+	if err := a.CompatibleWith(spec); err != nil {
+		return nil, provider.InvalidParam("EncryptionAlgorithm", "%s does not fit a %s key (an empty EncryptionAlgorithm means SM2)", alg, spec)
+	}
+	return &exporter{alg: a, pub: pub}, nil
+}
+
+// seal encrypts pt under the public key; the caller zeroes pt.
+func (e *exporter) seal(pt []byte) (string, error) {
+	if max := e.alg.MaxPlaintext(e.pub); len(pt) > max {
+		return "", provider.InvalidParam("EncryptionPublicKey", "the plaintext is %d bytes: %s under this key takes at most %d", len(pt), e.alg.Name, max)
+	}
+	ct, err := e.alg.Encrypt(rand.Reader, e.pub, pt)
+	if err != nil {
+		return "", provider.InvalidParam("EncryptionPublicKey", "the plaintext could not be encrypted under this key")
+	}
+	return base64.StdEncoding.EncodeToString(ct), nil
+}
+
+// decrypt decrypts a blob; with EncryptionPublicKey the plaintext is
+// returned encrypted under that key (base64), as GenerateDataKey does.
+func decrypt(c *call, req *decryptRequest) (any, error) {
+	if err := required("CiphertextBlob", req.CiphertextBlob); err != nil {
+		return nil, err
+	}
+	preq := &provider.DecryptRequest{CiphertextBlob: req.CiphertextBlob}
+	var err error
+	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
+		return nil, err
+	}
+	var ex *exporter
+	if req.EncryptionPublicKey != "" || req.EncryptionAlgorithm != "" {
+		if ex, err = newExporter(req.EncryptionPublicKey, req.EncryptionAlgorithm); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.authorize("Decrypt", "", "CiphertextBlob", preq); err != nil {
+		return nil, err
+	}
+	r, err := c.h.kms.Decrypt(c.ctx, preq)
+	if err != nil {
+		return nil, err
+	}
+	c.setKey(r.KeyId, r.KeyVersionId)
+	resp := &decryptResponse{KeyId: r.KeyId, Plaintext: r.Plaintext}
+	if ex != nil {
+		pt, err := base64.StdEncoding.DecodeString(r.Plaintext)
+		if err != nil {
+			return nil, provider.Internal("decoding the plaintext", err)
+		}
+		resp.Plaintext, err = ex.seal(pt)
+		wrap.ZeroBytes(pt)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// reEncrypt moves a blob under DestinationKeyId (default: the blob's own
+// key, whose primary version may have rotated) and a new context.
+func reEncrypt(c *call, req *reEncryptRequest) (any, error) {
+	if err := required("CiphertextBlob", req.CiphertextBlob); err != nil {
+		return nil, err
+	}
+	preq := &provider.ReEncryptRequest{CiphertextBlob: req.CiphertextBlob, DestinationKeyId: req.DestinationKeyId}
+	var err error
+	if preq.SourceEncryptionContext, err = parseContext("SourceEncryptionContext", req.SourceEncryptionContext); err != nil {
+		return nil, err
+	}
+	if preq.DestinationEncryptionContext, err = parseContext("DestinationEncryptionContext", req.DestinationEncryptionContext); err != nil {
+		return nil, err
+	}
+	if preq.DestinationKeyId == "" {
+		if preq.DestinationKeyId, err = c.h.kms.BlobKeyId(c.ctx, req.CiphertextBlob); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.authorize("ReEncrypt", "DestinationKeyId", "CiphertextBlob", preq); err != nil {
+		return nil, err
+	}
+	r, err := c.h.kms.ReEncrypt(c.ctx, preq)
+	if err != nil {
+		return nil, err
+	}
+	c.setKey(r.KeyId, r.KeyVersionId)
+	return &reEncryptResponse{CiphertextBlob: r.CiphertextBlob, KeyId: r.KeyId, SourceKeyId: r.SourceKeyId, ReEncrypted: true}, nil
+}
+
+// generateRandom returns random bytes from the token's RNG.
+func generateRandom(c *call, req *generateRandomRequest) (any, error) {
+	if req.NumberOfBytes == nil {
+		return nil, errorf(CodeMissingParameter, "the parameter NumberOfBytes is required")
+	}
+	n := *req.NumberOfBytes
+	if n < 1 || n > provider.MaxDataKeyBytes {
+		return nil, provider.InvalidParam("NumberOfBytes", "%d: accepted 1 to %d", n, provider.MaxDataKeyBytes)
+	}
+	if err := c.authorize("GenerateRandom", "", "", &emptyRequest{}); err != nil {
+		return nil, err
+	}
+	b, err := c.h.kms.Token().Random(c.ctx, int(n))
+	if err != nil {
+		return nil, provider.Internal("drawing random bytes from the token", err)
+	}
+	defer wrap.ZeroBytes(b)
+	return &generateRandomResponse{Plaintext: base64.StdEncoding.EncodeToString(b)}, nil
+}
+
+// getServiceStatus answers enabled while the token answers.
+func getServiceStatus(c *call, _ *emptyRequest) (any, error) {
+	if err := c.authorize("GetServiceStatus", "", "", &emptyRequest{}); err != nil {
+		return nil, err
+	}
+	if err := c.h.kms.Ready(c.ctx); err != nil {
+		return nil, provider.Internal("checking the key store", err)
+	}
+	return &serviceStatusResponse{ServiceEnabled: true, InvalidType: 1}, nil
+}

@@ -1,0 +1,433 @@
+package tencent
+
+import (
+	"crypto/hmac"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"hash"
+	"mime"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/p11kms/p11kms/provider/wire"
+)
+
+// Signature schemes, as recorded in a request's scheme.
+const (
+	SchemeTC3        = "TC3-HMAC-SHA256"
+	SchemeV1SHA1     = "HmacSHA1"
+	SchemeV1SHA256   = "HmacSHA256"
+	tc3Service       = "kms"
+	tc3Terminator    = "tc3_request"
+	unsignedPayload  = "UNSIGNED-PAYLOAD"
+	maxSignedHeaders = 16
+)
+
+// TimestampWindow is how far a request's timestamp may be from the
+// server's clock, either way (Tencent's five minutes).
+const TimestampWindow = 300 * time.Second
+
+// replayTTL is how long nonces and signatures are remembered: a request
+// first seen at t carries a timestamp no earlier than t−window, so it stops
+// being acceptable by t+2·window.
+const replayTTL = 2 * TimestampWindow
+
+// v1Common are the v1 common parameters: signed, but not action parameters.
+var v1Common = []string{"Action", "Version", "Region", "Timestamp", "Nonce", "SecretId",
+	"Signature", "SignatureMethod", "Language", "RequestClient", "Token"}
+
+// request is an authenticated (or, on error, partly parsed) request.
+type request struct {
+	scheme   string
+	action   string
+	version  string
+	region   string
+	secretID string         // as claimed; authenticated only when err == nil
+	key      wire.AccessKey // the access key, once authenticated
+	json     []byte         // TC3 POST: the JSON body
+	flat     map[string]string
+	isJSON   bool
+}
+
+// authenticate checks the request's signature (TC3-HMAC-SHA256 or v1
+// HmacSHA1/HmacSHA256), timestamp and replay rules, and returns the action
+// and its parameters. On error the returned request holds what could be
+// parsed (claimed SecretId, action) for the record.
+func (h *handler) authenticate(r *http.Request, body []byte, now time.Time) (*request, error) {
+	p := &request{}
+	if r.Method != http.MethodPost && r.Method != http.MethodGet {
+		return p, errorf(CodeUnsupportedProtocol, "the method %s is not accepted: use POST or GET", clip(r.Method, 16))
+	}
+	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
+		if len(auth) > 1 {
+			return p, errorf(CodeInvalidAuthorization, "more than one Authorization header")
+		}
+		return p, h.verifyTC3(p, r, auth[0], body, now)
+	}
+	return p, h.verifyV1(p, r, body, now)
+}
+
+// header returns the one value of a header ("" if absent); several values
+// are refused.
+func header(r *http.Request, name string) (string, error) {
+	v := r.Header.Values(name)
+	switch len(v) {
+	case 0:
+		return "", nil
+	case 1:
+		return v[0], nil
+	}
+	return "", errorf(CodeInvalidParameter, "the header %s appears more than once", name)
+}
+
+func requiredHeader(r *http.Request, name string) (string, error) {
+	v, err := header(r, name)
+	if err == nil && v == "" {
+		err = errorf(CodeMissingParameter, "the header %s is required", name)
+	}
+	return v, err
+}
+
+// tc3Authorization is a parsed TC3 Authorization header.
+type tc3Authorization struct {
+	secretID, date, service, terminator string
+	signedHeaders                       []string
+	signedHeadersRaw                    string
+	signature                           []byte
+}
+
+// parseTC3Authorization parses
+// "TC3-HMAC-SHA256 Credential=<id>/<date>/<service>/tc3_request, SignedHeaders=<h1;h2>, Signature=<hex>".
+func parseTC3Authorization(s string) (*tc3Authorization, error) {
+	bad := func(what string) error {
+		return errorf(CodeInvalidAuthorization, "the Authorization header is not TC3-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...: %s", what)
+	}
+	rest, ok := strings.CutPrefix(s, SchemeTC3+" ")
+	if !ok {
+		return nil, bad("unknown algorithm (accepted: TC3-HMAC-SHA256)")
+	}
+	a := &tc3Authorization{}
+	var cred, sig string
+	seen := map[string]bool{}
+	for part := range strings.SplitSeq(rest, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || seen[k] {
+			return nil, bad("malformed or repeated field")
+		}
+		seen[k] = true
+		switch k {
+		case "Credential":
+			cred = v
+		case "SignedHeaders":
+			a.signedHeadersRaw = v
+		case "Signature":
+			sig = v
+		default:
+			return nil, bad("unknown field " + clip(k, 32))
+		}
+	}
+	if cred == "" || a.signedHeadersRaw == "" || sig == "" {
+		return nil, bad("Credential, SignedHeaders and Signature are all required")
+	}
+	parts := strings.Split(cred, "/")
+	if len(parts) != 4 || parts[0] == "" {
+		return nil, bad("Credential is not <SecretId>/<date>/<service>/tc3_request")
+	}
+	a.secretID, a.date, a.service, a.terminator = parts[0], parts[1], parts[2], parts[3]
+	hs := strings.Split(a.signedHeadersRaw, ";")
+	if len(hs) > maxSignedHeaders {
+		return nil, bad("too many SignedHeaders")
+	}
+	for i, name := range hs {
+		if name == "" || strings.ToLower(name) != name || strings.ContainsAny(name, " :\t") || (i > 0 && hs[i-1] >= name) {
+			return nil, bad("SignedHeaders must be lower-case header names, sorted, separated by ;")
+		}
+	}
+	if !slices.Contains(hs, "content-type") || !slices.Contains(hs, "host") {
+		return nil, bad("SignedHeaders must include content-type and host")
+	}
+	a.signedHeaders = hs
+	if len(sig) != 2*sha256.Size {
+		return nil, bad("Signature is not 64 hex digits")
+	}
+	var err error
+	if a.signature, err = hex.DecodeString(sig); err != nil {
+		return nil, bad("Signature is not 64 hex digits")
+	}
+	return a, nil
+}
+
+// parseTimestamp parses a Unix-seconds timestamp and checks the window.
+func parseTimestamp(s string, now time.Time) (int64, error) {
+	if s == "" || len(s) > 12 || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, errorf(CodeInvalidParameter, "Timestamp %q is not Unix seconds", clip(s, 24))
+	}
+	ts, _ := strconv.ParseInt(s, 10, 64)
+	d := now.Sub(time.Unix(ts, 0))
+	if d > TimestampWindow || d < -TimestampWindow {
+		return 0, errorf(CodeSignatureExpire, "the request's timestamp %s is more than %d s away from the server's clock %s",
+			time.Unix(ts, 0).UTC().Format(time.RFC3339), int(TimestampWindow/time.Second), now.UTC().Format(time.RFC3339))
+	}
+	return ts, nil
+}
+
+// tc3SigningKey derives the TC3 key: HMAC chains over "TC3"+secret, date,
+// service and "tc3_request".
+func tc3SigningKey(secret, date, service string) []byte {
+	k := hmacSum(sha256.New, []byte("TC3"+secret), date)
+	k = hmacSum(sha256.New, k, service)
+	return hmacSum(sha256.New, k, tc3Terminator)
+}
+
+func hmacSum(h func() hash.Hash, key []byte, msg string) []byte {
+	m := hmac.New(h, key)
+	m.Write([]byte(msg))
+	return m.Sum(nil)
+}
+
+func sha256Hex(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// tc3CanonicalRequest builds the canonical request; headers are the
+// signed headers' lower-case names and values, in SignedHeaders order.
+func tc3CanonicalRequest(method, uri, query string, headers [][2]string, signedHeaders, payloadHash string) string {
+	var b strings.Builder
+	b.WriteString(method)
+	b.WriteByte('\n')
+	b.WriteString(uri)
+	b.WriteByte('\n')
+	b.WriteString(query)
+	b.WriteByte('\n')
+	for _, h := range headers {
+		b.WriteString(h[0])
+		b.WriteByte(':')
+		b.WriteString(h[1])
+		b.WriteByte('\n')
+	}
+	b.WriteByte('\n')
+	b.WriteString(signedHeaders)
+	b.WriteByte('\n')
+	b.WriteString(payloadHash)
+	return b.String()
+}
+
+// tc3StringToSign is the string the TC3 signature covers.
+func tc3StringToSign(timestamp, scope, canonicalRequest string) string {
+	return SchemeTC3 + "\n" + timestamp + "\n" + scope + "\n" + sha256Hex([]byte(canonicalRequest))
+}
+
+// verifyTC3 checks a TC3-HMAC-SHA256 request.
+func (h *handler) verifyTC3(p *request, r *http.Request, authz string, body []byte, now time.Time) error {
+	p.scheme = SchemeTC3
+	a, err := parseTC3Authorization(authz)
+	if err != nil {
+		return err
+	}
+	p.secretID = a.secretID
+	if p.action, err = requiredHeader(r, "X-TC-Action"); err != nil {
+		return err
+	}
+	tsText, err := requiredHeader(r, "X-TC-Timestamp")
+	if err != nil {
+		return err
+	}
+	if p.version, err = requiredHeader(r, "X-TC-Version"); err != nil {
+		return err
+	}
+	if p.region, err = header(r, "X-TC-Region"); err != nil {
+		return err
+	}
+	if tok, err := header(r, "X-TC-Token"); err != nil || tok != "" {
+		return errorf(CodeTokenFailure, "temporary credentials (X-TC-Token) are not accepted: sign with a SecretId and SecretKey")
+	}
+	key, ok := h.keys.Lookup(a.secretID)
+	if !ok {
+		return errorf(CodeSecretIdNotFound, "the SecretId %s does not exist", clip(a.secretID, 64))
+	}
+	ts, err := parseTimestamp(tsText, now)
+	if err != nil {
+		return err
+	}
+	switch {
+	case a.date != time.Unix(ts, 0).UTC().Format("2006-01-02"):
+		return errorf(CodeSignatureFailure, "the credential scope date %s is not the UTC date of X-TC-Timestamp", clip(a.date, 16))
+	case a.service != tc3Service:
+		return errorf(CodeSignatureFailure, "the credential scope names service %s: this is kms", clip(a.service, 32))
+	case a.terminator != tc3Terminator:
+		return errorf(CodeSignatureFailure, "the credential scope must end with tc3_request")
+	}
+	if v, _ := header(r, "X-TC-Content-SHA256"); v == unsignedPayload {
+		return errorf(CodeSignatureFailure, "unsigned payloads are not accepted: sign the body")
+	}
+	var query string
+	switch r.Method {
+	case http.MethodGet:
+		query = r.URL.RawQuery
+	case http.MethodPost:
+		if r.URL.RawQuery != "" {
+			return errorf(CodeInvalidParameter, "a POST request takes its parameters in the JSON body, not the query string")
+		}
+	}
+	headers := make([][2]string, 0, len(a.signedHeaders))
+	for _, name := range a.signedHeaders {
+		v := r.Host
+		if name != "host" {
+			vs := r.Header.Values(name)
+			if len(vs) > 1 {
+				return errorf(CodeSignatureFailure, "the signed header %s appears more than once", name)
+			}
+			v = ""
+			if len(vs) == 1 {
+				v = vs[0]
+			}
+		}
+		headers = append(headers, [2]string{name, strings.TrimSpace(v)})
+	}
+	canonical := tc3CanonicalRequest(r.Method, "/", query, headers, a.signedHeadersRaw, sha256Hex(body))
+	scope := a.date + "/" + a.service + "/" + tc3Terminator
+	want := hmacSum(sha256.New, tc3SigningKey(key.AccessKeySecret, a.date, a.service), tc3StringToSign(tsText, scope, canonical))
+	if !hmac.Equal(want, a.signature) {
+		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
+	}
+	// The action, region and version headers are not signed: a signature
+	// may come back only with the same ones (honest repeats within one
+	// second carry identical signatures).
+	target := p.action + "\n" + p.region + "\n" + p.version
+	if seen, prev := h.signatures.Seen(a.secretID+"\n"+hex.EncodeToString(a.signature), now, target); seen && prev != target {
+		return errorf(CodeSignatureFailure, "this signature was already used for another action, region or version")
+	}
+	p.key = key
+	if r.Method == http.MethodPost {
+		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mt != "application/json" {
+			return errorf(CodeInvalidParameter, "a TC3-HMAC-SHA256 POST request must have Content-Type application/json")
+		}
+		p.json, p.isJSON = body, true
+		return nil
+	}
+	p.flat, err = flatParams(query)
+	return err
+}
+
+// flatParams parses a query or form string, refusing repeated names.
+func flatParams(raw string) (map[string]string, error) {
+	vals, err := url.ParseQuery(raw)
+	if err != nil {
+		return nil, errorf(CodeInvalidParameter, "the parameters are not a valid URL-encoded string")
+	}
+	m := make(map[string]string, len(vals))
+	for k, v := range vals {
+		if len(v) != 1 {
+			return nil, errorf(CodeInvalidParameter, "the parameter %s appears more than once", clip(k, 64))
+		}
+		m[k] = v[0]
+	}
+	return m, nil
+}
+
+// v1StringToSign is METHOD ‖ host ‖ path ‖ "?" ‖ the sorted k=v pairs
+// (values as sent, unencoded) joined by "&", without Signature.
+func v1StringToSign(method, host, path string, params map[string]string) string {
+	keys := make([]string, 0, len(params))
+	for k := range params {
+		if k != "Signature" {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString(method)
+	b.WriteString(host)
+	b.WriteString(path)
+	b.WriteByte('?')
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(k)
+		b.WriteByte('=')
+		b.WriteString(params[k])
+	}
+	return b.String()
+}
+
+// verifyV1 checks a legacy HmacSHA1/HmacSHA256 request (parameters in the
+// query for GET, in a form body for POST).
+func (h *handler) verifyV1(p *request, r *http.Request, body []byte, now time.Time) error {
+	raw := r.URL.RawQuery
+	if r.Method == http.MethodPost {
+		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if mt != "application/x-www-form-urlencoded" {
+			return errorf(CodeInvalidAuthorization, "the request is not signed: no Authorization header (TC3-HMAC-SHA256) and no form-encoded v1 parameters")
+		}
+		if r.URL.RawQuery != "" {
+			return errorf(CodeInvalidParameter, "a v1 POST request takes its parameters in the form body, not the query string")
+		}
+		raw = string(body)
+	}
+	params, err := flatParams(raw)
+	if err != nil {
+		return err
+	}
+	p.secretID, p.action, p.version, p.region = params["SecretId"], params["Action"], params["Version"], params["Region"]
+	if p.secretID == "" {
+		return errorf(CodeInvalidAuthorization, "the request is not signed: no Authorization header (TC3-HMAC-SHA256) and no SecretId parameter (v1)")
+	}
+	for _, name := range []string{"Signature", "Timestamp", "Nonce", "Action", "Version"} {
+		if params[name] == "" {
+			return errorf(CodeMissingParameter, "the parameter %s is required", name)
+		}
+	}
+	if params["Token"] != "" {
+		return errorf(CodeTokenFailure, "temporary credentials (Token) are not accepted: sign with a SecretId and SecretKey")
+	}
+	var mac func() hash.Hash
+	switch p.scheme = params["SignatureMethod"]; p.scheme {
+	case "", SchemeV1SHA1:
+		p.scheme, mac = SchemeV1SHA1, sha1.New
+	case SchemeV1SHA256:
+		mac = sha256.New
+	default:
+		return errorf(CodeInvalidParameterVal, "SignatureMethod %q: accepted HmacSHA1, HmacSHA256", clip(p.scheme, 32))
+	}
+	nonce := params["Nonce"]
+	if len(nonce) > 64 {
+		return errorf(CodeInvalidParameterVal, "Nonce is longer than 64 characters")
+	}
+	key, ok := h.keys.Lookup(p.secretID)
+	if !ok {
+		return errorf(CodeSecretIdNotFound, "the SecretId %s does not exist", clip(p.secretID, 64))
+	}
+	if _, err := parseTimestamp(params["Timestamp"], now); err != nil {
+		return err
+	}
+	given, err := base64.StdEncoding.DecodeString(params["Signature"])
+	if err != nil {
+		return errorf(CodeSignatureFailure, "the Signature is not base64")
+	}
+	path := r.URL.Path
+	if path == "" {
+		path = "/"
+	}
+	want := hmacSum(mac, []byte(key.AccessKeySecret), v1StringToSign(r.Method, r.Host, path, params))
+	if !hmac.Equal(want, given) {
+		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
+	}
+	if seen, _ := h.nonces.Seen(p.secretID+"\n"+nonce, now, ""); seen {
+		return errorf(CodeSignatureExpire, "the Nonce was already used with this SecretId: the request is a replay")
+	}
+	p.key = key
+	for _, k := range v1Common {
+		delete(params, k)
+	}
+	p.flat = params
+	return nil
+}

@@ -1,0 +1,179 @@
+package tencent
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/wire"
+)
+
+// APIVersion is the Tencent Cloud KMS API version this front-end speaks.
+const APIVersion = "2019-01-18"
+
+// DefaultMaxBodyBytes is the request size limit when Config.MaxBodyBytes is 0.
+const DefaultMaxBodyBytes = 64 << 10
+
+// Config configures the handler.
+type Config struct {
+	// KMS runs the operations. Required.
+	KMS *provider.Service
+	// Keys are the SecretIds, their SecretKeys and policies. Required.
+	Keys *wire.AccessKeys
+	// Observer receives one wire.Record per request (nil: none). It is
+	// called from the serving goroutine and must be safe for concurrent use.
+	Observer wire.Observer
+	// Limiter may refuse an authenticated request (RequestLimitExceeded);
+	// nil allows everything. It must be safe for concurrent use.
+	Limiter wire.Limiter
+	// Now is the clock for timestamp windows and replay memory (default time.Now).
+	Now func() time.Time
+	// MaxBodyBytes bounds the request body and the query string
+	// (default DefaultMaxBodyBytes); larger requests get RequestSizeLimitExceeded.
+	MaxBodyBytes int64
+}
+
+type handler struct {
+	kms        *provider.Service
+	keys       *wire.AccessKeys
+	obs        wire.Observer
+	limiter    wire.Limiter
+	now        func() time.Time
+	maxBody    int64
+	signatures *wire.ReplayCache // TC3: signature → action/region/version
+	nonces     *wire.ReplayCache // v1: SecretId+Nonce
+}
+
+// New returns the Tencent Cloud KMS wire API (version 2019-01-18) in front
+// of cfg.KMS. It panics if cfg.KMS or cfg.Keys is nil.
+func New(cfg Config) http.Handler {
+	if cfg.KMS == nil || cfg.Keys == nil {
+		panic("tencent: Config.KMS and Config.Keys are required")
+	}
+	return newHandler(cfg)
+}
+
+func newHandler(cfg Config) *handler {
+	h := &handler{kms: cfg.KMS, keys: cfg.Keys, obs: cfg.Observer, limiter: cfg.Limiter, now: cfg.Now, maxBody: cfg.MaxBodyBytes,
+		signatures: wire.NewReplayCache(replayTTL, 0), nonces: wire.NewReplayCache(replayTTL, 0)}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = DefaultMaxBodyBytes
+	}
+	return h
+}
+
+// ServeHTTP answers every request with HTTP 200 and Tencent's envelope
+// {"Response":{...,"RequestId"}} (errors as {"Response":{"Error":{"Code","Message"},"RequestId"}}),
+// because the SDK reads nothing else.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := wire.Record{Time: h.now(), RequestId: provider.NewRequestID(), SourceAddr: r.RemoteAddr,
+		API: "tencent", HTTPStatus: http.StatusOK}
+	resp, err := h.serve(r, rec.Time, &rec)
+	var out []byte
+	if err != nil {
+		code, msg := codeAndMessage(err)
+		rec.Code = code
+		out, _ = json.Marshal(errorEnvelope{Response: errorBody{Error: errorDetail{Code: code, Message: msg}, RequestId: rec.RequestId}})
+	} else {
+		out = envelope(resp, rec.RequestId)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-TC-RequestId", rec.RequestId)
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(out)
+	if h.obs != nil {
+		rec.Latency = time.Since(start)
+		h.obs.Observe(rec)
+	}
+}
+
+type errorDetail struct{ Code, Message string }
+type errorBody struct {
+	Error     errorDetail
+	RequestId string
+}
+type errorEnvelope struct{ Response errorBody }
+
+// envelope wraps a response object as {"Response":{...,"RequestId":id}}.
+func envelope(resp any, requestID string) []byte {
+	b, err := json.Marshal(resp)
+	if err != nil || len(b) < 2 || b[0] != '{' {
+		b, _ = json.Marshal(errorEnvelope{Response: errorBody{Error: errorDetail{Code: CodeInternalError, Message: "the response could not be encoded"}, RequestId: requestID}})
+		return b
+	}
+	id, _ := json.Marshal(requestID)
+	var out bytes.Buffer
+	out.Grow(len(b) + len(id) + 32)
+	out.WriteString(`{"Response":`)
+	out.Write(b[:len(b)-1])
+	if len(b) > 2 {
+		out.WriteByte(',')
+	}
+	out.WriteString(`"RequestId":`)
+	out.Write(id)
+	out.WriteString("}}")
+	return out.Bytes()
+}
+
+// readBody reads at most max bytes of the body.
+func readBody(r *http.Request, max int64) ([]byte, error) {
+	tooBig := errorf(CodeRequestSizeExceeded, "the request is larger than %d bytes", max)
+	if r.ContentLength > max || int64(len(r.URL.RawQuery)) > max {
+		return nil, tooBig
+	}
+	if r.Body == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		return nil, errorf(CodeInvalidParameter, "the request body could not be read")
+	}
+	if int64(len(b)) > max {
+		return nil, tooBig
+	}
+	return b, nil
+}
+
+// serve authenticates, limits, decodes and runs one request.
+func (h *handler) serve(r *http.Request, now time.Time, rec *wire.Record) (any, error) {
+	body, err := readBody(r, h.maxBody)
+	if err != nil {
+		return nil, err
+	}
+	p, err := h.authenticate(r, body, now)
+	rec.AccessKeyId, rec.Action = clip(p.secretID, 64), clip(p.action, 64)
+	if err != nil {
+		return nil, err
+	}
+	if h.limiter != nil && !h.limiter.Allow(p.key.AccessKeyId) {
+		return nil, errorf(CodeRequestLimitExceeded, "too many requests for SecretId %s: retry later", clip(p.key.AccessKeyId, 64))
+	}
+	if p.version != APIVersion {
+		return nil, errorf(CodeNoSuchVersion, "the API version %q does not exist: this is %s", clip(p.version, 32), APIVersion)
+	}
+	a, ok := actions[p.action]
+	if !ok {
+		if knownActions[p.action] {
+			return nil, errorf(CodeUnsupportedOperation, "%s is not supported by p11kms", p.action)
+		}
+		return nil, errorf(CodeInvalidAction, "the action %s does not exist", clip(p.action, 64))
+	}
+	req := a.newReq()
+	if p.isJSON {
+		err = decodeJSON(p.json, req)
+	} else {
+		err = decodeFlat(p.flat, req)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c := &call{ctx: r.Context(), h: h, key: p.key, rec: rec}
+	return a.run(c, req)
+}
