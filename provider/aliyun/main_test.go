@@ -62,6 +62,7 @@ func (l *limiter) Allow(string) bool { return !l.refuse.Load() }
 type exchange struct {
 	Request  []byte // the request as sent (request line, headers, body)
 	Status   int
+	Header   http.Header
 	Response []byte
 }
 
@@ -113,7 +114,7 @@ func (e *testEnv) keep(h http.Handler) http.Handler {
 		w.WriteHeader(rw.Code)
 		w.Write(rw.Body.Bytes())
 		e.mu.Lock()
-		e.exchanges = append(e.exchanges, exchange{Request: raw.Bytes(), Status: rw.Code, Response: rw.Body.Bytes()})
+		e.exchanges = append(e.exchanges, exchange{Request: raw.Bytes(), Status: rw.Code, Header: rw.Header().Clone(), Response: rw.Body.Bytes()})
 		e.mu.Unlock()
 	})
 }
