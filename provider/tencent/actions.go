@@ -567,8 +567,12 @@ func oneState(c *call, action string, req *keyIDRequest) (any, error) {
 	return &emptyResponse{}, nil
 }
 
-func enableKeys(c *call, req *keyIDsRequest) (any, error)  { return batchState(c, "EnableKeys", "EnableKey", req) }
-func disableKeys(c *call, req *keyIDsRequest) (any, error) { return batchState(c, "DisableKeys", "DisableKey", req) }
+func enableKeys(c *call, req *keyIDsRequest) (any, error) {
+	return batchState(c, "EnableKeys", "EnableKey", req)
+}
+func disableKeys(c *call, req *keyIDsRequest) (any, error) {
+	return batchState(c, "DisableKeys", "DisableKey", req)
+}
 
 // batchState authorizes every key first, then changes them in order; the
 // first failure stops the batch (earlier keys stay changed).

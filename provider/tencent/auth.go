@@ -33,6 +33,10 @@ const (
 // server's clock, either way (Tencent's five minutes).
 const TimestampWindow = 300 * time.Second
 
+// RetargetGrace is how long after its first use a TC3 signature may come
+// back with another X-TC-Action, X-TC-Region or X-TC-Version (see checkReuse).
+const RetargetGrace = 2 * time.Second
+
 // replayTTL is how long nonces and signatures are remembered: a request
 // first seen at t carries a timestamp no earlier than t−window, so it stops
 // being acceptable by t+2·window.
@@ -297,12 +301,8 @@ func (h *handler) verifyTC3(p *request, r *http.Request, authz string, body []by
 	if !hmac.Equal(want, a.signature) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
-	// The action, region and version headers are not signed: a signature
-	// may come back only with the same ones (honest repeats within one
-	// second carry identical signatures).
-	target := p.action + "\n" + p.region + "\n" + p.version
-	if seen, prev := h.signatures.Seen(a.secretID+"\n"+hex.EncodeToString(a.signature), now, target); seen && prev != target {
-		return errorf(CodeSignatureFailure, "this signature was already used for another action, region or version")
+	if err := h.checkReuse(a, p, now); err != nil {
+		return err
 	}
 	p.key = key
 	if r.Method == http.MethodPost {
@@ -315,6 +315,31 @@ func (h *handler) verifyTC3(p *request, r *http.Request, authz string, body []by
 	}
 	p.flat, err = flatParams(query)
 	return err
+}
+
+// checkReuse applies the signature-reuse rule. X-TC-Action, X-TC-Region
+// and X-TC-Version are not signed, so a captured request could be replayed
+// as another action on the same parameters (a DescribeKey as a
+// DisableKey). Each signature is remembered with its first target and the
+// time it was first seen; it may come back with the same target at any
+// time within the window (identical honest calls in one second carry
+// identical signatures), but with another target only within
+// RetargetGrace of its first use: honest SDK callers do sign, say,
+// DescribeKey and then DisableKey on the same KeyId within one second, and
+// those two requests carry the same signature.
+func (h *handler) checkReuse(a *tc3Authorization, p *request, now time.Time) error {
+	target := p.action + "\n" + p.region + "\n" + p.version
+	seen, prev := h.signatures.Seen(a.secretID+"\n"+hex.EncodeToString(a.signature), now,
+		target+"\n"+strconv.FormatInt(now.UnixNano(), 10))
+	if !seen {
+		return nil
+	}
+	i := strings.LastIndexByte(prev, '\n')
+	first, _ := strconv.ParseInt(prev[i+1:], 10, 64)
+	if prev[:i] != target && now.Sub(time.Unix(0, first)) > RetargetGrace {
+		return errorf(CodeSignatureFailure, "this signature was already used for another action, region or version")
+	}
+	return nil
 }
 
 // flatParams parses a query or form string, refusing repeated names.

@@ -270,7 +270,7 @@ func TestTC3SignatureReuse(t *testing.T) {
 	}
 	c := byName["002-GenerateDataKey.txt"]
 	h := authOnly(c.when)
-	send := func(raw []byte, edit func(r *http.Request)) error {
+	send := func(raw []byte, at time.Duration, edit func(r *http.Request)) error {
 		r, body, err := readRequest(raw)
 		if err != nil {
 			t.Fatal(err)
@@ -278,41 +278,51 @@ func TestTC3SignatureReuse(t *testing.T) {
 		if edit != nil {
 			edit(r)
 		}
-		_, err = h.authenticate(r, body, c.when)
+		_, err = h.authenticate(r, body, c.when.Add(at))
 		return err
 	}
 	// 002 and 019 are two honest identical calls in one second: both pass,
-	// and so do 017 and 018.
+	// and so do 017 and 018, and so do repeats later in the window.
 	for _, name := range []string{"002-GenerateDataKey.txt", "019-GenerateDataKey.txt", "017-GenerateDataKey.txt", "018-GenerateDataKey.txt"} {
-		if err := send(byName[name].raw, nil); err != nil {
+		if err := send(byName[name].raw, 0, nil); err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	for _, edit := range []func(r *http.Request){
+	if err := send(c.raw, TimestampWindow, nil); err != nil {
+		t.Fatal(err)
+	}
+	edits := []func(r *http.Request){
 		func(r *http.Request) { r.Header.Set("X-TC-Action", "Decrypt") },
 		func(r *http.Request) { r.Header.Set("X-TC-Region", "ap-shanghai") },
 		func(r *http.Request) { r.Header.Set("X-TC-Version", "2017-03-12") },
-	} {
-		if err := send(c.raw, edit); codeOf(err) != CodeSignatureFailure {
+	}
+	// Within RetargetGrace of the first use another target passes: an
+	// honest client may send DescribeKey and DisableKey on one KeyId in one
+	// second, with one signature.
+	for _, edit := range edits {
+		if err := send(c.raw, RetargetGrace, edit); err != nil {
+			t.Fatalf("re-targeted within the grace: %v", err)
+		}
+	}
+	for _, edit := range edits {
+		if err := send(c.raw, RetargetGrace+time.Millisecond, edit); codeOf(err) != CodeSignatureFailure {
 			t.Fatalf("re-targeted signature: %v", err)
 		}
 	}
 	// The original target still passes.
-	if err := send(c.raw, nil); err != nil {
+	if err := send(c.raw, 10*time.Second, nil); err != nil {
 		t.Fatal(err)
 	}
 	// A fresh handler has not seen it: the first use decides the target.
 	h = authOnly(c.when)
-	if err := send(c.raw, func(r *http.Request) { r.Header.Set("X-TC-Action", "Decrypt") }); err != nil {
+	if err := send(c.raw, 0, edits[0]); err != nil {
 		t.Fatal(err)
 	}
-	if err := send(c.raw, nil); codeOf(err) != CodeSignatureFailure {
+	if err := send(c.raw, 3*time.Second, nil); codeOf(err) != CodeSignatureFailure {
 		t.Fatalf("second target: %v", err)
 	}
-	// Forgotten after the replay window.
-	later := c.when.Add(replayTTL + time.Second)
-	r, body, _ := readRequest(c.raw)
-	if _, err := h.authenticate(r, body, later); codeOf(err) != CodeSignatureExpire {
+	// Past the window it is expired whatever the target.
+	if err := send(c.raw, TimestampWindow+time.Second, nil); codeOf(err) != CodeSignatureExpire {
 		t.Fatalf("later: %v", err)
 	}
 }

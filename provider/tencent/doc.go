@@ -11,11 +11,14 @@
 //     query or POST form). Secrets come from wire.AccessKeys; MACs are
 //     compared in constant time. A timestamp more than TimestampWindow from
 //     the server clock is AuthFailure.SignatureExpire; a v1 Nonce seen before
-//     for the same SecretId is refused (AuthFailure.SignatureExpire, "replay");
-//     a TC3 signature seen before is refused if it comes back with another
-//     X-TC-Action, X-TC-Region or X-TC-Version — those headers are not signed
-//     (AuthFailure.SignatureFailure). Identical repeats are accepted: honest
-//     identical calls in one second carry identical signatures.
+//     for the same SecretId is refused (AuthFailure.SignatureExpire, "replay").
+//     TC3 does not sign X-TC-Action, X-TC-Region or X-TC-Version, so each TC3
+//     signature is remembered for the window with the target it was first
+//     used for: it may come back with that target (honest identical calls in
+//     one second carry identical signatures), and with another target only
+//     within RetargetGrace of its first use (honest SDK callers do sign, say,
+//     DescribeKey and DisableKey on one KeyId in one second, with one
+//     signature); later, another target is AuthFailure.SignatureFailure.
 //   - Decoding: parameters by their exact Tencent names, strictly — unknown
 //     names are UnknownParameter, wrong types (a number as a string in JSON)
 //     InvalidParameter; flattened names (Tags.0.TagKey) for GET and v1.
