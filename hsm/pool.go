@@ -147,8 +147,31 @@ func Do[T any](ctx context.Context, t *Token, fn func(*Session) (T, error)) (T, 
 			return zero, err
 		}
 	}
+	if err != nil && !stateless(err) {
+		// A failed call may leave an operation active in the session
+		// (C_EncryptInit done, C_Encrypt failed): never hand it out again.
+		t.pool.drop(s)
+		return res, err
+	}
 	t.pool.put(s)
 	return res, err
+}
+
+// stateless reports whether err leaves the session as it was: not a PKCS#11
+// error at all, or one of the answers that single-step calls (lookups,
+// attribute reads, *Init refusals) give without starting an operation.
+func stateless(err error) bool {
+	code, ok := CodeOf(err)
+	if !ok {
+		return true
+	}
+	switch code {
+	case pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID, pkcs11.CKR_ATTRIBUTE_SENSITIVE,
+		pkcs11.CKR_ATTRIBUTE_TYPE_INVALID, pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_TEMPLATE_INCONSISTENT,
+		pkcs11.CKR_TEMPLATE_INCOMPLETE, pkcs11.CKR_USER_ALREADY_LOGGED_IN:
+		return true
+	}
+	return false
 }
 
 // do is Do without a result.

@@ -3,7 +3,6 @@ package hsm
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/miekg/pkcs11"
@@ -86,13 +85,15 @@ func (o *SecretKeyOptions) identity() []*pkcs11.Attribute {
 	return a
 }
 
-// create runs one object-creating call under the token's creation lock. On
+// create runs one object-creating call under the token's creation lock, in
+// the keeper session: session objects (Ephemeral keys) belong to the session
+// that made them, and pool sessions may be closed at any time. On
 // failure it destroys whatever matches identity: SoftHSM2 < 2.7 may report
 // an error and still create the object.
 func (t *Token) create(ctx context.Context, identity []*pkcs11.Attribute, fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
 	for attempt := 1; ; attempt++ {
 		t.locks.create.Lock()
-		h, err := Do(ctx, t, fn)
+		h, err := t.onKeeper(fn)
 		t.locks.create.Unlock()
 		if err == nil || len(identity) == 0 {
 			return h, err
@@ -170,9 +171,20 @@ func (t *Token) CopyToSession(ctx context.Context, h ObjectHandle) (ObjectHandle
 		return 0, err
 	}
 	tmpl := []*pkcs11.Attribute{attr(pkcs11.CKA_TOKEN, false)}
+	return t.onKeeper(func(s *Session) (ObjectHandle, error) {
+		c, err := t.api.CopyObject(s.handle, h, tmpl)
+		return c, ckr("C_CopyObject", err)
+	})
+}
+
+// onKeeper runs fn on the keeper session, reopening it once if it is lost.
+func (t *Token) onKeeper(fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
+	if err := t.CheckOpen(); err != nil {
+		return 0, err
+	}
 	t.keeperMu.Lock()
 	defer t.keeperMu.Unlock()
-	for attempt := 0; attempt < 2; attempt++ {
+	for attempt := 0; ; attempt++ {
 		if t.keeper == nil {
 			s, err := t.openSession()
 			if err != nil {
@@ -180,17 +192,13 @@ func (t *Token) CopyToSession(ctx context.Context, h ObjectHandle) (ObjectHandle
 			}
 			t.keeper = s
 		}
-		c, err := t.api.CopyObject(t.keeper.handle, h, tmpl)
-		if err == nil {
-			return c, nil
-		}
-		if !sessionBroken(err) {
-			return 0, ckr("C_CopyObject", err)
+		h, err := fn(t.keeper)
+		if err == nil || !sessionBroken(err) || attempt == 1 {
+			return h, err
 		}
 		_ = t.api.CloseSession(t.keeper.handle)
 		t.keeper = nil
 	}
-	return 0, errors.New("hsm: C_CopyObject: no usable session")
 }
 
 // IsHandleInvalid reports whether err means an object handle no longer

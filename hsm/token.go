@@ -22,7 +22,7 @@ type Token struct {
 	closed atomic.Bool
 
 	keeperMu sync.Mutex
-	keeper   *Session // holds session-object copies (CopyToSession); outside the pool
+	keeper   *Session // never used for operations: anchors login and handles, holds session copies
 
 	probeMu sync.Mutex
 	probes  map[string]bool // mechanism capability probes, by description
@@ -108,11 +108,15 @@ func openOn(ctx context.Context, lib *Library, cfg Config, pin string) (*Token, 
 	t := &Token{lib: lib, api: api, slot: found[0].ID, info: found[0].Token, pin: pin, probes: map[string]bool{},
 		locks: locksFor(lib.path, trimLabel(found[0].Token.SerialNumber))}
 	t.pool = newPool(t, size, wait)
-	// Open and log in the first session now so that a wrong PIN fails Open.
-	if err := do(ctx, t, func(*Session) error { return nil }); err != nil {
-		t.pool.closeIdle()
+	// The keeper session, opened and logged in now so that a wrong PIN fails
+	// Open, stays open for the Token's life: SoftHSM forgets every object
+	// handle of a slot (and the login) when the application's last session
+	// on it closes, and the pool may close sessions at any time.
+	keeper, err := t.openSession()
+	if err != nil {
 		return nil, err
 	}
+	t.keeper = keeper
 	return t, nil
 }
 

@@ -475,7 +475,18 @@ func (s *Service) withVersionKey(ctx context.Context, id [16]byte, v versionRef,
 		}
 		s.dropCopy(id, v.copy)
 	}
-	return op(v.handle)
+	err := op(v.handle)
+	if err == nil || !hsm.IsHandleInvalid(err) {
+		return err
+	}
+	// The token forgot our handles (all sessions were lost): find the
+	// version again and retry once.
+	s.forgetKey(v.keyID)
+	nv, ferr := s.versionHandle(ctx, id)
+	if ferr != nil {
+		return err
+	}
+	return op(nv.handle)
 }
 
 // versionHandle finds a version key by its 16-byte ID: from the cache, or
