@@ -53,6 +53,11 @@ func (r *records) last() wire.Record {
 	return r.all[len(r.all)-1]
 }
 
+// counter counts records.
+type counter struct{ n atomic.Int64 }
+
+func (c *counter) Observe(wire.Record) { c.n.Add(1) }
+
 // limiter refuses while refuse is set.
 type limiter struct{ refuse atomic.Bool }
 
@@ -80,7 +85,11 @@ type testEnv struct {
 	exchanges []exchange
 }
 
-func newEnv(t testing.TB) *testEnv {
+func newEnv(t testing.TB) *testEnv { return newEnvWith(t, true) }
+
+// newEnvWith builds the environment; without keep (benchmarks) the server
+// runs the bare handler and the observer only counts.
+func newEnvWith(t testing.TB, keep bool) *testEnv {
 	t.Helper()
 	tok := softhsmtest.New(t)
 	e := &testEnv{kms: provider.New(tok.Token, provider.Options{}), clock: &clock{}, obs: &records{}, lim: &limiter{}}
@@ -89,8 +98,15 @@ func newEnv(t testing.TB) *testEnv {
 		wire.AccessKey{AccessKeyId: limitedAK, AccessKeySecret: limitedSecret, Policy: wire.Policy{
 			Actions: []string{"GenerateDataKey", "Decrypt", "DescribeKey"}, Keys: []string{"alias/allowed"}}},
 	)
-	h := aliyun.New(aliyun.Config{KMS: e.kms, Keys: keys, Observer: e.obs, Limiter: e.lim, Now: e.clock.Now})
-	e.srv = httptest.NewServer(e.keep(h))
+	var obs wire.Observer = e.obs
+	if !keep {
+		obs = &counter{}
+	}
+	h := aliyun.New(aliyun.Config{KMS: e.kms, Keys: keys, Observer: obs, Limiter: e.lim, Now: e.clock.Now})
+	if keep {
+		h = e.keep(h)
+	}
+	e.srv = httptest.NewServer(h)
 	t.Cleanup(e.srv.Close)
 	e.addr = strings.TrimPrefix(e.srv.URL, "http://")
 	return e
