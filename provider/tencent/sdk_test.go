@@ -652,7 +652,19 @@ func TestSDKErrors(t *testing.T) {
 		t.Fatalf("common client: %v", err)
 	}
 
-	// No record holds a secret.
+	// One record per request, refusals included, with their codes; no
+	// record holds a secret.
+	codes := map[string]bool{}
+	for _, rec := range e.obs.all() {
+		codes[rec.Code] = true
+	}
+	for _, code := range []string{"", "AuthFailure.SignatureFailure", "AuthFailure.SecretIdNotFound", "AuthFailure.SignatureExpire",
+		"UnauthorizedOperation", "RequestLimitExceeded", "ResourceUnavailable.CmkNotFound", "InvalidAction", "UnknownParameter",
+		"RequestSizeLimitExceeded", "NoSuchVersion"} {
+		if !codes[code] {
+			t.Errorf("no record with code %q", code)
+		}
+	}
 	for _, rec := range e.obs.all() {
 		s := rec.AccessKeyId + rec.Action + rec.KeyId + rec.KeyVersionId + rec.Code
 		if strings.Contains(s, secretKey) || strings.Contains(s, otherSecret) {
