@@ -1,6 +1,7 @@
 package aliyun
 
 import (
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -173,7 +174,7 @@ func (h *handler) serve(r *http.Request, rec *wire.Record) (resp any, err error)
 	if known {
 		rec.Action = a.Action
 	}
-	if seen, _ := h.nonces.Seen(a.AccessKey.AccessKeyId+"\x00"+a.Nonce, now, ""); seen {
+	if seen, _ := h.nonces.Seen(nonceKey(a.AccessKey.AccessKeyId, a.Nonce), now, ""); seen {
 		return nil, apiError(http.StatusBadRequest, CodeNonceUsed, "the signature nonce has been used already")
 	}
 	if h.cfg.Limiter != nil && !h.cfg.Limiter.Allow(a.AccessKey.AccessKeyId) {
@@ -205,6 +206,14 @@ func (h *handler) serve(r *http.Request, rec *wire.Record) (resp any, err error)
 		rec.KeyId, rec.KeyVersionId = id, ver
 	}
 	return resp, nil
+}
+
+// nonceKey is what the nonce memory keeps for one request: 16 bytes of
+// SHA-256 over the access key id and the nonce, so that its size does not
+// depend on what clients send.
+func nonceKey(accessKeyID, nonce string) string {
+	h := sha256.Sum256([]byte(accessKeyID + "\x00" + nonce))
+	return string(h[:16])
 }
 
 // setRequestID puts the handler's RequestId into the provider's response,

@@ -275,6 +275,9 @@ func decodeParams(s *actionSpec, params map[string]string) (any, error) {
 				return nil, provider.InvalidParam(name, "must be true or false")
 			}
 		case kindContext:
+			if val == "" {
+				continue
+			}
 			ec, err := wrap.ParseEncryptionContextJSON(val, provider.MaxEncryptionContextChars)
 			if err != nil {
 				var pe *wrap.ParamError

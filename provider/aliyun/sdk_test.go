@@ -137,13 +137,21 @@ func sdkFlow(t *testing.T, c kmsClient, wks []wrappingKey) {
 	if d := must(c.DescribeKey(k.Arn))(t); d.KeyId != k.KeyId {
 		t.Fatalf("DescribeKey by ARN: %+v", d)
 	}
-	k2 := must(c.CreateKey("second"))(t)
+	// Characters every signing scheme encodes specially.
+	tricky := `second * ~ + %20 & = / ? # é 😀 "q" \u0026`
+	k2 := must(c.CreateKey(tricky))(t)
+	if d := must(c.DescribeKey(k2.KeyId))(t); d.Description != tricky {
+		t.Fatalf("Description %q, want %q", d.Description, tricky)
+	}
+	// An empty value (ACS4 signs it without "=").
+	k3 := must(c.CreateKey(""))(t)
+	mustOK(t, c.ScheduleKeyDeletion(k3.KeyId, 7))
 	ids, total, err := c.ListKeys(1, 10)
 	mustOK(t, err)
-	if total != 2 || !slices.Contains(ids, k.KeyId) || !slices.Contains(ids, k2.KeyId) {
+	if total != 3 || !slices.Contains(ids, k.KeyId) || !slices.Contains(ids, k2.KeyId) {
 		t.Fatalf("ListKeys: %v total %d", ids, total)
 	}
-	if ids, total, _ := c.ListKeys(2, 1); len(ids) != 1 || total != 2 {
+	if ids, total, _ := c.ListKeys(2, 1); len(ids) != 1 || total != 3 {
 		t.Fatalf("ListKeys page 2: %v total %d", ids, total)
 	}
 

@@ -1,0 +1,132 @@
+package aliyun
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/wire"
+	"github.com/p11kms/p11kms/wrap"
+)
+
+// Every wire action has a decoder, and every decoder knows each field it
+// fills.
+func TestActionSpecs(t *testing.T) {
+	if len(actionSpecs) != len(wire.Actions) {
+		t.Fatalf("%d specs for %d actions", len(actionSpecs), len(wire.Actions))
+	}
+	gdk := actionSpecs["GenerateDataKey"]
+	for _, f := range []string{"KeyId", "KeySpec", "NumberOfBytes", "EncryptionContext", "DryRun"} {
+		if _, ok := gdk.fields[f]; !ok {
+			t.Errorf("GenerateDataKey lacks %s", f)
+		}
+	}
+	for _, f := range []string{"EncryptionPublicKey", "EncryptionAlgorithm"} {
+		if _, ok := gdk.fields[f]; ok {
+			t.Errorf("GenerateDataKey takes the Tencent-only %s", f)
+		}
+	}
+	if _, ok := actionSpecs["CreateKey"].fields["KeyId"]; ok {
+		t.Error("CreateKey takes KeyId (a seeded-test-mode field)")
+	}
+}
+
+func TestDecodeParams(t *testing.T) {
+	req, err := decodeParams(actionSpecs["GenerateAndExportDataKey"], map[string]string{
+		"KeyId": "k1", "NumberOfBytes": "16", "DryRun": "True", "KeySpec": "AES_128",
+		// Go's json.Marshal of a map, as the v3 SDK sends it.
+		"EncryptionContext": `{"purpose":"test","tenant":"a b\u0026c=d/é"}`,
+		"PublicKeyBlob":     "cHVi", "WrappingKeySpec": "RSA_2048", "WrappingAlgorithm": "RSAES_OAEP_SHA_256",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &provider.GenerateAndExportDataKeyRequest{KeyId: "k1", NumberOfBytes: 16, DryRun: true, KeySpec: "AES_128",
+		EncryptionContext: wrap.EncryptionContext{"purpose": "test", "tenant": "a b&c=d/é"},
+		PublicKeyBlob:     "cHVi", WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256"}
+	if !reflect.DeepEqual(req, want) {
+		t.Fatalf("got %+v\nwant %+v", req, want)
+	}
+	// Empty values are absent values.
+	req, err = decodeParams(actionSpecs["GenerateDataKey"], map[string]string{"KeyId": "k", "NumberOfBytes": "", "DryRun": "", "EncryptionContext": ""})
+	if err != nil || !reflect.DeepEqual(req, &provider.GenerateDataKeyRequest{KeyId: "k"}) {
+		t.Fatalf("%+v %v", req, err)
+	}
+	// ReEncrypt's two contexts.
+	req, err = decodeParams(actionSpecs["ReEncrypt"], map[string]string{"CiphertextBlob": "b", "DestinationKeyId": "k",
+		"SourceEncryptionContext": `{"a":"1"}`, "DestinationEncryptionContext": `{"b":"2"}`, "SourceKeyId": ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if re := req.(*provider.ReEncryptRequest); re.SourceEncryptionContext["a"] != "1" || re.DestinationEncryptionContext["b"] != "2" {
+		t.Fatalf("%+v", re)
+	}
+}
+
+func TestDecodeParamsRefusals(t *testing.T) {
+	for _, c := range []struct {
+		action string
+		params map[string]string
+		param  string // the parameter the error names
+	}{
+		{"GenerateDataKey", map[string]string{"NumberOfBytes": "1e3"}, "NumberOfBytes"},
+		{"GenerateDataKey", map[string]string{"NumberOfBytes": "99999999999"}, "NumberOfBytes"},
+		{"GenerateDataKey", map[string]string{"DryRun": "1"}, "DryRun"},
+		{"GenerateDataKey", map[string]string{"EncryptionContext": `{"a":"1","a":"2"}`}, "EncryptionContext"},
+		{"GenerateDataKey", map[string]string{"EncryptionContext": `["a"]`}, "EncryptionContext"},
+		{"GenerateDataKey", map[string]string{"EncryptionContext": `{"a":"` + strings.Repeat("x", provider.MaxEncryptionContextChars) + `"}`}, "EncryptionContext"},
+		{"ReEncrypt", map[string]string{"DestinationEncryptionContext": "{"}, "DestinationEncryptionContext"},
+		{"GenerateDataKey", map[string]string{"KeyId": "\xff"}, "KeyId"},
+		{"GenerateDataKey", map[string]string{"EncryptionPublicKey": "pem"}, "EncryptionPublicKey"},
+		{"CreateKey", map[string]string{"KeyId": "chosen"}, "KeyId"},
+		{"CreateKey", map[string]string{"Tags": "env=test"}, "Tags"},
+		{"CreateKey", map[string]string{"Policy": `{"Version":"1"}`}, "Policy"},
+		{"DescribeKey", map[string]string{"Tags": "[]"}, "Tags"},
+		{"ReEncrypt", map[string]string{"SourceEncryptionAlgorithm": "RSAES_OAEP_SHA_256"}, "SourceEncryptionAlgorithm"},
+	} {
+		_, err := decodeParams(actionSpecs[c.action], c.params)
+		e := provider.AsError(err)
+		if e == nil || e.Code != provider.CodeInvalidParameter || e.Param != c.param {
+			t.Errorf("%s %v: %v, want InvalidParameter for %s", c.action, c.params, err, c.param)
+		}
+		if e != nil {
+			for _, v := range c.params {
+				if len(v) > 3 && strings.Contains(e.Message, v) {
+					t.Errorf("%s: the error repeats the value: %s", c.action, e.Message)
+				}
+			}
+		}
+	}
+}
+
+// percentEncode and canonicalQuery follow the SDKs' encoding.
+func TestCanonicalQuery(t *testing.T) {
+	got := canonicalQuery(map[string]string{"b": "a b*~+/é", "a": "", "A": "x"}, false)
+	if want := "A=x&a=&b=a%20b%2A~%2B%2F%C3%A9"; got != want {
+		t.Fatalf("ACS3/RPC %s, want %s", got, want)
+	}
+	got = canonicalQuery(map[string]string{"b": "1", "a": ""}, true)
+	if want := "a&b=1"; got != want {
+		t.Fatalf("ACS4 %s, want %s", got, want)
+	}
+}
+
+func TestParseRaw(t *testing.T) {
+	rr, err := parseRaw("A=1&B=two+words", "application/x-www-form-urlencoded; charset=utf-8", []byte("C=3"))
+	if err != nil || rr.All["A"] != "1" || rr.All["B"] != "two words" || rr.All["C"] != "3" || len(rr.Query) != 2 || len(rr.Form) != 1 {
+		t.Fatalf("%+v %v", rr, err)
+	}
+	for _, c := range []struct{ q, ct, body string }{
+		{"A=1&A=1", "", ""},
+		{"A=1", "application/x-www-form-urlencoded", "A=2"},
+		{"A=%", "", ""},
+		{"A=1;B=2", "", ""},
+		{"", "application/json", "{}"},
+		{"", "", "A=1"},
+	} {
+		if _, err := parseRaw(c.q, c.ct, []byte(c.body)); provider.ErrorCode(err) != provider.CodeInvalidParameter {
+			t.Errorf("%q %q %q: %v", c.q, c.ct, c.body, err)
+		}
+	}
+}
