@@ -292,8 +292,8 @@ func checkAlias(a string) error {
 	if !aliasPattern.MatchString(a) {
 		return errorf(CodeInvalidAlias, "Alias %q: accepted 1 to 60 letters, digits, - and _, starting with a letter or digit", clip(a, 64))
 	}
-	if strings.HasPrefix(strings.ToLower(a), "kms-") {
-		return errorf(CodeInvalidAlias, "Alias %q: names starting with kms- are reserved for cloud products", clip(a, 64))
+	if strings.HasPrefix(strings.ToLower(a), "kms-") || strings.HasPrefix(a, "acs") {
+		return errorf(CodeInvalidAlias, "Alias %q: names starting with kms- (cloud products) or acs (Alibaba) are reserved", clip(a, 64))
 	}
 	return nil
 }

@@ -280,7 +280,7 @@ func (h *handler) verifyTC3(p *request, r *http.Request, authz string, body []by
 			return errorf(CodeInvalidParameter, "a POST request takes its parameters in the JSON body, not the query string")
 		}
 	}
-	headers := make([][2]string, 0, len(a.signedHeaders))
+	values := make([]string, 0, len(a.signedHeaders))
 	for _, name := range a.signedHeaders {
 		v := r.Host
 		if name != "host" {
@@ -293,12 +293,25 @@ func (h *handler) verifyTC3(p *request, r *http.Request, authz string, body []by
 				v = vs[0]
 			}
 		}
-		headers = append(headers, [2]string{name, strings.TrimSpace(v)})
+		values = append(values, strings.TrimSpace(v))
 	}
-	canonical := tc3CanonicalRequest(r.Method, "/", query, headers, a.signedHeadersRaw, sha256Hex(body))
+	signingKey := tc3SigningKey(key.AccessKeySecret, a.date, a.service)
 	scope := a.date + "/" + a.service + "/" + tc3Terminator
-	want := hmacSum(sha256.New, tc3SigningKey(key.AccessKeySecret, a.date, a.service), tc3StringToSign(tsText, scope, canonical))
-	if !hmac.Equal(want, a.signature) {
+	payloadHash := sha256Hex(body)
+	verify := func(lower bool) bool {
+		headers := make([][2]string, len(values))
+		for i, v := range values {
+			if lower {
+				v = strings.ToLower(v)
+			}
+			headers[i] = [2]string{a.signedHeaders[i], v}
+		}
+		canonical := tc3CanonicalRequest(r.Method, "/", query, headers, a.signedHeadersRaw, payloadHash)
+		return hmac.Equal(hmacSum(sha256.New, signingKey, tc3StringToSign(tsText, scope, canonical)), a.signature)
+	}
+	// Tencent's documentation lower-cases header values; the Go SDK signs
+	// content-type and host as it sends them. Accept either.
+	if !verify(true) && (!hasUpper(values) || !verify(false)) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
 	if err := h.checkReuse(a, p, now); err != nil {
@@ -315,6 +328,15 @@ func (h *handler) verifyTC3(p *request, r *http.Request, authz string, body []by
 	}
 	p.flat, err = flatParams(query)
 	return err
+}
+
+func hasUpper(vs []string) bool {
+	for _, v := range vs {
+		if strings.ToLower(v) != v {
+			return true
+		}
+	}
+	return false
 }
 
 // checkReuse applies the signature-reuse rule. X-TC-Action, X-TC-Region

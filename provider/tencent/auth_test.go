@@ -379,3 +379,63 @@ func TestAuthErrors(t *testing.T) {
 		}
 	}
 }
+
+// signTC3 signs r as the documentation describes, over the named headers
+// (values lower-cased when lower is set).
+func signTC3(r *http.Request, body []byte, signed []string, lower bool) {
+	ts := r.Header.Get("X-TC-Timestamp")
+	var sec int64
+	for _, c := range ts {
+		sec = sec*10 + int64(c-'0')
+	}
+	date := time.Unix(sec, 0).UTC().Format("2006-01-02")
+	var hs [][2]string
+	for _, name := range signed {
+		v := r.Host
+		if name != "host" {
+			v = r.Header.Get(name)
+		}
+		if lower {
+			v = strings.ToLower(v)
+		}
+		hs = append(hs, [2]string{name, v})
+	}
+	canon := tc3CanonicalRequest(r.Method, "/", r.URL.RawQuery, hs, strings.Join(signed, ";"), sha256Hex(body))
+	sig := hmacSum(sha256.New, tc3SigningKey(captureSecretKey, date, "kms"), tc3StringToSign(ts, date+"/kms/tc3_request", canon))
+	r.Header.Set("Authorization", "TC3-HMAC-SHA256 Credential="+captureSecretID+"/"+date+"/kms/tc3_request, SignedHeaders="+
+		strings.Join(signed, ";")+", Signature="+hex.EncodeToString(sig))
+}
+
+func TestTC3SignedHeaders(t *testing.T) {
+	now := time.Unix(1795413713, 0)
+	body := []byte(`{"KeyId":"k"}`)
+	newReq := func(host string) *http.Request {
+		r, _ := http.NewRequest("POST", "http://"+host+"/", bytes.NewReader(body))
+		r.Header.Set("Content-Type", "application/json")
+		r.Header.Set("X-TC-Action", "DescribeKey")
+		r.Header.Set("X-TC-Version", APIVersion)
+		r.Header.Set("X-TC-Timestamp", "1795413713")
+		return r
+	}
+	h := authOnly(now)
+	// The documented form: x-tc-action signed, values lower-cased.
+	r := newReq("kms.example.com")
+	signTC3(r, body, []string{"content-type", "host", "x-tc-action"}, true)
+	if _, err := h.authenticate(r, body, now); err != nil {
+		t.Fatal(err)
+	}
+	r.Header.Set("X-TC-Action", "DisableKey") // even within RetargetGrace
+	if _, err := h.authenticate(r, body, now); codeOf(err) != CodeSignatureFailure {
+		t.Fatalf("re-targeted signed action: %v", err)
+	}
+	// The Go SDK's form: values as sent, here an upper-case host.
+	r = newReq("KMS.Example.com:8443")
+	signTC3(r, body, []string{"content-type", "host"}, false)
+	if _, err := h.authenticate(r, body, now); err != nil {
+		t.Fatal(err)
+	}
+	r.Host = "KMS.Example.com:8444"
+	if _, err := h.authenticate(r, body, now); codeOf(err) != CodeSignatureFailure {
+		t.Fatalf("other host: %v", err)
+	}
+}

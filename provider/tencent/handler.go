@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/p11kms/p11kms/provider"
@@ -173,6 +174,9 @@ func (h *handler) serve(r *http.Request, now time.Time, rec *wire.Record) (any, 
 	}
 	if err != nil {
 		return nil, err
+	}
+	if f := reflect.ValueOf(req).Elem().FieldByName("KeyId"); f.IsValid() && f.Kind() == reflect.String {
+		rec.KeyId = clip(f.String(), 128) // as named; replaced by the resolved id once known
 	}
 	c := &call{ctx: r.Context(), h: h, key: p.key, rec: rec}
 	return a.run(c, req)
