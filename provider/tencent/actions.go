@@ -752,6 +752,8 @@ func generateDataKey(c *call, req *generateDataKeyRequest) (any, error) {
 	preq := &provider.GenerateDataKeyRequest{KeyId: req.KeyId, KeySpec: req.KeySpec,
 		EncryptionPublicKey: req.EncryptionPublicKey, EncryptionAlgorithm: req.EncryptionAlgorithm}
 	switch n := req.NumberOfBytes; {
+	case req.KeySpec != "" && req.KeySpec != "AES_256" && req.KeySpec != "AES_128":
+		return nil, provider.InvalidParam("KeySpec", "%q: accepted AES_256, AES_128", clip(req.KeySpec, 32))
 	case n == nil && req.KeySpec == "":
 		return nil, errorf(CodeMissingParameter, "one of KeySpec and NumberOfBytes is required")
 	case n != nil && (*n < 1 || *n > provider.MaxDataKeyBytes):
