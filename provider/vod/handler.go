@@ -2,6 +2,7 @@ package vod
 
 import (
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"net/http"
@@ -37,8 +38,7 @@ func (s *Service) serveKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	ctB64 := q.Get("Ciphertext")
-	ct, err := parseCiphertext("Ciphertext", ctB64)
+	ct, err := parseCiphertext("Ciphertext", q.Get("Ciphertext"))
 	if err != nil {
 		s.refuse(w, r, http.StatusBadRequest, provider.AsError(err).Message, nil, err)
 		return
@@ -51,7 +51,7 @@ func (s *Service) serveKey(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	key, err := s.decryptFor(r.Context(), ctB64, HLSEncryptionContext(), HLSKeyBytes)
+	key, err := s.decryptFor(r.Context(), base64.StdEncoding.EncodeToString(ct), HLSEncryptionContext(), HLSKeyBytes)
 	if err != nil {
 		switch provider.ErrorCode(err) {
 		case provider.CodeInvalidCiphertext, provider.CodeInvalidParameter:

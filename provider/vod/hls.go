@@ -32,7 +32,8 @@ const PlaylistName = "index.m3u8"
 //     line 1 the key URI (KeyUri?Ciphertext=...&MtsHlsUriToken=..., what the
 //     playlist's #EXT-X-KEY names), line 2 the path of a 0600 file holding
 //     the 16 key bytes, line 3 a random IV in hex;
-//  3. ffmpeg -i Input -c copy (or -c:v libx264 -c:a aac with Reencode)
+//  3. ffmpeg -i Input -c copy (or, with Reencode, H.264 with a key frame every HlsTime
+//     seconds and AAC)
 //     -f hls -hls_time HlsTime -hls_playlist_type vod
 //     -hls_key_info_file ... Output/index.m3u8;
 //  4. the key file is overwritten with zeros and both files deleted,
@@ -161,7 +162,9 @@ func (s *Service) runFFmpeg(ctx context.Context, ffmpeg string, req *PackageHlsR
 	}
 	args := []string{"-nostdin", "-hide_banner", "-loglevel", "error", "-y", "-i", req.Input}
 	if req.Reencode {
-		args = append(args, "-c:v", "libx264", "-preset", "veryfast", "-c:a", "aac")
+		// A key frame at every segment boundary, so segments are HlsTime long.
+		args = append(args, "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p",
+			"-force_key_frames", fmt.Sprintf("expr:gte(t,n_forced*%d)", hlsTime), "-c:a", "aac")
 	} else {
 		args = append(args, "-c", "copy")
 	}

@@ -267,9 +267,9 @@ func (s *Service) loadTokenSecret(ctx context.Context) ([]byte, error) {
 		where = path
 		b, err := os.ReadFile(path)
 		if errors.Is(err, fs.ErrNotExist) {
-			secret, created, err := s.createTokenSecret(ctx, path)
-			if err != nil || created {
-				return secret, err
+			secret, created, cerr := s.createTokenSecret(ctx, path)
+			if cerr != nil || created {
+				return secret, cerr
 			}
 			b, err = os.ReadFile(path) // another process made it first
 		}

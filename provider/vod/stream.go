@@ -84,16 +84,23 @@ func (k *DataKey) EncryptStream(dst io.Writer, src io.Reader) (int64, error) {
 }
 
 func encryptStream(dst io.Writer, src io.Reader, key []byte, chunkSize int) (int64, error) {
+	return encryptStreamWith(dst, src, key, chunkSize, randomBytes(32), randomBytes(4))
+}
+
+// encryptStreamWith is encryptStream with a given salt and nonce prefix
+// (deterministic test vectors).
+func encryptStreamWith(dst io.Writer, src io.Reader, key []byte, chunkSize int, salt, prefix []byte) (int64, error) {
 	if len(key) != DownloadKeyBytes {
 		return 0, fmt.Errorf("vod: a download data key is %d bytes", DownloadKeyBytes)
+	}
+	if chunkSize < minChunkSize || chunkSize > maxChunkSize || len(salt) != 32 || len(prefix) != 4 {
+		return 0, errors.New("vod: bad stream parameters")
 	}
 	hdr := make([]byte, 0, streamHeaderSize+1)
 	hdr = append(hdr, StreamMagic...)
 	hdr = append(hdr, StreamVersion1)
 	hdr = binary.BigEndian.AppendUint32(hdr, uint32(chunkSize))
-	salt := randomBytes(32)
 	hdr = append(hdr, salt...)
-	prefix := randomBytes(4)
 	hdr = append(hdr, prefix...)
 	aead, check, err := streamKeys(key, salt)
 	if err != nil {

@@ -195,7 +195,8 @@ func (s *Service) IssuePlayToken(ctx context.Context, req *IssuePlayTokenRequest
 			return nil, err
 		}
 	}
-	pt, err := s.decryptFor(ctx, req.Ciphertext, HLSEncryptionContext(), HLSKeyBytes)
+	ctB64 := base64.StdEncoding.EncodeToString(ct)
+	pt, err := s.decryptFor(ctx, ctB64, HLSEncryptionContext(), HLSKeyBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +208,7 @@ func (s *Service) IssuePlayToken(ctx context.Context, req *IssuePlayTokenRequest
 	}
 	resp := &IssuePlayTokenResponse{MtsHlsUriToken: tok, Expiration: exp.UTC().Format(time.RFC3339), RequestId: provider.NewRequestID()}
 	if req.KeyUri != "" {
-		if resp.KeyUri, err = keyURI("KeyUri", req.KeyUri, req.Ciphertext, tok); err != nil {
+		if resp.KeyUri, err = keyURI("KeyUri", req.KeyUri, ctB64, tok); err != nil {
 			return nil, err
 		}
 	}
