@@ -129,7 +129,9 @@ func fuzzSeeds(t *testing.T) map[string][][]any {
 		func(s string) string { return strings.Replace(s, `"Version":1`, `"Version":1e999`, 1) },
 		func(s string) string { return strings.Replace(s, `{`, `{"X":null,`, 1) },
 		func(s string) string { return s + " []" },
-		func(s string) string { return strings.Replace(s, `"Salt":"AQEBAQEBAQEBAQEBAQEBAQ=="`, `"Salt":"AQ=="`, 1) },
+		func(s string) string {
+			return strings.Replace(s, `"Salt":"AQEBAQEBAQEBAQEBAQEBAQ=="`, `"Salt":"AQ=="`, 1)
+		},
 		func(s string) string { return strings.Replace(s, fuzzApp, "COM.EXAMPLE.APP", 1) },
 		func(s string) string { return strings.Replace(s, `"KeyId":"`, `"KeyId":"\u0000`, 1) },
 		func(s string) string { return strings.Replace(s, `"format"`, `"Format"`, 1) },
