@@ -305,3 +305,31 @@ func (t *Token) destroySurely(ctx context.Context, h ObjectHandle) error {
 	}
 	return err
 }
+
+// RereadData reads obj again by its handle, without a search: the cheap way
+// to refresh a cached object (C_FindObjects is linear in the token's object
+// count). It fails with ErrNotFound when the handle no longer names that
+// data object (destroyed, e.g. replaced by another process): search again
+// with FindData then.
+func (t *Token) RereadData(ctx context.Context, obj *DataObject) (*DataObject, error) {
+	a, err := Do(ctx, t, func(s *Session) ([]*pkcs11.Attribute, error) {
+		a, err := t.api.GetAttributeValue(s.handle, obj.Handle, []*pkcs11.Attribute{
+			attr(pkcs11.CKA_CLASS, nil), attr(pkcs11.CKA_APPLICATION, nil), attr(pkcs11.CKA_LABEL, nil), attr(pkcs11.CKA_VALUE, nil)})
+		return a, ckr("C_GetAttributeValue", err)
+	})
+	if err != nil {
+		if _, isCKR := CodeOf(err); isCKR && !sessionBroken(err) {
+			return nil, fmt.Errorf("%w: data object %s/%s (handle gone: %v)", ErrNotFound, obj.Application, obj.Label, err)
+		}
+		return nil, err
+	}
+	class, _ := decodeULong(a[0].Value)
+	if class != pkcs11.CKO_DATA || string(a[1].Value) != obj.Application || string(a[2].Value) != obj.Label {
+		return nil, fmt.Errorf("%w: handle no longer names data object %s/%s", ErrNotFound, obj.Application, obj.Label)
+	}
+	gen, nonce, value, err := decodeData(a[3].Value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: data object %s/%s unreadable", ErrNotFound, obj.Application, obj.Label)
+	}
+	return &DataObject{Handle: obj.Handle, Application: obj.Application, Label: obj.Label, Value: value, Generation: gen, nonce: nonce}, nil
+}

@@ -62,7 +62,7 @@ func (s *Service) UpdateAlias(ctx context.Context, req *AliasRequest) (*RequestI
 		}
 		a.KeyId = m.KeyId
 		b, _ := json.Marshal(a)
-		_, err = s.tok.ReplaceData(ctx, obj, b)
+		nobj, err := s.tok.ReplaceData(ctx, obj, b)
 		if errors.Is(err, hsm.ErrConflict) {
 			backoff(ctx, attempt)
 			continue
@@ -71,7 +71,7 @@ func (s *Service) UpdateAlias(ctx context.Context, req *AliasRequest) (*RequestI
 			s.cache.dropAlias(req.AliasName)
 			return nil, Internal("writing alias", err)
 		}
-		s.cache.putAlias(req.AliasName, m.KeyId)
+		s.cache.putAlias(req.AliasName, m.KeyId, nobj)
 		return &RequestIdResponse{RequestId: NewRequestID()}, nil
 	}
 	return nil, NewError(CodeConflict, "the alias %s is being changed concurrently; retry", req.AliasName)

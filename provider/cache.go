@@ -2,9 +2,12 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"sync"
 	"time"
+
+	"github.com/p11kms/p11kms/hsm"
 )
 
 // DefaultCacheTTL bounds how stale cached metadata may be: a change made by
@@ -22,12 +25,14 @@ type metaCache struct {
 }
 
 type cachedKey struct {
-	m  *keyMeta
-	at time.Time
+	m   *keyMeta
+	obj *hsm.DataObject // the metadata object it was read from (refreshed by handle)
+	at  time.Time
 }
 
 type cachedAlias struct {
 	keyID string
+	obj   *hsm.DataObject
 	at    time.Time
 }
 
@@ -41,25 +46,30 @@ func (m *keyMeta) clone() *keyMeta {
 	return &c
 }
 
-func (c *metaCache) key(id string) *keyMeta {
+// key returns a fresh cached entry, or (for a stale one) the object to
+// refresh it from.
+func (c *metaCache) key(id string) (*keyMeta, *hsm.DataObject) {
 	if c.ttl <= 0 {
-		return nil
+		return nil, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.keys[id]
-	if !ok || time.Since(e.at) > c.ttl {
-		return nil
+	if !ok {
+		return nil, nil
 	}
-	return e.m.clone()
+	if time.Since(e.at) > c.ttl {
+		return nil, e.obj
+	}
+	return e.m.clone(), nil
 }
 
-func (c *metaCache) putKey(m *keyMeta) {
+func (c *metaCache) putKey(m *keyMeta, obj *hsm.DataObject) {
 	if c.ttl <= 0 {
 		return
 	}
 	c.mu.Lock()
-	c.keys[m.KeyId] = cachedKey{m: m.clone(), at: time.Now()}
+	c.keys[m.KeyId] = cachedKey{m: m.clone(), obj: obj, at: time.Now()}
 	c.mu.Unlock()
 }
 
@@ -69,25 +79,28 @@ func (c *metaCache) dropKey(id string) {
 	c.mu.Unlock()
 }
 
-func (c *metaCache) alias(name string) (string, bool) {
+func (c *metaCache) alias(name string) (string, bool, *hsm.DataObject) {
 	if c.ttl <= 0 {
-		return "", false
+		return "", false, nil
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.aliases[name]
-	if !ok || time.Since(e.at) > c.ttl {
-		return "", false
+	if !ok {
+		return "", false, nil
 	}
-	return e.keyID, true
+	if time.Since(e.at) > c.ttl {
+		return "", false, e.obj
+	}
+	return e.keyID, true, nil
 }
 
-func (c *metaCache) putAlias(name, keyID string) {
+func (c *metaCache) putAlias(name, keyID string, obj *hsm.DataObject) {
 	if c.ttl <= 0 {
 		return
 	}
 	c.mu.Lock()
-	c.aliases[name] = cachedAlias{keyID: keyID, at: time.Now()}
+	c.aliases[name] = cachedAlias{keyID: keyID, obj: obj, at: time.Now()}
 	c.mu.Unlock()
 }
 
@@ -99,26 +112,49 @@ func (c *metaCache) dropAlias(name string) {
 
 // readKey returns a key's metadata from the cache or the token.
 func (s *Service) readKey(ctx context.Context, keyID string) (*keyMeta, error) {
-	if m := s.cache.key(keyID); m != nil {
+	m, stale := s.cache.key(keyID)
+	if m != nil {
 		return m, nil
 	}
-	m, _, err := s.loadKey(ctx, keyID)
+	if stale != nil {
+		// Refresh by handle: no C_FindObjects unless the object was replaced.
+		if obj, err := s.tok.RereadData(ctx, stale); err == nil {
+			var fresh keyMeta
+			if json.Unmarshal(obj.Value, &fresh) == nil && fresh.KeyId == keyID {
+				s.cache.putKey(&fresh, obj)
+				return fresh.clone(), nil
+			}
+		}
+	}
+	m, obj, err := s.loadKey(ctx, keyID)
 	if err != nil {
+		s.cache.dropKey(keyID)
 		return nil, err
 	}
-	s.cache.putKey(m)
+	s.cache.putKey(m, obj)
 	return m, nil
 }
 
 // readAlias returns the key id an alias points to, from the cache or the token.
 func (s *Service) readAlias(ctx context.Context, name string) (string, error) {
-	if id, ok := s.cache.alias(name); ok {
+	id, ok, stale := s.cache.alias(name)
+	if ok {
 		return id, nil
 	}
-	a, _, err := s.loadAlias(ctx, name)
+	if stale != nil {
+		if obj, err := s.tok.RereadData(ctx, stale); err == nil {
+			var a aliasMeta
+			if json.Unmarshal(obj.Value, &a) == nil && a.KeyId != "" {
+				s.cache.putAlias(name, a.KeyId, obj)
+				return a.KeyId, nil
+			}
+		}
+	}
+	a, obj, err := s.loadAlias(ctx, name)
 	if err != nil {
+		s.cache.dropAlias(name)
 		return "", err
 	}
-	s.cache.putAlias(name, a.KeyId)
+	s.cache.putAlias(name, a.KeyId, obj)
 	return a.KeyId, nil
 }

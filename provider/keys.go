@@ -94,7 +94,8 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 		return nil, Internal("generating the key in the token", err)
 	}
 	b, _ := json.Marshal(m)
-	if _, err := s.tok.CreateData(ctx, appKeys, keyID, b); err != nil {
+	obj, err := s.tok.CreateData(ctx, appKeys, keyID, b)
+	if err != nil {
 		_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
 		if errors.Is(err, hsm.ErrExists) {
 			return nil, InvalidParam("KeyId", "a key with id %s already exists", keyID)
@@ -102,7 +103,7 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 		return nil, Internal("writing key metadata", err)
 	}
 	s.rememberVersion(versionID, keyID, h)
-	s.cache.putKey(m)
+	s.cache.putKey(m, obj)
 	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: NewRequestID()}, nil
 }
 

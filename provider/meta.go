@@ -121,7 +121,7 @@ func (s *Service) updateKey(ctx context.Context, keyID string, change func(*keyM
 		if err != nil {
 			return nil, Internal("encoding key metadata", err)
 		}
-		_, err = s.tok.ReplaceData(ctx, obj, b)
+		nobj, err := s.tok.ReplaceData(ctx, obj, b)
 		if errors.Is(err, hsm.ErrConflict) {
 			backoff(ctx, attempt)
 			continue
@@ -130,7 +130,7 @@ func (s *Service) updateKey(ctx context.Context, keyID string, change func(*keyM
 			s.cache.dropKey(keyID)
 			return nil, Internal("writing key metadata", err)
 		}
-		s.cache.putKey(m)
+		s.cache.putKey(m, nobj)
 		return m, nil
 	}
 	return nil, NewError(CodeConflict, "the key %s is being changed concurrently; retry", keyID)
