@@ -347,7 +347,22 @@ func TestFileRoundTrip50MiB(t *testing.T) {
 	if encAlloc > 4<<20 || decAlloc > 4<<20 {
 		t.Fatalf("allocated %d / %d bytes: memory is not bounded", encAlloc, decAlloc)
 	}
-	// The other two combinations work as well.
+	// OpenDownloadKey's data key decrypts it too, as a DataKey.
+	o, err := vod.OpenDownloadKey(&vod.OpenDownloadKeyRequest{AppEncryptKey: aek, AppIdentification: appAndroid, AppDecryptKey: appDecrypt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := base64.StdEncoding.DecodeString(o.DataKey)
+	dk, err := vod.NewDataKey(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec1 := filepath.Join(dir, "out1.mp4")
+	dkAlloc := allocated(func() { _, err = dk.DecryptFile(enc, dec1, false) })
+	if err != nil || dkAlloc > 4<<20 || !bytes.Equal(fileSum(t, dec1), sum) {
+		t.Fatalf("DataKey.DecryptFile: %v, %d bytes allocated", err, dkAlloc)
+	}
+	// Server-side decryption works as well.
 	dec2 := filepath.Join(dir, "out2.mp4")
 	if _, err := e.vod.DecryptFile(bg, &vod.FileRequest{AppEncryptKey: aek, Input: enc, Output: dec2}); err != nil {
 		t.Fatal(err)
