@@ -1,0 +1,190 @@
+// Package server composes the KMS HTTP service: the Alibaba- and
+// Tencent-compatible front-ends on one port (routed as the SDKs' requests
+// identify themselves), health and readiness, Prometheus metrics, the audit
+// log, per-access-key rate limits and the request size limit. It holds no
+// crypto; cmd/p11kms's `serve` adds flags, TLS, timeouts and signals.
+package server
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/url"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/aliyun"
+	"github.com/p11kms/p11kms/provider/tencent"
+	"github.com/p11kms/p11kms/provider/wire"
+)
+
+// Config configures the service.
+type Config struct {
+	KMS  *provider.Service
+	Keys *wire.AccessKeys
+	// Audit receives one record per KMS request (nil: none).
+	Audit wire.Observer
+	// Rate and Burst limit each access key (requests per second); Rate 0
+	// means no limit.
+	Rate  float64
+	Burst int
+	// MaxBodyBytes bounds a request: the query string plus the body
+	// (default 64 KiB; the Alibaba SDKs put every parameter in the query).
+	MaxBodyBytes int64
+	// Metrics registers the service's metrics (nil: a new registry).
+	Metrics *prometheus.Registry
+	// Now is the clock for signatures (default time.Now).
+	Now func() time.Time
+	// HLSKeys, if set, serves HLS key delivery at GET /hls/key (see
+	// provider/vod): players cannot sign requests, the play token is the
+	// credential.
+	HLSKeys http.Handler
+}
+
+// Server is the composed http.Handler.
+type Server struct {
+	mux     *http.ServeMux
+	metrics *Metrics
+}
+
+// New builds the service handler.
+func New(cfg Config) *Server {
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = 64 << 10
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	reg := cfg.Metrics
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	m := NewMetrics(reg, cfg.KMS)
+	obs := multiObserver{m}
+	if cfg.Audit != nil {
+		obs = append(obs, cfg.Audit)
+	}
+	var lim wire.Limiter
+	if cfg.Rate > 0 {
+		lim = newKeyLimiter(cfg.Rate, cfg.Burst)
+	}
+	ali := aliyun.New(aliyun.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
+	tc := tencent.New(tencent.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		w.Header().Set("Content-Type", "text/plain")
+		if err := cfg.KMS.Ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("token not ready\n"))
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if cfg.HLSKeys != nil {
+		mux.Handle("GET /hls/key", cfg.HLSKeys)
+	}
+	mux.Handle("/", Route(ali, tc))
+	return &Server{mux: mux, metrics: m}
+}
+
+// ServeHTTP serves a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Metrics returns the service's metrics.
+func (s *Server) Metrics() *Metrics { return s.metrics }
+
+// Route sends each request to the API its SDK speaks (WIRE.md): an
+// X-TC-Action header or a TC3 Authorization → Tencent; a SecretId parameter
+// → Tencent v1; everything else (ACS3/ACS4 Authorization, RPC signatures)
+// → Alibaba.
+func Route(alibaba, tencent http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if IsTencent(r) {
+			tencent.ServeHTTP(w, r)
+			return
+		}
+		alibaba.ServeHTTP(w, r)
+	})
+}
+
+// IsTencent reports whether r is a Tencent Cloud API request.
+func IsTencent(r *http.Request) bool {
+	if r.Header.Get("X-TC-Action") != "" || strings.HasPrefix(r.Header.Get("Authorization"), "TC3-") {
+		return true
+	}
+	if r.URL.Query().Has("SecretId") {
+		return true
+	}
+	if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		// v1 POST puts SecretId in the form body; peek without consuming it.
+		return formHasSecretId(r)
+	}
+	return false
+}
+
+type multiObserver []wire.Observer
+
+func (m multiObserver) Observe(r wire.Record) {
+	for _, o := range m {
+		o.Observe(r)
+	}
+}
+
+// keyLimiter holds one token bucket per access key.
+type keyLimiter struct {
+	mu    sync.Mutex
+	rate  rate.Limit
+	burst int
+	m     map[string]*rate.Limiter
+}
+
+func newKeyLimiter(r float64, burst int) *keyLimiter {
+	if burst <= 0 {
+		burst = max(1, int(r))
+	}
+	return &keyLimiter{rate: rate.Limit(r), burst: burst, m: map[string]*rate.Limiter{}}
+}
+
+// Allow takes one token from the access key's bucket.
+func (k *keyLimiter) Allow(id string) bool {
+	k.mu.Lock()
+	l, ok := k.m[id]
+	if !ok {
+		l = rate.NewLimiter(k.rate, k.burst)
+		k.m[id] = l
+	}
+	k.mu.Unlock()
+	return l.Allow()
+}
+
+// formHasSecretId reports whether a form-encoded body carries SecretId,
+// leaving the body readable for the handler.
+func formHasSecretId(r *http.Request) bool {
+	if r.Body == nil {
+		return false
+	}
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	r.Body = struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b), r.Body), r.Body}
+	if err != nil {
+		return false
+	}
+	v, err := url.ParseQuery(string(b))
+	return err == nil && v.Has("SecretId")
+}
