@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	openapi "github.com/alibabacloud-go/darabonba-openapi/v2/client"
+	alikms "github.com/alibabacloud-go/kms-20160120/v3/client"
+	"github.com/alibabacloud-go/tea/tea"
+)
+
+// buildBinary builds p11kms once for the tests that run it as processes.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "p11kms")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startServe runs `p11kms serve` and waits until /healthz answers.
+func startServe(t *testing.T, bin, home, addr string, extra ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"--home", home, "serve", "--listen", addr, "--sweep-interval", "0"}, extra...)...)
+	cmd.Env = append(os.Environ(), "P11KMS_HOME="+home)
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if strings.Contains(sc.Text(), `"level":"ERROR"`) {
+				t.Logf("serve: %s", sc.Text())
+			}
+		}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("serve on %s did not start", addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return cmd
+}
+
+func stopServe(t *testing.T, cmd *exec.Cmd) {
+	t.Helper()
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("serve exited after SIGTERM: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Error("serve did not stop on SIGTERM")
+	}
+}
+
+// Two serve processes on one token are interchangeable: a key created
+// through one is used through the other; --processes 2 shares one port.
+func TestTwoServeProcessesOneToken(t *testing.T) {
+	bin := buildBinary(t)
+	base := ""
+	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+		base = "/dev/shm"
+	}
+	dir, err := os.MkdirTemp(base, "p11kms-serve-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	home := filepath.Join(dir, "home")
+	out, err := exec.Command(bin, "--home", home, "init").CombinedOutput()
+	if err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	var ak struct{ AccessKeys []struct{ AccessKeyId, AccessKeySecret string } }
+	b, _ := os.ReadFile(filepath.Join(home, "access-keys.json"))
+	if err := json.Unmarshal(b, &ak); err != nil || len(ak.AccessKeys) != 1 {
+		t.Fatalf("access keys: %v %s", err, b)
+	}
+	id, secret := ak.AccessKeys[0].AccessKeyId, ak.AccessKeys[0].AccessKeySecret
+	seed := filepath.Join(dir, "seed.yaml")
+	os.WriteFile(seed, []byte("keys:\n  - keyId: key-seeded-0001\n    aliases: [alias/seeded]\n"), 0o600)
+	addrA, addrB := freePort(t), freePort(t)
+	a := startServe(t, bin, home, addrA, "--seed", seed)
+	bProc := startServe(t, bin, home, addrB, "--seed", seed)
+	client := func(addr string) *alikms.Client {
+		c, err := alikms.NewClient(&openapi.Config{Endpoint: tea.String(addr), Protocol: tea.String("HTTP"),
+			RegionId: tea.String("cn-hangzhou"), AccessKeyId: tea.String(id), AccessKeySecret: tea.String(secret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ca, cb := client(addrA), client(addrB)
+	ck, err := ca.CreateKey(&alikms.CreateKeyRequest{Description: tea.String("via A")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyID := ck.Body.KeyMetadata.KeyId
+	g, err := cb.GenerateDataKey(&alikms.GenerateDataKeyRequest{KeyId: keyID})
+	if err != nil {
+		t.Fatalf("key created through A, used through B: %v", err)
+	}
+	d, err := ca.Decrypt(&alikms.DecryptRequest{CiphertextBlob: g.Body.CiphertextBlob})
+	if err != nil || tea.StringValue(d.Body.Plaintext) != tea.StringValue(g.Body.Plaintext) {
+		t.Fatalf("blob from B decrypted through A: %v", err)
+	}
+	// The seed (applied by both, idempotently) is usable through either.
+	if _, err := cb.GenerateDataKey(&alikms.GenerateDataKeyRequest{KeyId: tea.String("alias/seeded")}); err != nil {
+		t.Fatalf("seeded alias: %v", err)
+	}
+	stopServe(t, a)
+	stopServe(t, bProc)
+	// --processes 2: two processes accept on one port.
+	addr := freePort(t)
+	multi := startServe(t, bin, home, addr, "--processes", "2")
+	cm := client(addr)
+	for i := 0; i < 20; i++ {
+		if _, err := cm.GenerateDataKey(&alikms.GenerateDataKeyRequest{KeyId: keyID}); err != nil {
+			t.Fatalf("--processes 2, request %d: %v", i, err)
+		}
+	}
+	stopServe(t, multi)
+	// Every request left a line, and the chain (written by several processes) holds.
+	out, err = exec.Command(bin, "--home", home, "audit", "verify", filepath.Join(home, "audit.log")).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "chain intact") {
+		t.Fatalf("audit verify: %v\n%s", err, out)
+	}
+	var lines int
+	fmt.Sscanf(strings.SplitN(string(out), ": ", 2)[1], "%d", &lines)
+	if lines < 24 {
+		t.Fatalf("only %d audit lines", lines)
+	}
+	_ = io.Discard
+}
