@@ -19,6 +19,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		count       int
 		asJSON      bool
 		keys        int
+		withServer  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -52,11 +53,24 @@ primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(benc
 			if ops != "" && ops != "all" {
 				names = splitList(ops)
 			}
+			if withServer {
+				sops, stop, err := fx.ServerOps()
+				if err != nil {
+					return err
+				}
+				defer stop()
+				for _, pair := range bench.ServerOpNames {
+					all[pair[0]] = sops[pair[0]]
+					if ops == "" || ops == "all" {
+						names = append(names, pair[0])
+					}
+				}
+			}
 			var results []bench.Result
 			for _, n := range names {
 				op, ok := all[n]
 				if !ok {
-					return usageError{fmt.Errorf("--ops: unknown operation %q; accepted: %s", n, strings.Join(bench.OpNames, ", "))}
+					return usageError{fmt.Errorf("--ops: unknown operation %q; accepted: %s (and with --server: server:<op>)", n, strings.Join(bench.OpNames, ", "))}
 				}
 				opt := bench.Options{Concurrency: concurrency, Duration: duration, Count: count}
 				if !asJSON {
@@ -74,6 +88,17 @@ primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(benc
 				return printJSON(cmd, results)
 			}
 			fmt.Fprint(cmd.OutOrStdout(), bench.Table(results))
+			byOp := map[string]bench.Result{}
+			for i, n := range names {
+				byOp[n] = results[i]
+			}
+			for _, pair := range bench.ServerOpNames {
+				srv, okS := byOp[pair[0]]
+				in, okI := byOp[pair[1]]
+				if okS && okI && in.OpsPerSec > 0 {
+					fmt.Fprintf(cmd.OutOrStdout(), "over the server / in-process, %s: %.0f%%\n", pair[1], 100*srv.OpsPerSec/in.OpsPerSec)
+				}
+			}
 			for _, r := range results {
 				if r.Errors > 0 {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: %d errors, first: %s\n", r.Op, r.Errors, r.FirstError)
@@ -89,5 +114,6 @@ primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(benc
 	f.IntVar(&count, "count", 0, "operations per run instead of a duration")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.IntVar(&keys, "keys", 0, "fill the token to this many CMKs first")
+	f.BoolVar(&withServer, "server", false, "also run the operations over HTTP through the server, signed by the official Alibaba SDK")
 	return cmd
 }

@@ -1,0 +1,83 @@
+package bench
+
+import (
+	"context"
+	"net"
+	"net/http"
+
+	openapi "github.com/alibabacloud-go/darabonba-openapi/v2/client"
+	alikms "github.com/alibabacloud-go/kms-20160120/v3/client"
+	"github.com/alibabacloud-go/tea/tea"
+
+	"github.com/p11kms/p11kms/provider/server"
+	"github.com/p11kms/p11kms/provider/wire"
+)
+
+// ServerOps starts the composed server on a loopback port (in this
+// process, over the fixture's KMS) and returns operations that call it
+// with signed requests from the official Alibaba SDK (ACS3-HMAC-SHA256),
+// one client per concurrent caller. stop shuts the server down.
+func (f *Fixture) ServerOps() (ops map[string]Op, stop func(), err error) {
+	key := wire.NewAccessKey("LTAI", wire.Policy{Actions: []string{"*"}, Keys: []string{"*"}})
+	srv := &http.Server{Handler: server.New(server.Config{KMS: f.KMS, Keys: wire.NewAccessKeys(key)})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, nil, err
+	}
+	go srv.Serve(ln)
+	addr := ln.Addr().String()
+	clients := make(chan *alikms.Client, 256)
+	client := func() (*alikms.Client, error) {
+		select {
+		case c := <-clients:
+			return c, nil
+		default:
+		}
+		return alikms.NewClient(&openapi.Config{Endpoint: tea.String(addr), Protocol: tea.String("HTTP"),
+			RegionId: tea.String("cn-hangzhou"), AccessKeyId: tea.String(key.AccessKeyId), AccessKeySecret: tea.String(key.AccessKeySecret)})
+	}
+	put := func(c *alikms.Client) {
+		select {
+		case clients <- c:
+		default:
+		}
+	}
+	exportReq := &alikms.GenerateAndExportDataKeyRequest{KeyId: tea.String(f.KeyId), PublicKeyBlob: tea.String(f.rsaB64),
+		WrappingKeySpec: tea.String("RSA_2048"), WrappingAlgorithm: tea.String("RSAES_OAEP_SHA_256")}
+	sm2Req := &alikms.GenerateAndExportDataKeyRequest{KeyId: tea.String(f.KeyId), PublicKeyBlob: tea.String(f.sm2B64),
+		WrappingKeySpec: tea.String("EC_SM2"), WrappingAlgorithm: tea.String("SM2PKE")}
+	decReq := &alikms.DecryptRequest{CiphertextBlob: tea.String(f.blob)}
+	call := func(fn func(*alikms.Client) error) func(context.Context) error {
+		return func(context.Context) error {
+			c, err := client()
+			if err != nil {
+				return err
+			}
+			defer put(c)
+			return fn(c)
+		}
+	}
+	ops = map[string]Op{
+		"server:GenerateAndExportDataKey-RSA": {Name: "HTTP+ACS3 GenerateAndExportDataKey RSA-2048", Run: call(func(c *alikms.Client) error {
+			_, err := c.GenerateAndExportDataKey(exportReq)
+			return err
+		})},
+		"server:GenerateAndExportDataKey-SM2": {Name: "HTTP+ACS3 GenerateAndExportDataKey SM2", Run: call(func(c *alikms.Client) error {
+			_, err := c.GenerateAndExportDataKey(sm2Req)
+			return err
+		})},
+		"server:Decrypt": {Name: "HTTP+ACS3 Decrypt", Run: call(func(c *alikms.Client) error {
+			_, err := c.Decrypt(decReq)
+			return err
+		})},
+	}
+	return ops, func() { srv.Close() }, nil
+}
+
+// ServerOpNames lists the server operations and the in-process operation
+// each is compared with.
+var ServerOpNames = [][2]string{
+	{"server:GenerateAndExportDataKey-RSA", "GenerateAndExportDataKey-RSA"},
+	{"server:GenerateAndExportDataKey-SM2", "GenerateAndExportDataKey-SM2"},
+	{"server:Decrypt", "Decrypt"},
+}
