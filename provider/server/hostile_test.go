@@ -169,22 +169,26 @@ func TestHostileInput(t *testing.T) {
 		ali = append(ali, hostileCase{"GenerateAndExportDataKey/key " + name, "GenerateAndExportDataKey", export(pub, spec, alg), "InvalidParameter"})
 	}
 	for name, p := range map[string]map[string]string{
-		"spec RSA_1024":        export(hk.blob["rsa-2048-ok"], "RSA_1024", "RSAES_OAEP_SHA_256"),
-		"spec lower":           export(hk.blob["rsa-2048-ok"], "rsa_2048", "RSAES_OAEP_SHA_256"),
-		"spec mismatch":        export(hk.blob["rsa-2048-ok"], "RSA_3072", "RSAES_OAEP_SHA_256"),
-		"spec EC for RSA key":  export(hk.blob["rsa-2048-ok"], "EC_SM2", "SM2PKE"),
-		"alg SHA_512":          export(hk.blob["rsa-2048-ok"], "RSA_2048", "RSAES_OAEP_SHA_512"),
-		"alg tencent-only":     export(hk.blob["rsa-2048-ok"], "RSA_2048", "RSAES_PKCS1_V1_5"),
-		"alg SM2 for RSA":      export(hk.blob["rsa-2048-ok"], "RSA_2048", "SM2PKE"),
-		"alg RSA for SM2":      export(hk.blob["sm2-ok"], "EC_SM2", "RSAES_OAEP_SHA_1"),
-		"blob not base64":      export("%%%", "RSA_2048", "RSAES_OAEP_SHA_256"),
-		"blob empty":           export("", "RSA_2048", "RSAES_OAEP_SHA_256"),
-		"blob PEM":             export(hk.pem["rsa-1024"], "RSA_2048", "RSAES_OAEP_SHA_256"),
-		"too many bytes":       func() map[string]string { p := export(hk.blob["rsa-2048-ok"], "RSA_2048", "RSAES_OAEP_SHA_256"); p["NumberOfBytes"] = "191"; return p }(),
-		"spec missing":         export(hk.blob["rsa-2048-ok"], "", "RSAES_OAEP_SHA_256"),
-		"algorithm missing":    export(hk.blob["rsa-2048-ok"], "RSA_2048", ""),
-		"sm2 key as RSA spec":  export(hk.blob["sm2-ok"], "RSA_2048", "RSAES_OAEP_SHA_256"),
-		"export blob mangled":  {"CiphertextBlob": "AA==", "PublicKeyBlob": hk.blob["rsa-2048-ok"], "WrappingKeySpec": "RSA_2048", "WrappingAlgorithm": "RSAES_OAEP_SHA_256"},
+		"spec RSA_1024":       export(hk.blob["rsa-2048-ok"], "RSA_1024", "RSAES_OAEP_SHA_256"),
+		"spec lower":          export(hk.blob["rsa-2048-ok"], "rsa_2048", "RSAES_OAEP_SHA_256"),
+		"spec mismatch":       export(hk.blob["rsa-2048-ok"], "RSA_3072", "RSAES_OAEP_SHA_256"),
+		"spec EC for RSA key": export(hk.blob["rsa-2048-ok"], "EC_SM2", "SM2PKE"),
+		"alg SHA_512":         export(hk.blob["rsa-2048-ok"], "RSA_2048", "RSAES_OAEP_SHA_512"),
+		"alg tencent-only":    export(hk.blob["rsa-2048-ok"], "RSA_2048", "RSAES_PKCS1_V1_5"),
+		"alg SM2 for RSA":     export(hk.blob["rsa-2048-ok"], "RSA_2048", "SM2PKE"),
+		"alg RSA for SM2":     export(hk.blob["sm2-ok"], "EC_SM2", "RSAES_OAEP_SHA_1"),
+		"blob not base64":     export("%%%", "RSA_2048", "RSAES_OAEP_SHA_256"),
+		"blob empty":          export("", "RSA_2048", "RSAES_OAEP_SHA_256"),
+		"blob PEM":            export(hk.pem["rsa-1024"], "RSA_2048", "RSAES_OAEP_SHA_256"),
+		"too many bytes": func() map[string]string {
+			p := export(hk.blob["rsa-2048-ok"], "RSA_2048", "RSAES_OAEP_SHA_256")
+			p["NumberOfBytes"] = "191"
+			return p
+		}(),
+		"spec missing":        export(hk.blob["rsa-2048-ok"], "", "RSAES_OAEP_SHA_256"),
+		"algorithm missing":   export(hk.blob["rsa-2048-ok"], "RSA_2048", ""),
+		"sm2 key as RSA spec": export(hk.blob["sm2-ok"], "RSA_2048", "RSAES_OAEP_SHA_256"),
+		"export blob mangled": {"CiphertextBlob": "AA==", "PublicKeyBlob": hk.blob["rsa-2048-ok"], "WrappingKeySpec": "RSA_2048", "WrappingAlgorithm": "RSAES_OAEP_SHA_256"},
 	} {
 		code := "InvalidParameter"
 		action := "GenerateAndExportDataKey"
