@@ -107,7 +107,9 @@ func TestTwoServeProcessesOneToken(t *testing.T) {
 	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
-	var ak struct{ AccessKeys []struct{ AccessKeyId, AccessKeySecret string } }
+	var ak struct {
+		AccessKeys []struct{ AccessKeyId, AccessKeySecret string }
+	}
 	b, _ := os.ReadFile(filepath.Join(home, "access-keys.json"))
 	if err := json.Unmarshal(b, &ak); err != nil || len(ak.AccessKeys) != 1 {
 		t.Fatalf("access keys: %v %s", err, b)
