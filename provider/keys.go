@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/miekg/pkcs11"
 
 	"github.com/p11kms/p11kms/hsm"
 )
@@ -369,9 +370,86 @@ func (s *Service) Sweep(ctx context.Context) (*SweepResult, error) {
 			res.Rotated = append(res.Rotated, m.KeyId)
 		}
 	}
+	if err := s.repairOrphans(ctx, keys, res); err != nil {
+		return res, err
+	}
 	sort.Strings(res.Deleted)
 	sort.Strings(res.Rotated)
 	return res, nil
+}
+
+// DefaultOrphanGrace is how long a CMK version object without metadata must
+// have been seen before Sweep destroys it: a CreateKey or CreateKeyVersion
+// in flight (possibly in another process) makes the object first and the
+// metadata right after.
+const DefaultOrphanGrace = 10 * time.Minute
+
+// repairOrphans finds version objects no key's metadata names (left by a
+// crash between creating the key object and writing the metadata) and
+// destroys those seen by an earlier sweep at least the grace period ago; it
+// also reports metadata naming a version whose object is missing.
+func (s *Service) repairOrphans(ctx context.Context, keys []*keyMeta, res *SweepResult) error {
+	known := map[string]bool{}
+	for _, m := range keys {
+		for _, v := range m.Versions {
+			known[m.KeyId+"/"+v.KeyVersionId] = true
+		}
+	}
+	hs, err := s.tok.FindObjects(ctx, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
+		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)})
+	if err != nil {
+		return Internal("listing key versions", err)
+	}
+	present := map[string]bool{}
+	now := s.now()
+	grace := s.opt.OrphanGrace
+	if grace == 0 {
+		grace = DefaultOrphanGrace
+	}
+	seen := map[string]bool{}
+	for _, h := range hs {
+		a, err := s.tok.Attributes(ctx, h, hsm.CKA_LABEL)
+		if err != nil {
+			continue // destroyed meanwhile
+		}
+		label := string(a[hsm.CKA_LABEL])
+		if !strings.HasPrefix(label, "p11kms/") {
+			continue // not a CMK version
+		}
+		ref := strings.TrimPrefix(label, "p11kms/")
+		present[ref] = true
+		if known[ref] {
+			continue
+		}
+		seen[ref] = true
+		s.mu.Lock()
+		first, ok := s.orphans[ref]
+		if !ok {
+			s.orphans[ref] = now
+		}
+		s.mu.Unlock()
+		if ok && now.Sub(first) >= grace {
+			if err := s.tok.DestroyObject(ctx, h); err != nil && !hsm.IsHandleInvalid(err) {
+				return Internal("destroying an orphaned key version", err)
+			}
+			res.Repaired = append(res.Repaired, "destroyed orphaned key version object "+label+" (no metadata names it)")
+		}
+	}
+	s.mu.Lock()
+	for ref := range s.orphans {
+		if !seen[ref] {
+			delete(s.orphans, ref) // adopted by metadata, or gone
+		}
+	}
+	s.mu.Unlock()
+	for ref := range known {
+		if !present[ref] {
+			res.Missing = append(res.Missing, "key version "+ref+" is named by metadata but its object is missing from the token")
+		}
+	}
+	sort.Strings(res.Repaired)
+	sort.Strings(res.Missing)
+	return nil
 }
 
 // destroyKey removes a key's aliases, version objects and metadata, in that

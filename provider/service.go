@@ -31,6 +31,9 @@ type Options struct {
 	// CacheTTL bounds the staleness of cached key metadata and aliases
 	// (default DefaultCacheTTL; negative disables the cache).
 	CacheTTL time.Duration
+	// OrphanGrace is how long Sweep waits before destroying a version
+	// object no metadata names (default DefaultOrphanGrace).
+	OrphanGrace time.Duration
 }
 
 // Service is the KMS over one token. It is safe for concurrent use.
@@ -42,6 +45,7 @@ type Service struct {
 
 	mu       sync.Mutex
 	versions map[[16]byte]versionRef // CMK version handles, by version ID
+	orphans  map[string]time.Time    // "<KeyId>/<KeyVersionId>" of unnamed version objects, first seen
 }
 
 type versionRef struct {
@@ -67,7 +71,8 @@ func New(tok *hsm.Token, opt Options) *Service {
 	if opt.CacheTTL == 0 {
 		opt.CacheTTL = DefaultCacheTTL
 	}
-	return &Service{tok: tok, opt: opt, cache: newMetaCache(opt.CacheTTL), versions: map[[16]byte]versionRef{}}
+	return &Service{tok: tok, opt: opt, cache: newMetaCache(opt.CacheTTL), versions: map[[16]byte]versionRef{},
+		orphans: map[string]time.Time{}}
 }
 
 // Token returns the token the service uses.

@@ -286,4 +286,5 @@ type SweepResult struct {
 	Deleted  []string // keys destroyed after their pending window
 	Rotated  []string // keys given a new version by automatic rotation
 	Repaired []string // inconsistencies found and repaired
+	Missing  []string // inconsistencies found that cannot be repaired (reported, never hidden)
 }
