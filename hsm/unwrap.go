@@ -107,65 +107,85 @@ func (t *Token) SupportsRSA(ctx context.Context, kp KeyPair, mech RSAMechanism) 
 }
 
 // UnwrapRSA unwraps wrapped with the RSA private key into a new secret key
-// (C_UnwrapKey): the plaintext never leaves the token. keyType is CKK_AES or
-// CKK_GENERIC_SECRET and valueLen the expected key length, fixed in the
-// template and checked after (SoftHSM makes a 0-byte key from an empty
-// plaintext otherwise). A refused mechanism wraps ErrMechanismUnsupported;
-// every failure to decrypt is ErrDecryption and leaves no object behind.
+// of valueLen bytes (C_UnwrapKey): the plaintext never leaves the token.
+// It is [Token.UnwrapRSAAnyLength] plus a length check where the token
+// reports the length; where it does not (SoftHSM2 2.6.1), the caller
+// verifies the key in the token ([Token.KCV]).
 func (t *Token) UnwrapRSA(ctx context.Context, priv ObjectHandle, mech RSAMechanism, wrapped []byte, keyType uint, valueLen int, opt SecretKeyOptions) (ObjectHandle, error) {
-	if mech.Kind == RSARaw {
-		return 0, errors.New("hsm: UnwrapRSA: CKM_RSA_X_509 cannot unwrap a key")
-	}
 	if err := checkSecretLen(keyType, valueLen); err != nil {
 		return 0, err
 	}
-	m, err := mech.mechanism()
+	h, n, err := t.UnwrapRSAAnyLength(ctx, priv, mech, wrapped, keyType, opt)
 	if err != nil {
 		return 0, err
 	}
+	if n != 0 && n != valueLen {
+		_ = t.DestroyObject(context.WithoutCancel(ctx), h)
+		return 0, fmt.Errorf("%w (unwrapped key is %d bytes, expected %d)", ErrDecryption, n, valueLen)
+	}
+	return h, nil
+}
+
+// UnwrapRSAAnyLength is [Token.UnwrapRSA] for a receiver that does not know
+// the key length in advance: CKA_VALUE_LEN is left out of the template, so
+// the key takes the plaintext's length. (SoftHSM2 2.6.1 refuses
+// CKA_VALUE_LEN in an unwrap template with CKR_ATTRIBUTE_READ_ONLY for AES
+// and generic secret keys alike.)
+//
+// It returns the key length the token reports, or 0 when the token does
+// not say: SoftHSM2 2.6.1 reports 0 for every unwrapped key, so there the
+// caller must check the key in the token ([Token.KCV] fails on an AES key
+// that is not 16, 24 or 32 bytes; a generic secret cannot be checked).
+// A reported length that keyType does not allow is ErrDecryption and leaves
+// no object. A refused mechanism wraps ErrMechanismUnsupported; every
+// failure to decrypt is ErrDecryption and leaves no object behind.
+func (t *Token) UnwrapRSAAnyLength(ctx context.Context, priv ObjectHandle, mech RSAMechanism, wrapped []byte, keyType uint, opt SecretKeyOptions) (ObjectHandle, int, error) {
+	if mech.Kind == RSARaw {
+		return 0, 0, fmt.Errorf("hsm: UnwrapRSAAnyLength: CKM_RSA_X_509 cannot unwrap a key")
+	}
+	if keyType != pkcs11.CKK_AES && keyType != pkcs11.CKK_GENERIC_SECRET {
+		return 0, 0, fmt.Errorf("hsm: key type %#x: accepted CKK_AES, CKK_GENERIC_SECRET", keyType)
+	}
+	m, err := mech.mechanism()
+	if err != nil {
+		return 0, 0, err
+	}
 	if err := opt.ensureID(ctx, t); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	// Fix type and length in the template, and check the length after:
-	// SoftHSM 2.6.1 makes a 0-byte key from an empty plaintext otherwise.
-	// SoftHSM 2.6.1 refuses CKA_VALUE_LEN for an unwrapped AES key
-	// (CKR_ATTRIBUTE_READ_ONLY), so there only the check after applies.
 	tmpl := opt.secretTemplate(keyType, 0)
-	if keyType != pkcs11.CKK_AES {
-		tmpl = append(tmpl, attr(pkcs11.CKA_VALUE_LEN, valueLen))
-	}
 	h, err := t.create(ctx, opt.identity(), func(s *Session) (ObjectHandle, error) {
 		h, err := t.api.UnwrapKey(s.handle, []*pkcs11.Mechanism{m}, priv, wrapped, tmpl)
 		return h, ckr("C_UnwrapKey("+mech.String()+")", err)
 	})
 	if err != nil {
 		if isMechanismRefusal(err) {
-			return 0, fmt.Errorf("%w: %s: %w", ErrMechanismUnsupported, mech, err)
+			return 0, 0, fmt.Errorf("%w: %s: %w", ErrMechanismUnsupported, mech, err)
 		}
 		if isUnwrapFailure(err) {
-			return 0, fmt.Errorf("%w (%w)", ErrDecryption, err)
+			return 0, 0, fmt.Errorf("%w (%w)", ErrDecryption, err)
 		}
-		return 0, err
+		return 0, 0, err
 	}
-	// SoftHSM 2.6.1 reports CKA_VALUE_LEN 0 for every unwrapped key (and
-	// refuses it in the template); where the token reports a length, it must
-	// match. Otherwise the caller checks the key in the token ([Token.KCV]
-	// fails on an AES key that is not 16, 24 or 32 bytes).
 	n, err := t.ULongAttribute(ctx, h, pkcs11.CKA_VALUE_LEN)
-	if err != nil || (n != 0 && int(n) != valueLen) {
-		_ = t.DestroyObject(context.WithoutCancel(ctx), h)
+	if err == nil && n != 0 {
+		err = checkSecretLen(keyType, int(n))
 		if err != nil {
-			return 0, err
+			err = fmt.Errorf("%w (%w)", ErrDecryption, err)
 		}
-		return 0, fmt.Errorf("%w (unwrapped key is %d bytes, expected %d)", ErrDecryption, n, valueLen)
 	}
-	return h, nil
+	if err != nil {
+		_ = t.DestroyObject(context.WithoutCancel(ctx), h)
+		return 0, 0, err
+	}
+	return h, int(n), nil
 }
 
 func isUnwrapFailure(err error) bool {
 	for _, c := range []uint{pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
 		pkcs11.CKR_WRAPPED_KEY_INVALID, pkcs11.CKR_WRAPPED_KEY_LEN_RANGE, pkcs11.CKR_GENERAL_ERROR,
-		pkcs11.CKR_TEMPLATE_INCONSISTENT, pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_KEY_SIZE_RANGE} {
+		pkcs11.CKR_TEMPLATE_INCONSISTENT, pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_KEY_SIZE_RANGE,
+		pkcs11.CKR_DATA_INVALID, pkcs11.CKR_DATA_LEN_RANGE} {
 		if IsCode(err, c) {
 			return true
 		}
