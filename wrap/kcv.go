@@ -2,6 +2,7 @@ package wrap
 
 import (
 	"crypto/aes"
+	"crypto/sha1"
 	"encoding/hex"
 )
 
@@ -29,3 +30,22 @@ func KCV(key []byte) (string, error) {
 // ZeroBytes overwrites b with zeros; call it on plaintext key material as
 // soon as it is no longer needed.
 func ZeroBytes(b []byte) { clear(b) }
+
+// MaxGenericSecret is the longest generic secret KCVGenericSecret accepts,
+// the bound Alibaba's NumberOfBytes puts on a data key.
+const MaxGenericSecret = 1024
+
+// KCVGenericSecret returns the key check value of a generic secret key as
+// PKCS#11 3.0 defines CKA_CHECK_VALUE for CKK_GENERIC_SECRET: the first 3
+// bytes of SHA-1(key), as 6 lowercase hex digits (what SoftHSM2 reports for
+// a generic secret it creates). The key must be 1 to MaxGenericSecret bytes,
+// else a *ParamError for "Key".
+func KCVGenericSecret(key []byte) (string, error) {
+	if len(key) == 0 || len(key) > MaxGenericSecret {
+		return "", paramErr("Key", "generic secret is %d bytes; accepted: 1 to %d", len(key), MaxGenericSecret)
+	}
+	sum := sha1.Sum(key)
+	kcv := hex.EncodeToString(sum[:3])
+	clear(sum[:])
+	return kcv, nil
+}

@@ -36,3 +36,19 @@ func TestZeroBytes(t *testing.T) {
 	}
 	ZeroBytes(nil)
 }
+
+func TestKCVGenericSecret(t *testing.T) {
+	// SHA-1("abc") = a9993e36...: the KCV is its first 3 bytes.
+	got, err := KCVGenericSecret([]byte("abc"))
+	if err != nil || got != "a9993e" {
+		t.Fatalf("KCVGenericSecret(abc) = %q, %v", got, err)
+	}
+	for _, n := range []int{0, MaxGenericSecret + 1} {
+		if _, err := KCVGenericSecret(make([]byte, n)); err == nil {
+			t.Errorf("%d-byte generic secret accepted", n)
+		}
+	}
+	if _, err := KCVGenericSecret(make([]byte, MaxGenericSecret)); err != nil {
+		t.Fatal(err)
+	}
+}
