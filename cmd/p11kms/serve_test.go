@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -169,4 +171,49 @@ func TestTwoServeProcessesOneToken(t *testing.T) {
 		t.Fatalf("only %d audit lines", lines)
 	}
 	_ = io.Discard
+}
+
+// serve --tls-cert/--tls-key serves HTTPS; a plain-HTTP client is refused.
+func TestServeTLS(t *testing.T) {
+	bin := buildBinary(t)
+	dir := t.TempDir()
+	home := filepath.Join(dir, "home")
+	if out, err := exec.Command(bin, "--home", home, "init").CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if out, err := exec.Command("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+		"-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1").CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	addr := freePort(t)
+	cmd := exec.Command(bin, "--home", home, "serve", "--listen", addr, "--sweep-interval", "0", "--tls-cert", cert, "--tls-key", key)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer stopServe(t, cmd)
+	pemBytes, _ := os.ReadFile(cert)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pemBytes)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	var resp *http.Response
+	var err error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if resp, err = client.Get("https://" + addr + "/healthz"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("https: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil {
+		t.Fatalf("https /healthz: %d tls=%v", resp.StatusCode, resp.TLS != nil)
+	}
+	if r, err := http.Get("http://" + addr + "/healthz"); err == nil {
+		r.Body.Close()
+		if r.StatusCode == 200 {
+			t.Fatal("plain HTTP answered 200 on the TLS port")
+		}
+	}
 }
