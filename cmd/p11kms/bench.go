@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/p11kms/p11kms/provider/bench"
+	"github.com/p11kms/p11kms/provider/wire"
 )
 
 func newBenchCmd(g *globals) *cobra.Command {
@@ -20,6 +21,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		asJSON      bool
 		keys        int
 		withServer  bool
+		serverAddr  string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -53,12 +55,26 @@ primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(benc
 			if ops != "" && ops != "all" {
 				names = splitList(ops)
 			}
-			if withServer {
-				sops, stop, err := fx.ServerOps()
-				if err != nil {
-					return err
+			if withServer || serverAddr != "" {
+				var sops map[string]bench.Op
+				if serverAddr != "" {
+					ak, err := wire.LoadAccessKeys(g.accessKeysPath(""))
+					if err != nil {
+						return err
+					}
+					list := ak.List()
+					if len(list) == 0 {
+						return fmt.Errorf("no access key in %s", g.accessKeysPath(""))
+					}
+					key, _ := ak.Lookup(list[0].AccessKeyId)
+					sops = fx.RemoteOps(serverAddr, key)
+				} else {
+					var stop func()
+					if sops, stop, err = fx.ServerOps(); err != nil {
+						return err
+					}
+					defer stop()
 				}
-				defer stop()
 				for _, pair := range bench.ServerOpNames {
 					all[pair[0]] = sops[pair[0]]
 					if ops == "" || ops == "all" {
@@ -114,6 +130,7 @@ primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(benc
 	f.IntVar(&count, "count", 0, "operations per run instead of a duration")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	f.IntVar(&keys, "keys", 0, "fill the token to this many CMKs first")
-	f.BoolVar(&withServer, "server", false, "also run the operations over HTTP through the server, signed by the official Alibaba SDK")
+	f.BoolVar(&withServer, "server", false, "also run the operations over HTTP through an in-process server, signed by the official Alibaba SDK")
+	f.StringVar(&serverAddr, "server-addr", "", "instead, call a running `p11kms serve` on this address (same token; first access key of the home)")
 	return cmd
 }

@@ -25,7 +25,12 @@ func (f *Fixture) ServerOps() (ops map[string]Op, stop func(), err error) {
 		return nil, nil, err
 	}
 	go srv.Serve(ln)
-	addr := ln.Addr().String()
+	return f.RemoteOps(ln.Addr().String(), key), func() { srv.Close() }, nil
+}
+
+// RemoteOps are ServerOps against a server already running at addr (e.g.
+// `p11kms serve --processes N` on the same token), signed with key.
+func (f *Fixture) RemoteOps(addr string, key wire.AccessKey) map[string]Op {
 	clients := make(chan *alikms.Client, 256)
 	client := func() (*alikms.Client, error) {
 		select {
@@ -57,7 +62,7 @@ func (f *Fixture) ServerOps() (ops map[string]Op, stop func(), err error) {
 			return fn(c)
 		}
 	}
-	ops = map[string]Op{
+	return map[string]Op{
 		"server:GenerateAndExportDataKey-RSA": {Name: "HTTP+ACS3 GenerateAndExportDataKey RSA-2048", Run: call(func(c *alikms.Client) error {
 			_, err := c.GenerateAndExportDataKey(exportReq)
 			return err
@@ -71,7 +76,6 @@ func (f *Fixture) ServerOps() (ops map[string]Op, stop func(), err error) {
 			return err
 		})},
 	}
-	return ops, func() { srv.Close() }, nil
 }
 
 // ServerOpNames lists the server operations and the in-process operation
