@@ -56,7 +56,7 @@ func (s *Service) UpdateAlias(ctx context.Context, req *AliasRequest) (*RequestI
 		return nil, err
 	}
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
-		a, obj, err := s.loadAlias(ctx, req.AliasName)
+		a, obj, err := s.loadKnownAlias(ctx, req.AliasName)
 		if err != nil {
 			return nil, err
 		}

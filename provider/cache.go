@@ -126,7 +126,11 @@ func (s *Service) readKey(ctx context.Context, keyID string) (*keyMeta, error) {
 			}
 		}
 	}
-	m, obj, err := s.loadKey(ctx, keyID)
+	load := s.loadKey
+	if stale != nil {
+		load = s.loadKnownKey // we had it: a miss now is likely SoftHSM's, not real
+	}
+	m, obj, err := load(ctx, keyID)
 	if err != nil {
 		s.cache.dropKey(keyID)
 		return nil, err
@@ -150,7 +154,11 @@ func (s *Service) readAlias(ctx context.Context, name string) (string, error) {
 			}
 		}
 	}
-	a, obj, err := s.loadAlias(ctx, name)
+	loadA := s.loadAlias
+	if stale != nil {
+		loadA = s.loadKnownAlias
+	}
+	a, obj, err := loadA(ctx, name)
 	if err != nil {
 		s.cache.dropAlias(name)
 		return "", err

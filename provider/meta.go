@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	mrand "math/rand/v2"
 	"time"
 
 	"github.com/p11kms/p11kms/hsm"
@@ -103,6 +104,23 @@ func (s *Service) loadKey(ctx context.Context, keyID string) (*keyMeta, *hsm.Dat
 	return &m, obj, nil
 }
 
+// loadKnownKey is loadKey for a key this service has just seen exist: while
+// another process replaces objects, SoftHSM's C_FindObjects can miss an
+// object that exists, so "not found" is confirmed a few times over ~60 ms
+// before it is believed.
+func (s *Service) loadKnownKey(ctx context.Context, keyID string) (*keyMeta, *hsm.DataObject, error) {
+	m, obj, err := s.loadKey(ctx, keyID)
+	for wait := 2 * time.Millisecond; ErrorCode(err) == CodeKeyNotFound && wait <= 32*time.Millisecond; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			return nil, nil, err
+		case <-time.After(wait):
+		}
+		m, obj, err = s.loadKey(ctx, keyID)
+	}
+	return m, obj, err
+}
+
 // maxUpdateAttempts bounds the re-read/re-apply loop of a metadata update.
 const maxUpdateAttempts = 32
 
@@ -110,7 +128,7 @@ const maxUpdateAttempts = 32
 // concurrent change it re-reads and re-applies, so no update is lost.
 func (s *Service) updateKey(ctx context.Context, keyID string, change func(*keyMeta) error) (*keyMeta, error) {
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
-		m, obj, err := s.loadKey(ctx, keyID)
+		m, obj, err := s.loadKnownKey(ctx, keyID)
 		if err != nil {
 			return nil, err
 		}
@@ -136,10 +154,12 @@ func (s *Service) updateKey(ctx context.Context, keyID string, change func(*keyM
 	return nil, NewError(CodeConflict, "the key %s is being changed concurrently; retry", keyID)
 }
 
-// backoff sleeps a short, growing, jittered time between conflicting writes.
+// backoff sleeps a growing, jittered time between conflicting writes:
+// 1 ms doubling to 64 ms, plus up to as much again at random, so writers in
+// several processes spread out instead of colliding again.
 func backoff(ctx context.Context, attempt int) {
-	d := time.Duration(1+attempt) * time.Millisecond
-	d += time.Duration(time.Now().UnixNano()%int64(d+1)) / 2
+	d := time.Millisecond << min(attempt, 6)
+	d += time.Duration(mrand.Int64N(int64(d) + 1))
 	select {
 	case <-ctx.Done():
 	case <-time.After(d):

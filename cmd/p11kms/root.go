@@ -61,6 +61,9 @@ another token by PKCS#11 URI. A URI naming only a token label
 		"PKCS#11 URI of the token (RFC 7512), e.g. pkcs11:token=kms?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/kms.pin (env P11KMS_TOKEN)")
 	root.PersistentFlags().StringVar(&g.home, "home", softhsm.HomeDir(), "p11kms home holding the embedded SoftHSM2 tokens (env P11KMS_HOME)")
 	root.AddCommand(newInitCmd(g), newTokenCmd(g), newKMSCmd(g), newAccessKeyCmd(g), newAuditCmd(), newBenchCmd(g), newImporterCmd(g), newVodCmd(g), newServeCmd(g))
+	for _, c := range root.Commands() {
+		refuseUnknownSubcommands(c)
+	}
 	return root
 }
 
@@ -91,5 +94,23 @@ func exactArgs(n int) cobra.PositionalArgs {
 			return usageError{fmt.Errorf("%s takes %d argument(s), got %d", cmd.CommandPath(), n, len(args))}
 		}
 		return nil
+	}
+}
+
+// refuseUnknownSubcommands makes a command group answer an unknown or
+// missing subcommand with a usage error (exit 2) instead of help and exit 0.
+func refuseUnknownSubcommands(c *cobra.Command) {
+	if !c.HasSubCommands() || c.Run != nil || c.RunE != nil {
+		return
+	}
+	c.Args = cobra.ArbitraryArgs
+	c.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) == 0 {
+			return usageError{fmt.Errorf("%s needs a subcommand; see %s --help", cmd.CommandPath(), cmd.CommandPath())}
+		}
+		return usageError{fmt.Errorf("%s: unknown action %q; see %s --help", cmd.CommandPath(), args[0], cmd.CommandPath())}
+	}
+	for _, sub := range c.Commands() {
+		refuseUnknownSubcommands(sub)
 	}
 }
