@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -133,6 +134,12 @@ func (t *Token) FindData(ctx context.Context, app, label string) (*DataObject, e
 		time.Sleep(time.Duration(retry) * 300 * time.Microsecond)
 		objs, unreadable, err = t.readData(ctx, app, label)
 	}
+	if err == nil && len(objs) == 0 && unreadable == 0 {
+		// Last look while no writer of this host is mid-write.
+		t.locks.lockData()
+		objs, unreadable, err = t.readData(ctx, app, label)
+		t.locks.unlockData()
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -188,8 +195,8 @@ func (t *Token) ReplaceData(ctx context.Context, old *DataObject, value []byte) 
 func (t *Token) writeData(ctx context.Context, app, label string, base *DataObject, value []byte) (*DataObject, error) {
 	// Writers in this process take turns; writers in other processes are
 	// ordered by the create-then-check protocol below.
-	t.locks.data.Lock()
-	defer t.locks.data.Unlock()
+	t.locks.lockData()
+	defer t.locks.unlockData()
 	if app == "" || label == "" {
 		return nil, errors.New("hsm: data object: application and label must not be empty")
 	}
@@ -219,9 +226,12 @@ func (t *Token) writeData(ctx context.Context, app, label string, base *DataObje
 		if err == nil {
 			break
 		}
-		t.destroyOrphan(ctx, app, label, obj.nonce)
+		clean := t.destroyOrphan(ctx, app, label, obj.nonce)
 		transient := IsCode(err, pkcs11.CKR_GENERAL_ERROR) || IsCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT)
 		if !transient || attempt == 3 {
+			if clean {
+				return nil, fmt.Errorf("%w (%w)", err, ErrNotWritten)
+			}
 			return nil, err
 		}
 	}
@@ -230,10 +240,19 @@ func (t *Token) writeData(ctx context.Context, app, label string, base *DataObje
 	// newer may exist.
 	all, unreadable, err := t.readData(ctx, app, label)
 	if err != nil {
-		t.destroyOrphan(ctx, app, label, obj.nonce)
+		if t.destroyOrphan(ctx, app, label, obj.nonce) {
+			return nil, fmt.Errorf("%w (%w)", err, ErrNotWritten)
+		}
 		return nil, err
 	}
 	baseSeen, rival := false, unreadable > 0 // an object we cannot read may be a rival
+	if base != nil {
+		// Another process's SoftHSM may still list an object this one has
+		// destroyed: the base counts as current only if it reads by handle.
+		if _, err := t.RereadData(ctx, base); err != nil {
+			all = slices.DeleteFunc(all, func(o *DataObject) bool { return o.nonce == base.nonce && o.Generation == base.Generation })
+		}
+	}
 	for _, o := range all {
 		switch {
 		case o.nonce == obj.nonce && o.Generation == obj.Generation:
@@ -245,12 +264,12 @@ func (t *Token) writeData(ctx context.Context, app, label string, base *DataObje
 	}
 	if rival || (base != nil && !baseSeen) {
 		if err := t.destroySurely(context.WithoutCancel(ctx), obj.Handle); err != nil {
-			return nil, err
+			return nil, err // may still be there: not ErrNotWritten
 		}
 		if base == nil {
-			return nil, fmt.Errorf("%w: data object %s/%s", ErrExists, app, label)
+			return nil, fmt.Errorf("%w: data object %s/%s (%w)", ErrExists, app, label, ErrNotWritten)
 		}
-		return nil, fmt.Errorf("%w: %s/%s", ErrConflict, app, label)
+		return nil, fmt.Errorf("%w: %s/%s (%w)", ErrConflict, app, label, ErrNotWritten)
 	}
 	for _, o := range all {
 		if o.Generation < obj.Generation {
@@ -260,18 +279,22 @@ func (t *Token) writeData(ctx context.Context, app, label string, base *DataObje
 	return obj, nil
 }
 
-// destroyOrphan removes the object a failed write may have created.
-func (t *Token) destroyOrphan(ctx context.Context, app, label string, nonce uint64) {
+// destroyOrphan removes the object a failed write may have created and
+// reports whether it is sure none is left.
+func (t *Token) destroyOrphan(ctx context.Context, app, label string, nonce uint64) bool {
 	ctx = context.WithoutCancel(ctx)
-	all, _, err := t.readData(ctx, app, label)
-	if err != nil {
-		return
+	all, unreadable, err := t.readData(ctx, app, label)
+	if err != nil || unreadable > 0 {
+		return false
 	}
 	for _, o := range all {
 		if o.nonce == nonce {
-			_ = t.DestroyObject(ctx, o.Handle)
+			if t.destroySurely(ctx, o.Handle) != nil {
+				return false
+			}
 		}
 	}
+	return true
 }
 
 // DestroyData destroys every generation of the data object app/label.

@@ -15,6 +15,9 @@ var (
 	ErrAmbiguous = errors.New("hsm: more than one object matches")
 	// ErrExists means an object with that label or ID already exists.
 	ErrExists = errors.New("hsm: object already exists")
+	// ErrNotWritten is wrapped by a failed data-object write that is known
+	// to have left nothing: no reader can ever see the value it tried to write.
+	ErrNotWritten = errors.New("hsm: data object not written")
 	// ErrConflict means a concurrent writer changed a data object first; re-read and retry.
 	ErrConflict = errors.New("hsm: data object changed concurrently")
 	// ErrDecryption is the one error for every failed authenticated decryption

@@ -2,10 +2,15 @@ package hsm
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/miekg/pkcs11"
 )
@@ -221,17 +226,55 @@ func (t *Token) CheckOpen() error {
 
 var errEmpty = errors.New("hsm: empty input")
 
-// tokenLocks serialise, per token and process, what SoftHSM2 cannot do
-// concurrently: object creation (SoftHSM2 < 2.7, issue #573) and data-object
-// writes. Every Token opened on the same token shares them.
+// tokenLocks serialise what SoftHSM2 cannot do concurrently: object
+// creation (SoftHSM2 < 2.7, issue #573) within a process, and data-object
+// writes within a process and — through an flock on a per-token lock file
+// in the system temp directory — across the processes of one host. Every
+// Token opened on the same token shares them.
+//
+// Across processes the data-object protocol (create a new generation, then
+// check for rivals) relies on C_FindObjects seeing other writers' objects,
+// which SoftHSM2 2.6.1's does not reliably do while another process is
+// writing (found by the two-process soak test: lost and duplicated
+// updates). Writers on one host therefore take turns; writers on other
+// hosts (a network HSM shared by several nodes) still rely on the protocol.
 type tokenLocks struct {
 	create sync.Mutex
 	data   sync.Mutex
+	file   *os.File // the host-wide lock file, nil if it cannot be opened
 }
 
 var allLocks sync.Map // module path + "\x00" + serial -> *tokenLocks
 
 func locksFor(module, serial string) *tokenLocks {
-	l, _ := allLocks.LoadOrStore(module+"\x00"+serial, &tokenLocks{})
+	if l, ok := allLocks.Load(module + "\x00" + serial); ok {
+		return l.(*tokenLocks)
+	}
+	tl := &tokenLocks{}
+	sum := sha256.Sum256([]byte(module + "\x00" + serial))
+	path := filepath.Join(os.TempDir(), "p11kms-token-"+hex.EncodeToString(sum[:8])+".lock")
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err == nil {
+		tl.file = f
+	}
+	l, loaded := allLocks.LoadOrStore(module+"\x00"+serial, tl)
+	if loaded && tl.file != nil {
+		tl.file.Close()
+	}
 	return l.(*tokenLocks)
+}
+
+// lockData takes the data-write lock: in-process, then host-wide.
+func (l *tokenLocks) lockData() {
+	l.data.Lock()
+	if l.file != nil {
+		for syscall.Flock(int(l.file.Fd()), syscall.LOCK_EX) == syscall.EINTR {
+		}
+	}
+}
+
+func (l *tokenLocks) unlockData() {
+	if l.file != nil {
+		_ = syscall.Flock(int(l.file.Fd()), syscall.LOCK_UN)
+	}
+	l.data.Unlock()
 }

@@ -97,10 +97,16 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 	b, _ := json.Marshal(m)
 	obj, err := s.tok.CreateData(ctx, appKeys, keyID, b)
 	if err != nil {
-		_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
 		if errors.Is(err, hsm.ErrExists) {
+			// Another key has this id: ours was never named by metadata.
+			_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
 			return nil, InvalidParam("KeyId", "a key with id %s already exists", keyID)
 		}
+		if errors.Is(err, hsm.ErrNotWritten) {
+			_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
+		}
+		// Otherwise Sweep removes the version object once it is sure no
+		// metadata names it (see rotate).
 		return nil, Internal("writing key metadata", err)
 	}
 	s.rememberVersion(versionID, keyID, h)
@@ -297,8 +303,18 @@ func (s *Service) rotate(ctx context.Context, keyID string, due func(*keyMeta) b
 		m.PrimaryKeyVersion, m.LastRotationDate = versionID.String(), now
 		return nil
 	})
-	if err != nil || skipped {
-		_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
+	if skipped {
+		_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h) // never named: safe to remove now
+		return KeyVersion{}, nil
+	}
+	if err != nil {
+		// Destroy the version key only if the metadata write surely left
+		// nothing; otherwise it may be named (the write may have failed
+		// after it became visible) and Sweep removes it once it is sure no
+		// metadata names it.
+		if errors.Is(err, hsm.ErrNotWritten) || ErrorCode(err) != CodeInternalFailure {
+			_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
+		}
 		return KeyVersion{}, err
 	}
 	s.rememberVersion(versionID, keyID, h)

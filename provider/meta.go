@@ -151,7 +151,9 @@ func (s *Service) updateKey(ctx context.Context, keyID string, change func(*keyM
 		s.cache.putKey(m, nobj)
 		return m, nil
 	}
-	return nil, NewError(CodeConflict, "the key %s is being changed concurrently; retry", keyID)
+	e := NewError(CodeConflict, "the key %s is being changed concurrently; retry", keyID)
+	e.Err = hsm.ErrNotWritten // every attempt lost and removed its write
+	return nil, e
 }
 
 // backoff sleeps a growing, jittered time between conflicting writes:

@@ -146,6 +146,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		for i := 1; i < f.processes; i++ {
 			c := exec.Command(os.Args[0], os.Args[1:]...)
 			c.Env = append(os.Environ(), childEnv+"=1")
+			c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // never outlive the parent
 			c.Stdout, c.Stderr = os.Stderr, os.Stderr
 			if err := c.Start(); err != nil {
 				return fmt.Errorf("starting serve process %d: %w", i+1, err)
