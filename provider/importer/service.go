@@ -320,7 +320,7 @@ func (s *Service) loadKey(ctx context.Context, label string, fresh bool) (hsm.Ob
 	case errors.Is(err, hsm.ErrNotFound):
 		return 0, keyNotFound("KeyLabel", "secret key", label)
 	case errors.Is(err, hsm.ErrAmbiguous):
-		return 0, conflict("KeyLabel", "more than one secret key is labelled %q (a Replace may be in progress); retry", label)
+		return 0, conflict("KeyLabel", "more than one secret key is labelled %q (a Replace is in progress, or one was interrupted: retry, or run ImportDataKey again with Replace to settle it)", label)
 	case err != nil:
 		return 0, internal("finding the key", err)
 	}
