@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -64,14 +66,16 @@ func TestImporterCLI(t *testing.T) {
 		}
 	}
 	dev := "--token=pkcs11:token=device"
+	run := strconv.FormatInt(time.Now().UnixNano(), 36) // labels unique per run: the home is shared
+	wrapL, dkL, dk256L := "cli-wrap-"+run, "cli-dk-"+run, "cli-dk256-"+run
 
-	out, errOut, code := importerCLI(t, "CreateWrappingKey", dev, "--WrappingKeySpec", "RSA_2048", "--KeyLabel", "cli-wrap")
+	out, errOut, code := importerCLI(t, "CreateWrappingKey", dev, "--WrappingKeySpec", "RSA_2048", "--KeyLabel", wrapL)
 	if code != 0 {
 		t.Fatalf("CreateWrappingKey: %d %s", code, errOut)
 	}
 	var wk struct{ KeyLabel, WrappingKeySpec, PublicKeyBlob, PublicKeyPem, KeyId, RequestId string }
 	decodeJSON(t, out, &wk)
-	if wk.KeyLabel != "cli-wrap" || wk.WrappingKeySpec != "RSA_2048" || wk.RequestId == "" {
+	if wk.KeyLabel != wrapL || wk.WrappingKeySpec != "RSA_2048" || wk.RequestId == "" {
 		t.Fatalf("CreateWrappingKey output: %s", out)
 	}
 
@@ -100,8 +104,8 @@ func TestImporterCLI(t *testing.T) {
 		return "@" + p
 	}
 
-	out, errOut, code = importerCLI(t, "ImportDataKey", dev, "--WrappingKeyLabel", "cli-wrap", "--WrappingAlgorithm", "RSAES_OAEP_SHA_1",
-		"--ExportedDataKey", exportFile("RSAES_OAEP_SHA_1"), "--KeyLabel", "cli-dk", "--ExpectedKeyCheckValue", kcv, "--Usage", `["encrypt","decrypt"]`)
+	out, errOut, code = importerCLI(t, "ImportDataKey", dev, "--WrappingKeyLabel", wrapL, "--WrappingAlgorithm", "RSAES_OAEP_SHA_1",
+		"--ExportedDataKey", exportFile("RSAES_OAEP_SHA_1"), "--KeyLabel", dkL, "--ExpectedKeyCheckValue", kcv, "--Usage", `["encrypt","decrypt"]`)
 	if code != 0 {
 		t.Fatalf("ImportDataKey: %d %s", code, errOut)
 	}
@@ -117,15 +121,15 @@ func TestImporterCLI(t *testing.T) {
 	// OAEP-SHA-256 on SoftHSM2 2.6.1: refused without the opt-in, with a
 	// JSON error on stderr and exit status 1.
 	sha256File := exportFile("RSAES_OAEP_SHA_256")
-	_, errOut, code = importerCLI(t, "ImportDataKey", dev, "--WrappingKeyLabel", "cli-wrap", "--WrappingAlgorithm", "RSAES_OAEP_SHA_256",
-		"--ExportedDataKey", sha256File, "--KeyLabel", "cli-dk256")
+	_, errOut, code = importerCLI(t, "ImportDataKey", dev, "--WrappingKeyLabel", wrapL, "--WrappingAlgorithm", "RSAES_OAEP_SHA_256",
+		"--ExportedDataKey", sha256File, "--KeyLabel", dk256L)
 	var apiErr struct{ Code, Message, RequestId string }
 	decodeJSON(t, errOut, &apiErr)
 	if code != 1 || apiErr.Code != "UnsupportedOperation" || !strings.Contains(apiErr.Message, "--AllowHostDecode") {
 		t.Fatalf("OAEP-SHA-256 without opt-in: %d %s", code, errOut)
 	}
-	out, errOut, code = importerCLI(t, "ImportDataKey", dev, "--WrappingKeyLabel", "cli-wrap", "--WrappingAlgorithm", "RSAES_OAEP_SHA_256",
-		"--ExportedDataKey", sha256File, "--KeyLabel", "cli-dk256", "--AllowHostDecode")
+	out, errOut, code = importerCLI(t, "ImportDataKey", dev, "--WrappingKeyLabel", wrapL, "--WrappingAlgorithm", "RSAES_OAEP_SHA_256",
+		"--ExportedDataKey", sha256File, "--KeyLabel", dk256L, "--AllowHostDecode")
 	decodeJSON(t, out, &imp)
 	if code != 0 || imp.Path != "token-raw-rsa+host-oaep" || imp.KeyCheckValue != kcv {
 		t.Fatalf("OAEP-SHA-256 with --AllowHostDecode: %d %s %s", code, out, errOut)
@@ -133,7 +137,7 @@ func TestImporterCLI(t *testing.T) {
 
 	// Use the key: encrypt in the token, open in Go; decrypt in the token.
 	aad := base64.StdEncoding.EncodeToString([]byte("order 42"))
-	out, errOut, code = importerCLI(t, "Encrypt", dev, "--KeyLabel", "cli-dk", "--Plaintext", "aGVsbG8=", "--AAD", aad)
+	out, errOut, code = importerCLI(t, "Encrypt", dev, "--KeyLabel", dkL, "--Plaintext", "aGVsbG8=", "--AAD", aad)
 	if code != 0 {
 		t.Fatalf("Encrypt: %d %s", code, errOut)
 	}
@@ -145,7 +149,7 @@ func TestImporterCLI(t *testing.T) {
 	if pt, err := gcm.Open(nil, blob[:12], blob[12:], []byte("order 42")); err != nil || string(pt) != "hello" {
 		t.Fatalf("Go cannot open the CLI's ciphertext: %v", err)
 	}
-	out, errOut, code = importerCLI(t, "Decrypt", dev, "--KeyLabel", "cli-dk256", "--CiphertextBlob", enc.CiphertextBlob, "--AAD", aad)
+	out, errOut, code = importerCLI(t, "Decrypt", dev, "--KeyLabel", dk256L, "--CiphertextBlob", enc.CiphertextBlob, "--AAD", aad)
 	var dec struct{ Plaintext string }
 	decodeJSON(t, out, &dec)
 	if code != 0 || dec.Plaintext != "aGVsbG8=" {
@@ -153,7 +157,7 @@ func TestImporterCLI(t *testing.T) {
 	}
 
 	// The default token ("kms") does not hold the device's wrapping key.
-	_, errOut, code = importerCLI(t, "GetWrappingPublicKey", "--KeyLabel", "cli-wrap")
+	_, errOut, code = importerCLI(t, "GetWrappingPublicKey", "--KeyLabel", wrapL)
 	decodeJSON(t, errOut, &apiErr)
 	if code != 1 || apiErr.Code != "Forbidden.KeyNotFound" {
 		t.Fatalf("wrapping key on the wrong token: %d %s", code, errOut)
@@ -164,10 +168,10 @@ func TestImporterCLI(t *testing.T) {
 		TotalCount   int
 	}
 	decodeJSON(t, out, &list)
-	if code != 0 || list.TotalCount != 1 || list.WrappingKeys[0].KeyLabel != "cli-wrap" {
+	if code != 0 || list.TotalCount != 1 || list.WrappingKeys[0].KeyLabel != wrapL {
 		t.Fatalf("ListWrappingKeys: %s", out)
 	}
-	if _, errOut, code = importerCLI(t, "DeleteWrappingKey", dev, "--KeyLabel", "cli-wrap"); code != 0 {
+	if _, errOut, code = importerCLI(t, "DeleteWrappingKey", dev, "--KeyLabel", wrapL); code != 0 {
 		t.Fatalf("DeleteWrappingKey: %s", errOut)
 	}
 	// Usage errors: exit status 2.

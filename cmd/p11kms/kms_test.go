@@ -26,10 +26,10 @@ func TestKMSActions(t *testing.T) {
 		t.Fatalf("CreateKey: %s", errOut)
 	}
 	id := jsonOut(t, out)["KeyMetadata"].(map[string]any)["KeyId"].(string)
-	if _, errOut, code := cli(t, "kms", "CreateAlias", "--AliasName", "alias/cli", "--KeyId", id); code != 0 {
+	if _, errOut, code := cli(t, "kms", "CreateAlias", "--AliasName", "alias/cli-"+id[:8], "--KeyId", id); code != 0 {
 		t.Fatal(errOut)
 	}
-	out, errOut, code = cli(t, "kms", "GenerateDataKey", "--KeyId", "alias/cli", "--EncryptionContext", `{"a":"b"}`, "--NumberOfBytes", "16")
+	out, errOut, code = cli(t, "kms", "GenerateDataKey", "--KeyId", "alias/cli-"+id[:8], "--EncryptionContext", `{"a":"b"}`, "--NumberOfBytes", "16")
 	if code != 0 {
 		t.Fatal(errOut)
 	}
