@@ -365,7 +365,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, req *GenerateDataKeyReque
 	if err != nil {
 		return nil, err
 	}
-	defer wrap.ZeroBytes(dk)
+	defer s.zero(dk)
 	resp := &GenerateDataKeyResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(),
 		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), KeyCheckValue: kcvOf(dk), RequestId: NewRequestID()}
 	if ex != nil {
@@ -419,7 +419,7 @@ func (s *Service) GenerateAndExportDataKey(ctx context.Context, req *GenerateAnd
 	if err != nil {
 		return nil, err
 	}
-	defer wrap.ZeroBytes(dk)
+	defer s.zero(dk)
 	exported, err := ex.export(dk)
 	if err != nil {
 		return nil, err
@@ -445,7 +445,7 @@ func (s *Service) ExportDataKey(ctx context.Context, req *ExportDataKeyRequest) 
 	if err != nil {
 		return nil, err
 	}
-	defer wrap.ZeroBytes(dk)
+	defer s.zero(dk)
 	if err := ex.check(len(dk)); err != nil {
 		return nil, err
 	}
@@ -463,7 +463,7 @@ func (s *Service) Encrypt(ctx context.Context, req *EncryptRequest) (*EncryptRes
 	if err != nil {
 		return nil, InvalidParam("Plaintext", "is not valid base64")
 	}
-	defer wrap.ZeroBytes(pt)
+	defer s.zero(pt)
 	if len(pt) < 1 || len(pt) > MaxPlaintextBytes {
 		return nil, InvalidParam("Plaintext", "%d bytes: accepted 1 to %d", len(pt), MaxPlaintextBytes)
 	}
@@ -495,7 +495,7 @@ func (s *Service) Decrypt(ctx context.Context, req *DecryptRequest) (*DecryptRes
 	if err != nil {
 		return nil, err
 	}
-	defer wrap.ZeroBytes(pt)
+	defer s.zero(pt)
 	if req.DryRun {
 		return nil, dryRun()
 	}
@@ -532,7 +532,7 @@ func (s *Service) ReEncrypt(ctx context.Context, req *ReEncryptRequest) (*ReEncr
 	if err != nil {
 		return nil, err
 	}
-	defer wrap.ZeroBytes(pt)
+	defer s.zero(pt)
 	if req.DryRun {
 		return nil, dryRun()
 	}
@@ -580,4 +580,12 @@ func (s *Service) BlobKeyId(ctx context.Context, blobB64 string) (string, error)
 		return "", err
 	}
 	return v.keyID, nil
+}
+
+// zero clears plaintext key material when an operation is done with it.
+func (s *Service) zero(b []byte) {
+	wrap.ZeroBytes(b)
+	if s.zeroed != nil {
+		s.zeroed(b)
+	}
 }

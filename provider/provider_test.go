@@ -710,3 +710,34 @@ func TestSweepRepairsOrphans(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Every plaintext buffer (data keys, decrypted blobs, Encrypt input) is
+// zeroed before the operation returns.
+func TestPlaintextBuffersZeroed(t *testing.T) {
+	s, _, _ := newService(t)
+	id := createKey(t, s)
+	var mu sync.Mutex
+	var seen [][]byte
+	s.SetZeroedHook(func(b []byte) { mu.Lock(); seen = append(seen, b); mu.Unlock() })
+	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
+	der, _ := wrap.MarshalPublicKeyDER(&rk.PublicKey)
+	g, err := s.GenerateDataKey(bg, &provider.GenerateDataKeyRequest{KeyId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.GenerateAndExportDataKey(bg, &provider.GenerateAndExportDataKeyRequest{KeyId: id, PublicKeyBlob: base64.StdEncoding.EncodeToString(der),
+		WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256"})
+	s.Decrypt(bg, &provider.DecryptRequest{CiphertextBlob: g.CiphertextBlob})
+	s.Encrypt(bg, &provider.EncryptRequest{KeyId: id, Plaintext: base64.StdEncoding.EncodeToString([]byte("secret data"))})
+	s.ReEncrypt(bg, &provider.ReEncryptRequest{CiphertextBlob: g.CiphertextBlob, DestinationKeyId: id})
+	s.ExportDataKey(bg, &provider.ExportDataKeyRequest{CiphertextBlob: g.CiphertextBlob, PublicKeyBlob: base64.StdEncoding.EncodeToString(der),
+		WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256"})
+	if len(seen) < 6 {
+		t.Fatalf("only %d plaintext buffers cleared", len(seen))
+	}
+	for i, b := range seen {
+		if len(b) == 0 || !bytes.Equal(b, make([]byte, len(b))) {
+			t.Fatalf("buffer %d (%d bytes) not zeroed", i, len(b))
+		}
+	}
+}

@@ -46,6 +46,8 @@ type Service struct {
 	mu       sync.Mutex
 	versions map[[16]byte]versionRef // CMK version handles, by version ID
 	orphans  map[string]time.Time    // "<KeyId>/<KeyVersionId>" of unnamed version objects, first seen
+
+	zeroed func([]byte) // test hook: sees every plaintext buffer after it is cleared
 }
 
 type versionRef struct {
