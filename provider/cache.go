@@ -47,7 +47,8 @@ func (m *keyMeta) clone() *keyMeta {
 }
 
 // key returns a fresh cached entry, or (for a stale one) the object to
-// refresh it from.
+// refresh it from. The entry is shared: callers must not modify it (clone
+// it first).
 func (c *metaCache) key(id string) (*keyMeta, *hsm.DataObject) {
 	if c.ttl <= 0 {
 		return nil, nil
@@ -61,7 +62,7 @@ func (c *metaCache) key(id string) (*keyMeta, *hsm.DataObject) {
 	if time.Since(e.at) > c.ttl {
 		return nil, e.obj
 	}
-	return e.m.clone(), nil
+	return e.m, nil
 }
 
 func (c *metaCache) putKey(m *keyMeta, obj *hsm.DataObject) {
@@ -69,7 +70,7 @@ func (c *metaCache) putKey(m *keyMeta, obj *hsm.DataObject) {
 		return
 	}
 	c.mu.Lock()
-	c.keys[m.KeyId] = cachedKey{m: m.clone(), obj: obj, at: time.Now()}
+	c.keys[m.KeyId] = cachedKey{m: m.clone(), obj: obj, at: time.Now()} // our own copy: m may be changed later
 	c.mu.Unlock()
 }
 
@@ -122,7 +123,7 @@ func (s *Service) readKey(ctx context.Context, keyID string) (*keyMeta, error) {
 			var fresh keyMeta
 			if json.Unmarshal(obj.Value, &fresh) == nil && fresh.KeyId == keyID {
 				s.cache.putKey(&fresh, obj)
-				return fresh.clone(), nil
+				return &fresh, nil
 			}
 		}
 	}

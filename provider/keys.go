@@ -166,7 +166,7 @@ func (s *Service) setState(ctx context.Context, req *KeyIdRequest, to string, ch
 	if err != nil {
 		return nil, err
 	}
-	if err := change(m); err != nil { // validate on the current state first
+	if err := change(m.clone()); err != nil { // validate on the current state first (m is shared)
 		return nil, err
 	}
 	if req.DryRun {
