@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -223,8 +222,6 @@ func (t *Token) CheckOpen() error {
 	}
 	return nil
 }
-
-var errEmpty = errors.New("hsm: empty input")
 
 // tokenLocks serialise what SoftHSM2 cannot do concurrently: object
 // creation (SoftHSM2 < 2.7, issue #573) within a process, and data-object

@@ -331,37 +331,52 @@ func kcvOf(dk []byte) string {
 
 func dryRun() error { return NewError(CodeDryRun, "the request would have succeeded (DryRun)") }
 
+// issueDataKey is what both data-key generators share: the key length,
+// the context, an optional exporter (checked against the length), the
+// Enabled primary version, DryRun, then one C_GenerateRandom for key and
+// IV and the CMK seal. The caller must zero dk (s.zero).
+func (s *Service) issueDataKey(ctx context.Context, keyRef, keySpec string, numberOfBytes int, ec wrap.EncryptionContext,
+	exporterOf func() (*exporter, error), dry bool) (k *primaryKey, ex *exporter, dk, blob []byte, err error) {
+	n, err := dataKeyLength(keySpec, numberOfBytes)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if err := checkContext("EncryptionContext", ec); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if exporterOf != nil {
+		if ex, err = exporterOf(); err != nil {
+			return nil, nil, nil, nil, err
+		}
+		if err := ex.check(n); err != nil {
+			return nil, nil, nil, nil, err
+		}
+	}
+	if k, err = s.primary(ctx, keyRef); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if dry {
+		return nil, nil, nil, nil, dryRun()
+	}
+	dk, blob, err = s.newDataKey(ctx, k, n, ec)
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	return k, ex, dk, blob, nil
+}
+
 // GenerateDataKey returns a new data key in plaintext and under the CMK.
 // With EncryptionPublicKey (Tencent), Plaintext is the key encrypted under
 // that public key instead.
 func (s *Service) GenerateDataKey(ctx context.Context, req *GenerateDataKeyRequest) (*GenerateDataKeyResponse, error) {
-	n, err := dataKeyLength(req.KeySpec, req.NumberOfBytes)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkContext("EncryptionContext", req.EncryptionContext); err != nil {
-		return nil, err
-	}
-	var ex *exporter
+	var exporterOf func() (*exporter, error)
 	if req.EncryptionPublicKey != "" || req.EncryptionAlgorithm != "" {
 		if req.EncryptionPublicKey == "" {
 			return nil, InvalidParam("EncryptionPublicKey", "is required with EncryptionAlgorithm")
 		}
-		if ex, err = tencentExporter(req.EncryptionPublicKey, req.EncryptionAlgorithm); err != nil {
-			return nil, err
-		}
-		if err := ex.check(n); err != nil {
-			return nil, err
-		}
+		exporterOf = func() (*exporter, error) { return tencentExporter(req.EncryptionPublicKey, req.EncryptionAlgorithm) }
 	}
-	k, err := s.primary(ctx, req.KeyId)
-	if err != nil {
-		return nil, err
-	}
-	if req.DryRun {
-		return nil, dryRun()
-	}
-	dk, blob, err := s.newDataKey(ctx, k, n, req.EncryptionContext)
+	k, ex, dk, blob, err := s.issueDataKey(ctx, req.KeyId, req.KeySpec, req.NumberOfBytes, req.EncryptionContext, exporterOf, req.DryRun)
 	if err != nil {
 		return nil, err
 	}
@@ -394,28 +409,10 @@ func (s *Service) GenerateDataKeyWithoutPlaintext(ctx context.Context, req *Gene
 // GenerateAndExportDataKey returns a new data key under the CMK
 // (CiphertextBlob) and under the caller's public key (ExportedDataKey).
 func (s *Service) GenerateAndExportDataKey(ctx context.Context, req *GenerateAndExportDataKeyRequest) (*ExportResponse, error) {
-	n, err := dataKeyLength(req.KeySpec, req.NumberOfBytes)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkContext("EncryptionContext", req.EncryptionContext); err != nil {
-		return nil, err
-	}
-	ex, err := alibabaExporter(req.PublicKeyBlob, req.WrappingKeySpec, req.WrappingAlgorithm)
-	if err != nil {
-		return nil, err
-	}
-	if err := ex.check(n); err != nil {
-		return nil, err
-	}
-	k, err := s.primary(ctx, req.KeyId)
-	if err != nil {
-		return nil, err
-	}
-	if req.DryRun {
-		return nil, dryRun()
-	}
-	dk, blob, err := s.newDataKey(ctx, k, n, req.EncryptionContext)
+	k, ex, dk, blob, err := s.issueDataKey(ctx, req.KeyId, req.KeySpec, req.NumberOfBytes, req.EncryptionContext,
+		func() (*exporter, error) {
+			return alibabaExporter(req.PublicKeyBlob, req.WrappingKeySpec, req.WrappingAlgorithm)
+		}, req.DryRun)
 	if err != nil {
 		return nil, err
 	}

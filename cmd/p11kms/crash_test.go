@@ -39,15 +39,14 @@ import (
 // relRig is a p11kms home on tmpfs with the binary built, for the tests
 // that run p11kms as real processes (crash and soak).
 type relRig struct {
-	t                  *testing.T
-	bin, dir, home     string
-	akID, akSecret     string
-	module             string
-	mu                 sync.Mutex
-	procs              []*relServe
-	nlogs              int
-	requireCleanLogs   bool
-	unexpectedLogLines []string
+	t                *testing.T
+	bin, dir, home   string
+	akID, akSecret   string
+	module           string
+	mu               sync.Mutex
+	procs            []*relServe
+	nlogs            int
+	requireCleanLogs bool
 }
 
 // newRelRig builds p11kms, makes a home with the "kms" token and the

@@ -124,9 +124,6 @@ var contextType = reflect.TypeFor[wrap.EncryptionContext]()
 // tencentOnly names provider fields that only the Tencent API has.
 var tencentOnly = map[string]bool{"EncryptionPublicKey": true, "EncryptionAlgorithm": true}
 
-// ignored accepts any value.
-func ignored(string, string) error { return nil }
-
 // oneOf accepts the empty string or one of the values.
 func oneOf(vals ...string) func(name, v string) error {
 	return func(name, v string) error {
