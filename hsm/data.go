@@ -123,6 +123,11 @@ func newest(objs []*DataObject) *DataObject {
 // FindData returns the newest generation of the data object app/label, or
 // ErrNotFound.
 func (t *Token) FindData(ctx context.Context, app, label string) (*DataObject, error) {
+	return t.findData(ctx, app, label, false)
+}
+
+// findData is FindData; locked says the caller holds the object lock.
+func (t *Token) findData(ctx context.Context, app, label string, locked bool) (*DataObject, error) {
 	if app == "" || label == "" {
 		return nil, errors.New("hsm: FindData: application and label must not be empty")
 	}
@@ -134,11 +139,12 @@ func (t *Token) FindData(ctx context.Context, app, label string) (*DataObject, e
 		time.Sleep(time.Duration(retry) * 300 * time.Microsecond)
 		objs, unreadable, err = t.readData(ctx, app, label)
 	}
-	if err == nil && len(objs) == 0 && unreadable == 0 {
-		// Last look while no writer of this host is mid-write.
-		t.locks.lockData()
+	if err == nil && len(objs) == 0 && unreadable == 0 && !locked {
+		// Last look with this process's view brought up to date, while no
+		// writer of this host is mid-write (see lockObjects).
+		t.lockObjects()
 		objs, unreadable, err = t.readData(ctx, app, label)
-		t.locks.unlockData()
+		t.unlockObjects()
 	}
 	if err != nil {
 		return nil, err
@@ -192,11 +198,37 @@ func (t *Token) ReplaceData(ctx context.Context, old *DataObject, value []byte) 
 	return t.writeData(ctx, old.Application, old.Label, old, value)
 }
 
+// UpdateData reads the newest generation of app/label, calls change with
+// it and writes what change returns as the next generation, all while
+// holding the token's object lock: writers of this host cannot interleave,
+// so none of them loses to another. A writer on another host sharing a
+// network token can still win first: then UpdateData fails with
+// ErrConflict and the caller calls it again. An error from change is
+// returned as is and nothing is written. change must not keep cur.Value.
+func (t *Token) UpdateData(ctx context.Context, app, label string, change func(cur *DataObject) ([]byte, error)) (*DataObject, error) {
+	t.lockObjects()
+	defer t.unlockObjects()
+	cur, err := t.findData(ctx, app, label, true)
+	if err != nil {
+		return nil, err
+	}
+	value, err := change(cur)
+	if err != nil {
+		return nil, err
+	}
+	return t.writeDataLocked(ctx, app, label, cur, value)
+}
+
 func (t *Token) writeData(ctx context.Context, app, label string, base *DataObject, value []byte) (*DataObject, error) {
-	// Writers in this process take turns; writers in other processes are
-	// ordered by the create-then-check protocol below.
-	t.locks.lockData()
-	defer t.locks.unlockData()
+	// Writers of this host take turns (and see each other's objects, see
+	// lockObjects); writers on other hosts sharing a network token are
+	// ordered by the create-then-check protocol of writeDataLocked.
+	t.lockObjects()
+	defer t.unlockObjects()
+	return t.writeDataLocked(ctx, app, label, base, value)
+}
+
+func (t *Token) writeDataLocked(ctx context.Context, app, label string, base *DataObject, value []byte) (*DataObject, error) {
 	if app == "" || label == "" {
 		return nil, errors.New("hsm: data object: application and label must not be empty")
 	}
@@ -219,7 +251,7 @@ func (t *Token) writeData(ctx context.Context, app, label string, base *DataObje
 	// (and may still create it):
 	// remove what it left and try again, a bounded number of times.
 	for attempt := 1; ; attempt++ {
-		obj.Handle, err = t.create(ctx, nil, func(s *Session) (ObjectHandle, error) {
+		obj.Handle, err = t.createLocked(ctx, nil, func(s *Session) (ObjectHandle, error) {
 			h, err := t.api.CreateObject(s.handle, tmpl)
 			return h, ckr("C_CreateObject(CKO_DATA)", err)
 		})
@@ -273,7 +305,7 @@ func (t *Token) writeData(ctx context.Context, app, label string, base *DataObje
 	}
 	for _, o := range all {
 		if o.Generation < obj.Generation {
-			_ = t.DestroyObject(context.WithoutCancel(ctx), o.Handle)
+			_ = t.destroy(context.WithoutCancel(ctx), o.Handle)
 		}
 	}
 	return obj, nil
@@ -299,6 +331,8 @@ func (t *Token) destroyOrphan(ctx context.Context, app, label string, nonce uint
 
 // DestroyData destroys every generation of the data object app/label.
 func (t *Token) DestroyData(ctx context.Context, app, label string) error {
+	t.lockObjects()
+	defer t.unlockObjects()
 	all, _, err := t.readData(ctx, app, label)
 	if err != nil {
 		return err
@@ -307,7 +341,7 @@ func (t *Token) DestroyData(ctx context.Context, app, label string) error {
 		return fmt.Errorf("%w: data object %s/%s", ErrNotFound, app, label)
 	}
 	for _, o := range all {
-		if err := t.DestroyObject(ctx, o.Handle); err != nil && !IsCode(err, pkcs11.CKR_OBJECT_HANDLE_INVALID) {
+		if err := t.destroy(ctx, o.Handle); err != nil && !IsCode(err, pkcs11.CKR_OBJECT_HANDLE_INVALID) {
 			return err
 		}
 	}
@@ -317,10 +351,11 @@ func (t *Token) DestroyData(ctx context.Context, app, label string) error {
 // destroySurely destroys h, retrying SoftHSM's transient failures under
 // concurrent writes; an object already gone counts as destroyed. A losing
 // writer must not leave its generation behind, or it would be applied twice.
+// The caller holds the object lock.
 func (t *Token) destroySurely(ctx context.Context, h ObjectHandle) error {
 	var err error
 	for attempt := 0; attempt < 6; attempt++ {
-		err = t.DestroyObject(ctx, h)
+		err = t.destroy(ctx, h)
 		if err == nil || IsCode(err, pkcs11.CKR_OBJECT_HANDLE_INVALID) {
 			return nil
 		}

@@ -23,7 +23,12 @@ import (
 	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 )
 
-func TestMain(m *testing.M) { softhsmtest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(childOp) != "" {
+		os.Exit(runChild())
+	}
+	softhsmtest.Main(m)
+}
 
 var bg = context.Background()
 

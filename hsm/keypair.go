@@ -77,7 +77,7 @@ func (t *Token) GenerateKeyPair(ctx context.Context, opt KeyPairOptions) (KeyPai
 	privT := template(append(priv, common()...), attr(pkcs11.CKA_CLASS, pkcs11.CKO_PRIVATE_KEY),
 		attr(pkcs11.CKA_PRIVATE, true), attr(pkcs11.CKA_SENSITIVE, true), attr(pkcs11.CKA_EXTRACTABLE, false))
 	var kp KeyPair
-	_, err := t.create(ctx, []*pkcs11.Attribute{attr(pkcs11.CKA_ID, opt.ID), attr(pkcs11.CKA_LABEL, opt.Label)},
+	_, err := t.create(ctx, !opt.Ephemeral, []*pkcs11.Attribute{attr(pkcs11.CKA_ID, opt.ID), attr(pkcs11.CKA_LABEL, opt.Label)},
 		func(s *Session) (ObjectHandle, error) {
 			p, q, err := t.api.GenerateKeyPair(s.handle, []*pkcs11.Mechanism{mech}, pubT, privT)
 			kp = KeyPair{Public: p, Private: q}

@@ -73,8 +73,20 @@ func (t *Token) FindKeyByLabel(ctx context.Context, class uint, label string) (O
 		attr(pkcs11.CKA_CLASS, class), attr(pkcs11.CKA_LABEL, label)})
 }
 
-// DestroyObject destroys one object.
+// DestroyObject destroys one object. A token object is destroyed under the
+// token's object lock ([Token.lockObjects]); a session object is not.
 func (t *Token) DestroyObject(ctx context.Context, h ObjectHandle) error {
+	if a, err := t.Attributes(ctx, h, pkcs11.CKA_TOKEN); err == nil && len(a[pkcs11.CKA_TOKEN]) == 1 && a[pkcs11.CKA_TOKEN][0] == 0 {
+		return t.destroy(ctx, h)
+	}
+	t.lockObjects()
+	defer t.unlockObjects()
+	return t.destroy(ctx, h)
+}
+
+// destroy is DestroyObject for a caller that holds the object lock or
+// destroys a session object.
+func (t *Token) destroy(ctx context.Context, h ObjectHandle) error {
 	return do(ctx, t, func(s *Session) error { return ckr("C_DestroyObject", t.api.DestroyObject(s.handle, h)) })
 }
 
@@ -87,7 +99,7 @@ func (t *Token) destroyMatching(ctx context.Context, tmpl []*pkcs11.Attribute) (
 	}
 	n := 0
 	for _, h := range hs {
-		if err := t.DestroyObject(ctx, h); err == nil {
+		if err := t.destroy(ctx, h); err == nil {
 			n++
 		}
 	}

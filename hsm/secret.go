@@ -87,10 +87,22 @@ func (o *SecretKeyOptions) identity() []*pkcs11.Attribute {
 
 // create runs one object-creating call under the token's creation lock, in
 // the keeper session: session objects (Ephemeral keys) belong to the session
-// that made them, and pool sessions may be closed at any time. On
-// failure it destroys whatever matches identity: SoftHSM2 < 2.7 may report
-// an error and still create the object.
-func (t *Token) create(ctx context.Context, identity []*pkcs11.Attribute, fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
+// that made them, and pool sessions may be closed at any time. A persistent
+// (token) object is created under the token's object lock as well, so that
+// this process keeps seeing other processes' objects ([Token.lockObjects]).
+// On failure it destroys whatever matches identity: SoftHSM2 < 2.7 may
+// report an error and still create the object.
+func (t *Token) create(ctx context.Context, persistent bool, identity []*pkcs11.Attribute, fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
+	if persistent {
+		t.lockObjects()
+		defer t.unlockObjects()
+	}
+	return t.createLocked(ctx, identity, fn)
+}
+
+// createLocked is create for a caller that holds the object lock, or that
+// creates a session object.
+func (t *Token) createLocked(ctx context.Context, identity []*pkcs11.Attribute, fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
 	for attempt := 1; ; attempt++ {
 		t.locks.create.Lock()
 		h, err := t.onKeeper(fn)
@@ -117,7 +129,7 @@ func (t *Token) GenerateAESKey(ctx context.Context, bits int, opt SecretKeyOptio
 	}
 	tmpl := opt.secretTemplate(pkcs11.CKK_AES, bits/8)
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_AES_KEY_GEN, nil)}
-	return t.create(ctx, opt.identity(), func(s *Session) (ObjectHandle, error) {
+	return t.create(ctx, !opt.Ephemeral, opt.identity(), func(s *Session) (ObjectHandle, error) {
 		h, err := t.api.GenerateKey(s.handle, mech, tmpl)
 		return h, ckr("C_GenerateKey", err)
 	})
@@ -136,7 +148,7 @@ func (t *Token) CreateSecretKey(ctx context.Context, keyType uint, value []byte,
 	own := bytes.Clone(value) // pkcs11.NewAttribute keeps the slice it is given
 	defer clear(own)
 	tmpl := append(opt.secretTemplate(keyType, 0), attr(pkcs11.CKA_VALUE, own))
-	return t.create(ctx, opt.identity(), func(s *Session) (ObjectHandle, error) {
+	return t.create(ctx, !opt.Ephemeral, opt.identity(), func(s *Session) (ObjectHandle, error) {
 		h, err := t.api.CreateObject(s.handle, tmpl)
 		return h, ckr("C_CreateObject", err)
 	})

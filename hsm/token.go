@@ -223,22 +223,20 @@ func (t *Token) CheckOpen() error {
 	return nil
 }
 
-// tokenLocks serialise what SoftHSM2 cannot do concurrently: object
-// creation (SoftHSM2 < 2.7, issue #573) within a process, and data-object
-// writes within a process and — through an flock on a per-token lock file
-// in the system temp directory — across the processes of one host. Every
-// Token opened on the same token shares them.
+// tokenLocks serialise what SoftHSM2 cannot do concurrently. Every Token
+// opened on the same token in this process shares them.
 //
-// Across processes the data-object protocol (create a new generation, then
-// check for rivals) relies on C_FindObjects seeing other writers' objects,
-// which SoftHSM2 2.6.1's does not reliably do while another process is
-// writing (found by the two-process soak test: lost and duplicated
-// updates). Writers on one host therefore take turns; writers on other
-// hosts (a network HSM shared by several nodes) still rely on the protocol.
+//   - create serialises object creation within a process (SoftHSM2 < 2.7,
+//     issue #573).
+//   - objects (a mutex, then an flock on a per-token lock file in the system
+//     temp directory) serialises every change to the set of token objects —
+//     creating or destroying a persistent object, and the whole
+//     create-then-check protocol of a data-object write — across the
+//     goroutines and the processes of one host. See [Token.lockObjects].
 type tokenLocks struct {
-	create sync.Mutex
-	data   sync.Mutex
-	file   *os.File // the host-wide lock file, nil if it cannot be opened
+	create  sync.Mutex
+	objects sync.Mutex
+	file    *os.File // the host-wide lock file, nil if it cannot be opened
 }
 
 var allLocks sync.Map // module path + "\x00" + serial -> *tokenLocks
@@ -260,18 +258,39 @@ func locksFor(module, serial string) *tokenLocks {
 	return l.(*tokenLocks)
 }
 
-// lockData takes the data-write lock: in-process, then host-wide.
-func (l *tokenLocks) lockData() {
-	l.data.Lock()
+// lockObjects takes the token's object lock (in-process, then host-wide)
+// and brings this process's view of the token's objects up to date.
+//
+// Why: SoftHSM2 2.6.1 (file backend) keeps a per-process index of a token's
+// object files and re-reads the directory only when the token's on-disk
+// generation counter differs from the value it last saw. Creating or
+// destroying a persistent object increments the on-disk counter and
+// records the result as seen — without re-reading the directory. So when
+// another process added or removed an object since this process last
+// looked, this process's own creation hides that change from it until some
+// other process changes the token again; after the load stops, for ever
+// (Forbidden.KeyNotFound for a key that exists; found by the two-process
+// soak, reproduced by TestOwnCreationKeepsOtherProcessObjectsVisible).
+// Any call that reads the token object (C_GetTokenInfo) re-indexes when the
+// counter moved; made under the host-wide lock, no other p11kms process can
+// move it again before this process's own change, so nothing is hidden.
+// Processes that do not take the lock (pkcs11-tool, other applications)
+// can still hide their changes from a p11kms process that writes at the
+// same moment.
+func (t *Token) lockObjects() {
+	l := t.locks
+	l.objects.Lock()
 	if l.file != nil {
 		for syscall.Flock(int(l.file.Fd()), syscall.LOCK_EX) == syscall.EINTR {
 		}
 	}
+	_, _ = t.api.GetTokenInfo(t.slot) // re-index if another process changed the token
 }
 
-func (l *tokenLocks) unlockData() {
+func (t *Token) unlockObjects() {
+	l := t.locks
 	if l.file != nil {
 		_ = syscall.Flock(int(l.file.Fd()), syscall.LOCK_UN)
 	}
-	l.data.Unlock()
+	l.objects.Unlock()
 }

@@ -154,7 +154,7 @@ func (t *Token) UnwrapRSAAnyLength(ctx context.Context, priv ObjectHandle, mech 
 		return 0, 0, err
 	}
 	tmpl := opt.secretTemplate(keyType, 0)
-	h, err := t.create(ctx, opt.identity(), func(s *Session) (ObjectHandle, error) {
+	h, err := t.create(ctx, !opt.Ephemeral, opt.identity(), func(s *Session) (ObjectHandle, error) {
 		h, err := t.api.UnwrapKey(s.handle, []*pkcs11.Mechanism{m}, priv, wrapped, tmpl)
 		return h, ckr("C_UnwrapKey("+mech.String()+")", err)
 	})
@@ -286,8 +286,15 @@ func (t *Token) KCV(ctx context.Context, key ObjectHandle) ([]byte, error) {
 
 // CopyObject copies an object with the template's attributes changed
 // (C_CopyObject), e.g. a session key into a token key with a label and ID.
+// Unless changes set CKA_TOKEN to false the copy counts as persistent.
 func (t *Token) CopyObject(ctx context.Context, h ObjectHandle, changes []*pkcs11.Attribute, identity []*pkcs11.Attribute) (ObjectHandle, error) {
-	return t.create(ctx, identity, func(s *Session) (ObjectHandle, error) {
+	persistent := true
+	for _, a := range changes {
+		if a.Type == pkcs11.CKA_TOKEN && len(a.Value) == 1 && a.Value[0] == 0 {
+			persistent = false
+		}
+	}
+	return t.create(ctx, persistent, identity, func(s *Session) (ObjectHandle, error) {
 		c, err := t.api.CopyObject(s.handle, h, changes)
 		return c, ckr("C_CopyObject", err)
 	})

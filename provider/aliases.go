@@ -56,18 +56,26 @@ func (s *Service) UpdateAlias(ctx context.Context, req *AliasRequest) (*RequestI
 		return nil, err
 	}
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
-		a, obj, err := s.loadKnownAlias(ctx, req.AliasName)
-		if err != nil {
-			return nil, err
-		}
-		a.KeyId = m.KeyId
-		b, _ := json.Marshal(a)
-		nobj, err := s.tok.ReplaceData(ctx, obj, b)
-		if errors.Is(err, hsm.ErrConflict) {
+		var refused error
+		nobj, err := s.tok.UpdateData(ctx, appAliases, req.AliasName, func(cur *hsm.DataObject) ([]byte, error) {
+			var a aliasMeta
+			if err := json.Unmarshal(cur.Value, &a); err != nil {
+				refused = Internal("decoding alias", err)
+				return nil, refused
+			}
+			a.KeyId = m.KeyId
+			return json.Marshal(a)
+		})
+		switch {
+		case refused != nil:
+			return nil, refused
+		case errors.Is(err, hsm.ErrConflict):
 			backoff(ctx, attempt)
 			continue
-		}
-		if err != nil {
+		case errors.Is(err, hsm.ErrNotFound):
+			s.cache.dropAlias(req.AliasName)
+			return nil, NewError(CodeAliasNotFound, "the alias %s does not exist", req.AliasName)
+		case err != nil:
 			s.cache.dropAlias(req.AliasName)
 			return nil, Internal("writing alias", err)
 		}

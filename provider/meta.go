@@ -122,29 +122,42 @@ func (s *Service) loadKnownKey(ctx context.Context, keyID string) (*keyMeta, *hs
 }
 
 // maxUpdateAttempts bounds the re-read/re-apply loop of a metadata update.
+// Writers of one host never conflict (hsm.UpdateData holds the token's
+// object lock); the loop is for writers on other hosts sharing a token.
 const maxUpdateAttempts = 32
 
-// updateKey applies change to the key's metadata and writes it back; on a
-// concurrent change it re-reads and re-applies, so no update is lost.
+// updateKey applies change to the key's metadata and writes it back, with
+// no other writer of this host in between; on a concurrent change from
+// another host it re-reads and re-applies, so no update is lost.
 func (s *Service) updateKey(ctx context.Context, keyID string, change func(*keyMeta) error) (*keyMeta, error) {
 	for attempt := 0; attempt < maxUpdateAttempts; attempt++ {
-		m, obj, err := s.loadKnownKey(ctx, keyID)
-		if err != nil {
-			return nil, err
-		}
-		if err := change(m); err != nil {
-			return nil, err
-		}
-		b, err := json.Marshal(m)
-		if err != nil {
-			return nil, Internal("encoding key metadata", err)
-		}
-		nobj, err := s.tok.ReplaceData(ctx, obj, b)
-		if errors.Is(err, hsm.ErrConflict) {
+		var m *keyMeta
+		var refused error // from change, or the metadata cannot be coded: nothing written
+		nobj, err := s.tok.UpdateData(ctx, appKeys, keyID, func(cur *hsm.DataObject) ([]byte, error) {
+			m = new(keyMeta)
+			if err := json.Unmarshal(cur.Value, m); err != nil {
+				refused = Internal("decoding key metadata", err)
+				return nil, refused
+			}
+			if refused = change(m); refused != nil {
+				return nil, refused
+			}
+			b, err := json.Marshal(m)
+			if err != nil {
+				refused = Internal("encoding key metadata", err)
+			}
+			return b, refused
+		})
+		switch {
+		case refused != nil:
+			return nil, refused
+		case errors.Is(err, hsm.ErrConflict):
 			backoff(ctx, attempt)
 			continue
-		}
-		if err != nil {
+		case errors.Is(err, hsm.ErrNotFound):
+			s.cache.dropKey(keyID)
+			return nil, NewError(CodeKeyNotFound, "the key %s does not exist", keyID)
+		case err != nil:
 			s.cache.dropKey(keyID)
 			return nil, Internal("writing key metadata", err)
 		}
