@@ -132,16 +132,9 @@ func (t *Token) findData(ctx context.Context, app, label string, locked bool) (*
 		return nil, errors.New("hsm: FindData: application and label must not be empty")
 	}
 	objs, unreadable, err := t.readData(ctx, app, label)
-	// SoftHSM 2.6.1's C_FindObjects can miss every object while another
-	// session creates or destroys one: confirm an empty answer before
-	// calling it "not found".
-	for retry := 1; err == nil && len(objs) == 0 && unreadable == 0 && retry <= 3; retry++ {
-		time.Sleep(time.Duration(retry) * 300 * time.Microsecond)
-		objs, unreadable, err = t.readData(ctx, app, label)
-	}
 	if err == nil && len(objs) == 0 && unreadable == 0 && !locked {
-		// Last look with this process's view brought up to date, while no
-		// writer of this host is mid-write (see lockObjects).
+		// Confirm "not found" with this process's view brought up to date
+		// and no writer of this host mid-write (see lockObjects).
 		t.lockObjects()
 		objs, unreadable, err = t.readData(ctx, app, label)
 		t.unlockObjects()

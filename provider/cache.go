@@ -127,11 +127,7 @@ func (s *Service) readKey(ctx context.Context, keyID string) (*keyMeta, error) {
 			}
 		}
 	}
-	load := s.loadKey
-	if stale != nil {
-		load = s.loadKnownKey // we had it: a miss now is likely SoftHSM's, not real
-	}
-	m, obj, err := load(ctx, keyID)
+	m, obj, err := s.loadKey(ctx, keyID)
 	if err != nil {
 		s.cache.dropKey(keyID)
 		return nil, err
@@ -155,11 +151,7 @@ func (s *Service) readAlias(ctx context.Context, name string) (string, error) {
 			}
 		}
 	}
-	loadA := s.loadAlias
-	if stale != nil {
-		loadA = s.loadKnownAlias
-	}
-	a, obj, err := loadA(ctx, name)
+	a, obj, err := s.loadAlias(ctx, name)
 	if err != nil {
 		s.cache.dropAlias(name)
 		return "", err

@@ -104,23 +104,6 @@ func (s *Service) loadKey(ctx context.Context, keyID string) (*keyMeta, *hsm.Dat
 	return &m, obj, nil
 }
 
-// loadKnownKey is loadKey for a key this service has just seen exist: while
-// another process replaces objects, SoftHSM's C_FindObjects can miss an
-// object that exists, so "not found" is confirmed a few times over ~60 ms
-// before it is believed.
-func (s *Service) loadKnownKey(ctx context.Context, keyID string) (*keyMeta, *hsm.DataObject, error) {
-	m, obj, err := s.loadKey(ctx, keyID)
-	for wait := 2 * time.Millisecond; ErrorCode(err) == CodeKeyNotFound && wait <= 32*time.Millisecond; wait *= 2 {
-		select {
-		case <-ctx.Done():
-			return nil, nil, err
-		case <-time.After(wait):
-		}
-		m, obj, err = s.loadKey(ctx, keyID)
-	}
-	return m, obj, err
-}
-
 // maxUpdateAttempts bounds the re-read/re-apply loop of a metadata update.
 // Writers of one host never conflict (hsm.UpdateData holds the token's
 // object lock); the loop is for writers on other hosts sharing a token.

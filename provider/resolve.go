@@ -6,7 +6,6 @@ import (
 	"errors"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/p11kms/p11kms/hsm"
 )
@@ -108,21 +107,6 @@ func (s *Service) loadAlias(ctx context.Context, name string) (*aliasMeta, *hsm.
 		return nil, nil, Internal("decoding alias", err)
 	}
 	return &a, obj, nil
-}
-
-// loadKnownAlias is loadAlias with "not found" confirmed a few times over
-// ~60 ms (see loadKnownKey): for an alias just seen, or one being changed.
-func (s *Service) loadKnownAlias(ctx context.Context, name string) (*aliasMeta, *hsm.DataObject, error) {
-	a, obj, err := s.loadAlias(ctx, name)
-	for wait := 2 * time.Millisecond; ErrorCode(err) == CodeAliasNotFound && wait <= 32*time.Millisecond; wait *= 2 {
-		select {
-		case <-ctx.Done():
-			return nil, nil, err
-		case <-time.After(wait):
-		}
-		a, obj, err = s.loadAlias(ctx, name)
-	}
-	return a, obj, err
 }
 
 // usable refuses keys that are not Enabled.
