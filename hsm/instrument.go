@@ -113,6 +113,11 @@ func (i *instrumented) FindObjectsFinal(sh pkcs11.SessionHandle) error {
 	return i.m.FindObjectsFinal(sh)
 }
 
+func (i *instrumented) SetAttributeValue(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle, a []*pkcs11.Attribute) error {
+	defer i.time("C_SetAttributeValue", time.Now())
+	return i.m.SetAttributeValue(sh, o, a)
+}
+
 func (i *instrumented) GetAttributeValue(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle, a []*pkcs11.Attribute) ([]*pkcs11.Attribute, error) {
 	defer i.time("C_GetAttributeValue", time.Now())
 	return i.m.GetAttributeValue(sh, o, a)

@@ -84,6 +84,22 @@ func (t *Token) DestroyObject(ctx context.Context, h ObjectHandle) error {
 	return t.destroy(ctx, h)
 }
 
+// DestroySessionObject destroys h, which the caller knows is a session
+// object (CKA_TOKEN false): no attribute read, no object lock.
+func (t *Token) DestroySessionObject(ctx context.Context, h ObjectHandle) error {
+	return t.destroy(ctx, h)
+}
+
+// SetAttributes changes attributes of an object (C_SetAttributeValue), e.g.
+// labels a session key once it is checked. The token refuses attributes
+// that may not change (CKR_ATTRIBUTE_READ_ONLY) or may only become
+// stricter.
+func (t *Token) SetAttributes(ctx context.Context, h ObjectHandle, attrs []*pkcs11.Attribute) error {
+	return do(ctx, t, func(s *Session) error {
+		return ckr("C_SetAttributeValue", t.api.SetAttributeValue(s.handle, h, attrs))
+	})
+}
+
 // destroy is DestroyObject for a caller that holds the object lock or
 // destroys a session object.
 func (t *Token) destroy(ctx context.Context, h ObjectHandle) error {

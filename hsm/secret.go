@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/miekg/pkcs11"
 )
@@ -85,13 +86,13 @@ func (o *SecretKeyOptions) identity() []*pkcs11.Attribute {
 	return a
 }
 
-// create runs one object-creating call under the token's creation lock, in
-// the keeper session: session objects (Ephemeral keys) belong to the session
-// that made them, and pool sessions may be closed at any time. A persistent
-// (token) object is created under the token's object lock as well, so that
-// this process keeps seeing other processes' objects ([Token.lockObjects]).
-// On failure it destroys whatever matches identity: SoftHSM2 < 2.7 may
-// report an error and still create the object.
+// create runs one object-creating call in a keeper session: session
+// objects (Ephemeral keys) belong to the session that made them, and pool
+// sessions may be closed at any time. A persistent (token) object is
+// created under the token's object lock, so that this process keeps seeing
+// other processes' objects and SoftHSM2 < 2.7 does not fail concurrent
+// creations ([Token.lockObjects]). On failure it destroys whatever matches
+// identity: SoftHSM2 < 2.7 may report an error and still create the object.
 func (t *Token) create(ctx context.Context, persistent bool, identity []*pkcs11.Attribute, fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
 	if persistent {
 		t.lockObjects()
@@ -104,9 +105,7 @@ func (t *Token) create(ctx context.Context, persistent bool, identity []*pkcs11.
 // creates a session object.
 func (t *Token) createLocked(ctx context.Context, identity []*pkcs11.Attribute, fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
 	for attempt := 1; ; attempt++ {
-		t.locks.create.Lock()
 		h, err := t.onKeeper(fn)
-		t.locks.create.Unlock()
 		if err == nil || len(identity) == 0 {
 			return h, err
 		}
@@ -189,27 +188,55 @@ func (t *Token) CopyToSession(ctx context.Context, h ObjectHandle) (ObjectHandle
 	})
 }
 
-// onKeeper runs fn on the keeper session, reopening it once if it is lost.
+// keeper is one long-lived session outside the pool. Keepers are never
+// closed while the Token is open (unless their session breaks): they anchor
+// the login and the object handles, and own the session objects p11kms
+// makes (CMK session copies, Ephemeral keys). A Token has up to maxKeepers
+// of them so that creations of session objects (an Ephemeral import's
+// C_UnwrapKey is a private-key operation) run side by side.
+type keeper struct {
+	mu sync.Mutex
+	s  *Session
+}
+
+const maxKeepers = 4
+
+// onKeeper runs fn on a free keeper session (or waits for one), opening it
+// if needed and reopening it once if it is lost.
 func (t *Token) onKeeper(fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
 	if err := t.CheckOpen(); err != nil {
 		return 0, err
 	}
-	t.keeperMu.Lock()
-	defer t.keeperMu.Unlock()
+	n := len(t.keepers)
+	start := int(t.nextKeeper.Add(1) % uint32(n))
+	var k *keeper
+	for i := 0; i < n && k == nil; i++ {
+		if c := t.keepers[(start+i)%n]; c.mu.TryLock() {
+			k = c
+		}
+	}
+	if k == nil {
+		k = t.keepers[start]
+		k.mu.Lock()
+	}
+	defer k.mu.Unlock()
 	for attempt := 0; ; attempt++ {
-		if t.keeper == nil {
+		if k.s == nil {
+			if err := t.CheckOpen(); err != nil {
+				return 0, err
+			}
 			s, err := t.openSession()
 			if err != nil {
 				return 0, err
 			}
-			t.keeper = s
+			k.s = s
 		}
-		h, err := fn(t.keeper)
+		h, err := fn(k.s)
 		if err == nil || !sessionBroken(err) || attempt == 1 {
 			return h, err
 		}
-		_ = t.api.CloseSession(t.keeper.handle)
-		t.keeper = nil
+		_ = t.api.CloseSession(k.s.handle)
+		k.s = nil
 	}
 }
 

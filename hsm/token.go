@@ -25,8 +25,8 @@ type Token struct {
 	locks  *tokenLocks // shared by every Token of the same token in this process
 	closed atomic.Bool
 
-	keeperMu sync.Mutex
-	keeper   *Session // never used for operations: anchors login and handles, holds session copies
+	keepers    []*keeper // see keeper
+	nextKeeper atomic.Uint32
 
 	probeMu sync.Mutex
 	probes  map[string]bool // mechanism capability probes, by description
@@ -112,15 +112,19 @@ func openOn(ctx context.Context, lib *Library, cfg Config, pin string) (*Token, 
 	t := &Token{lib: lib, api: api, slot: found[0].ID, info: found[0].Token, pin: pin, probes: map[string]bool{},
 		locks: locksFor(lib.path, trimLabel(found[0].Token.SerialNumber))}
 	t.pool = newPool(t, size, wait)
-	// The keeper session, opened and logged in now so that a wrong PIN fails
-	// Open, stays open for the Token's life: SoftHSM forgets every object
-	// handle of a slot (and the login) when the application's last session
-	// on it closes, and the pool may close sessions at any time.
-	keeper, err := t.openSession()
+	// The first keeper session, opened and logged in now so that a wrong
+	// PIN fails Open, stays open for the Token's life: SoftHSM forgets every
+	// object handle of a slot (and the login) when the application's last
+	// session on it closes, and the pool may close sessions at any time.
+	t.keepers = make([]*keeper, min(size, maxKeepers))
+	for i := range t.keepers {
+		t.keepers[i] = &keeper{}
+	}
+	first, err := t.openSession()
 	if err != nil {
 		return nil, err
 	}
-	t.keeper = keeper
+	t.keepers[0].s = first
 	return t, nil
 }
 
@@ -163,12 +167,14 @@ func (t *Token) Close() error {
 		return nil
 	}
 	t.pool.closeIdle()
-	t.keeperMu.Lock()
-	if t.keeper != nil {
-		_ = t.api.CloseSession(t.keeper.handle)
-		t.keeper = nil
+	for _, k := range t.keepers {
+		k.mu.Lock()
+		if k.s != nil {
+			_ = t.api.CloseSession(k.s.handle)
+			k.s = nil
+		}
+		k.mu.Unlock()
 	}
-	t.keeperMu.Unlock()
 	return t.lib.Close()
 }
 
@@ -226,15 +232,17 @@ func (t *Token) CheckOpen() error {
 // tokenLocks serialise what SoftHSM2 cannot do concurrently. Every Token
 // opened on the same token in this process shares them.
 //
-//   - create serialises object creation within a process (SoftHSM2 < 2.7,
-//     issue #573).
+// Creating session objects needs no lock: SoftHSM2 < 2.7 fails concurrent
+// creations of token objects (issue #573: the object files race
+// C_FindObjects), which the object lock already serialises, but keeps
+// session objects in memory.
+//
 //   - objects (a mutex, then an flock on a per-token lock file in the system
 //     temp directory) serialises every change to the set of token objects —
 //     creating or destroying a persistent object, and the whole
 //     create-then-check protocol of a data-object write — across the
 //     goroutines and the processes of one host. See [Token.lockObjects].
 type tokenLocks struct {
-	create  sync.Mutex
 	objects sync.Mutex
 	file    *os.File // the host-wide lock file, nil if it cannot be opened
 }

@@ -27,9 +27,11 @@ func newBenchCmd(g *globals) *cobra.Command {
 		Use:   "bench",
 		Short: "Measure operations under load against the primitive-cost limit, in one run",
 		Long: `bench runs each operation for --duration (or --count operations) at
---concurrency, then measures the primitives it cannot avoid (token RNG, token
-AES-GCM on a session key, Go public-key encryption) alone at the same
-concurrency, and prints ops/s, p50/p90/p99 latency, errors, the limit those
+--concurrency, then measures the primitives it cannot avoid alone at the same
+concurrency — token RNG, token AES-GCM on a session key and Go public-key
+encryption for the KMS operations; the token's private-key operation into a
+session key (C_UnwrapKey; or C_DeriveKey plus C_CreateObject) for the
+session imports, which import a use-once key and DeleteKey it — and prints ops/s, p50/p90/p99 latency, errors, the limit those
 primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(bench.OpNames, ", ") + `.
 --keys N first fills the token to N CMKs (lookup flatness).`,
 		Args: noArgs,
@@ -50,6 +52,7 @@ primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(benc
 			if err != nil {
 				return err
 			}
+			defer fx.Close()
 			all := fx.Ops()
 			names := bench.OpNames
 			if ops != "" && ops != "all" {

@@ -55,6 +55,7 @@ also accept @file.`,
 		importerAction(g, "ListWrappingKeys", "List the token's wrapping keys", (*importer.Service).ListWrappingKeys),
 		importerAction(g, "DeleteWrappingKey", "Destroy a wrapping key pair", (*importer.Service).DeleteWrappingKey),
 		importerAction(g, "ImportDataKey", "Import an ExportedDataKey as a non-extractable key", (*importer.Service).ImportDataKey),
+		importerAction(g, "DeleteKey", "Destroy an imported key", (*importer.Service).DeleteKey),
 		importerAction(g, "Encrypt", "AES-GCM encrypt with an imported key, in the token", (*importer.Service).Encrypt),
 		importerAction(g, "Decrypt", "AES-GCM decrypt with an imported key, in the token", (*importer.Service).Decrypt),
 	})...)

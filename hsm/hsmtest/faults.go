@@ -243,6 +243,13 @@ func (x *faulty) FindObjectsFinal(sh pkcs11.SessionHandle) error {
 	return x.m.FindObjectsFinal(sh)
 }
 
+func (x *faulty) SetAttributeValue(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle, a []*pkcs11.Attribute) error {
+	if err := x.f.hit("C_SetAttributeValue"); err != nil {
+		return err
+	}
+	return x.m.SetAttributeValue(sh, o, a)
+}
+
 func (x *faulty) GetAttributeValue(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle, a []*pkcs11.Attribute) ([]*pkcs11.Attribute, error) {
 	if err := x.f.hit("C_GetAttributeValue"); err != nil {
 		return nil, err

@@ -1,8 +1,10 @@
 // Package bench measures p11kms under load: an operation run for a duration
 // (or a count) at a concurrency, its throughput and latency percentiles, and
 // — in the same run, at the same concurrency — the limit its primitives
-// allow (token RNG + token AES-GCM + public-key encryption, each measured
-// alone, costs summed), with the ratio achieved/limit.
+// allow (token RNG + token AES-GCM + public-key encryption for the KMS
+// operations, the token's private-key operation into a session key for the
+// imports; each measured alone, costs summed), with the ratio
+// achieved/limit.
 package bench
 
 import (

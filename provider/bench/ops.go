@@ -2,16 +2,21 @@ package bench
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"strings"
+	"sync/atomic"
 
 	"github.com/emmansun/gmsm/sm2"
+	"github.com/miekg/pkcs11"
 
 	"github.com/p11kms/p11kms/hsm"
 	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/importer"
 	"github.com/p11kms/p11kms/wrap"
 )
 
@@ -27,6 +32,17 @@ type Fixture struct {
 	sm2B64 string
 	gcmKey hsm.ObjectHandle
 	blob   string
+
+	// The receiving side, on the same token: a wrapping key of each kind
+	// and a data key exported to each by GenerateAndExportDataKey.
+	Imp         *importer.Service
+	wrapRSA     string // wrapping key labels
+	wrapSM2     string
+	wrapRSAPriv hsm.ObjectHandle
+	wrapSM2Priv hsm.ObjectHandle
+	exportedRSA string // RSAES_OAEP_SHA_1
+	exportedSM2 string // SM2PKE
+	labels      atomic.Int64
 }
 
 // NewFixture creates a CMK (described as a benchmark key) and the caller keys.
@@ -54,7 +70,56 @@ func NewFixture(ctx context.Context, kms *provider.Service, tok *hsm.Token) (*Fi
 		return nil, err
 	}
 	f.blob = g.CiphertextBlob
+	if err := f.newReceiver(ctx); err != nil {
+		f.Close()
+		return nil, err
+	}
 	return f, nil
+}
+
+// newReceiver creates the wrapping keys and exports a data key to each.
+func (f *Fixture) newReceiver(ctx context.Context) error {
+	f.Imp = importer.New(f.Tok)
+	suffix := strings.ReplaceAll(f.KeyId, "-", "")[:12]
+	for _, w := range []struct {
+		spec, alg string
+		label     *string
+		priv      *hsm.ObjectHandle
+		exported  *string
+	}{
+		{"RSA_2048", "RSAES_OAEP_SHA_1", &f.wrapRSA, &f.wrapRSAPriv, &f.exportedRSA},
+		{"EC_SM2", "SM2PKE", &f.wrapSM2, &f.wrapSM2Priv, &f.exportedSM2},
+	} {
+		label := "p11kms-bench-" + strings.ToLower(w.spec[:2]) + "-" + suffix
+		wk, err := f.Imp.CreateWrappingKey(ctx, &importer.CreateWrappingKeyRequest{WrappingKeySpec: w.spec, KeyLabel: label})
+		if err != nil {
+			return err
+		}
+		*w.label = label
+		kp, err := f.Tok.FindKeyPair(ctx, label)
+		if err != nil {
+			return err
+		}
+		*w.priv = kp.Private
+		e, err := f.KMS.GenerateAndExportDataKey(ctx, &provider.GenerateAndExportDataKeyRequest{KeyId: f.KeyId,
+			PublicKeyBlob: wk.PublicKeyBlob, WrappingKeySpec: w.spec, WrappingAlgorithm: w.alg})
+		if err != nil {
+			return err
+		}
+		*w.exported = e.ExportedDataKey
+	}
+	return nil
+}
+
+// Close deletes the wrapping keys the fixture created. The CMK stays (a
+// KMS key is only ever scheduled for deletion).
+func (f *Fixture) Close() {
+	ctx := context.Background()
+	for _, l := range []string{f.wrapRSA, f.wrapSM2} {
+		if l != "" && f.Imp != nil {
+			_, _ = f.Imp.DeleteWrappingKey(ctx, &importer.DeleteWrappingKeyRequest{KeyLabel: l})
+		}
+	}
 }
 
 // Primitive steps.
@@ -96,6 +161,55 @@ func (f *Fixture) sm2Enc() Primitive {
 	}}
 }
 
+// rsaUnwrap is the RSA import's private-key operation: C_UnwrapKey
+// (OAEP-SHA-1) into a session key, destroyed after.
+func (f *Fixture) rsaUnwrap() Primitive {
+	ct, _ := base64.StdEncoding.DecodeString(f.exportedRSA)
+	mech := hsm.RSAMechanism{Kind: hsm.RSAOAEP, Hash: crypto.SHA1}
+	return Primitive{"token RSA-2048 unwrap (C_UnwrapKey, session key)", func(ctx context.Context) error {
+		h, _, err := f.Tok.UnwrapRSAAnyLength(ctx, f.wrapRSAPriv, mech, ct, pkcs11.CKK_AES, hsm.SecretKeyOptions{Ephemeral: true, Usage: hsm.UsageEncrypt})
+		if err != nil {
+			return err
+		}
+		return f.Tok.DestroySessionObject(ctx, h)
+	}}
+}
+
+func (f *Fixture) sm2Derive() Primitive {
+	point := append([]byte{4}, f.SM2.PublicKey.X.FillBytes(make([]byte, 32))...)
+	point = append(point, f.SM2.PublicKey.Y.FillBytes(make([]byte, 32))...)
+	return Primitive{"token SM2 ECDH (C_DeriveKey, session object)", func(ctx context.Context) error {
+		z, err := f.Tok.DeriveECDH1(ctx, f.wrapSM2Priv, point, 32)
+		clear(z)
+		return err
+	}}
+}
+
+// sessionKey is the host paths' token step: C_CreateObject of the
+// imported value as a session key, destroyed after.
+func (f *Fixture) sessionKey() Primitive {
+	value := make([]byte, 32)
+	return Primitive{"token C_CreateObject (session AES key)", func(ctx context.Context) error {
+		h, err := f.Tok.CreateSecretKey(ctx, pkcs11.CKK_AES, value, hsm.SecretKeyOptions{Ephemeral: true, Usage: hsm.UsageEncrypt | hsm.UsageDecrypt})
+		if err != nil {
+			return err
+		}
+		return f.Tok.DestroySessionObject(ctx, h)
+	}}
+}
+
+// importOnce imports exported as a session key under a fresh label, then
+// deletes it (a use-once key: the token does not grow during the run).
+func (f *Fixture) importOnce(ctx context.Context, wrapping, alg, exported string) error {
+	label := fmt.Sprintf("p11kms-bench-dk-%d", f.labels.Add(1))
+	if _, err := f.Imp.ImportDataKey(ctx, &importer.ImportDataKeyRequest{WrappingKeyLabel: wrapping, WrappingAlgorithm: alg,
+		ExportedDataKey: exported, KeyLabel: label, Ephemeral: true}); err != nil {
+		return err
+	}
+	_, err := f.Imp.DeleteKey(ctx, &importer.DeleteKeyRequest{KeyLabel: label})
+	return err
+}
+
 // Ops returns the in-process operations by name.
 func (f *Fixture) Ops() map[string]Op {
 	gdk := &provider.GenerateDataKeyRequest{KeyId: f.KeyId}
@@ -119,11 +233,18 @@ func (f *Fixture) Ops() map[string]Op {
 			_, err := f.KMS.Decrypt(ctx, dec)
 			return err
 		}, Primitives: []Primitive{f.gcmOpen()}},
+		"ImportDataKey-RSA": {Name: "ImportDataKey RSA-2048 OAEP-SHA-1 (session)", Run: func(ctx context.Context) error {
+			return f.importOnce(ctx, f.wrapRSA, "RSAES_OAEP_SHA_1", f.exportedRSA)
+		}, Primitives: []Primitive{f.rsaUnwrap()}},
+		"ImportDataKey-SM2": {Name: "ImportDataKey SM2PKE (session)", Run: func(ctx context.Context) error {
+			return f.importOnce(ctx, f.wrapSM2, "SM2PKE", f.exportedSM2)
+		}, Primitives: []Primitive{f.sm2Derive(), f.sessionKey()}},
 	}
 }
 
 // OpNames lists the in-process operations in a stable order.
-var OpNames = []string{"GenerateDataKey", "GenerateAndExportDataKey-RSA", "GenerateAndExportDataKey-SM2", "Decrypt"}
+var OpNames = []string{"GenerateDataKey", "GenerateAndExportDataKey-RSA", "GenerateAndExportDataKey-SM2", "Decrypt",
+	"ImportDataKey-RSA", "ImportDataKey-SM2"}
 
 // Prefill creates CMKs until the token holds n keys (for lookup-flatness runs).
 func Prefill(ctx context.Context, kms *provider.Service, n int, progress func(int)) error {

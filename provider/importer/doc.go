@@ -66,6 +66,15 @@
 // may both fail (each sees the other's object and withdraws its own), never
 // both succeed.
 //
+// An Ephemeral (session) key's label is unique among the session keys this
+// Service imported, not across the token: checking a token for a label is a
+// C_FindObjects over every object in it (linear: ~30 ms with 10,000
+// objects on SoftHSM2), too slow for use-once keys, and no other process
+// can see a session key anyway. While it exists, this Service's lookups by
+// that label (Encrypt, Decrypt, DeleteKey) use the session key, even if a
+// token key carries the same label. [Service.DeleteKey] frees a use-once
+// key at once.
+//
 // # Concurrency contract
 //
 // A [Service] is safe for concurrent use by many goroutines, and several
@@ -74,6 +83,6 @@
 // when the token says the handle is no longer valid, then looks the label up
 // again once. Operations on one label are serialised within a Service; no
 // lock is held across token calls for other labels. Ephemeral keys are
-// session objects: they live as long as the token's session pool in this
-// process and are invisible to other processes.
+// session objects: they live until DeleteKey (or Replace) destroys them or
+// the process closes the token, and are invisible to other processes.
 package importer

@@ -146,7 +146,12 @@ func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) 
 	if err := in.alg.CompatibleWith(wk.spec); err != nil {
 		return nil, fromParamError(err)
 	}
-	old, err := s.replaceable(ctx, req.KeyLabel, req.Replace)
+	var old []hsm.ObjectHandle
+	if req.Ephemeral {
+		old, err = s.replaceableSession(ctx, req.KeyLabel, req.Replace)
+	} else {
+		old, err = s.replaceable(ctx, req.KeyLabel, req.Replace)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -167,10 +172,16 @@ func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) 
 	if err != nil {
 		return nil, err
 	}
-	if err := s.settle(ctx, req.KeyLabel, res.handle, old); err != nil {
+	if req.Ephemeral {
+		// No other process sees this process's session keys, and this
+		// service imports one label at a time: nothing to settle.
+		for _, o := range old {
+			_ = s.tok.DestroySessionObject(context.WithoutCancel(ctx), o)
+		}
+	} else if err := s.settle(ctx, req.KeyLabel, res.handle, old); err != nil {
 		return nil, err
 	}
-	s.setKey(req.KeyLabel, res.handle)
+	s.setKey(req.KeyLabel, importedKey{h: res.handle, session: req.Ephemeral})
 	return &ImportDataKeyResponse{
 		Path:          res.path,
 		KeyLabel:      req.KeyLabel,
@@ -202,6 +213,21 @@ func (s *Service) replaceable(ctx context.Context, label string, replace bool) (
 		return nil, conflict("KeyLabel", "a key labelled %q already exists in this token; set Replace (CLI: --Replace) to replace it, or choose another label", label)
 	}
 	return old, nil
+}
+
+// replaceableSession is replaceable for an Ephemeral import, whose label
+// lives among this service's session keys (see the package documentation,
+// Labels): a session key it imported under label, if any, is a conflict
+// unless replace is set.
+func (s *Service) replaceableSession(ctx context.Context, label string, replace bool) ([]hsm.ObjectHandle, error) {
+	k, ok := s.cachedKey(label)
+	if !ok || !k.session || !s.isOwnSessionKey(ctx, k.h, label) {
+		return nil, nil
+	}
+	if !replace {
+		return nil, conflict("KeyLabel", "a session key labelled %q was already imported by this process; set Replace (CLI: --Replace) to replace it, DeleteKey it, or choose another label", label)
+	}
+	return []hsm.ObjectHandle{k.h}, nil
 }
 
 func className(class uint) string {
@@ -289,6 +315,9 @@ func (s *Service) importWith(ctx context.Context, wk *wrappingKey, in *importInp
 // 16, 24 or 32 bytes), then copied to its final attributes. The temporary
 // key is always destroyed, so an unverified key never carries the label.
 func (s *Service) unwrapInToken(ctx context.Context, wk *wrappingKey, mech hsm.RSAMechanism, in *importInput, opt hsm.SecretKeyOptions) (*imported, error) {
+	if opt.Ephemeral {
+		return s.unwrapSessionKey(ctx, wk, mech, in, opt)
+	}
 	tmpOpt := hsm.SecretKeyOptions{ID: randomBytes(16), Ephemeral: true}
 	if in.keyType == pkcs11.CKK_AES {
 		tmpOpt.Usage = hsm.UsageEncrypt // for the KCV
@@ -302,7 +331,7 @@ func (s *Service) unwrapInToken(ctx context.Context, wk *wrappingKey, mech hsm.R
 	case err != nil:
 		return nil, wrappingKeyFault(wk, "unwrapping the data key", err)
 	}
-	defer func() { _ = s.tok.DestroyObject(context.WithoutCancel(ctx), tmp) }()
+	defer func() { _ = s.tok.DestroySessionObject(context.WithoutCancel(ctx), tmp) }()
 
 	var kcv string
 	if in.keyType == pkcs11.CKK_AES {
@@ -324,6 +353,61 @@ func (s *Service) unwrapInToken(ctx context.Context, wk *wrappingKey, mech hsm.R
 	if err != nil {
 		return nil, internal("storing the imported key", err)
 	}
+	return &imported{handle: h, kcv: kcv, path: PathTokenUnwrap}, nil
+}
+
+// unwrapSessionKey is PathTokenUnwrap for an Ephemeral import, without a
+// temporary copy: C_UnwrapKey makes the session key with its final
+// attributes but no label (and, for an AES key, CKA_ENCRYPT for the KCV);
+// once checked, C_SetAttributeValue gives it its label (and takes
+// CKA_ENCRYPT away if Usage lacks it). A key that fails a check is
+// destroyed unlabelled. A session key is visible to this process only, and
+// this process imports one label at a time.
+func (s *Service) unwrapSessionKey(ctx context.Context, wk *wrappingKey, mech hsm.RSAMechanism, in *importInput, opt hsm.SecretKeyOptions) (*imported, error) {
+	kOpt := opt
+	kOpt.Label = ""
+	if in.keyType == pkcs11.CKK_AES {
+		kOpt.Usage |= hsm.UsageEncrypt // for the KCV
+	}
+	h, _, err := s.tok.UnwrapRSAAnyLength(ctx, wk.pair.Private, mech, in.ct, in.keyType, kOpt)
+	switch {
+	case errors.Is(err, hsm.ErrDecryption):
+		return nil, invalidExportedKey()
+	case errors.Is(err, hsm.ErrMechanismUnsupported):
+		return nil, err
+	case err != nil:
+		return nil, wrappingKeyFault(wk, "unwrapping the data key", err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			_ = s.tok.DestroySessionObject(context.WithoutCancel(ctx), h)
+		}
+	}()
+	var kcv string
+	if in.keyType == pkcs11.CKK_AES {
+		b, err := s.tok.KCV(ctx, h)
+		if errors.Is(err, hsm.ErrDecryption) {
+			return nil, invalidExportedKey()
+		}
+		if err != nil {
+			return nil, internal("checking the unwrapped key", err)
+		}
+		kcv = hex.EncodeToString(b)
+	} else {
+		kcv = s.tokenCheckValue(ctx, h)
+	}
+	if err := checkExpected(in, kcv); err != nil {
+		return nil, err
+	}
+	final := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, opt.Label)}
+	if in.keyType == pkcs11.CKK_AES && opt.Usage&hsm.UsageEncrypt == 0 {
+		final = append(final, pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false))
+	}
+	if err := s.tok.SetAttributes(ctx, h, final); err != nil {
+		return nil, internal("labelling the imported key", err)
+	}
+	keep = true
 	return &imported{handle: h, kcv: kcv, path: PathTokenUnwrap}, nil
 }
 

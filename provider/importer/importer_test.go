@@ -349,18 +349,41 @@ func TestLabelsConflictUnlessReplace(t *testing.T) {
 	}
 	assertImported(t, tok.Token, svc, second, k2) // the label now names k2
 
-	// Replace also works from a second Service (cold cache) and replaces
-	// a persistent key with an ephemeral one.
+	// Replace also works from a second Service (cold cache).
 	other := importer.New(tok.Token)
-	r := req(k1, "dk", true)
-	r.Ephemeral = true
-	third, err := other.ImportDataKey(bg, r)
+	third, err := other.ImportDataKey(bg, req(k1, "dk", true))
 	if err != nil {
 		t.Fatal(err)
 	}
 	assertImported(t, tok.Token, other, third, k1)
 	// The first Service's cached handle for "dk" is stale: it looks again.
 	assertImported(t, tok.Token, svc, third, k1)
+
+	// An Ephemeral key's label lives among the Service's session keys: it
+	// may repeat a token key's label (no token-wide search per use-once
+	// import), and the Service that imported it uses it for that label;
+	// a second one under the label needs Replace.
+	before = countObjects(t, tok.Token)
+	r := req(k2, "dk", false)
+	r.Ephemeral = true
+	if _, err := other.ImportDataKey(bg, r); err != nil {
+		t.Fatal(err)
+	}
+	encryptsWith(t, other, "dk", k2)
+	_, err = other.ImportDataKey(bg, r)
+	wantError(t, err, provider.CodeConflict, "KeyLabel")
+	r.Replace = true
+	if _, err := other.ImportDataKey(bg, r); err != nil {
+		t.Fatal(err)
+	}
+	encryptsWith(t, other, "dk", k2)
+	if _, err := other.DeleteKey(bg, &importer.DeleteKeyRequest{KeyLabel: "dk"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := countObjects(t, tok.Token); got != before {
+		t.Fatalf("%d objects after importing, replacing and deleting session keys, %d before", got, before)
+	}
+	assertImported(t, tok.Token, other, third, k1) // the token key is the label's again
 
 	// A wrapping key's label is never replaced by an import.
 	_, err = svc.ImportDataKey(bg, req(k1, "wrap", true))
@@ -376,6 +399,19 @@ func TestLabelsConflictUnlessReplace(t *testing.T) {
 	// CMK version labels are reserved.
 	_, err = svc.ImportDataKey(bg, req(k1, "p11kms/key/version", true))
 	wantError(t, err, provider.CodeInvalidParameter, "KeyLabel")
+}
+
+// encryptsWith checks that svc's Encrypt under label uses key.
+func encryptsWith(t *testing.T, svc *importer.Service, label string, key []byte) {
+	t.Helper()
+	enc, err := svc.Encrypt(bg, &importer.EncryptRequest{KeyLabel: label, Plaintext: "cDExa21z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blob, _ := base64.StdEncoding.DecodeString(enc.CiphertextBlob)
+	if pt, err := goGCM(key).Open(nil, blob[:12], blob[12:], []byte(importer.DefaultAAD)); err != nil || string(pt) != "p11kms" {
+		t.Fatalf("%s does not encrypt with the expected key: %v", label, err)
+	}
 }
 
 // TestRequestValidation: every bad parameter is an error naming it, before
@@ -834,4 +870,57 @@ func TestForeignKeyPairThatCannotUnwrap(t *testing.T) {
 			t.Fatal("refused import changed the token")
 		}
 	}
+}
+
+func TestDeleteKey(t *testing.T) {
+	tok, svc := newService(t)
+	wk := createWrappingKey(t, svc, "EC_SM2", "sm2")
+	key := randomKey(16)
+	imp := func(label string, ephemeral bool) {
+		t.Helper()
+		if _, err := svc.ImportDataKey(bg, &importer.ImportDataKeyRequest{WrappingKeyLabel: "sm2", WrappingAlgorithm: "SM2PKE",
+			ExportedDataKey: export(t, wk, "SM2PKE", key), KeyLabel: label, Ephemeral: ephemeral}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before, err := tok.FindObjects(bg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ephemeral := range []bool{true, false} {
+		label := fmt.Sprintf("use-once-%v", ephemeral)
+		imp(label, ephemeral)
+		if _, err := svc.Encrypt(bg, &importer.EncryptRequest{KeyLabel: label, Plaintext: "AA=="}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := svc.DeleteKey(bg, &importer.DeleteKeyRequest{KeyLabel: label}); err != nil {
+			t.Fatalf("ephemeral=%v: %v", ephemeral, err)
+		}
+		_, err := svc.Encrypt(bg, &importer.EncryptRequest{KeyLabel: label, Plaintext: "AA=="})
+		wantError(t, err, provider.CodeKeyNotFound, "KeyLabel")
+		_, err = svc.DeleteKey(bg, &importer.DeleteKeyRequest{KeyLabel: label})
+		wantError(t, err, provider.CodeKeyNotFound, "KeyLabel")
+		// The label is free again.
+		imp(label, ephemeral)
+		if _, err := svc.DeleteKey(bg, &importer.DeleteKeyRequest{KeyLabel: label}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	after, err := tok.FindObjects(bg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("%d objects before, %d after importing and deleting", len(before), len(after))
+	}
+	// A wrapping key is not deleted this way; bad labels name the parameter.
+	_, err = svc.DeleteKey(bg, &importer.DeleteKeyRequest{KeyLabel: "sm2"})
+	wantError(t, err, provider.CodeConflict, "KeyLabel")
+	if _, err := svc.GetWrappingPublicKey(bg, &importer.GetWrappingPublicKeyRequest{KeyLabel: "sm2"}); err != nil {
+		t.Fatalf("the wrapping key is gone: %v", err)
+	}
+	_, err = svc.DeleteKey(bg, &importer.DeleteKeyRequest{KeyLabel: ""})
+	wantError(t, err, provider.CodeInvalidParameter, "KeyLabel")
+	_, err = svc.DeleteKey(bg, nil)
+	wantError(t, err, provider.CodeInvalidParameter, "request")
 }

@@ -26,8 +26,8 @@ type Service struct {
 	tok *hsm.Token
 
 	mu       sync.Mutex
-	wrapping map[string]*wrappingKey     // wrapping keys, by label
-	keys     map[string]hsm.ObjectHandle // imported keys, by label
+	wrapping map[string]*wrappingKey // wrapping keys, by label
+	keys     map[string]importedKey  // imported keys, by label
 
 	labels labelLocks
 }
@@ -35,7 +35,7 @@ type Service struct {
 // New returns the receiving side over tok. The caller keeps ownership of
 // tok and closes it after the last call.
 func New(tok *hsm.Token) *Service {
-	return &Service{tok: tok, wrapping: map[string]*wrappingKey{}, keys: map[string]hsm.ObjectHandle{}}
+	return &Service{tok: tok, wrapping: map[string]*wrappingKey{}, keys: map[string]importedKey{}}
 }
 
 // Token returns the token the service uses.
@@ -288,16 +288,23 @@ func (s *Service) loadWrapping(ctx context.Context, param, label string, fresh b
 	return wk, nil
 }
 
-func (s *Service) cachedKey(label string) (hsm.ObjectHandle, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	h, ok := s.keys[label]
-	return h, ok
+// importedKey is a cached imported key: its handle, and whether this
+// service imported it as a session key (Ephemeral).
+type importedKey struct {
+	h       hsm.ObjectHandle
+	session bool
 }
 
-func (s *Service) setKey(label string, h hsm.ObjectHandle) {
+func (s *Service) cachedKey(label string) (importedKey, bool) {
 	s.mu.Lock()
-	s.keys[label] = h
+	defer s.mu.Unlock()
+	k, ok := s.keys[label]
+	return k, ok
+}
+
+func (s *Service) setKey(label string, k importedKey) {
+	s.mu.Lock()
+	s.keys[label] = k
 	s.mu.Unlock()
 }
 
@@ -311,8 +318,8 @@ func (s *Service) forgetKey(label string) {
 // unless fresh is set.
 func (s *Service) loadKey(ctx context.Context, label string, fresh bool) (hsm.ObjectHandle, error) {
 	if !fresh {
-		if h, ok := s.cachedKey(label); ok {
-			return h, nil
+		if k, ok := s.cachedKey(label); ok {
+			return k.h, nil
 		}
 	}
 	h, err := s.tok.FindSecretKeyByLabel(ctx, label)
@@ -324,6 +331,6 @@ func (s *Service) loadKey(ctx context.Context, label string, fresh bool) (hsm.Ob
 	case err != nil:
 		return 0, internal("finding the key", err)
 	}
-	s.setKey(label, h)
+	s.setKey(label, importedKey{h: h})
 	return h, nil
 }

@@ -80,6 +80,17 @@ type DeleteWrappingKeyResponse struct {
 	RequestId string
 }
 
+// DeleteKeyRequest names the imported key to destroy.
+type DeleteKeyRequest struct {
+	KeyLabel string `cli:"required" help:"label of the imported key to destroy"`
+}
+
+// DeleteKeyResponse confirms a deletion.
+type DeleteKeyResponse struct {
+	KeyLabel  string
+	RequestId string
+}
+
 // ImportDataKeyRequest imports an ExportedDataKey into the token.
 type ImportDataKeyRequest struct {
 	WrappingKeyLabel  string `cli:"required" help:"label of the wrapping key the data key was exported to"`

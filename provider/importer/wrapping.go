@@ -251,3 +251,66 @@ func (s *Service) DeleteWrappingKey(ctx context.Context, req *DeleteWrappingKeyR
 	}
 	return &DeleteWrappingKeyResponse{KeyLabel: req.KeyLabel, RequestId: uuid.NewString()}, nil
 }
+
+// DeleteKey destroys the imported key labelled KeyLabel — every secret key
+// with the label, so it also settles a label an interrupted Replace left
+// on two keys. Use-once keys imported with Ephemeral are freed this way
+// without waiting for the process to end. An unknown label is
+// Forbidden.KeyNotFound; the label of a wrapping key is Rejected.Conflict
+// (DeleteWrappingKey deletes those).
+func (s *Service) DeleteKey(ctx context.Context, req *DeleteKeyRequest) (*DeleteKeyResponse, error) {
+	if req == nil {
+		return nil, provider.InvalidParam("request", "is required")
+	}
+	if err := checkLabel("KeyLabel", req.KeyLabel); err != nil {
+		return nil, err
+	}
+	unlock := s.labels.lock(req.KeyLabel)
+	defer unlock()
+	defer s.forgetKey(req.KeyLabel)
+
+	// A session key this service imported needs no search: no other
+	// process can see it, and this one imports a label one at a time.
+	if k, ok := s.cachedKey(req.KeyLabel); ok && k.session {
+		if s.isOwnSessionKey(ctx, k.h, req.KeyLabel) {
+			if err := s.tok.DestroySessionObject(ctx, k.h); err != nil && !isStale(err) {
+				return nil, internal("destroying the key", err)
+			}
+			return &DeleteKeyResponse{KeyLabel: req.KeyLabel, RequestId: uuid.NewString()}, nil
+		}
+		// Gone with its session: the label may still name a token key.
+	}
+	objs, err := s.objectsLabelled(ctx, req.KeyLabel)
+	if err != nil {
+		return nil, internal("finding the key", err)
+	}
+	var secret []hsm.ObjectHandle
+	for h, class := range objs {
+		switch class {
+		case pkcs11.CKO_SECRET_KEY:
+			secret = append(secret, h)
+		case pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY:
+			return nil, conflict("KeyLabel", "%q is the label of a wrapping key; delete it with DeleteWrappingKey", req.KeyLabel)
+		}
+	}
+	if len(secret) == 0 {
+		return nil, keyNotFound("KeyLabel", "secret key", req.KeyLabel)
+	}
+	for _, h := range secret {
+		if err := s.tok.DestroyObject(ctx, h); err != nil && !isStale(err) {
+			return nil, internal("destroying the key", err)
+		}
+	}
+	return &DeleteKeyResponse{KeyLabel: req.KeyLabel, RequestId: uuid.NewString()}, nil
+}
+
+// isOwnSessionKey reports whether h (a handle of the imported-key cache,
+// so a secret key) is still a session object labelled label.
+func (s *Service) isOwnSessionKey(ctx context.Context, h hsm.ObjectHandle, label string) bool {
+	a, err := s.tok.Attributes(ctx, h, pkcs11.CKA_TOKEN, pkcs11.CKA_LABEL)
+	if err != nil {
+		return false
+	}
+	tokenObj := a[pkcs11.CKA_TOKEN]
+	return len(tokenObj) == 1 && tokenObj[0] == 0 && string(a[pkcs11.CKA_LABEL]) == label
+}
