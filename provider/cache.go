@@ -127,13 +127,35 @@ func (s *Service) readKey(ctx context.Context, keyID string) (*keyMeta, error) {
 			}
 		}
 	}
-	m, obj, err := s.loadKey(ctx, keyID)
+	m, err := s.searchKey(ctx, keyID)
 	if err != nil {
 		s.cache.dropKey(keyID)
 		return nil, err
 	}
-	s.cache.putKey(m, obj)
 	return m, nil
+}
+
+// searchKey loads a key's metadata with a search and caches it. With the
+// cache on, concurrent misses of one key share one search (linear in the
+// token's objects); a write of this process is in the cache before it
+// returns, so no caller joins a search older than its own write.
+func (s *Service) searchKey(ctx context.Context, keyID string) (*keyMeta, error) {
+	load := func(ctx context.Context) (*keyMeta, error) {
+		m, obj, err := s.loadKey(ctx, keyID)
+		if err != nil {
+			return nil, err
+		}
+		s.cache.putKey(m, obj)
+		return m, nil
+	}
+	if s.cache.ttl <= 0 {
+		return load(ctx)
+	}
+	r, err, _ := s.keyLoads.Do(keyID, func() (any, error) { return load(context.WithoutCancel(ctx)) })
+	if err != nil {
+		return nil, err
+	}
+	return r.(*keyMeta), nil
 }
 
 // readAlias returns the key id an alias points to, from the cache or the token.

@@ -127,7 +127,7 @@ func (s *Service) sealWith(ctx context.Context, k *primaryKey, iv, pt []byte, ec
 		return err
 	})
 	if err != nil {
-		s.forgetKey(k.meta.KeyId) // a stale handle is re-read next time
+		s.forgetOnTokenError(k.meta.KeyId, err)
 		return nil, Internal("encrypting in the token", err)
 	}
 	b.Sealed = sealed
@@ -198,7 +198,7 @@ func (s *Service) open(ctx context.Context, blobB64 string, ec wrap.EncryptionCo
 		return nil, uuid.UUID{}, nil, InvalidCiphertext(err)
 	}
 	if err != nil {
-		s.forgetKey(v.keyID)
+		s.forgetOnTokenError(v.keyID, err)
 		return nil, uuid.UUID{}, nil, Internal("decrypting in the token", err)
 	}
 	return m, b.VersionID, pt, nil

@@ -1,7 +1,9 @@
 package provider_test
 
 import (
+	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,5 +138,86 @@ func TestFaultInjection(t *testing.T) {
 	// Every blob made before still decrypts.
 	if _, err := s.Decrypt(bg, &provider.DecryptRequest{CiphertextBlob: g.CiphertextBlob}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A request that is cancelled, or times out waiting for a session, says
+// nothing about the cached handles: it must not make the next requests
+// search the token. And concurrent misses share one search each for the
+// version key and the metadata (a search is linear in the token's objects).
+func TestCachesSurviveCancelledRequestsAndShareSearches(t *testing.T) {
+	created := softhsmtest.Create(t)
+	var mu sync.Mutex
+	calls := map[string]int{}
+	cfg := created.Config
+	cfg.MaxSessions = 2
+	cfg.Wrap = func(m hsm.Module) hsm.Module {
+		return hsm.Instrument(m, func(c string, _ time.Duration) { mu.Lock(); calls[c]++; mu.Unlock() })
+	}
+	tok, err := hsm.Open(bg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	count := func() (finds, copies int) {
+		mu.Lock()
+		defer mu.Unlock()
+		f, c := calls["C_FindObjectsInit"], calls["C_CopyObject"]
+		clear(calls)
+		return f, c
+	}
+	s := provider.New(tok, provider.Options{})
+	id := createKey(t, s)
+	g, err := s.GenerateDataKey(bg, &provider.GenerateDataKeyRequest{KeyId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := &provider.DecryptRequest{CiphertextBlob: g.CiphertextBlob}
+	if _, err := s.Decrypt(bg, dec); err != nil {
+		t.Fatal(err)
+	}
+	parallel := func(s *provider.Service) {
+		var wg sync.WaitGroup
+		for range 16 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, err := s.Decrypt(bg, dec); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		wg.Wait()
+	}
+	count()
+	// Hold every pool session, so requests give up waiting for one.
+	release := make(chan struct{})
+	var held sync.WaitGroup
+	for range 2 {
+		held.Add(1)
+		go hsm.Do(bg, tok, func(*hsm.Session) (int, error) { held.Done(); <-release; return 0, nil })
+	}
+	held.Wait()
+	for _, d := range []time.Duration{0, 20 * time.Millisecond} {
+		ctx, cancel := context.WithTimeout(bg, d)
+		if _, err := s.Decrypt(ctx, dec); err == nil {
+			t.Fatal("a Decrypt without a session succeeded")
+		}
+		if _, err := s.GenerateDataKey(ctx, &provider.GenerateDataKeyRequest{KeyId: id}); err == nil {
+			t.Fatal("a GenerateDataKey without a session succeeded")
+		}
+		cancel()
+	}
+	close(release)
+	parallel(s)
+	if finds, copies := count(); finds != 0 || copies != 0 {
+		t.Fatalf("after cancelled requests, 16 Decrypts made %d searches and %d key copies; want none", finds, copies)
+	}
+
+	// A cold Service: 16 concurrent Decrypts of one blob.
+	cold := provider.New(tok, provider.Options{})
+	parallel(cold)
+	if finds, _ := count(); finds != 2 {
+		t.Fatalf("16 concurrent cold Decrypts made %d searches; want 2 (the version key, the metadata)", finds)
 	}
 }

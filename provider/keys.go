@@ -526,7 +526,18 @@ func (s *Service) forgetKey(keyID string) {
 	}
 	s.mu.Unlock()
 	for _, c := range copies {
-		_ = s.tok.DestroyObject(context.Background(), c)
+		_ = s.tok.DestroySessionObject(context.Background(), c)
+	}
+}
+
+// forgetOnTokenError drops a key's cached handles after the token refused an
+// operation with them, so the next request looks them up again. A request
+// that was cancelled or timed out waiting for a session says nothing about
+// the handles: forgetting them would make every concurrent request search
+// the token (linear in its objects) and copy the key again.
+func (s *Service) forgetOnTokenError(keyID string, err error) {
+	if _, isCKR := hsm.CodeOf(err); isCKR {
+		s.forgetKey(keyID)
 	}
 }
 
@@ -554,7 +565,7 @@ func (s *Service) withVersionKey(ctx context.Context, id [16]byte, v versionRef,
 			} else {
 				// Another goroutine made one first, or the key was forgotten.
 				s.mu.Unlock()
-				_ = s.tok.DestroyObject(ctx, c)
+				_ = s.tok.DestroySessionObject(ctx, c)
 				s.mu.Lock()
 				if cur, ok := s.versions[id]; ok {
 					v.copy = cur.copy
@@ -593,6 +604,20 @@ func (s *Service) versionHandle(ctx context.Context, id [16]byte) (versionRef, e
 	if ok {
 		return v, nil
 	}
+	// Concurrent requests for one version share one search: a search is
+	// linear in the token's objects (~30 ms with 10,000 on SoftHSM2), and
+	// sixteen at once would each take ten times as long.
+	r, err, _ := s.versionLookups.Do(string(id[:]), func() (any, error) {
+		return s.findVersion(context.WithoutCancel(ctx), id)
+	})
+	if err != nil {
+		return versionRef{}, err
+	}
+	return r.(versionRef), nil
+}
+
+// findVersion searches the token for a version key and remembers it.
+func (s *Service) findVersion(ctx context.Context, id [16]byte) (versionRef, error) {
 	h, err := s.tok.FindSecretKeyByID(ctx, id[:])
 	if errors.Is(err, hsm.ErrNotFound) {
 		return versionRef{}, errNoVersion
@@ -608,7 +633,7 @@ func (s *Service) versionHandle(ctx context.Context, id [16]byte) (versionRef, e
 	if len(parts) != 3 || parts[0] != "p11kms" || parts[2] != uuid.UUID(id).String() {
 		return versionRef{}, errNoVersion
 	}
-	v = versionRef{keyID: parts[1], handle: h}
+	v := versionRef{keyID: parts[1], handle: h}
 	s.rememberVersion(id, v.keyID, h)
 	return v, nil
 }

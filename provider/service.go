@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"golang.org/x/sync/singleflight"
 
 	"github.com/p11kms/p11kms/hsm"
 )
@@ -47,7 +48,11 @@ type Service struct {
 
 	mu       sync.Mutex
 	versions map[[16]byte]versionRef // CMK version handles, by version ID
-	orphans  map[string]time.Time    // "<KeyId>/<KeyVersionId>" of unnamed version objects, first seen
+	// versionLookups and keyLoads let concurrent misses of one version or
+	// one key's metadata share a search.
+	versionLookups singleflight.Group
+	keyLoads       singleflight.Group
+	orphans        map[string]time.Time // "<KeyId>/<KeyVersionId>" of unnamed version objects, first seen
 
 	zeroed func([]byte) // test hook: sees every plaintext buffer after it is cleared
 }
