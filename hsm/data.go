@@ -132,12 +132,22 @@ func (t *Token) findData(ctx context.Context, app, label string, locked bool) (*
 		return nil, errors.New("hsm: FindData: application and label must not be empty")
 	}
 	objs, unreadable, err := t.readData(ctx, app, label)
-	if err == nil && len(objs) == 0 && unreadable == 0 && !locked {
+	if err == nil && len(objs) == 0 && unreadable == 0 {
 		// Confirm "not found" with this process's view brought up to date
-		// and no writer of this host mid-write (see lockObjects).
-		t.lockObjects()
-		objs, unreadable, err = t.readData(ctx, app, label)
-		t.unlockObjects()
+		// and no writer of this host mid-write (see lockObjects), a few
+		// times: SoftHSM2 re-reads an object file whose generation moved
+		// by first emptying the object's attributes, and a search by
+		// another thread at that moment does not match it.
+		if !locked {
+			t.lockObjects()
+			defer t.unlockObjects()
+		}
+		for retry := 0; err == nil && len(objs) == 0 && unreadable == 0 && retry < 3; retry++ {
+			if retry > 0 {
+				time.Sleep(time.Duration(retry) * 300 * time.Microsecond)
+			}
+			objs, unreadable, err = t.readData(ctx, app, label)
+		}
 	}
 	if err != nil {
 		return nil, err
