@@ -138,14 +138,14 @@ func (t *Token) findData(ctx context.Context, app, label string, locked bool) (*
 		// times: SoftHSM2 re-reads an object file whose generation moved
 		// by first emptying the object's attributes, and a search by
 		// another thread at that moment does not match it.
+		retry := 1 // a caller holding the lock has read under it already
 		if !locked {
 			t.lockObjects()
 			defer t.unlockObjects()
+			retry = 0
 		}
-		for retry := 0; err == nil && len(objs) == 0 && unreadable == 0 && retry < 3; retry++ {
-			if retry > 0 {
-				time.Sleep(time.Duration(retry) * 300 * time.Microsecond)
-			}
+		for ; err == nil && len(objs) == 0 && unreadable == 0 && retry < 3; retry++ {
+			time.Sleep(time.Duration(retry) * 300 * time.Microsecond)
 			objs, unreadable, err = t.readData(ctx, app, label)
 		}
 	}

@@ -310,105 +310,86 @@ func (s *Service) importWith(ctx context.Context, wk *wrappingKey, in *importInp
 	return nil, provider.InvalidParam("WrappingAlgorithm", "%q is not supported; accepted: %s", in.alg.Name, strings.Join(wrap.Algorithms(), ", "))
 }
 
-// unwrapInToken is PathTokenUnwrap: C_UnwrapKey into a temporary session
-// key, checked in the token (AES: its KCV, which fails unless the key is
-// 16, 24 or 32 bytes), then copied to its final attributes. The temporary
-// key is always destroyed, so an unverified key never carries the label.
-func (s *Service) unwrapInToken(ctx context.Context, wk *wrappingKey, mech hsm.RSAMechanism, in *importInput, opt hsm.SecretKeyOptions) (*imported, error) {
-	if opt.Ephemeral {
-		return s.unwrapSessionKey(ctx, wk, mech, in, opt)
-	}
-	tmpOpt := hsm.SecretKeyOptions{ID: randomBytes(16), Ephemeral: true}
-	if in.keyType == pkcs11.CKK_AES {
-		tmpOpt.Usage = hsm.UsageEncrypt // for the KCV
-	}
-	tmp, _, err := s.tok.UnwrapRSAAnyLength(ctx, wk.pair.Private, mech, in.ct, in.keyType, tmpOpt)
-	switch {
-	case errors.Is(err, hsm.ErrDecryption):
-		return nil, invalidExportedKey()
-	case errors.Is(err, hsm.ErrMechanismUnsupported):
-		return nil, err
-	case err != nil:
-		return nil, wrappingKeyFault(wk, "unwrapping the data key", err)
-	}
-	defer func() { _ = s.tok.DestroySessionObject(context.WithoutCancel(ctx), tmp) }()
-
-	var kcv string
-	if in.keyType == pkcs11.CKK_AES {
-		b, err := s.tok.KCV(ctx, tmp)
-		if errors.Is(err, hsm.ErrDecryption) {
-			return nil, invalidExportedKey()
-		}
-		if err != nil {
-			return nil, internal("checking the unwrapped key", err)
-		}
-		kcv = hex.EncodeToString(b)
-	} else {
-		kcv = s.tokenCheckValue(ctx, tmp)
-	}
-	if err := checkExpected(in, kcv); err != nil {
-		return nil, err
-	}
-	h, err := s.tok.CopyObject(ctx, tmp, finalTemplate(opt), identity(opt))
-	if err != nil {
-		return nil, internal("storing the imported key", err)
-	}
-	return &imported{handle: h, kcv: kcv, path: PathTokenUnwrap}, nil
-}
-
-// unwrapSessionKey is PathTokenUnwrap for an Ephemeral import, without a
-// temporary copy: C_UnwrapKey makes the session key with its final
-// attributes but no label (and, for an AES key, CKA_ENCRYPT for the KCV);
-// once checked, C_SetAttributeValue gives it its label (and takes
-// CKA_ENCRYPT away if Usage lacks it). A key that fails a check is
-// destroyed unlabelled. A session key is visible to this process only, and
+// unwrapInToken is PathTokenUnwrap: C_UnwrapKey into a session key that
+// carries no label, checked in the token (AES: its KCV, which fails unless
+// the key is 16, 24 or 32 bytes), so an unverified key never carries the
+// label. A persistent import then copies it to its final attributes and
+// destroys it. An Ephemeral import keeps it — made with its final
+// attributes, it only needs its label (and, for an AES key whose Usage
+// lacks encrypt, CKA_ENCRYPT taken away: the KCV needs it), set with
+// C_SetAttributeValue; a session key is visible to this process only, and
 // this process imports one label at a time.
-func (s *Service) unwrapSessionKey(ctx context.Context, wk *wrappingKey, mech hsm.RSAMechanism, in *importInput, opt hsm.SecretKeyOptions) (*imported, error) {
-	kOpt := opt
-	kOpt.Label = ""
+func (s *Service) unwrapInToken(ctx context.Context, wk *wrappingKey, mech hsm.RSAMechanism, in *importInput, opt hsm.SecretKeyOptions) (*imported, error) {
+	kOpt := hsm.SecretKeyOptions{ID: randomBytes(16), Ephemeral: true} // a temporary key
+	if opt.Ephemeral {
+		kOpt = opt
+		kOpt.Label = ""
+	}
 	if in.keyType == pkcs11.CKK_AES {
 		kOpt.Usage |= hsm.UsageEncrypt // for the KCV
 	}
-	h, _, err := s.tok.UnwrapRSAAnyLength(ctx, wk.pair.Private, mech, in.ct, in.keyType, kOpt)
+	h, kcv, err := s.unwrapChecked(ctx, wk, mech, in, kOpt)
+	if err != nil {
+		return nil, err
+	}
+	bg := context.WithoutCancel(ctx)
+	if opt.Ephemeral {
+		final := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, opt.Label)}
+		if in.keyType == pkcs11.CKK_AES && opt.Usage&hsm.UsageEncrypt == 0 {
+			final = append(final, pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false))
+		}
+		if err := s.tok.SetAttributes(ctx, h, final); err != nil {
+			_ = s.tok.DestroySessionObject(bg, h)
+			return nil, internal("labelling the imported key", err)
+		}
+		return &imported{handle: h, kcv: kcv, path: PathTokenUnwrap}, nil
+	}
+	defer func() { _ = s.tok.DestroySessionObject(bg, h) }()
+	final, err := s.tok.CopyObject(ctx, h, finalTemplate(opt), identity(opt))
+	if err != nil {
+		return nil, internal("storing the imported key", err)
+	}
+	return &imported{handle: final, kcv: kcv, path: PathTokenUnwrap}, nil
+}
+
+// unwrapChecked unwraps the data key into a session key made with opt and
+// returns it with its check value once the checks pass (the token's KCV
+// for an AES key, the one it reports otherwise; ExpectedKeyCheckValue). A
+// key that fails a check is destroyed.
+func (s *Service) unwrapChecked(ctx context.Context, wk *wrappingKey, mech hsm.RSAMechanism, in *importInput, opt hsm.SecretKeyOptions) (hsm.ObjectHandle, string, error) {
+	h, _, err := s.tok.UnwrapRSAAnyLength(ctx, wk.pair.Private, mech, in.ct, in.keyType, opt)
 	switch {
 	case errors.Is(err, hsm.ErrDecryption):
-		return nil, invalidExportedKey()
+		return 0, "", invalidExportedKey()
 	case errors.Is(err, hsm.ErrMechanismUnsupported):
-		return nil, err
+		return 0, "", err
 	case err != nil:
-		return nil, wrappingKeyFault(wk, "unwrapping the data key", err)
+		return 0, "", wrappingKeyFault(wk, "unwrapping the data key", err)
 	}
-	keep := false
-	defer func() {
-		if !keep {
-			_ = s.tok.DestroySessionObject(context.WithoutCancel(ctx), h)
-		}
-	}()
-	var kcv string
-	if in.keyType == pkcs11.CKK_AES {
-		b, err := s.tok.KCV(ctx, h)
-		if errors.Is(err, hsm.ErrDecryption) {
-			return nil, invalidExportedKey()
-		}
-		if err != nil {
-			return nil, internal("checking the unwrapped key", err)
-		}
-		kcv = hex.EncodeToString(b)
-	} else {
-		kcv = s.tokenCheckValue(ctx, h)
+	kcv, err := s.checkUnwrapped(ctx, h, in)
+	if err != nil {
+		_ = s.tok.DestroySessionObject(context.WithoutCancel(ctx), h)
+		return 0, "", err
 	}
-	if err := checkExpected(in, kcv); err != nil {
-		return nil, err
+	return h, kcv, nil
+}
+
+// checkUnwrapped computes an unwrapped key's check value and compares it
+// with ExpectedKeyCheckValue.
+func (s *Service) checkUnwrapped(ctx context.Context, h hsm.ObjectHandle, in *importInput) (string, error) {
+	if in.keyType != pkcs11.CKK_AES {
+		kcv := s.tokenCheckValue(ctx, h)
+		return kcv, checkExpected(in, kcv)
 	}
-	final := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, opt.Label)}
-	if in.keyType == pkcs11.CKK_AES && opt.Usage&hsm.UsageEncrypt == 0 {
-		final = append(final, pkcs11.NewAttribute(pkcs11.CKA_ENCRYPT, false))
+	b, err := s.tok.KCV(ctx, h)
+	if errors.Is(err, hsm.ErrDecryption) {
+		return "", invalidExportedKey()
 	}
-	if err := s.tok.SetAttributes(ctx, h, final); err != nil {
-		return nil, internal("labelling the imported key", err)
+	if err != nil {
+		return "", internal("checking the unwrapped key", err)
 	}
-	keep = true
-	return &imported{handle: h, kcv: kcv, path: PathTokenUnwrap}, nil
+	kcv := hex.EncodeToString(b)
+	return kcv, checkExpected(in, kcv)
 }
 
 // tokenCheckValue returns the CKA_CHECK_VALUE the token reports for a key,
