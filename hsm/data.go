@@ -238,6 +238,13 @@ func (t *Token) writeDataLocked(ctx context.Context, app, label string, base *Da
 	if len(value) > MaxDataValue {
 		return nil, fmt.Errorf("hsm: data object value of %d bytes: at most %d", len(value), MaxDataValue)
 	}
+	// Writers of this host cannot interleave (the caller holds the object
+	// lock): check before creating, so that a write that would lose is never
+	// created — a reader would see it until the check after the creation
+	// (for writers on other hosts) removes it.
+	if err := t.checkWritable(ctx, app, label, base); err != nil {
+		return nil, err
+	}
 	rnd, err := t.Random(ctx, 8)
 	if err != nil {
 		return nil, err
@@ -254,10 +261,10 @@ func (t *Token) writeDataLocked(ctx context.Context, app, label string, base *Da
 	// (and may still create it):
 	// remove what it left and try again, a bounded number of times.
 	for attempt := 1; ; attempt++ {
-		obj.Handle, err = t.createLocked(ctx, nil, func(s *Session) (ObjectHandle, error) {
+		obj.Handle, err = t.createLocked(ctx, nil, t.excludingSearches(func(s *Session) (ObjectHandle, error) {
 			h, err := t.api.CreateObject(s.handle, tmpl)
 			return h, ckr("C_CreateObject(CKO_DATA)", err)
-		})
+		}))
 		if err == nil {
 			break
 		}
@@ -312,6 +319,26 @@ func (t *Token) writeDataLocked(ctx context.Context, app, label string, base *Da
 		}
 	}
 	return obj, nil
+}
+
+// checkWritable reports whether a write of app/label on base (nil: a
+// creation) can win: ErrExists if a creation finds an object, ErrConflict if
+// base is no longer the newest generation. Both wrap ErrNotWritten.
+func (t *Token) checkWritable(ctx context.Context, app, label string, base *DataObject) error {
+	cur, unreadable, err := t.readData(ctx, app, label)
+	if err != nil {
+		return err
+	}
+	if base == nil {
+		if len(cur) > 0 || unreadable > 0 {
+			return fmt.Errorf("%w: data object %s/%s (%w)", ErrExists, app, label, ErrNotWritten)
+		}
+		return nil
+	}
+	if n := newest(cur); n == nil || n.nonce != base.nonce || n.Generation != base.Generation {
+		return fmt.Errorf("%w: %s/%s (%w)", ErrConflict, app, label, ErrNotWritten)
+	}
+	return nil
 }
 
 // destroyOrphan removes the object a failed write may have created and

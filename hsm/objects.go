@@ -8,10 +8,15 @@ import (
 	"github.com/miekg/pkcs11"
 )
 
-// findOn lists the objects matching tmpl in one session.
+// find lists the objects matching tmpl in one session. C_FindObjectsInit,
+// where SoftHSM2 matches every object, runs while no token object is being
+// written by this process ([Token.excludingSearches]).
 func (s *Session) find(tmpl []*pkcs11.Attribute) ([]ObjectHandle, error) {
 	api := s.tok.api
-	if err := api.FindObjectsInit(s.handle, tmpl); err != nil {
+	s.tok.locks.scan.RLock()
+	err := api.FindObjectsInit(s.handle, tmpl)
+	s.tok.locks.scan.RUnlock()
+	if err != nil {
 		return nil, ckr("C_FindObjectsInit", err)
 	}
 	var all []ObjectHandle
@@ -95,9 +100,14 @@ func (t *Token) DestroySessionObject(ctx context.Context, h ObjectHandle) error 
 // that may not change (CKR_ATTRIBUTE_READ_ONLY) or may only become
 // stricter.
 func (t *Token) SetAttributes(ctx context.Context, h ObjectHandle, attrs []*pkcs11.Attribute) error {
-	return do(ctx, t, func(s *Session) error {
-		return ckr("C_SetAttributeValue", t.api.SetAttributeValue(s.handle, h, attrs))
-	})
+	set := func(s *Session) (ObjectHandle, error) {
+		return h, ckr("C_SetAttributeValue", t.api.SetAttributeValue(s.handle, h, attrs))
+	}
+	if a, err := t.Attributes(ctx, h, pkcs11.CKA_TOKEN); err != nil || len(a[pkcs11.CKA_TOKEN]) != 1 || a[pkcs11.CKA_TOKEN][0] != 0 {
+		set = t.excludingSearches(set) // a token object's file is rewritten
+	}
+	_, err := Do(ctx, t, set)
+	return err
 }
 
 // destroy is DestroyObject for a caller that holds the object lock or

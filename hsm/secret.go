@@ -97,12 +97,14 @@ func (t *Token) create(ctx context.Context, persistent bool, identity []*pkcs11.
 	if persistent {
 		t.lockObjects()
 		defer t.unlockObjects()
+		fn = t.excludingSearches(fn)
 	}
 	return t.createLocked(ctx, identity, fn)
 }
 
 // createLocked is create for a caller that holds the object lock, or that
-// creates a session object.
+// creates a session object. fn must be wrapped by [Token.excludingSearches]
+// if it creates a token object.
 func (t *Token) createLocked(ctx context.Context, identity []*pkcs11.Attribute, fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
 	for attempt := 1; ; attempt++ {
 		h, err := t.onKeeper(fn)
@@ -182,10 +184,10 @@ func (t *Token) CopyToSession(ctx context.Context, h ObjectHandle) (ObjectHandle
 		return 0, err
 	}
 	tmpl := []*pkcs11.Attribute{attr(pkcs11.CKA_TOKEN, false)}
-	return t.onKeeper(func(s *Session) (ObjectHandle, error) {
+	return t.onKeeper(t.excludingSearches(func(s *Session) (ObjectHandle, error) {
 		c, err := t.api.CopyObject(s.handle, h, tmpl)
 		return c, ckr("C_CopyObject", err)
-	})
+	}))
 }
 
 // keeper is one long-lived session outside the pool. Keepers are never

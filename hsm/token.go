@@ -242,9 +242,13 @@ func (t *Token) CheckOpen() error {
 //     creating or destroying a persistent object, and the whole
 //     create-then-check protocol of a data-object write — across the
 //     goroutines and the processes of one host. See [Token.lockObjects].
+//   - scan (in-process only) keeps every search of the token's objects out
+//     of the calls that write a token object or copy an object. See
+//     [Token.excludingSearches].
 type tokenLocks struct {
 	objects sync.Mutex
 	file    *os.File // the host-wide lock file, nil if it cannot be opened
+	scan    sync.RWMutex
 }
 
 var allLocks sync.Map // module path + "\x00" + serial -> *tokenLocks
@@ -293,6 +297,35 @@ func (t *Token) lockObjects() {
 		}
 	}
 	_, _ = t.api.GetTokenInfo(t.slot) // re-index if another process changed the token
+}
+
+// excludingSearches returns fn made to run while no search of this process
+// runs (searches hold tokenLocks.scan shared, see [Session.find]). Every
+// call that creates a token object, changes a token object's attributes or
+// copies an object runs so.
+//
+// Why, for SoftHSM2 2.6.1:
+//   - It writes a new token object's file several times while it creates
+//     the object, under an fcntl lock, which does not exclude threads of one
+//     process. A C_FindObjectsInit in another thread walks every token
+//     object and may read the half-written file: it then records a stale
+//     generation for the object, and some later call re-reads the object,
+//     emptying its attributes first — a search at that moment misses an
+//     object that exists.
+//   - C_CopyObject first copies every attribute of the source, CKA_TOKEN and
+//     CKA_ID included, and applies the template (CKA_TOKEN=false for a
+//     session copy) after: meanwhile the copy matches a search for the
+//     token object, which then finds two (found as "more than one object
+//     matches" by TestMediaKeyCreationRace in provider/vod).
+//
+// Searches are rare (the provider caches handles) and short calls are
+// serialised inside SoftHSM anyway, so the exclusion costs little.
+func (t *Token) excludingSearches(fn func(*Session) (ObjectHandle, error)) func(*Session) (ObjectHandle, error) {
+	return func(s *Session) (ObjectHandle, error) {
+		t.locks.scan.Lock()
+		defer t.locks.scan.Unlock()
+		return fn(s)
+	}
 }
 
 func (t *Token) unlockObjects() {

@@ -294,8 +294,14 @@ func (t *Token) CopyObject(ctx context.Context, h ObjectHandle, changes []*pkcs1
 			persistent = false
 		}
 	}
-	return t.create(ctx, persistent, identity, func(s *Session) (ObjectHandle, error) {
+	// A copy looks like its source until its template is applied
+	// ([Token.excludingSearches]); a persistent one is excluded by create.
+	copyFn := func(s *Session) (ObjectHandle, error) {
 		c, err := t.api.CopyObject(s.handle, h, changes)
 		return c, ckr("C_CopyObject", err)
-	})
+	}
+	if !persistent {
+		copyFn = t.excludingSearches(copyFn)
+	}
+	return t.create(ctx, persistent, identity, copyFn)
 }

@@ -1,6 +1,10 @@
 package vod_test
 
 import (
+	"github.com/miekg/pkcs11"
+
+	"errors"
+
 	"context"
 	"encoding/base64"
 	"os"
@@ -138,10 +142,20 @@ func TestMediaKeyCreationRace(t *testing.T) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
+		var pe *provider.Error
+		if errors.As(err, &pe) {
+			t.Logf("cause: %v", pe.Err)
+		}
 		t.Fatal(err)
 	}
 	for _, id := range ids {
 		if id != ids[0] {
+			hs, err := e.tok.Token.FindObjects(bg, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_DATA), pkcs11.NewAttribute(pkcs11.CKA_APPLICATION, "p11kms-alias")})
+			t.Logf("alias objects %v %v", hs, err)
+			for _, h := range hs {
+				a, err := e.tok.Token.Attributes(bg, h, pkcs11.CKA_VALUE)
+				t.Logf("  %d %q %v", h, a[pkcs11.CKA_VALUE], err)
+			}
 			t.Fatalf("keys differ: %v", ids)
 		}
 	}
