@@ -100,13 +100,11 @@ func (t *Token) DestroySessionObject(ctx context.Context, h ObjectHandle) error 
 // that may not change (CKR_ATTRIBUTE_READ_ONLY) or may only become
 // stricter.
 func (t *Token) SetAttributes(ctx context.Context, h ObjectHandle, attrs []*pkcs11.Attribute) error {
-	set := func(s *Session) (ObjectHandle, error) {
+	// A token object's file is rewritten ([Token.excludingSearches]); for a
+	// session object the exclusion costs less than asking which it is.
+	_, err := Do(ctx, t, t.excludingSearches(func(s *Session) (ObjectHandle, error) {
 		return h, ckr("C_SetAttributeValue", t.api.SetAttributeValue(s.handle, h, attrs))
-	}
-	if a, err := t.Attributes(ctx, h, pkcs11.CKA_TOKEN); err != nil || len(a[pkcs11.CKA_TOKEN]) != 1 || a[pkcs11.CKA_TOKEN][0] != 0 {
-		set = t.excludingSearches(set) // a token object's file is rewritten
-	}
-	_, err := Do(ctx, t, set)
+	}))
 	return err
 }
 

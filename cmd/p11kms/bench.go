@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -22,6 +23,9 @@ func newBenchCmd(g *globals) *cobra.Command {
 		keys        int
 		withServer  bool
 		serverAddr  string
+		serverPID   int
+		rounds      int
+		cpuProfile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -33,9 +37,31 @@ encryption for the KMS operations; the token's private-key operation into a
 session key (C_UnwrapKey; or C_DeriveKey plus C_CreateObject) for the
 session imports, which import a use-once key and DeleteKey it — and prints ops/s, p50/p90/p99 latency, errors, the limit those
 primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(bench.OpNames, ", ") + `.
+The run is split into --rounds rounds, each running the operation and then
+its primitives, so the limit is measured in the same stretches of time.
+The "cpu µs" column is this process's CPU time per operation (SoftHSM's
+included); with --server-addr and --server-pid it adds the server process's
+(client here + server there), which tells what the server alone costs.
 --keys N first fills the token to N CMKs (lookup flatness).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if serverPID != 0 && serverAddr == "" {
+				return usageError{fmt.Errorf("--server-pid needs --server-addr")}
+			}
+			if rounds < 1 {
+				return usageError{fmt.Errorf("--rounds %d: accepted 1 or more", rounds)}
+			}
+			if cpuProfile != "" {
+				f, err := os.Create(cpuProfile)
+				if err != nil {
+					return usageError{fmt.Errorf("--cpuprofile: %w", err)}
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return fmt.Errorf("--cpuprofile: %w", err)
+				}
+				defer pprof.StopCPUProfile()
+			}
 			ctx := cmd.Context()
 			svc, closeFn, err := g.openService(ctx)
 			if err != nil {
@@ -91,7 +117,12 @@ primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(benc
 				if !ok {
 					return usageError{fmt.Errorf("--ops: unknown operation %q; accepted: %s (and with --server: server:<op>)", n, strings.Join(bench.OpNames, ", "))}
 				}
-				opt := bench.Options{Concurrency: concurrency, Duration: duration, Count: count}
+				opt := bench.Options{Concurrency: concurrency, Duration: duration, Count: count, Rounds: rounds}
+				if serverPID > 0 && strings.HasPrefix(n, "server:") {
+					if opt.ServerCPU, err = bench.PIDCPU(serverPID); err != nil {
+						return usageError{fmt.Errorf("--server-pid: %w", err)}
+					}
+				}
 				if !asJSON {
 					opt.Progress = func(done int64, el time.Duration) {
 						fmt.Fprintf(os.Stderr, "\r%-44s %8d ops %7.0f ops/s %5.0fs", op.Name, done, float64(done)/el.Seconds(), el.Seconds())
@@ -135,5 +166,8 @@ primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(benc
 	f.IntVar(&keys, "keys", 0, "fill the token to this many CMKs first")
 	f.BoolVar(&withServer, "server", false, "also run the operations over HTTP through an in-process server, signed by the official Alibaba SDK")
 	f.StringVar(&serverAddr, "server-addr", "", "instead, call a running `p11kms serve` on this address (same token; first access key of the home)")
+	f.IntVar(&serverPID, "server-pid", 0, "with --server-addr: the serve process whose CPU time per operation to report")
+	f.IntVar(&rounds, "rounds", 3, "rounds of operation-then-primitives per operation")
+	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to this file")
 	return cmd
 }

@@ -60,6 +60,8 @@ func TestCLIHostileInput(t *testing.T) {
 		{[]string{"kms", "CreateAlias", "--AliasName", "noprefix", "--KeyId", id}, "InvalidParameter"},
 		{[]string{"kms", "ListKeys", "--PageSize", "1000"}, "InvalidParameter"},
 		{[]string{"kms", "NoSuchAction"}, "usage"},
+		{[]string{"bench", "--rounds", "0"}, "usage"},
+		{[]string{"bench", "--server-pid", "1"}, "usage"},
 		{[]string{"importer", "ImportDataKey", "--WrappingKeyLabel", "none", "--WrappingAlgorithm", "SM2PKE", "--ExportedDataKey", "AAAA", "--KeyLabel", "x"}, "Forbidden.KeyNotFound"},
 		{[]string{"importer", "ImportDataKey", "--WrappingKeyLabel", "none", "--WrappingAlgorithm", "BOGUS", "--ExportedDataKey", "AAAA", "--KeyLabel", "x"}, "InvalidParameter"},
 	}

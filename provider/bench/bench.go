@@ -13,7 +13,10 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // Op is one benchmarked operation.
@@ -37,9 +40,18 @@ type Options struct {
 	Concurrency int
 	Duration    time.Duration // used when Count is 0
 	Count       int
+	// Rounds splits the run into this many rounds (default 3); each round
+	// runs the operation, then each of its primitives (for half as long),
+	// so that the limit is measured in the same stretches of a noisy
+	// machine's time as the operation. Figures are summed over the rounds.
+	Rounds int
 	// Progress, if set, is called about once a second with the operations
 	// done so far.
 	Progress func(done int64, elapsed time.Duration)
+	// ServerCPU, if set, returns the CPU time used so far by a server
+	// measured from outside (see ProcessCPU); its share per operation is
+	// reported as ServerCPUMsPerOp.
+	ServerCPU func() (time.Duration, error)
 }
 
 // Result is one operation's measurement.
@@ -56,25 +68,107 @@ type Result struct {
 	P99Ms       float64            `json:"p99Ms"`
 	LimitPerSec float64            `json:"limitOpsPerSec,omitempty"`
 	Ratio       float64            `json:"ratio,omitempty"`
+	RoundRatios []float64          `json:"roundRatios,omitempty"`
 	Primitives  map[string]float64 `json:"primitiveOpsPerSec,omitempty"`
+	// CPUMsPerOp is this process's CPU time (user + system, SoftHSM's
+	// included) per operation.
+	CPUMsPerOp float64 `json:"cpuMsPerOp"`
+	// ServerCPUMsPerOp is the outside server's CPU time per operation
+	// (Options.ServerCPU).
+	ServerCPUMsPerOp float64 `json:"serverCpuMsPerOp,omitempty"`
 }
 
-// Measure runs op, then its primitives, with the same options.
+// tally accumulates the rounds of one operation or primitive.
+type tally struct {
+	ops, errs int64
+	firstErr  string
+	elapsed   time.Duration
+	cpu       time.Duration
+	serverCPU time.Duration
+	lat       []time.Duration
+}
+
+func (t *tally) perSec() float64 {
+	if t.elapsed <= 0 {
+		return 0
+	}
+	return float64(t.ops) / t.elapsed.Seconds()
+}
+
+// Measure runs op and its primitives, alternating in rounds, with the same
+// concurrency.
 func Measure(ctx context.Context, op Op, opt Options) Result {
-	r := run(ctx, op.Name, op.Run, opt)
-	if len(op.Primitives) > 0 {
-		popt := opt
-		popt.Progress = nil
-		if popt.Count == 0 && popt.Duration > 2*time.Second {
-			popt.Duration = popt.Duration / 2
+	rounds := opt.Rounds
+	if rounds < 1 {
+		rounds = 3
+	}
+	if opt.Count == 0 && opt.Duration <= 0 {
+		opt.Duration = 5 * time.Second
+	}
+	ropt := opt
+	if opt.Count > 0 {
+		ropt.Count = max(1, opt.Count/rounds)
+	} else {
+		ropt.Duration = opt.Duration / time.Duration(rounds)
+	}
+	popt := ropt
+	popt.Progress, popt.ServerCPU = nil, nil
+	if popt.Count == 0 && popt.Duration > time.Second {
+		popt.Duration /= 2
+	}
+	var main tally
+	prims := make([]tally, len(op.Primitives))
+	var roundRatios []float64
+	var progressBase int64
+	for round := 0; round < rounds && ctx.Err() == nil; round++ {
+		o := ropt
+		if opt.Progress != nil {
+			base, begun := progressBase, time.Duration(0)
+			begun = main.elapsed
+			o.Progress = func(done int64, el time.Duration) { opt.Progress(base+done, begun+el) }
 		}
+		before := main
+		run(ctx, op.Run, o, &main)
+		progressBase = main.ops
+		cost := 0.0 // seconds per operation, summed over the primitives
+		for i, p := range op.Primitives {
+			var pt tally
+			run(ctx, p.Run, popt, &pt)
+			if pt.ops > 0 {
+				cost += pt.elapsed.Seconds() / float64(pt.ops)
+			}
+			prims[i].ops += pt.ops
+			prims[i].elapsed += pt.elapsed
+		}
+		if cost > 0 && main.elapsed > before.elapsed {
+			achieved := float64(main.ops-before.ops) / (main.elapsed - before.elapsed).Seconds()
+			roundRatios = append(roundRatios, achieved*cost)
+		}
+	}
+	sort.Slice(main.lat, func(i, j int) bool { return main.lat[i] < main.lat[j] })
+	pct := func(p float64) float64 {
+		if len(main.lat) == 0 {
+			return 0
+		}
+		return float64(main.lat[min(len(main.lat)-1, int(p*float64(len(main.lat))))].Microseconds()) / 1000
+	}
+	r := Result{Op: op.Name, Concurrency: max(1, opt.Concurrency), Ops: main.ops, Errors: main.errs, FirstError: main.firstErr,
+		Seconds: main.elapsed.Seconds(), OpsPerSec: main.perSec(), P50Ms: pct(0.50), P90Ms: pct(0.90), P99Ms: pct(0.99),
+		RoundRatios: roundRatios}
+	if main.ops > 0 {
+		r.CPUMsPerOp = float64(main.cpu.Microseconds()) / 1000 / float64(main.ops)
+		if opt.ServerCPU != nil {
+			r.ServerCPUMsPerOp = float64(main.serverCPU.Microseconds()) / 1000 / float64(main.ops)
+		}
+	}
+	if len(op.Primitives) > 0 {
 		r.Primitives = map[string]float64{}
-		cost := 0.0 // seconds per operation, summed
-		for _, p := range op.Primitives {
-			pr := run(ctx, p.Name, p.Run, popt)
-			r.Primitives[p.Name] = pr.OpsPerSec
-			if pr.OpsPerSec > 0 {
-				cost += 1 / pr.OpsPerSec
+		cost := 0.0
+		for i, p := range op.Primitives {
+			ps := prims[i].perSec()
+			r.Primitives[p.Name] = ps
+			if ps > 0 {
+				cost += 1 / ps
 			}
 		}
 		if cost > 0 {
@@ -85,16 +179,44 @@ func Measure(ctx context.Context, op Op, opt Options) Result {
 	return r
 }
 
-func run(ctx context.Context, name string, fn func(context.Context) error, opt Options) Result {
+// ProcessCPU returns this process's CPU time so far (user + system).
+func ProcessCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
+// PIDCPU returns a function reading the CPU time so far of process pid
+// (user + system, from /proc), for Options.ServerCPU.
+func PIDCPU(pid int) (func() (time.Duration, error), error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return nil, fmt.Errorf("process %d: %w", pid, err)
+	}
+	read := func() (time.Duration, error) {
+		st, err := p.Stat()
+		if err != nil {
+			return 0, fmt.Errorf("process %d: %w", pid, err)
+		}
+		return time.Duration(st.CPUTime() * float64(time.Second)), nil
+	}
+	if _, err := read(); err != nil {
+		return nil, err
+	}
+	return read, nil
+}
+
+// run runs fn for opt's duration or count at opt's concurrency and adds
+// what it did to t.
+func run(ctx context.Context, fn func(context.Context) error, opt Options, t *tally) {
 	if opt.Concurrency < 1 {
 		opt.Concurrency = 1
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if opt.Count == 0 {
-		if opt.Duration <= 0 {
-			opt.Duration = 5 * time.Second
-		}
 		var c2 context.CancelFunc
 		ctx, c2 = context.WithTimeout(ctx, opt.Duration)
 		defer c2()
@@ -102,6 +224,11 @@ func run(ctx context.Context, name string, fn func(context.Context) error, opt O
 	var done, errs, issued atomic.Int64
 	var firstErr atomic.Value
 	lat := make([][]time.Duration, opt.Concurrency)
+	cpu0, _ := ProcessCPU()
+	var srv0 time.Duration
+	if opt.ServerCPU != nil {
+		srv0, _ = opt.ServerCPU()
+	}
 	start := time.Now()
 	stopProgress := make(chan struct{})
 	if opt.Progress != nil {
@@ -144,35 +271,36 @@ func run(ctx context.Context, name string, fn func(context.Context) error, opt O
 	}
 	wg.Wait()
 	close(stopProgress)
-	elapsed := time.Since(start)
-	var all []time.Duration
+	t.elapsed += time.Since(start)
+	cpu1, _ := ProcessCPU()
+	t.cpu += cpu1 - cpu0
+	if opt.ServerCPU != nil {
+		srv1, _ := opt.ServerCPU()
+		t.serverCPU += srv1 - srv0
+	}
+	t.ops += done.Load()
+	t.errs += errs.Load()
+	if s, ok := firstErr.Load().(string); ok && t.firstErr == "" {
+		t.firstErr = s
+	}
 	for _, l := range lat {
-		all = append(all, l...)
+		t.lat = append(t.lat, l...)
 	}
-	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	pct := func(p float64) float64 {
-		if len(all) == 0 {
-			return 0
-		}
-		return float64(all[min(len(all)-1, int(p*float64(len(all))))].Microseconds()) / 1000
-	}
-	r := Result{Op: name, Concurrency: opt.Concurrency, Ops: done.Load(), Errors: errs.Load(), Seconds: elapsed.Seconds(),
-		OpsPerSec: float64(done.Load()) / elapsed.Seconds(), P50Ms: pct(0.50), P90Ms: pct(0.90), P99Ms: pct(0.99)}
-	if s, ok := firstErr.Load().(string); ok {
-		r.FirstError = s
-	}
-	return r
 }
 
 // Table formats results for people.
 func Table(rs []Result) string {
-	s := fmt.Sprintf("%-44s %5s %9s %10s %8s %8s %8s %10s %6s %6s\n", "operation", "conc", "ops", "ops/s", "p50 ms", "p90 ms", "p99 ms", "limit/s", "ratio", "errors")
+	s := fmt.Sprintf("%-44s %5s %9s %10s %8s %8s %8s %10s %6s %8s %6s\n", "operation", "conc", "ops", "ops/s", "p50 ms", "p90 ms", "p99 ms", "limit/s", "ratio", "cpu µs", "errors")
 	for _, r := range rs {
 		limit, ratio := "-", "-"
 		if r.LimitPerSec > 0 {
 			limit, ratio = fmt.Sprintf("%.0f", r.LimitPerSec), fmt.Sprintf("%.0f%%", 100*r.Ratio)
 		}
-		s += fmt.Sprintf("%-44s %5d %9d %10.0f %8.3f %8.3f %8.3f %10s %6s %6d\n", r.Op, r.Concurrency, r.Ops, r.OpsPerSec, r.P50Ms, r.P90Ms, r.P99Ms, limit, ratio, r.Errors)
+		cpu := fmt.Sprintf("%.1f", 1000*r.CPUMsPerOp)
+		if r.ServerCPUMsPerOp > 0 {
+			cpu += fmt.Sprintf("+%.1f", 1000*r.ServerCPUMsPerOp) // client here + server there
+		}
+		s += fmt.Sprintf("%-44s %5d %9d %10.0f %8.3f %8.3f %8.3f %10s %6s %8s %6d\n", r.Op, r.Concurrency, r.Ops, r.OpsPerSec, r.P50Ms, r.P90Ms, r.P99Ms, limit, ratio, cpu, r.Errors)
 	}
 	return s
 }

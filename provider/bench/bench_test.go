@@ -1,0 +1,72 @@
+package bench_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync/atomic"
+	"testing"
+
+	"github.com/p11kms/p11kms/provider/bench"
+)
+
+// Measure sums its rounds: every operation counted once, errors with the
+// first message, one ratio per round, the limit from the primitives.
+func TestMeasureSumsRounds(t *testing.T) {
+	var calls, prim atomic.Int64
+	op := bench.Op{
+		Name: "test op",
+		Run: func(context.Context) error {
+			if calls.Add(1)%10 == 0 {
+				return errors.New("every tenth fails")
+			}
+			return nil
+		},
+		Primitives: []bench.Primitive{{Name: "p", Run: func(context.Context) error { prim.Add(1); return nil }}},
+	}
+	r := bench.Measure(context.Background(), op, bench.Options{Concurrency: 3, Count: 300, Rounds: 3})
+	if r.Ops != 300 || calls.Load() != 300 {
+		t.Fatalf("ops %d, calls %d, want 300", r.Ops, calls.Load())
+	}
+	if r.Errors != 30 || r.FirstError != "every tenth fails" {
+		t.Fatalf("errors %d %q, want 30", r.Errors, r.FirstError)
+	}
+	if prim.Load() != 300 || len(r.RoundRatios) != 3 {
+		t.Fatalf("primitive calls %d, round ratios %v: want 300 and 3", prim.Load(), r.RoundRatios)
+	}
+	if r.LimitPerSec <= 0 || r.Ratio != r.OpsPerSec/r.LimitPerSec || r.Primitives["p"] != r.LimitPerSec {
+		t.Fatalf("limit %v, ratio %v, ops/s %v, primitives %v", r.LimitPerSec, r.Ratio, r.OpsPerSec, r.Primitives)
+	}
+	if r.P50Ms > r.P90Ms || r.P90Ms > r.P99Ms || r.Concurrency != 3 {
+		t.Fatalf("percentiles %v %v %v, concurrency %d", r.P50Ms, r.P90Ms, r.P99Ms, r.Concurrency)
+	}
+}
+
+// CPU time is read for this process and for another by PID; it only grows.
+func TestCPUTime(t *testing.T) {
+	read, err := bench.PIDCPU(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	self0, err := bench.ProcessCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 0
+	for i := 0; i < 20_000_000; i++ {
+		x += i ^ x>>3
+	}
+	_ = x
+	b, _ := read()
+	self1, _ := bench.ProcessCPU()
+	if b < a || self1 <= self0 {
+		t.Fatalf("CPU time went back: /proc %v → %v, getrusage %v → %v", a, b, self0, self1)
+	}
+	if _, err := bench.PIDCPU(1 << 30); err == nil {
+		t.Fatal("PIDCPU of a process that cannot exist succeeded")
+	}
+}
