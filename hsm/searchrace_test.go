@@ -125,3 +125,21 @@ func TestLosingCreationIsNeverVisible(t *testing.T) {
 		}
 	}
 }
+
+// CreateFreshData skips the search before creating, not the check after:
+// a second creation of one label is still refused and leaves nothing.
+func TestCreateFreshDataStillRefusesARival(t *testing.T) {
+	tok := softhsmtest.New(t)
+	const app = "p11kms-fresh"
+	if _, err := tok.CreateFreshData(bg, app, "k1", []byte("first")); err != nil {
+		t.Fatal(err)
+	}
+	_, err := tok.CreateFreshData(bg, app, "k1", []byte("second"))
+	if !errors.Is(err, hsm.ErrExists) || !errors.Is(err, hsm.ErrNotWritten) {
+		t.Fatalf("second creation: %v, want ErrExists and ErrNotWritten", err)
+	}
+	o, err := tok.FindData(bg, app, "k1")
+	if err != nil || string(o.Value) != "first" {
+		t.Fatalf("after the refused creation: %v %v", o, err)
+	}
+}

@@ -95,7 +95,11 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 		return nil, Internal("generating the key in the token", err)
 	}
 	b, _ := json.Marshal(m)
-	obj, err := s.tok.CreateData(ctx, appKeys, keyID, b)
+	create := s.tok.CreateData
+	if req.KeyId == "" {
+		create = s.tok.CreateFreshData // a new UUID: no search for a rival first
+	}
+	obj, err := create(ctx, appKeys, keyID, b)
 	if err != nil {
 		if errors.Is(err, hsm.ErrExists) {
 			// Another key has this id: ours was never named by metadata.
