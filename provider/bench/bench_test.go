@@ -3,6 +3,7 @@ package bench_test
 import (
 	"context"
 	"errors"
+	"math"
 	"os"
 	"sync/atomic"
 	"testing"
@@ -34,7 +35,8 @@ func TestMeasureSumsRounds(t *testing.T) {
 	if prim.Load() != 300 || len(r.RoundRatios) != 3 {
 		t.Fatalf("primitive calls %d, round ratios %v: want 300 and 3", prim.Load(), r.RoundRatios)
 	}
-	if r.LimitPerSec <= 0 || r.Ratio != r.OpsPerSec/r.LimitPerSec || r.Primitives["p"] != r.LimitPerSec {
+	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(math.Abs(a), math.Abs(b)) }
+	if r.LimitPerSec <= 0 || !near(r.Ratio, r.OpsPerSec/r.LimitPerSec) || !near(r.Primitives["p"], r.LimitPerSec) {
 		t.Fatalf("limit %v, ratio %v, ops/s %v, primitives %v", r.LimitPerSec, r.Ratio, r.OpsPerSec, r.Primitives)
 	}
 	if r.P50Ms > r.P90Ms || r.P90Ms > r.P99Ms || r.Concurrency != 3 {
