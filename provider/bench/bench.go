@@ -106,31 +106,30 @@ func Measure(ctx context.Context, op Op, opt Options) Result {
 	if opt.Count == 0 && opt.Duration <= 0 {
 		opt.Duration = 5 * time.Second
 	}
-	ropt := opt
 	if opt.Count > 0 {
-		ropt.Count = max(1, opt.Count/rounds)
-	} else {
-		ropt.Duration = opt.Duration / time.Duration(rounds)
+		rounds = min(rounds, opt.Count)
 	}
-	popt := ropt
-	popt.Progress, popt.ServerCPU = nil, nil
-	if popt.Count == 0 && popt.Duration > time.Second {
-		popt.Duration /= 2
-	}
+	ropt := opt
+	ropt.Duration = opt.Duration / time.Duration(rounds)
 	var main tally
 	prims := make([]tally, len(op.Primitives))
 	var roundRatios []float64
-	var progressBase int64
 	for round := 0; round < rounds && ctx.Err() == nil; round++ {
 		o := ropt
+		if opt.Count > 0 { // the rounds share Count exactly
+			o.Count = opt.Count/rounds + btoi(round < opt.Count%rounds)
+		}
+		popt := o
+		popt.Progress, popt.ServerCPU = nil, nil
+		if popt.Count == 0 && popt.Duration > time.Second {
+			popt.Duration /= 2
+		}
 		if opt.Progress != nil {
-			base, begun := progressBase, time.Duration(0)
-			begun = main.elapsed
+			base, begun := main.ops, main.elapsed
 			o.Progress = func(done int64, el time.Duration) { opt.Progress(base+done, begun+el) }
 		}
 		before := main
 		run(ctx, op.Run, o, &main)
-		progressBase = main.ops
 		cost := 0.0 // seconds per operation, summed over the primitives
 		for i, p := range op.Primitives {
 			var pt tally
@@ -178,6 +177,13 @@ func Measure(ctx context.Context, op Op, opt Options) Result {
 		}
 	}
 	return r
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // ProcessCPU returns this process's CPU time so far (user + system).

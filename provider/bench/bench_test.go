@@ -72,3 +72,17 @@ func TestCPUTime(t *testing.T) {
 		t.Fatal("PIDCPU of a process that cannot exist succeeded")
 	}
 }
+
+// A count that the rounds do not divide is still run exactly.
+func TestMeasureUnevenCount(t *testing.T) {
+	var calls atomic.Int64
+	op := bench.Op{Name: "count", Run: func(context.Context) error { calls.Add(1); return nil }}
+	r := bench.Measure(context.Background(), op, bench.Options{Concurrency: 2, Count: 10, Rounds: 3})
+	if r.Ops != 10 || calls.Load() != 10 {
+		t.Fatalf("ops %d, calls %d, want 10", r.Ops, calls.Load())
+	}
+	r = bench.Measure(context.Background(), op, bench.Options{Count: 2, Rounds: 5})
+	if r.Ops != 2 {
+		t.Fatalf("ops %d, want 2 (more rounds than operations)", r.Ops)
+	}
+}
