@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/emmansun/gmsm/sm2"
@@ -806,5 +807,75 @@ func TestErrorsNameOperationAndCode(t *testing.T) {
 	wrapped := fmt.Errorf("outer: %w", err)
 	if code, ok := hsm.CodeOf(wrapped); !ok || code != pkcs11.CKR_OBJECT_HANDLE_INVALID {
 		t.Fatalf("CodeOf through wrapping: %x %v", code, ok)
+	}
+}
+
+// privateOnlyModule forwards to the real SoftHSM2 module but, as an HSM
+// whose policy forbids public objects, refuses a derive template with
+// CKA_PRIVATE false; it counts the derives it sees.
+type privateOnlyModule struct {
+	hsm.Module
+	refused, derives atomic.Int64
+}
+
+func (m *privateOnlyModule) DeriveKey(sh pkcs11.SessionHandle, mech []*pkcs11.Mechanism, base pkcs11.ObjectHandle, a []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {
+	m.derives.Add(1)
+	for _, at := range a {
+		if at.Type == pkcs11.CKA_PRIVATE && len(at.Value) == 1 && at.Value[0] == 0 {
+			m.refused.Add(1)
+			return 0, pkcs11.Error(pkcs11.CKR_TEMPLATE_INCONSISTENT)
+		}
+	}
+	return m.Module.DeriveKey(sh, mech, base, a)
+}
+
+// DeriveECDH1 makes its short-lived derived secret public (cheaper in
+// SoftHSM2), and on a token that refuses public objects falls back to a
+// private one once and for all: same shared secret, nothing left behind.
+func TestDeriveECDH1PublicSecretFallsBackToPrivate(t *testing.T) {
+	for _, policy := range []string{"public allowed", "private only"} {
+		t.Run(policy, func(t *testing.T) {
+			ref := softhsmtest.Create(t)
+			cfg := ref.Config
+			m := &privateOnlyModule{}
+			if policy == "private only" {
+				cfg.Wrap = func(inner hsm.Module) hsm.Module { m.Module = inner; return m }
+			}
+			tok, err := hsm.Open(bg, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer tok.Close()
+			kp, err := tok.GenerateKeyPair(bg, hsm.KeyPairOptions{Type: hsm.SM2, Label: "wrap-sm2", Ephemeral: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			pub, err := tok.PublicKey(bg, kp.Public)
+			if err != nil {
+				t.Fatal(err)
+			}
+			epub := pub.(*ecdsa.PublicKey)
+			for i := range 3 {
+				k, err := sm2.GenerateKey(rand.Reader)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c1 := append([]byte{4}, append(pad32(k.PublicKey.X), pad32(k.PublicKey.Y)...)...)
+				x2, err := tok.DeriveECDH1(bg, kp.Private, c1, 32)
+				if err != nil {
+					t.Fatalf("derive %d: %v", i, err)
+				}
+				wx, _ := sm2.P256().ScalarMult(epub.X, epub.Y, k.D.Bytes())
+				if !bytes.Equal(x2, pad32(wx)) {
+					t.Fatalf("derive %d: x2 %x, want %x", i, x2, pad32(wx))
+				}
+			}
+			if policy == "private only" && (m.refused.Load() != 1 || m.derives.Load() != 4) {
+				t.Fatalf("%d refusals in %d derives: want the public template tried once (1 in 4)", m.refused.Load(), m.derives.Load())
+			}
+			if hs, _ := tok.FindObjects(bg, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET)}); len(hs) != 0 {
+				t.Fatalf("%d derived objects left", len(hs))
+			}
+		})
 	}
 }

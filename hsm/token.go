@@ -30,6 +30,8 @@ type Token struct {
 
 	probeMu sync.Mutex
 	probes  map[string]bool // mechanism capability probes, by description
+
+	derivePrivate atomic.Bool // the token refused a public derived secret (DeriveECDH1)
 }
 
 // OpenURI opens the token a PKCS#11 URI names (see [ParseURI]).

@@ -226,6 +226,14 @@ func (t *Token) DecryptRSA(ctx context.Context, priv ObjectHandle, mech RSAMecha
 // x-coordinate (byteLen bytes). The private key never leaves the token; the
 // derived value is a short-lived session object destroyed before returning.
 // The caller must zero the result.
+//
+// The derived object is made public (CKA_PRIVATE false): it is extractable
+// and read out at once, and a session object is visible to this process
+// only, so privacy adds nothing but SoftHSM2 encrypting the value on
+// creation and decrypting it on the read, two calls into OpenSSL 3.0 whose
+// locks the other threads of the process contend on (+13 % ECDH derives per
+// second on the SM2 curve, p11kms bench, 2026-11-24). A token whose policy
+// refuses public objects gets a private one from then on.
 func (t *Token) DeriveECDH1(ctx context.Context, priv ObjectHandle, peerPoint []byte, byteLen int) ([]byte, error) {
 	if len(peerPoint) != 65 || peerPoint[0] != 4 {
 		return nil, fmt.Errorf("hsm: DeriveECDH1: peer point of %d bytes: expected 65-byte uncompressed point", len(peerPoint))
@@ -235,14 +243,21 @@ func (t *Token) DeriveECDH1(ctx context.Context, priv ObjectHandle, peerPoint []
 	}
 	params := pkcs11.NewECDH1DeriveParams(pkcs11.CKD_NULL, nil, peerPoint)
 	mech := []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_ECDH1_DERIVE, params)}
-	tmpl := []*pkcs11.Attribute{
-		attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
-		attr(pkcs11.CKA_TOKEN, false), attr(pkcs11.CKA_PRIVATE, true),
-		attr(pkcs11.CKA_SENSITIVE, false), attr(pkcs11.CKA_EXTRACTABLE, true),
-		attr(pkcs11.CKA_VALUE_LEN, byteLen),
+	template := func(private bool) []*pkcs11.Attribute {
+		return []*pkcs11.Attribute{
+			attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET),
+			attr(pkcs11.CKA_TOKEN, false), attr(pkcs11.CKA_PRIVATE, private),
+			attr(pkcs11.CKA_SENSITIVE, false), attr(pkcs11.CKA_EXTRACTABLE, true),
+			attr(pkcs11.CKA_VALUE_LEN, byteLen),
+		}
 	}
 	return Do(ctx, t, func(s *Session) ([]byte, error) {
-		h, err := t.api.DeriveKey(s.handle, mech, priv, tmpl)
+		private := t.derivePrivate.Load()
+		h, err := t.api.DeriveKey(s.handle, mech, priv, template(private))
+		if err != nil && !private && isTemplateRefusal(err) {
+			t.derivePrivate.Store(true)
+			h, err = t.api.DeriveKey(s.handle, mech, priv, template(true))
+		}
 		if err != nil {
 			return nil, ckr("C_DeriveKey(CKM_ECDH1_DERIVE)", err)
 		}
@@ -257,6 +272,17 @@ func (t *Token) DeriveECDH1(ctx context.Context, priv ObjectHandle, peerPoint []
 		}
 		return a[0].Value, nil
 	})
+}
+
+// isTemplateRefusal reports whether err is the token refusing a template
+// (an attribute value its policy does not allow).
+func isTemplateRefusal(err error) bool {
+	for _, c := range []uint{pkcs11.CKR_TEMPLATE_INCONSISTENT, pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_ATTRIBUTE_READ_ONLY} {
+		if IsCode(err, c) {
+			return true
+		}
+	}
+	return false
 }
 
 // KCV computes an AES key's check value in the token: the first 3 bytes of
