@@ -97,6 +97,7 @@ func (p *pool) put(s *Session) {
 // replace closes a broken session and opens a fresh one in its place.
 func (p *pool) replace(s *Session) (*Session, error) {
 	_ = p.tok.api.CloseSession(s.handle) // it is broken: its close error tells nothing
+	p.tok.sessionEpoch.Add(1)
 	ns, err := p.tok.openSession()
 	if err != nil {
 		p.inUse.Add(-1)

@@ -239,6 +239,7 @@ func (t *Token) onKeeper(fn func(*Session) (ObjectHandle, error)) (ObjectHandle,
 		}
 		_ = t.api.CloseSession(k.s.handle)
 		k.s = nil
+		t.sessionEpoch.Add(1)
 	}
 }
 

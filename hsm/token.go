@@ -32,6 +32,9 @@ type Token struct {
 	probes  map[string]bool // mechanism capability probes, by description
 
 	derivePrivate atomic.Bool // the token refused a public derived secret (DeriveECDH1)
+
+	loggedIn     atomic.Bool   // the first login is done
+	sessionEpoch atomic.Uint64 // see SessionEpoch
 }
 
 // OpenURI opens the token a PKCS#11 URI names (see [ParseURI]).
@@ -149,7 +152,16 @@ func (t *Token) openSession() (*Session, error) {
 	if err != nil {
 		return nil, ckr("C_OpenSession", err)
 	}
-	if err := t.api.Login(h, pkcs11.CKU_USER, t.pin); err != nil && !IsCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
+	err = t.api.Login(h, pkcs11.CKU_USER, t.pin)
+	if err == nil || IsCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
+		if t.loggedIn.Swap(true) && err == nil {
+			// A login after the first that the module needed: it had
+			// forgotten the login, so every session of the application
+			// was closed meanwhile (the keepers' too).
+			t.sessionEpoch.Add(1)
+		}
+	}
+	if err != nil && !IsCode(err, pkcs11.CKR_USER_ALREADY_LOGGED_IN) {
 		_ = t.api.CloseSession(h)
 		if IsCode(err, pkcs11.CKR_PIN_INCORRECT) {
 			return nil, fmt.Errorf("hsm: login to token %q failed: wrong user PIN: %w", t.Label(), ckr("C_Login", err))
@@ -194,6 +206,15 @@ func (t *Token) ModulePath() string { return t.lib.path }
 
 // Info returns the token information as read at Open.
 func (t *Token) Info() pkcs11.TokenInfo { return t.info }
+
+// SessionEpoch changes whenever session objects made before may be gone:
+// a session of this Token turned out broken (closed by the module, the
+// token removed) or the login had been lost, which closes every session of
+// the application. While it keeps the value read before a session object
+// was made, that object exists (unless its maker destroyed it) and its
+// handle names it: a module reuses a handle only for an object made after
+// the loss, which no session of this Token can make before noticing it.
+func (t *Token) SessionEpoch() uint64 { return t.sessionEpoch.Load() }
 
 // SessionsInUse returns how many sessions are borrowed right now.
 func (t *Token) SessionsInUse() int { return int(t.pool.inUse.Load()) }

@@ -35,9 +35,15 @@ func newService(t testing.TB) (*softhsmtest.Token, *importer.Service) {
 // the ones the tests need to see (never a fake token).
 type countingModule struct {
 	hsm.Module
-	derives  atomic.Int64
-	unwraps  atomic.Int64
-	decrypts atomic.Int64
+	derives   atomic.Int64
+	unwraps   atomic.Int64
+	decrypts  atomic.Int64
+	attrReads atomic.Int64
+}
+
+func (m *countingModule) GetAttributeValue(sh pkcs11.SessionHandle, o pkcs11.ObjectHandle, a []*pkcs11.Attribute) ([]*pkcs11.Attribute, error) {
+	m.attrReads.Add(1)
+	return m.Module.GetAttributeValue(sh, o, a)
 }
 
 func (m *countingModule) DeriveKey(sh pkcs11.SessionHandle, mech []*pkcs11.Mechanism, base pkcs11.ObjectHandle, a []*pkcs11.Attribute) (pkcs11.ObjectHandle, error) {

@@ -156,6 +156,7 @@ func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) 
 		return nil, err
 	}
 	opt := hsm.SecretKeyOptions{ID: newID(), Label: req.KeyLabel, Ephemeral: req.Ephemeral, Usage: in.usage}
+	epoch := s.tok.SessionEpoch()
 	res, err := s.importWith(ctx, wk, in, req.AllowHostDecode, opt)
 	if err != nil && isStale(err) {
 		// The cached wrapping key was destroyed (here or by another
@@ -181,7 +182,7 @@ func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) 
 	} else if err := s.settle(ctx, req.KeyLabel, res.handle, old); err != nil {
 		return nil, err
 	}
-	s.setKey(req.KeyLabel, importedKey{h: res.handle, session: req.Ephemeral})
+	s.setKey(req.KeyLabel, importedKey{h: res.handle, session: req.Ephemeral, epoch: epoch})
 	return &ImportDataKeyResponse{
 		Path:          res.path,
 		KeyLabel:      req.KeyLabel,
@@ -221,7 +222,7 @@ func (s *Service) replaceable(ctx context.Context, label string, replace bool) (
 // unless replace is set.
 func (s *Service) replaceableSession(ctx context.Context, label string, replace bool) ([]hsm.ObjectHandle, error) {
 	k, ok := s.cachedKey(label)
-	if !ok || !k.session || !s.isOwnSessionKey(ctx, k.h, label) {
+	if !ok || !s.isOwnSessionKey(ctx, k, label) {
 		return nil, nil
 	}
 	if !replace {

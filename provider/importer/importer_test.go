@@ -924,3 +924,54 @@ func TestDeleteKey(t *testing.T) {
 	_, err = svc.DeleteKey(bg, nil)
 	wantError(t, err, provider.CodeInvalidParameter, "request")
 }
+
+// A use-once (Ephemeral) key is deleted without asking the token whose it
+// is while no session was lost since it was made; once the sessions are
+// lost (closed behind the service's back, as a token removal does), the
+// key is gone, and DeleteKey says so instead of trusting the old handle.
+func TestDeleteSessionKeyAcrossSessionLoss(t *testing.T) {
+	tok, svc, cm := newCountingService(t)
+	wk := createWrappingKey(t, svc, "EC_SM2", "sm2")
+	imp := func(label string) {
+		t.Helper()
+		if _, err := svc.ImportDataKey(bg, &importer.ImportDataKeyRequest{WrappingKeyLabel: "sm2", WrappingAlgorithm: "SM2PKE",
+			ExportedDataKey: export(t, wk, "SM2PKE", randomKey(32)), KeyLabel: label, Ephemeral: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	imp("once")
+	reads := cm.attrReads.Load()
+	if _, err := svc.DeleteKey(bg, &importer.DeleteKeyRequest{KeyLabel: "once"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := cm.attrReads.Load() - reads; n != 0 {
+		t.Fatalf("deleting a session key of the current epoch read attributes %d times", n)
+	}
+	_, err := svc.Encrypt(bg, &importer.EncryptRequest{KeyLabel: "once", Plaintext: "AA=="})
+	wantError(t, err, provider.CodeKeyNotFound, "KeyLabel")
+
+	imp("lost")
+	epoch := tok.SessionEpoch()
+	slot := tok.SlotID()
+	raw := pkcs11.New(tok.ModulePath())
+	if err := raw.CloseAllSessions(slot); err != nil {
+		t.Fatal(err)
+	}
+	// Any later call notices the loss (and logs in again).
+	if _, err := tok.Random(bg, 8); err != nil {
+		t.Fatal(err)
+	}
+	if tok.SessionEpoch() == epoch {
+		t.Fatal("the session epoch did not change when every session was lost")
+	}
+	_, err = svc.DeleteKey(bg, &importer.DeleteKeyRequest{KeyLabel: "lost"})
+	wantError(t, err, provider.CodeKeyNotFound, "KeyLabel")
+	// The label is free, and a new use-once key under it works.
+	imp("lost")
+	if _, err := svc.Encrypt(bg, &importer.EncryptRequest{KeyLabel: "lost", Plaintext: "AA=="}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.DeleteKey(bg, &importer.DeleteKeyRequest{KeyLabel: "lost"}); err != nil {
+		t.Fatal(err)
+	}
+}

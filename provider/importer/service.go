@@ -289,10 +289,12 @@ func (s *Service) loadWrapping(ctx context.Context, param, label string, fresh b
 }
 
 // importedKey is a cached imported key: its handle, and whether this
-// service imported it as a session key (Ephemeral).
+// service imported it as a session key (Ephemeral), in which session epoch
+// of the token (hsm.Token.SessionEpoch, read before it was made).
 type importedKey struct {
 	h       hsm.ObjectHandle
 	session bool
+	epoch   uint64
 }
 
 func (s *Service) cachedKey(label string) (importedKey, bool) {
