@@ -26,6 +26,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 		serverPID   int
 		rounds      int
 		cpuProfile  string
+		memProfile  string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -61,6 +62,19 @@ included); with --server-addr and --server-pid it adds the server process's
 					return fmt.Errorf("--cpuprofile: %w", err)
 				}
 				defer pprof.StopCPUProfile()
+			}
+			if memProfile != "" {
+				// Created now, so that a bad path fails before the run.
+				f, err := os.Create(memProfile)
+				if err != nil {
+					return usageError{fmt.Errorf("--memprofile: %w", err)}
+				}
+				defer func() {
+					if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
+						fmt.Fprintf(os.Stderr, "p11kms: --memprofile: %v\n", err)
+					}
+					f.Close()
+				}()
 			}
 			ctx := cmd.Context()
 			svc, closeFn, err := g.openService(ctx)
@@ -169,5 +183,6 @@ included); with --server-addr and --server-pid it adds the server process's
 	f.IntVar(&serverPID, "server-pid", 0, "with --server-addr: the serve process whose CPU time per operation to report")
 	f.IntVar(&rounds, "rounds", 3, "rounds of operation-then-primitives per operation")
 	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to this file")
+	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the whole run (go tool pprof -sample_index=alloc_space) to this file")
 	return cmd
 }

@@ -62,6 +62,8 @@ func TestCLIHostileInput(t *testing.T) {
 		{[]string{"kms", "NoSuchAction"}, "usage"},
 		{[]string{"bench", "--rounds", "0"}, "usage"},
 		{[]string{"bench", "--server-pid", "1"}, "usage"},
+		{[]string{"bench", "--cpuprofile", "/nonexistent/dir/cpu.prof"}, "usage"},
+		{[]string{"bench", "--memprofile", "/nonexistent/dir/mem.prof"}, "usage"},
 		{[]string{"importer", "ImportDataKey", "--WrappingKeyLabel", "none", "--WrappingAlgorithm", "SM2PKE", "--ExportedDataKey", "AAAA", "--KeyLabel", "x"}, "Forbidden.KeyNotFound"},
 		{[]string{"importer", "ImportDataKey", "--WrappingKeyLabel", "none", "--WrappingAlgorithm", "BOGUS", "--ExportedDataKey", "AAAA", "--KeyLabel", "x"}, "InvalidParameter"},
 	}

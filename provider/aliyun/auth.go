@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -64,7 +63,7 @@ func claimedAccessKeyId(r *http.Request, rr *rawRequest) string {
 	auth := r.Header.Get("Authorization")
 	if alg, rest, ok := strings.Cut(auth, " "); ok && (alg == SchemeACS3 || alg == SchemeACS4) {
 		if p, err := parseAuthorization(rest); err == nil {
-			ak, _, _ := strings.Cut(p["Credential"], "/")
+			ak, _, _ := strings.Cut(p.Credential, "/")
 			return truncate(ak, 128)
 		}
 		return ""
@@ -100,88 +99,122 @@ func (v *verifier) verify(r *http.Request, rr *rawRequest, body []byte, now time
 	return nil, incomplete("the request is not signed: no Authorization header and no Signature parameter")
 }
 
+// acsAuthorization is an ACS3/ACS4 Authorization header's parameters.
+type acsAuthorization struct {
+	Credential, SignedHeaders, Signature string
+}
+
 // parseAuthorization splits "Credential=..,SignedHeaders=..,Signature=..".
-func parseAuthorization(s string) (map[string]string, error) {
-	out := map[string]string{}
+func parseAuthorization(s string) (acsAuthorization, error) {
+	var out acsAuthorization
+	malformed := func() (acsAuthorization, error) {
+		return acsAuthorization{}, incomplete("the Authorization header is malformed")
+	}
+	var seen [3]bool
 	for part := range strings.SplitSeq(s, ",") {
 		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok {
-			return nil, incomplete("the Authorization header is malformed")
+			return malformed()
 		}
+		var i int
+		var field *string
 		switch k {
-		case "Credential", "SignedHeaders", "Signature":
+		case "Credential":
+			i, field = 0, &out.Credential
+		case "SignedHeaders":
+			i, field = 1, &out.SignedHeaders
+		case "Signature":
+			i, field = 2, &out.Signature
 		default:
-			return nil, incomplete("the Authorization header is malformed")
+			return malformed()
 		}
-		if _, dup := out[k]; dup {
-			return nil, incomplete("the Authorization header is malformed")
+		if seen[i] {
+			return malformed()
 		}
-		out[k] = val
+		seen[i], *field = true, val
 	}
-	for _, k := range []string{"Credential", "SignedHeaders", "Signature"} {
-		if out[k] == "" {
-			return nil, incomplete("the Authorization header lacks %s", k)
+	for _, f := range []struct{ name, val string }{{"Credential", out.Credential}, {"SignedHeaders", out.SignedHeaders}, {"Signature", out.Signature}} {
+		if f.val == "" {
+			return acsAuthorization{}, incomplete("the Authorization header lacks %s", f.name)
 		}
 	}
 	return out, nil
 }
 
-// percentEncode is the encoding Alibaba signs: URL query escaping with a
-// space as %20, * as %2A and ~ unescaped.
+// percentEncode is the encoding Alibaba signs (the SDKs' URL query escaping
+// with a space as %20, * as %2A and ~ unescaped): RFC 3986's unreserved
+// characters as they are, every other byte as %XX in upper-case hex.
 func percentEncode(s string) string {
-	s = url.QueryEscape(s)
-	s = strings.ReplaceAll(s, "+", "%20")
-	s = strings.ReplaceAll(s, "*", "%2A")
-	return strings.ReplaceAll(s, "%7E", "~")
+	return string(appendPercentEncoded(make([]byte, 0, len(s)+len(s)/4), s))
+}
+
+func appendPercentEncoded(dst []byte, s string) []byte {
+	const hexDigits = "0123456789ABCDEF"
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '.' || c == '~' {
+			dst = append(dst, c)
+			continue
+		}
+		dst = append(dst, '%', hexDigits[c>>4], hexDigits[c&15])
+	}
+	return dst
 }
 
 // canonicalQuery sorts the parameters by name and percent-encodes each
 // name and value. ACS4 leaves out the "=" of an empty value; ACS3 and RPC
 // keep it.
 func canonicalQuery(params map[string]string, omitEmptyEquals bool) string {
-	keys := make([]string, 0, len(params))
+	return string(appendCanonicalQuery(nil, params, omitEmptyEquals))
+}
+
+func appendCanonicalQuery(dst []byte, params map[string]string, omitEmptyEquals bool) []byte {
+	var arr [16]string
+	keys := arr[:0]
 	for k := range params {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	var b strings.Builder
 	for i, k := range keys {
 		if i > 0 {
-			b.WriteByte('&')
+			dst = append(dst, '&')
 		}
-		b.WriteString(percentEncode(k))
+		dst = appendPercentEncoded(dst, k)
 		if v := params[k]; v != "" || !omitEmptyEquals {
-			b.WriteByte('=')
-			b.WriteString(percentEncode(v))
+			dst = append(dst, '=')
+			dst = appendPercentEncoded(dst, v)
 		}
 	}
-	return b.String()
+	return dst
 }
 
-// canonicalHeaders renders the signed headers, in the order listed, as
-// "name:value\n" lines; a header given several times has its trimmed
+// appendCanonicalHeaders appends the signed headers, in the order listed,
+// as "name:value\n" lines; a header given several times has its trimmed
 // values sorted and joined with commas. Host is the Host as received.
-func canonicalHeaders(r *http.Request, signed []string) string {
-	var b strings.Builder
+func appendCanonicalHeaders(dst []byte, r *http.Request, signed []string) []byte {
 	for _, h := range signed {
-		var val string
+		dst = append(dst, h...)
+		dst = append(dst, ':')
 		if h == "host" {
-			val = strings.TrimSpace(r.Host)
+			dst = append(dst, strings.TrimSpace(r.Host)...)
+		} else if vals := r.Header.Values(h); len(vals) == 1 {
+			dst = append(dst, strings.TrimSpace(vals[0])...)
 		} else {
-			vals := r.Header.Values(h)
 			trimmed := make([]string, len(vals))
 			for i, x := range vals {
 				trimmed[i] = strings.TrimSpace(x)
 			}
 			slices.Sort(trimmed)
-			val = strings.Join(trimmed, ",")
+			for i, x := range trimmed {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = append(dst, x...)
+			}
 		}
-		b.WriteString(h)
-		b.WriteByte(':')
-		b.WriteString(val)
-		b.WriteByte('\n')
+		dst = append(dst, '\n')
 	}
-	return b.String()
+	return dst
 }
 
 // parseSignedHeaders checks the SignedHeaders list: lower case, no
@@ -201,11 +234,6 @@ func parseSignedHeaders(s string) ([]string, error) {
 		}
 	}
 	return list, nil
-}
-
-func sha256Hex(b []byte) string {
-	h := sha256.Sum256(b)
-	return hex.EncodeToString(h[:])
 }
 
 func hmacSHA256(key []byte, msg string) []byte {
@@ -270,14 +298,14 @@ func (v *verifier) verifyACS(alg, rest string, r *http.Request, rr *rawRequest, 
 	if err != nil {
 		return nil, err
 	}
-	signed, err := parseSignedHeaders(parts["SignedHeaders"])
+	signed, err := parseSignedHeaders(parts.SignedHeaders)
 	if err != nil {
 		return nil, err
 	}
-	ak := parts["Credential"]
+	ak := parts.Credential
 	var date, region, product string
 	if alg == SchemeACS4 {
-		scope := strings.Split(parts["Credential"], "/")
+		scope := strings.Split(parts.Credential, "/")
 		if len(scope) != 5 || scope[4] != "aliyun_v4_request" || scope[0] == "" || scope[2] == "" || len(scope[1]) != 8 {
 			return nil, incomplete("the ACS4 credential must be AccessKeyId/yyyymmdd/region/product/aliyun_v4_request")
 		}
@@ -286,8 +314,11 @@ func (v *verifier) verifyACS(alg, rest string, r *http.Request, rr *rawRequest, 
 		}
 		ak, date, region, product = scope[0], scope[1], scope[2], scope[3]
 	}
-	sig, err := hex.DecodeString(parts["Signature"])
-	if err != nil || len(sig) != sha256.Size || parts["Signature"] != hex.EncodeToString(sig) {
+	var sig [sha256.Size]byte
+	if len(parts.Signature) != 2*sha256.Size || strings.ToLower(parts.Signature) != parts.Signature {
+		return nil, incomplete("the signature must be %d lower-case hex digits", 2*sha256.Size)
+	}
+	if _, err := hex.Decode(sig[:], []byte(parts.Signature)); err != nil {
 		return nil, incomplete("the signature must be %d lower-case hex digits", 2*sha256.Size)
 	}
 	key, err := v.lookup(ak)
@@ -307,19 +338,37 @@ func (v *verifier) verifyACS(alg, rest string, r *http.Request, rr *rawRequest, 
 		return nil, incomplete("the x-acs-action header is missing")
 	}
 	payload := r.Header.Get("x-acs-content-sha256")
-	if !strings.EqualFold(payload, sha256Hex(body)) {
+	bodySum := sha256.Sum256(body)
+	var bodyHex [2 * sha256.Size]byte
+	hex.Encode(bodyHex[:], bodySum[:])
+	if !strings.EqualFold(payload, string(bodyHex[:])) {
 		return nil, mismatch("x-acs-content-sha256 is not the SHA-256 of the body")
 	}
-	creq := r.Method + "\n/\n" + canonicalQuery(rr.Query, alg == SchemeACS4) + "\n" +
-		canonicalHeaders(r, signed) + "\n" + strings.Join(signed, ";") + "\n" + payload
-	sts := alg + "\n" + sha256Hex([]byte(creq))
+	// The canonical request, hashed; then the string to sign, HMACed. One
+	// buffer, no intermediate strings: this runs for every request.
+	buf := make([]byte, 0, 1024)
+	buf = append(buf, r.Method...)
+	buf = append(buf, "\n/\n"...)
+	buf = appendCanonicalQuery(buf, rr.Query, alg == SchemeACS4)
+	buf = append(buf, '\n')
+	buf = appendCanonicalHeaders(buf, r, signed)
+	buf = append(buf, '\n')
+	buf = append(buf, parts.SignedHeaders...) // = signed joined with ";"
+	buf = append(buf, '\n')
+	buf = append(buf, payload...)
+	creqSum := sha256.Sum256(buf)
+	sts := append(append(buf[:0], alg...), '\n')
+	sts = hex.AppendEncode(sts, creqSum[:])
 	var signingKey []byte
 	if alg == SchemeACS4 {
 		signingKey = acs4SigningKey(key.AccessKeySecret, date, region, product)
 	} else {
 		signingKey = []byte(key.AccessKeySecret)
 	}
-	if !hmac.Equal(hmacSHA256(signingKey, sts), sig) {
+	m := hmac.New(sha256.New, signingKey)
+	m.Write(sts)
+	var mac [sha256.Size]byte
+	if !hmac.Equal(m.Sum(mac[:0]), sig[:]) {
 		return nil, mismatch("the request signature does not match the signature computed with the access key secret")
 	}
 	t, err := parseTimestamp(ts)

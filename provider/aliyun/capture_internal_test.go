@@ -198,7 +198,7 @@ func signedSpans(raw []byte) (spans [][2]int, unsigned [][2]int) {
 			_, rest, _ := strings.Cut(val, " ")
 			if p, err := parseAuthorization(rest); err == nil {
 				signed = map[string]bool{}
-				for h := range strings.SplitSeq(p["SignedHeaders"], ";") {
+				for h := range strings.SplitSeq(p.SignedHeaders, ";") {
 					signed[h] = true
 				}
 			}

@@ -120,11 +120,13 @@ func writeJSON(w http.ResponseWriter, status int, requestID string, b []byte) {
 // larger than the limit.
 func (h *handler) readBody(r *http.Request) ([]byte, error) {
 	max := h.cfg.MaxBodyBytes
-	tooLarge := apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge,
-		"the request (query string and body) exceeds %d bytes", max)
+	tooLarge := func() error {
+		return apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge,
+			"the request (query string and body) exceeds %d bytes", max)
+	}
 	left := max - int64(len(r.URL.RawQuery))
 	if left < 0 || r.ContentLength > left {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	if r.Body == nil {
 		return nil, nil
@@ -134,7 +136,7 @@ func (h *handler) readBody(r *http.Request) ([]byte, error) {
 		return nil, provider.InvalidParam("body", "the request body could not be read")
 	}
 	if int64(len(b)) > left {
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	return b, nil
 }

@@ -81,6 +81,10 @@ func parseRaw(rawQuery, contentType string, body []byte) (*rawRequest, error) {
 			return nil, err
 		}
 	}
+	if len(rr.Form) == 0 {
+		rr.All = rr.Query // what the SDKs send: parameters in the query only
+		return rr, nil
+	}
 	rr.All = make(map[string]string, len(rr.Query)+len(rr.Form))
 	for k, v := range rr.Query {
 		rr.All[k] = v

@@ -126,7 +126,9 @@ func IsTencent(r *http.Request) bool {
 	if r.Header.Get("X-TC-Action") != "" || strings.HasPrefix(r.Header.Get("Authorization"), "TC3-") {
 		return true
 	}
-	if r.URL.Query().Has("SecretId") {
+	// Parsing the query costs a map per request: only when it may hold
+	// SecretId (literally, or with its name percent-encoded).
+	if q := r.URL.RawQuery; (strings.Contains(q, "SecretId") || strings.Contains(q, "%")) && r.URL.Query().Has("SecretId") {
 		return true
 	}
 	if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
