@@ -87,3 +87,22 @@ func TestCLIHostileInput(t *testing.T) {
 		t.Fatal(errOut)
 	}
 }
+
+// Without a home (or with a token that is not there) the command says why
+// and what to do, not only that the key store is unavailable.
+func TestCLITokenOpenErrorsSayWhy(t *testing.T) {
+	empty := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--home", empty, "kms", "ListKeys"}, "run `p11kms init` first"},
+		{[]string{"--home", empty, "importer", "ListWrappingKeys"}, "run `p11kms init` first"},
+		{[]string{"--token", "pkcs11:token=no-such-token", "kms", "ListKeys"}, `no token matches label \"no-such-token\"`},
+	} {
+		_, errOut, code := cli(t, c.args...)
+		if code != 1 || !strings.Contains(errOut, "InternalFailure") || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, stderr %s; want InternalFailure saying %s", c.args, code, errOut, c.want)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/importer"
 )
 
@@ -19,7 +18,7 @@ func importerAction[Req, Resp any](g *globals, name, short string, op func(*impo
 		Run: func(ctx context.Context, req any) (any, error) {
 			tok, err := g.openToken(ctx)
 			if err != nil {
-				return nil, provider.Internal("opening the token", err)
+				return nil, tokenOpenError(err)
 			}
 			defer tok.Close()
 			return op(importer.New(tok), ctx, req.(*Req))

@@ -29,9 +29,19 @@ func kmsAction[Req, Resp any](g *globals, name, short string, op func(*provider.
 func (g *globals) openService(ctx context.Context) (*provider.Service, func(), error) {
 	tok, err := g.openToken(ctx)
 	if err != nil {
-		return nil, nil, provider.Internal("opening the token", err)
+		return nil, nil, tokenOpenError(err)
 	}
 	return provider.New(tok, provider.Options{}), func() { tok.Close() }, nil
+}
+
+// tokenOpenError is InternalFailure with its cause in the message: unlike a
+// remote client of the wire API, the operator running the command needs to
+// know why (no home: run init; a wrong PIN; no such token). The causes name
+// paths, labels and PKCS#11 return values, never a PIN.
+func tokenOpenError(err error) error {
+	e := provider.NewError(provider.CodeInternalFailure, "opening the token failed: %v", err)
+	e.Err = err
+	return e
 }
 
 func newKMSCmd(g *globals) *cobra.Command {
