@@ -634,9 +634,11 @@ func assertSameAESKey(t *testing.T, tok *hsm.Token, h hsm.ObjectHandle, key []by
 	}
 }
 
-func TestSM2KeyPairAndECDH(t *testing.T) {
-	tok := softhsmtest.New(t)
-	kp, err := tok.GenerateKeyPair(bg, hsm.KeyPairOptions{Type: hsm.SM2, Label: "wrap-sm2"})
+// newSM2Pair generates an SM2 key pair in tok and returns it with its
+// public key, checked to be on gmsm's SM2 curve.
+func newSM2Pair(t *testing.T, tok *hsm.Token, ephemeral bool) (hsm.KeyPair, *ecdsa.PublicKey) {
+	t.Helper()
+	kp, err := tok.GenerateKeyPair(bg, hsm.KeyPairOptions{Type: hsm.SM2, Label: "wrap-sm2", Ephemeral: ephemeral})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -648,10 +650,13 @@ func TestSM2KeyPairAndECDH(t *testing.T) {
 	if epub.Curve != sm2.P256() {
 		t.Fatal("not on gmsm's SM2 curve")
 	}
-	if v, _ := tok.BoolAttribute(bg, kp.Private, pkcs11.CKA_DERIVE); !v {
-		t.Fatal("SM2 private key cannot derive")
-	}
-	// A peer's ephemeral key C1 = [k]G; the token computes x([d]C1); Go computes x([k]P).
+	return kp, epub
+}
+
+// deriveMatchesGo makes a peer's ephemeral key C1 = [k]G, has the token
+// compute x([d]C1) and checks it against Go's x([k]P). It returns C1.
+func deriveMatchesGo(t *testing.T, tok *hsm.Token, kp hsm.KeyPair, pub *ecdsa.PublicKey) []byte {
+	t.Helper()
 	k, err := sm2.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -661,10 +666,20 @@ func TestSM2KeyPairAndECDH(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wx, _ := sm2.P256().ScalarMult(epub.X, epub.Y, k.D.Bytes())
+	wx, _ := sm2.P256().ScalarMult(pub.X, pub.Y, k.D.Bytes())
 	if !bytes.Equal(x2, pad32(wx)) {
 		t.Fatalf("token x2 %x != %x", x2, pad32(wx))
 	}
+	return c1
+}
+
+func TestSM2KeyPairAndECDH(t *testing.T) {
+	tok := softhsmtest.New(t)
+	kp, pub := newSM2Pair(t, tok.Token, false)
+	if v, _ := tok.BoolAttribute(bg, kp.Private, pkcs11.CKA_DERIVE); !v {
+		t.Fatal("SM2 private key cannot derive")
+	}
+	c1 := deriveMatchesGo(t, tok.Token, kp, pub)
 	// No derived object is left behind.
 	if hs, _ := tok.FindObjects(bg, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET)}); len(hs) != 0 {
 		t.Fatalf("%d derived objects left", len(hs))
@@ -846,29 +861,9 @@ func TestDeriveECDH1PublicSecretFallsBackToPrivate(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer tok.Close()
-			kp, err := tok.GenerateKeyPair(bg, hsm.KeyPairOptions{Type: hsm.SM2, Label: "wrap-sm2", Ephemeral: true})
-			if err != nil {
-				t.Fatal(err)
-			}
-			pub, err := tok.PublicKey(bg, kp.Public)
-			if err != nil {
-				t.Fatal(err)
-			}
-			epub := pub.(*ecdsa.PublicKey)
-			for i := range 3 {
-				k, err := sm2.GenerateKey(rand.Reader)
-				if err != nil {
-					t.Fatal(err)
-				}
-				c1 := append([]byte{4}, append(pad32(k.PublicKey.X), pad32(k.PublicKey.Y)...)...)
-				x2, err := tok.DeriveECDH1(bg, kp.Private, c1, 32)
-				if err != nil {
-					t.Fatalf("derive %d: %v", i, err)
-				}
-				wx, _ := sm2.P256().ScalarMult(epub.X, epub.Y, k.D.Bytes())
-				if !bytes.Equal(x2, pad32(wx)) {
-					t.Fatalf("derive %d: x2 %x, want %x", i, x2, pad32(wx))
-				}
+			kp, pub := newSM2Pair(t, tok, true)
+			for range 3 {
+				deriveMatchesGo(t, tok, kp, pub)
 			}
 			if policy == "private only" && (m.refused.Load() != 1 || m.derives.Load() != 4) {
 				t.Fatalf("%d refusals in %d derives: want the public template tried once (1 in 4)", m.refused.Load(), m.derives.Load())
