@@ -94,6 +94,9 @@ func (o *SecretKeyOptions) identity() []*pkcs11.Attribute {
 // creations ([Token.lockObjects]). On failure it destroys whatever matches
 // identity: SoftHSM2 < 2.7 may report an error and still create the object.
 func (t *Token) create(ctx context.Context, persistent bool, identity []*pkcs11.Attribute, fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
+	if err := t.CheckOpen(); err != nil {
+		return 0, err
+	}
 	if persistent {
 		t.lockObjects()
 		defer t.unlockObjects()

@@ -319,7 +319,9 @@ func (t *Token) lockObjects() {
 		for syscall.Flock(int(l.file.Fd()), syscall.LOCK_EX) == syscall.EINTR {
 		}
 	}
-	_, _ = t.api.GetTokenInfo(t.slot) // re-index if another process changed the token
+	if !t.closed.Load() { // a closed Token's module may be unloaded: no call at all
+		_, _ = t.api.GetTokenInfo(t.slot) // re-index if another process changed the token
+	}
 }
 
 // excludingSearches returns fn made to run while no search of this process

@@ -133,7 +133,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return fmt.Errorf("media keys: %w", err)
 	}
 	scfg := server.Config{KMS: kms, Keys: keys, Rate: f.rate, Burst: f.burst, MaxBodyBytes: f.maxBody, Metrics: reg,
-		HLSKeys: media.KeyHandler()}
+		HLSKeys: media.KeyHandler(), Log: log}
 	if auditLog != nil {
 		scfg.Audit = auditLog
 	}

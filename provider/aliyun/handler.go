@@ -99,6 +99,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		b, _ := json.Marshal(errorBody{RequestId: rec.RequestId, HostId: host, Code: e.Code, Message: e.Message})
 		rec.Code, rec.HTTPStatus = e.Code, status
+		if e.Code == provider.CodeInternalFailure {
+			rec.Err = err
+		}
 		writeJSON(w, status, rec.RequestId, b)
 	}
 	rec.Latency = time.Since(start)

@@ -8,7 +8,9 @@ package server
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"strings"
@@ -42,6 +44,9 @@ type Config struct {
 	Metrics *prometheus.Registry
 	// Now is the clock for signatures (default time.Now).
 	Now func() time.Time
+	// Log, if set, receives one error line per InternalFailure with its
+	// cause, which the client is not told.
+	Log *slog.Logger
 	// HLSKeys, if set, serves HLS key delivery at GET /hls/key (see
 	// provider/vod): players cannot sign requests, the play token is the
 	// credential.
@@ -70,6 +75,9 @@ func New(cfg Config) *Server {
 	obs := multiObserver{m}
 	if cfg.Audit != nil {
 		obs = append(obs, cfg.Audit)
+	}
+	if cfg.Log != nil {
+		obs = append(obs, failureLog{cfg.Log})
 	}
 	var lim wire.Limiter
 	if cfg.Rate > 0 {
@@ -136,6 +144,22 @@ func IsTencent(r *http.Request) bool {
 		return formHasSecretId(r)
 	}
 	return false
+}
+
+// failureLog logs the cause of every InternalFailure.
+type failureLog struct{ log *slog.Logger }
+
+func (f failureLog) Observe(r wire.Record) {
+	if r.Err == nil {
+		return
+	}
+	cause := r.Err.Error()
+	var pe *provider.Error
+	if errors.As(r.Err, &pe) && pe.Err != nil {
+		cause += ": " + pe.Err.Error()
+	}
+	f.log.Error("internal failure", "api", r.API, "action", r.Action, "keyId", r.KeyId,
+		"requestId", r.RequestId, "code", r.Code, "err", cause)
 }
 
 type multiObserver []wire.Observer

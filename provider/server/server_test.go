@@ -6,12 +6,17 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	openapi "github.com/alibabacloud-go/darabonba-openapi/v2/client"
@@ -196,4 +201,73 @@ func TestRouting(t *testing.T) {
 	if b, _ := io.ReadAll(r.Body); string(b) != body {
 		t.Fatalf("body after routing: %q", b)
 	}
+}
+
+// An InternalFailure reaches the client as the vague wire error; its cause
+// (here: the token closed under the server) goes to the server's log, one
+// error line per failure, for both APIs.
+func TestInternalFailureCauseIsLoggedNotSent(t *testing.T) {
+	tok := softhsmtest.New(t)
+	kms := provider.New(tok.Token, provider.Options{})
+	keys := wire.NewAccessKeys(wire.AccessKey{AccessKeyId: aliID, AccessKeySecret: aliSecret, Policy: all()},
+		wire.AccessKey{AccessKeyId: tcID, AccessKeySecret: tcSecret, Policy: all()})
+	var logBuf bytes.Buffer
+	var mu sync.Mutex
+	logger := slog.New(slog.NewJSONHandler(lockedWriter{&mu, &logBuf}, nil))
+	srv := httptest.NewServer(server.New(server.Config{KMS: kms, Keys: keys, Log: logger}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	ali, err := alikms.NewClient(&openapi.Config{Endpoint: tea.String(addr), Protocol: tea.String("HTTP"), RegionId: tea.String("cn-hangzhou"),
+		AccessKeyId: tea.String(aliID), AccessKeySecret: tea.String(aliSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ali.CreateKey(&alikms.CreateKeyRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	tok.Close()
+	_, err = ali.CreateKey(&alikms.CreateKeyRequest{})
+	var sdkErr *tea.SDKError
+	if !errors.As(err, &sdkErr) || tea.StringValue(sdkErr.Code) != provider.CodeInternalFailure || strings.Contains(err.Error(), "closed") {
+		t.Fatalf("Alibaba SDK error %v: want InternalFailure without its cause", err)
+	}
+	cpf := profile.NewClientProfile()
+	cpf.HttpProfile.Endpoint = addr
+	cpf.HttpProfile.Scheme = "http"
+	tc, err := tckms.NewClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", cpf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creq := tckms.NewCreateKeyRequest()
+	creq.Alias = common.StringPtr("after-close")
+	_, err = tc.CreateKey(creq)
+	if err == nil || strings.Contains(err.Error(), "closed") {
+		t.Fatalf("Tencent SDK error %v: want an internal error without its cause", err)
+	}
+	mu.Lock()
+	lines := strings.Split(strings.TrimSpace(logBuf.String()), "\n")
+	mu.Unlock()
+	if len(lines) != 2 {
+		t.Fatalf("%d log lines, want one per failure (2):\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	for i, api := range []string{"aliyun", "tencent"} {
+		var l map[string]any
+		if err := json.Unmarshal([]byte(lines[i]), &l); err != nil {
+			t.Fatal(err)
+		}
+		if l["level"] != "ERROR" || l["api"] != api || l["action"] != "CreateKey" || !strings.Contains(fmt.Sprint(l["err"]), "closed") {
+			t.Errorf("log line %s: want an ERROR for %s CreateKey naming the cause (token closed)", lines[i], api)
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -81,6 +81,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		code, msg := codeAndMessage(err)
 		rec.Code = code
+		if code == CodeInternalError {
+			rec.Err = err
+		}
 		out, _ = json.Marshal(errorEnvelope{Response: errorBody{Error: errorDetail{Code: code, Message: msg}, RequestId: rec.RequestId}})
 	} else {
 		out = envelope(resp, rec.RequestId)

@@ -85,6 +85,10 @@ type Record struct {
 	Code         string // "" on success, else the wire error code
 	HTTPStatus   int
 	Latency      time.Duration
+	// Err is why an InternalFailure failed (PKCS#11 return values, what
+	// was being done): for the server's own log, never sent to the client
+	// and never written to the audit log.
+	Err error
 }
 
 // Observer receives one Record per request (audit log, metrics).
