@@ -285,7 +285,7 @@ func (t *Token) writeDataLocked(ctx context.Context, app, label string, base *Da
 			break
 		}
 		clean := t.destroyOrphan(ctx, app, label, obj.nonce)
-		transient := IsCode(err, pkcs11.CKR_GENERAL_ERROR) || IsCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT)
+		transient := IsCode(err, pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_TEMPLATE_INCONSISTENT)
 		if !transient || attempt == 3 {
 			if clean {
 				return nil, fmt.Errorf("%w (%w)", err, ErrNotWritten)

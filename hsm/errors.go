@@ -54,9 +54,14 @@ func ckr(op string, err error) error {
 	return fmt.Errorf("hsm: %s: %w", op, err)
 }
 
-// IsCode reports whether err carries the PKCS#11 return value code.
-func IsCode(err error, code uint) bool {
-	return errors.Is(err, pkcs11.Error(code))
+// IsCode reports whether err carries one of the PKCS#11 return values codes.
+func IsCode(err error, codes ...uint) bool {
+	for _, c := range codes {
+		if errors.Is(err, pkcs11.Error(c)) {
+			return true
+		}
+	}
+	return false
 }
 
 // CodeOf returns the CKR code carried by err, if any.

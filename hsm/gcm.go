@@ -83,13 +83,8 @@ func (t *Token) DecryptGCM(ctx context.Context, key ObjectHandle, iv, sealed, aa
 }
 
 func isAuthFailure(err error) bool {
-	for _, c := range []uint{pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_ENCRYPTED_DATA_INVALID,
-		pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, ckrAEADDecryptFailed} {
-		if IsCode(err, c) {
-			return true
-		}
-	}
-	return false
+	return IsCode(err, pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_ENCRYPTED_DATA_INVALID,
+		pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE, ckrAEADDecryptFailed)
 }
 
 // ckrAEADDecryptFailed is PKCS#11 3.0's CKR_AEAD_DECRYPT_FAILED.

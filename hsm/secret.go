@@ -249,5 +249,5 @@ func (t *Token) onKeeper(fn func(*Session) (ObjectHandle, error)) (ObjectHandle,
 // IsHandleInvalid reports whether err means an object handle no longer
 // names an object (a destroyed session copy, a key deleted meanwhile).
 func IsHandleInvalid(err error) bool {
-	return IsCode(err, pkcs11.CKR_OBJECT_HANDLE_INVALID) || IsCode(err, pkcs11.CKR_KEY_HANDLE_INVALID)
+	return IsCode(err, pkcs11.CKR_OBJECT_HANDLE_INVALID, pkcs11.CKR_KEY_HANDLE_INVALID)
 }

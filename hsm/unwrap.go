@@ -62,12 +62,7 @@ func (m RSAMechanism) mechanism() (*pkcs11.Mechanism, error) {
 // isMechanismRefusal reports whether err is the token refusing a mechanism
 // or its parameters (SoftHSM 2.6.1 answers OAEP-SHA-256 with CKR_ARGUMENTS_BAD).
 func isMechanismRefusal(err error) bool {
-	for _, c := range []uint{pkcs11.CKR_ARGUMENTS_BAD, pkcs11.CKR_MECHANISM_INVALID, pkcs11.CKR_MECHANISM_PARAM_INVALID} {
-		if IsCode(err, c) {
-			return true
-		}
-	}
-	return false
+	return IsCode(err, pkcs11.CKR_ARGUMENTS_BAD, pkcs11.CKR_MECHANISM_INVALID, pkcs11.CKR_MECHANISM_PARAM_INVALID)
 }
 
 // SupportsRSA reports whether the token accepts mech with the RSA key pair
@@ -182,15 +177,10 @@ func (t *Token) UnwrapRSAAnyLength(ctx context.Context, priv ObjectHandle, mech 
 }
 
 func isUnwrapFailure(err error) bool {
-	for _, c := range []uint{pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
+	return IsCode(err, pkcs11.CKR_ENCRYPTED_DATA_INVALID, pkcs11.CKR_ENCRYPTED_DATA_LEN_RANGE,
 		pkcs11.CKR_WRAPPED_KEY_INVALID, pkcs11.CKR_WRAPPED_KEY_LEN_RANGE, pkcs11.CKR_GENERAL_ERROR,
 		pkcs11.CKR_TEMPLATE_INCONSISTENT, pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_KEY_SIZE_RANGE,
-		pkcs11.CKR_DATA_INVALID, pkcs11.CKR_DATA_LEN_RANGE} {
-		if IsCode(err, c) {
-			return true
-		}
-	}
-	return false
+		pkcs11.CKR_DATA_INVALID, pkcs11.CKR_DATA_LEN_RANGE)
 }
 
 // DecryptRSA decrypts ciphertext with the RSA private key in the token
@@ -277,12 +267,7 @@ func (t *Token) DeriveECDH1(ctx context.Context, priv ObjectHandle, peerPoint []
 // isTemplateRefusal reports whether err is the token refusing a template
 // (an attribute value its policy does not allow).
 func isTemplateRefusal(err error) bool {
-	for _, c := range []uint{pkcs11.CKR_TEMPLATE_INCONSISTENT, pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_ATTRIBUTE_READ_ONLY} {
-		if IsCode(err, c) {
-			return true
-		}
-	}
-	return false
+	return IsCode(err, pkcs11.CKR_TEMPLATE_INCONSISTENT, pkcs11.CKR_ATTRIBUTE_VALUE_INVALID, pkcs11.CKR_ATTRIBUTE_READ_ONLY)
 }
 
 // KCV computes an AES key's check value in the token: the first 3 bytes of
@@ -298,8 +283,7 @@ func (t *Token) KCV(ctx context.Context, key ObjectHandle) ([]byte, error) {
 		return b, ckr("C_Encrypt(CKM_AES_ECB)", err)
 	})
 	if err != nil {
-		if IsCode(err, pkcs11.CKR_KEY_SIZE_RANGE) || IsCode(err, pkcs11.CKR_GENERAL_ERROR) || IsCode(err, pkcs11.CKR_KEY_TYPE_INCONSISTENT) ||
-			IsCode(err, pkcs11.CKR_MECHANISM_INVALID) {
+		if IsCode(err, pkcs11.CKR_KEY_SIZE_RANGE, pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_KEY_TYPE_INCONSISTENT, pkcs11.CKR_MECHANISM_INVALID) {
 			return nil, fmt.Errorf("%w: not a valid AES key (%w)", ErrDecryption, err)
 		}
 		return nil, err

@@ -271,14 +271,12 @@ func (s *Service) DeleteKey(ctx context.Context, req *DeleteKeyRequest) (*Delete
 
 	// A session key this service imported needs no search: no other
 	// process can see it, and this one imports a label one at a time.
-	if k, ok := s.cachedKey(req.KeyLabel); ok && k.session {
-		if s.isOwnSessionKey(ctx, k, req.KeyLabel) {
-			if err := s.tok.DestroySessionObject(ctx, k.h); err != nil && !isStale(err) {
-				return nil, internal("destroying the key", err)
-			}
-			return &DeleteKeyResponse{KeyLabel: req.KeyLabel, RequestId: uuid.NewString()}, nil
+	// One gone with its session, or a token key: search the label.
+	if k, ok := s.cachedKey(req.KeyLabel); ok && s.isOwnSessionKey(ctx, k, req.KeyLabel) {
+		if err := s.tok.DestroySessionObject(ctx, k.h); err != nil && !isStale(err) {
+			return nil, internal("destroying the key", err)
 		}
-		// Gone with its session: the label may still name a token key.
+		return &DeleteKeyResponse{KeyLabel: req.KeyLabel, RequestId: uuid.NewString()}, nil
 	}
 	objs, err := s.objectsLabelled(ctx, req.KeyLabel)
 	if err != nil {
