@@ -545,6 +545,16 @@ func (s *Service) forgetOnTokenError(keyID string, err error) {
 	}
 }
 
+// isCurrentCopy reports whether c is still the version's registered copy.
+// A copy is unregistered before it is destroyed, so a failure with a copy
+// that is no longer current may be its destruction.
+func (s *Service) isCurrentCopy(id [16]byte, c hsm.ObjectHandle) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.versions[id]
+	return ok && v.copy == c
+}
+
 // dropCopy forgets a session copy that no longer works.
 func (s *Service) dropCopy(id [16]byte, c hsm.ObjectHandle) {
 	s.mu.Lock()
@@ -580,9 +590,16 @@ func (s *Service) withVersionKey(ctx context.Context, id [16]byte, v versionRef,
 	}
 	if v.copy != 0 {
 		err := op(v.copy)
-		if err == nil || !hsm.IsHandleInvalid(err) {
+		if err == nil || !hsm.IsHandleInvalid(err) && s.isCurrentCopy(id, v.copy) {
 			return err
 		}
+		// The copy is gone: the token forgot it, or this process destroyed
+		// it while the request used it (a disable, a deletion or a token
+		// error forgets the key's copies first, then destroys them).
+		// SoftHSM2 answers an operation that meets the destruction with any
+		// of CKR_OBJECT_HANDLE_INVALID, CKR_KEY_TYPE_INCONSISTENT,
+		// CKR_KEY_FUNCTION_NOT_PERMITTED or CKR_MECHANISM_INVALID. The token
+		// object is the same key: the request finishes with it.
 		s.dropCopy(id, v.copy)
 	}
 	err := op(v.handle)
