@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/google/uuid"
 
@@ -135,7 +136,8 @@ func (s *Service) sealWith(ctx context.Context, k *primaryKey, iv, pt []byte, ec
 }
 
 // newDataKey draws n key bytes and the IV from one C_GenerateRandom and
-// seals the key. The caller must zero the returned key.
+// seals the key. The returned key is a pool buffer: the caller must give it
+// back (s.plain.put), which clears it.
 func (s *Service) newDataKey(ctx context.Context, k *primaryKey, n int, ec wrap.EncryptionContext) (dk, blob []byte, err error) {
 	if err := s.ensureHandle(ctx, k); err != nil {
 		return nil, nil, err
@@ -144,10 +146,10 @@ func (s *Service) newDataKey(ctx context.Context, k *primaryKey, n int, ec wrap.
 	if err != nil {
 		return nil, nil, Internal("drawing random bytes from the token", err)
 	}
-	dk, iv := r[:n], r[n:]
+	dk, iv := s.plain.fill(r[:n]), r[n:]
 	blob, err = s.sealWith(ctx, k, iv, dk, ec)
 	if err != nil {
-		wrap.ZeroBytes(r)
+		s.plain.put(dk)
 		return nil, nil, err
 	}
 	return dk, blob, nil
@@ -201,7 +203,7 @@ func (s *Service) open(ctx context.Context, blobB64 string, ec wrap.EncryptionCo
 		s.forgetOnTokenError(v.keyID, err)
 		return nil, uuid.UUID{}, nil, Internal("decrypting in the token", err)
 	}
-	return m, b.VersionID, pt, nil
+	return m, b.VersionID, s.plain.fill(pt), nil
 }
 
 // exporter is a validated public key and algorithm.
@@ -334,7 +336,7 @@ func dryRun() error { return NewError(CodeDryRun, "the request would have succee
 // issueDataKey is what both data-key generators share: the key length,
 // the context, an optional exporter (checked against the length), the
 // Enabled primary version, DryRun, then one C_GenerateRandom for key and
-// IV and the CMK seal. The caller must zero dk (s.zero).
+// IV and the CMK seal. dk is a pool buffer the caller must put back.
 func (s *Service) issueDataKey(ctx context.Context, keyRef, keySpec string, numberOfBytes int, ec wrap.EncryptionContext,
 	exporterOf func() (*exporter, error), dry bool) (k *primaryKey, ex *exporter, dk, blob []byte, err error) {
 	n, err := dataKeyLength(keySpec, numberOfBytes)
@@ -380,7 +382,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, req *GenerateDataKeyReque
 	if err != nil {
 		return nil, err
 	}
-	defer s.zero(dk)
+	defer s.plain.put(dk)
 	resp := &GenerateDataKeyResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(),
 		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), KeyCheckValue: kcvOf(dk), RequestId: NewRequestID()}
 	if ex != nil {
@@ -416,7 +418,7 @@ func (s *Service) GenerateAndExportDataKey(ctx context.Context, req *GenerateAnd
 	if err != nil {
 		return nil, err
 	}
-	defer s.zero(dk)
+	defer s.plain.put(dk)
 	exported, err := ex.export(dk)
 	if err != nil {
 		return nil, err
@@ -432,17 +434,14 @@ func (s *Service) ExportDataKey(ctx context.Context, req *ExportDataKeyRequest) 
 	if err != nil {
 		return nil, err
 	}
-	if req.DryRun {
-		if _, _, _, err := s.open(ctx, req.CiphertextBlob, req.EncryptionContext, "EncryptionContext"); err != nil {
-			return nil, err
-		}
-		return nil, dryRun()
-	}
 	m, vid, dk, err := s.open(ctx, req.CiphertextBlob, req.EncryptionContext, "EncryptionContext")
 	if err != nil {
 		return nil, err
 	}
-	defer s.zero(dk)
+	defer s.plain.put(dk)
+	if req.DryRun {
+		return nil, dryRun()
+	}
 	if err := ex.check(len(dk)); err != nil {
 		return nil, err
 	}
@@ -456,14 +455,11 @@ func (s *Service) ExportDataKey(ctx context.Context, req *ExportDataKeyRequest) 
 
 // Encrypt encrypts up to 6 KiB (base64 Plaintext) under a CMK.
 func (s *Service) Encrypt(ctx context.Context, req *EncryptRequest) (*EncryptResponse, error) {
-	pt, err := base64.StdEncoding.DecodeString(req.Plaintext)
+	pt, err := s.decodePlaintext(req.Plaintext)
 	if err != nil {
-		return nil, InvalidParam("Plaintext", "is not valid base64")
+		return nil, err
 	}
-	defer s.zero(pt)
-	if len(pt) < 1 || len(pt) > MaxPlaintextBytes {
-		return nil, InvalidParam("Plaintext", "%d bytes: accepted 1 to %d", len(pt), MaxPlaintextBytes)
-	}
+	defer s.plain.put(pt)
 	if err := checkContext("EncryptionContext", req.EncryptionContext); err != nil {
 		return nil, err
 	}
@@ -486,13 +482,32 @@ func (s *Service) Encrypt(ctx context.Context, req *EncryptRequest) (*EncryptRes
 		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), RequestId: NewRequestID()}, nil
 }
 
+// decodePlaintext decodes Encrypt's base64 Plaintext straight into a pool
+// buffer (the caller puts it back). The size is checked from the encoded
+// length first, so an oversized request costs no decoding.
+func (s *Service) decodePlaintext(b64 string) ([]byte, error) {
+	bound := base64.StdEncoding.DecodedLen(len(b64))
+	if n := bound - strings.Count(b64[max(0, len(b64)-2):], "="); n < 1 || n > MaxPlaintextBytes {
+		return nil, InvalidParam("Plaintext", "%d bytes: accepted 1 to %d", n, MaxPlaintextBytes)
+	}
+	pt := s.plain.get(bound)
+	// Read the string in place: a []byte conversion would leave one more
+	// copy of the plaintext (as base64) that nothing clears.
+	n, err := base64.StdEncoding.Decode(pt, unsafe.Slice(unsafe.StringData(b64), len(b64)))
+	if err != nil {
+		s.plain.put(pt)
+		return nil, InvalidParam("Plaintext", "is not valid base64")
+	}
+	return pt[:n], nil
+}
+
 // Decrypt decrypts a CiphertextBlob with the version that made it.
 func (s *Service) Decrypt(ctx context.Context, req *DecryptRequest) (*DecryptResponse, error) {
 	m, vid, pt, err := s.open(ctx, req.CiphertextBlob, req.EncryptionContext, "EncryptionContext")
 	if err != nil {
 		return nil, err
 	}
-	defer s.zero(pt)
+	defer s.plain.put(pt)
 	if req.DryRun {
 		return nil, dryRun()
 	}
@@ -529,7 +544,7 @@ func (s *Service) ReEncrypt(ctx context.Context, req *ReEncryptRequest) (*ReEncr
 	if err != nil {
 		return nil, err
 	}
-	defer s.zero(pt)
+	defer s.plain.put(pt)
 	if req.DryRun {
 		return nil, dryRun()
 	}
@@ -577,12 +592,4 @@ func (s *Service) BlobKeyId(ctx context.Context, blobB64 string) (string, error)
 		return "", err
 	}
 	return v.keyID, nil
-}
-
-// zero clears plaintext key material when an operation is done with it.
-func (s *Service) zero(b []byte) {
-	wrap.ZeroBytes(b)
-	if s.zeroed != nil {
-		s.zeroed(b)
-	}
 }

@@ -1,5 +1,13 @@
 package provider
 
-// SetZeroedHook lets tests see each plaintext buffer after the service
-// cleared it.
-func (s *Service) SetZeroedHook(f func([]byte)) { s.zeroed = f }
+// PlaintextPoolState reports the service's plaintext buffers: how many are
+// handed out and not returned, how many were handed out in all, and copies
+// of the ones the pool keeps (each should be all zero).
+func (s *Service) PlaintextPoolState() (out int, gets uint64, free [][]byte) {
+	s.plain.mu.Lock()
+	defer s.plain.mu.Unlock()
+	for _, b := range s.plain.free {
+		free = append(free, append([]byte(nil), b...))
+	}
+	return s.plain.out, s.plain.gets, free
+}

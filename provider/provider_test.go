@@ -711,33 +711,121 @@ func TestSweepRepairsOrphans(t *testing.T) {
 	}
 }
 
-// Every plaintext buffer (data keys, decrypted blobs, Encrypt input) is
-// zeroed before the operation returns.
+// codeIs returns nil if err carries code, and an error saying what came
+// instead otherwise.
+func codeIs(err error, code string) error {
+	if got := provider.ErrorCode(err); got != code {
+		return fmt.Errorf("got %q (%v), want %s", got, err, code)
+	}
+	return nil
+}
+
+// Every plaintext the operations hold (data keys, decrypted blobs, Encrypt
+// input) is in a buffer of the service's pool, and every operation — done,
+// dry-run or failed — hands its buffers back cleared: none is left out, and
+// every buffer the pool keeps is all zero.
 func TestPlaintextBuffersZeroed(t *testing.T) {
 	s, _, _ := newService(t)
 	id := createKey(t, s)
-	var mu sync.Mutex
-	var seen [][]byte
-	s.SetZeroedHook(func(b []byte) { mu.Lock(); seen = append(seen, b); mu.Unlock() })
 	rk, _ := rsa.GenerateKey(rand.Reader, 2048)
 	der, _ := wrap.MarshalPublicKeyDER(&rk.PublicKey)
+	pub := base64.StdEncoding.EncodeToString(der)
 	g, err := s.GenerateDataKey(bg, &provider.GenerateDataKeyRequest{KeyId: id})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.GenerateAndExportDataKey(bg, &provider.GenerateAndExportDataKeyRequest{KeyId: id, PublicKeyBlob: base64.StdEncoding.EncodeToString(der),
-		WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256"})
-	s.Decrypt(bg, &provider.DecryptRequest{CiphertextBlob: g.CiphertextBlob})
-	s.Encrypt(bg, &provider.EncryptRequest{KeyId: id, Plaintext: base64.StdEncoding.EncodeToString([]byte("secret data"))})
-	s.ReEncrypt(bg, &provider.ReEncryptRequest{CiphertextBlob: g.CiphertextBlob, DestinationKeyId: id})
-	s.ExportDataKey(bg, &provider.ExportDataKeyRequest{CiphertextBlob: g.CiphertextBlob, PublicKeyBlob: base64.StdEncoding.EncodeToString(der),
-		WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256"})
-	if len(seen) < 6 {
-		t.Fatalf("only %d plaintext buffers cleared", len(seen))
+	long, err := s.GenerateDataKey(bg, &provider.GenerateDataKeyRequest{KeyId: id, NumberOfBytes: provider.MaxDataKeyBytes})
+	if err != nil {
+		t.Fatal(err)
 	}
-	for i, b := range seen {
-		if len(b) == 0 || !bytes.Equal(b, make([]byte, len(b))) {
-			t.Fatalf("buffer %d (%d bytes) not zeroed", i, len(b))
+	ec := wrap.EncryptionContext{"a": "b"}
+	withEC, err := s.Encrypt(bg, &provider.EncryptRequest{KeyId: id, Plaintext: base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, provider.MaxPlaintextBytes)), EncryptionContext: ec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	export := func(blob string, dry bool) func() error {
+		return func() error {
+			_, err := s.ExportDataKey(bg, &provider.ExportDataKeyRequest{CiphertextBlob: blob, PublicKeyBlob: pub,
+				WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256", DryRun: dry})
+			return err
+		}
+	}
+	cases := []struct {
+		name  string
+		holds bool // the operation must have taken a buffer
+		run   func() error
+	}{
+		{"GenerateDataKey", true, func() error {
+			_, err := s.GenerateDataKey(bg, &provider.GenerateDataKeyRequest{KeyId: id})
+			return err
+		}},
+		{"GenerateDataKeyWithoutPlaintext", true, func() error {
+			_, err := s.GenerateDataKeyWithoutPlaintext(bg, &provider.GenerateDataKeyRequest{KeyId: id, NumberOfBytes: 7})
+			return err
+		}},
+		{"GenerateAndExportDataKey", true, func() error {
+			_, err := s.GenerateAndExportDataKey(bg, &provider.GenerateAndExportDataKeyRequest{KeyId: id, PublicKeyBlob: pub,
+				WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256"})
+			return err
+		}},
+		{"Decrypt", true, func() error {
+			_, err := s.Decrypt(bg, &provider.DecryptRequest{CiphertextBlob: withEC.CiphertextBlob, EncryptionContext: ec})
+			return err
+		}},
+		{"Decrypt DryRun", true, func() error {
+			_, err := s.Decrypt(bg, &provider.DecryptRequest{CiphertextBlob: g.CiphertextBlob, DryRun: true})
+			return codeIs(err, provider.CodeDryRun)
+		}},
+		{"Encrypt", true, func() error {
+			_, err := s.Encrypt(bg, &provider.EncryptRequest{KeyId: id, Plaintext: base64.StdEncoding.EncodeToString([]byte("secret data"))})
+			return err
+		}},
+		{"Encrypt bad base64", true, func() error {
+			_, err := s.Encrypt(bg, &provider.EncryptRequest{KeyId: id, Plaintext: "c2VjcmV0!!!!"})
+			return codeIs(err, provider.CodeInvalidParameter)
+		}},
+		{"Encrypt unknown key", true, func() error {
+			_, err := s.Encrypt(bg, &provider.EncryptRequest{KeyId: "no-such-key", Plaintext: "c2VjcmV0"})
+			return codeIs(err, provider.CodeKeyNotFound)
+		}},
+		{"ReEncrypt", true, func() error {
+			_, err := s.ReEncrypt(bg, &provider.ReEncryptRequest{CiphertextBlob: g.CiphertextBlob, DestinationKeyId: id})
+			return err
+		}},
+		{"ReEncrypt to a public key", true, func() error {
+			_, err := s.ReEncrypt(bg, &provider.ReEncryptRequest{CiphertextBlob: g.CiphertextBlob, PublicKeyBlob: pub,
+				WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256"})
+			return err
+		}},
+		{"ExportDataKey", true, export(g.CiphertextBlob, false)},
+		{"ExportDataKey DryRun", true, func() error { return codeIs(export(g.CiphertextBlob, true)(), provider.CodeDryRun) }},
+		{"ExportDataKey too long for the public key", true, func() error {
+			return codeIs(export(long.CiphertextBlob, false)(), provider.CodeInvalidParameter)
+		}},
+		{"Decrypt wrong context", false, func() error {
+			_, err := s.Decrypt(bg, &provider.DecryptRequest{CiphertextBlob: withEC.CiphertextBlob})
+			return codeIs(err, provider.CodeInvalidCiphertext)
+		}},
+	}
+	for _, c := range cases {
+		_, before, _ := s.PlaintextPoolState()
+		if err := c.run(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		out, gets, free := s.PlaintextPoolState()
+		if out != 0 {
+			t.Errorf("%s: %d plaintext buffers not handed back", c.name, out)
+		}
+		if c.holds && gets == before {
+			t.Errorf("%s: held its plaintext outside the pool", c.name)
+		}
+		if len(free) == 0 {
+			t.Errorf("%s: the pool keeps no buffer", c.name)
+		}
+		for i, b := range free {
+			if !bytes.Equal(b, make([]byte, len(b))) {
+				t.Fatalf("%s: pooled buffer %d (%d bytes) not cleared", c.name, i, len(b))
+			}
 		}
 	}
 }

@@ -54,7 +54,7 @@ type Service struct {
 	keyLoads       singleflight.Group
 	orphans        map[string]time.Time // "<KeyId>/<KeyVersionId>" of unnamed version objects, first seen
 
-	zeroed func([]byte) // test hook: sees every plaintext buffer after it is cleared
+	plain plaintextPool // every plaintext buffer the operations hold
 }
 
 type versionRef struct {
