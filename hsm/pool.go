@@ -56,9 +56,6 @@ func (p *pool) acquire(ctx context.Context) error {
 
 // get returns an idle session or opens a new one; the caller owns a place.
 func (p *pool) get(ctx context.Context) (*Session, error) {
-	if p.tok.closed.Load() {
-		return nil, ErrClosed
-	}
 	if err := p.acquire(ctx); err != nil {
 		return nil, err
 	}
@@ -133,6 +130,10 @@ func (p *pool) closeIdle() {
 // since a call on an invalid session does nothing.
 func Do[T any](ctx context.Context, t *Token, fn func(*Session) (T, error)) (T, error) {
 	var zero T
+	if err := t.enter(); err != nil {
+		return zero, err
+	}
+	defer t.leave()
 	s, err := t.pool.get(ctx)
 	if err != nil {
 		return zero, err

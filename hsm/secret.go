@@ -209,9 +209,10 @@ const maxKeepers = 4
 // onKeeper runs fn on a free keeper session (or waits for one), opening it
 // if needed and reopening it once if it is lost.
 func (t *Token) onKeeper(fn func(*Session) (ObjectHandle, error)) (ObjectHandle, error) {
-	if err := t.CheckOpen(); err != nil {
+	if err := t.enter(); err != nil {
 		return 0, err
 	}
+	defer t.leave()
 	n := len(t.keepers)
 	start := int(t.nextKeeper.Add(1) % uint32(n))
 	var k *keeper

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -24,6 +25,7 @@ type Token struct {
 	pool   *pool
 	locks  *tokenLocks // shared by every Token of the same token in this process
 	closed atomic.Bool
+	calls  atomic.Int64 // module calls in flight, see enter
 
 	keepers    []*keeper // see keeper
 	nextKeeper atomic.Uint32
@@ -174,11 +176,19 @@ func (t *Token) openSession() (*Session, error) {
 	return &Session{tok: t, handle: h}, nil
 }
 
-// Close closes the pool's sessions and releases the module. Operations in
-// flight finish; later ones fail with ErrClosed.
+// closeWait bounds how long Close waits for calls in flight.
+const closeWait = 30 * time.Second
+
+// Close waits for the calls in flight to finish (new ones fail with
+// ErrClosed at once), closes the sessions and releases the module. If calls
+// are still in the module after 30 s, the module stays loaded — unloading
+// it under them would crash the process — and Close says so.
 func (t *Token) Close() error {
 	if t.closed.Swap(true) {
 		return nil
+	}
+	if n := t.waitForCalls(closeWait); n > 0 {
+		return fmt.Errorf("hsm: closing token %q: %d calls still in the module after %s; the module stays loaded", t.Label(), n, closeWait)
 	}
 	t.pool.closeIdle()
 	for _, k := range t.keepers {
@@ -190,6 +200,39 @@ func (t *Token) Close() error {
 		k.mu.Unlock()
 	}
 	return t.lib.Close()
+}
+
+// enter counts a use of the module that is about to start; it fails with
+// ErrClosed once Close has begun. Every entry point that calls the module
+// (Do, onKeeper, the re-index in lockObjects, Mechanisms) brackets its
+// calls with enter and leave, so Close can wait for them. The count is
+// raised before closed is read and Close sets closed before it reads the
+// count: a use that saw the Token open is always waited for.
+func (t *Token) enter() error {
+	t.calls.Add(1)
+	if t.closed.Load() {
+		t.calls.Add(-1)
+		return ErrClosed
+	}
+	return nil
+}
+
+// leave ends a use begun by a successful enter.
+func (t *Token) leave() { t.calls.Add(-1) }
+
+// waitForCalls waits until no use of the module is in flight or max has
+// passed, and returns how many are left.
+func (t *Token) waitForCalls(max time.Duration) int64 {
+	deadline := time.Now().Add(max)
+	pause := 50 * time.Microsecond
+	for {
+		n := t.calls.Load()
+		if n <= 0 || time.Now().After(deadline) {
+			return n
+		}
+		time.Sleep(pause)
+		pause = min(2*pause, 10*time.Millisecond)
+	}
 }
 
 // Label returns the token label.
@@ -224,6 +267,10 @@ func (t *Token) PoolSize() int { return cap(t.pool.sem) }
 
 // Mechanisms lists the mechanisms the token offers.
 func (t *Token) Mechanisms() ([]uint, error) {
+	if err := t.enter(); err != nil {
+		return nil, err
+	}
+	defer t.leave()
 	ms, err := t.api.GetMechanismList(t.slot)
 	if err != nil {
 		return nil, ckr("C_GetMechanismList", err)
@@ -319,8 +366,9 @@ func (t *Token) lockObjects() {
 		for syscall.Flock(int(l.file.Fd()), syscall.LOCK_EX) == syscall.EINTR {
 		}
 	}
-	if !t.closed.Load() { // a closed Token's module may be unloaded: no call at all
+	if t.enter() == nil { // a closed Token's module may be unloaded: no call at all
 		_, _ = t.api.GetTokenInfo(t.slot) // re-index if another process changed the token
+		t.leave()
 	}
 }
 

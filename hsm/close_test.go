@@ -1,0 +1,85 @@
+package hsm_test
+
+import (
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/hsm/hsmtest"
+	"github.com/p11kms/p11kms/softhsm/softhsmtest"
+)
+
+// Close waits for the calls in flight — here a C_GenerateRandom held in the
+// module for 300 ms — before it unloads the module; calls that start after
+// Close began fail with ErrClosed. Before, Close unloaded the module under
+// such a call.
+func TestCloseWaitsForCallsInFlight(t *testing.T) {
+	created := softhsmtest.Create(t)
+	faults := hsmtest.New()
+	cfg := created.Config
+	cfg.Wrap = faults.Wrap
+	tok, err := hsm.Open(bg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := tok.GenerateAESKey(bg, 256, hsm.SecretKeyOptions{Label: "k", Usage: hsm.UsageEncrypt | hsm.UsageDecrypt})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const hold = 300 * time.Millisecond
+	faults.Add(hsmtest.Fault{Call: "C_GenerateRandom", Delay: hold, Times: 1})
+	slow := make(chan error, 1)
+	go func() {
+		_, err := tok.Random(bg, 16)
+		slow <- err
+	}()
+	for faults.Hits() == 0 { // the slow call is inside the module
+		time.Sleep(time.Millisecond)
+	}
+	// Busy callers beside it, on the pool and on the keepers.
+	var wg sync.WaitGroup
+	errs := make(chan error, 1000)
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			iv := make([]byte, hsm.GCMIVSize)
+			for {
+				if _, err := tok.EncryptGCM(bg, key, iv, []byte("data"), []byte("aad")); err != nil {
+					errs <- err
+					return
+				}
+				c, err := tok.CopyToSession(bg, key)
+				if err != nil {
+					errs <- err
+					return
+				}
+				_ = tok.DestroySessionObject(bg, c)
+			}
+		}()
+	}
+	time.Sleep(20 * time.Millisecond)
+	start := time.Now()
+	if err := tok.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	waited := time.Since(start)
+	if err := <-slow; err != nil {
+		t.Fatalf("the call in flight at Close failed: %v", err)
+	}
+	if waited < hold/2 {
+		t.Fatalf("Close returned after %s, before the call in flight (held %s) finished", waited, hold)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if !errors.Is(err, hsm.ErrClosed) {
+			t.Errorf("a caller racing Close got %v, want ErrClosed", err)
+		}
+	}
+	if _, err := tok.Random(bg, 4); !errors.Is(err, hsm.ErrClosed) {
+		t.Fatalf("after Close: %v", err)
+	}
+}
