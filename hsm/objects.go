@@ -3,7 +3,9 @@ package hsm
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/miekg/pkcs11"
 )
@@ -90,9 +92,19 @@ func (t *Token) DestroyObject(ctx context.Context, h ObjectHandle) error {
 }
 
 // DestroySessionObject destroys h, which the caller knows is a session
-// object (CKA_TOKEN false): no attribute read, no object lock.
+// object (CKA_TOKEN false): no attribute read, no object lock. A failure
+// other than "no such object" is tried twice more: what is destroyed here
+// is a temporary or a CMK copy, which would otherwise stay in the token
+// until its session ends.
 func (t *Token) DestroySessionObject(ctx context.Context, h ObjectHandle) error {
-	return t.destroy(ctx, h)
+	var err error
+	for attempt := 1; ; attempt++ {
+		err = t.destroy(ctx, h)
+		if err == nil || attempt == 3 || IsHandleInvalid(err) || errors.Is(err, ErrClosed) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(time.Duration(attempt) * time.Millisecond)
+	}
 }
 
 // SetAttributes changes attributes of an object (C_SetAttributeValue), e.g.

@@ -15,6 +15,10 @@ import (
 type Session struct {
 	tok    *Token
 	handle pkcs11.SessionHandle
+	// discard makes Do close the session instead of returning it to the
+	// pool: it holds a session object that must not outlive the call and
+	// could not be destroyed (closing a session destroys its objects).
+	discard bool
 }
 
 // Handle returns the raw session handle (for diagnostics and tests).
@@ -149,7 +153,7 @@ func Do[T any](ctx context.Context, t *Token, fn func(*Session) (T, error)) (T, 
 			return zero, err
 		}
 	}
-	if err != nil && !stateless(err) {
+	if err != nil && !stateless(err) || s.discard {
 		// A failed call may leave an operation active in the session
 		// (C_EncryptInit done, C_Encrypt failed): never hand it out again.
 		t.pool.drop(s)

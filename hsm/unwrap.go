@@ -251,7 +251,13 @@ func (t *Token) DeriveECDH1(ctx context.Context, priv ObjectHandle, peerPoint []
 		if err != nil {
 			return nil, ckr("C_DeriveKey(CKM_ECDH1_DERIVE)", err)
 		}
-		defer t.api.DestroyObject(s.handle, h)
+		defer func() {
+			// The secret must not stay in the token: if it cannot be
+			// destroyed, closing the session destroys it.
+			if t.api.DestroyObject(s.handle, h) != nil {
+				s.discard = true
+			}
+		}()
 		a, err := t.api.GetAttributeValue(s.handle, h, []*pkcs11.Attribute{attr(pkcs11.CKA_VALUE, nil)})
 		if err != nil {
 			return nil, ckr("C_GetAttributeValue(derived)", err)

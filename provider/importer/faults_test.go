@@ -1,0 +1,183 @@
+package importer_test
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/miekg/pkcs11"
+
+	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/hsm/hsmtest"
+	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/importer"
+	"github.com/p11kms/p11kms/softhsm/softhsmtest"
+	"github.com/p11kms/p11kms/wrap"
+)
+
+// Faults injected into the real SoftHSM2 calls of ImportDataKey — RSA
+// (C_UnwrapKey) and SM2 (C_DeriveKey, the secret read, C_CreateObject),
+// persistent and session-object imports, Replace — with every code the
+// reliability issue names. Each import either succeeds by one retry (a lost
+// session or login), or fails with InternalFailure and leaves the token
+// exactly as it was (no key, no temporary, the replaced key untouched); the
+// next import succeeds and its key is the exported one.
+func TestImportFaultInjection(t *testing.T) {
+	created := softhsmtest.Create(t)
+	faults := hsmtest.New()
+	cfg := created.Config
+	cfg.Wrap = faults.Wrap
+	tok, err := hsm.Open(bg, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	svc := importer.New(tok)
+	wrapping := map[string]*importer.WrappingKeyResponse{
+		"RSAES_OAEP_SHA_1": createWrappingKey(t, svc, "RSA_2048", "wrap-rsa"),
+		"SM2PKE":           createWrappingKey(t, svc, "EC_SM2", "wrap-sm2"),
+	}
+	codes := map[string]uint{
+		"CKR_DEVICE_ERROR": pkcs11.CKR_DEVICE_ERROR, "CKR_TOKEN_NOT_PRESENT": pkcs11.CKR_TOKEN_NOT_PRESENT,
+		"CKR_DEVICE_MEMORY": pkcs11.CKR_DEVICE_MEMORY, "CKR_SESSION_HANDLE_INVALID": pkcs11.CKR_SESSION_HANDLE_INVALID,
+		"CKR_USER_NOT_LOGGED_IN": pkcs11.CKR_USER_NOT_LOGGED_IN,
+	}
+	calls := map[string][]string{
+		"RSAES_OAEP_SHA_1": {"C_UnwrapKey", "C_CopyObject", "C_EncryptInit", "C_FindObjects", "C_DestroyObject"},
+		"SM2PKE":           {"C_DeriveKey", "C_GetAttributeValue", "C_CreateObject", "C_DestroyObject"},
+	}
+	injected, n := 0, 0
+	for _, alg := range []string{"RSAES_OAEP_SHA_1", "SM2PKE"} {
+		wk := wrapping[alg]
+		for _, mode := range []string{"persistent", "ephemeral", "replace"} {
+			label := fmt.Sprintf("dk/%s/%s", alg, mode)
+			if mode == "replace" { // the key every faulted Replace must leave in place
+				if _, err := svc.ImportDataKey(bg, &importer.ImportDataKeyRequest{WrappingKeyLabel: wk.KeyLabel,
+					WrappingAlgorithm: alg, ExportedDataKey: export(t, wk, alg, randomKey(32)), KeyLabel: label}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, call := range calls[alg] {
+				for codeName, code := range codes {
+					n++
+					t.Run(fmt.Sprintf("%s/%s/%s/%s", alg, mode, call, codeName), func(t *testing.T) {
+						key := randomKey(32)
+						req := &importer.ImportDataKeyRequest{WrappingKeyLabel: wk.KeyLabel, WrappingAlgorithm: alg,
+							ExportedDataKey: export(t, wk, alg, key), KeyLabel: label, Ephemeral: mode == "ephemeral",
+							Replace: mode == "replace"}
+						if mode != "replace" {
+							req.KeyLabel = fmt.Sprintf("%s/%d", label, n)
+						}
+						before := census(t, tok)
+						prior := kcvOfLabel(t, tok, label)
+						faults.Clear()
+						hits := faults.Hits()
+						faults.Add(hsmtest.Fault{Call: call, Code: code})
+						resp, err := svc.ImportDataKey(bg, req)
+						faults.Clear()
+						fired := faults.Hits() > hits
+						if fired {
+							injected++
+						}
+						retried := code == pkcs11.CKR_SESSION_HANDLE_INVALID || code == pkcs11.CKR_USER_NOT_LOGGED_IN
+						switch {
+						case err == nil:
+							// Only a lost session or login is retried; a failed
+							// destroy of a temporary, or a failed read while
+							// looking for the label, is survived.
+							if fired && !retried && call != "C_FindObjects" && call != "C_GetAttributeValue" && call != "C_DestroyObject" {
+								t.Fatalf("the fault fired and yet the import succeeded")
+							}
+							checkImported(t, tok, req, resp, key, before)
+						case !fired:
+							t.Fatalf("no fault fired, yet: %v", err)
+						case retried:
+							t.Fatalf("a lost session/login must be retried once: %v", err)
+						default:
+							if provider.ErrorCode(err) != provider.CodeInternalFailure {
+								t.Fatalf("got %v, want InternalFailure", err)
+							}
+							if after := census(t, tok); after.persistent != before.persistent || after.temporaries != 0 {
+								t.Fatalf("after the failed import: %+v, before: %+v", after, before)
+							}
+							if kcvOfLabel(t, tok, label) != prior {
+								t.Fatal("the failed import changed the key under the label")
+							}
+							// The next import succeeds.
+							before := census(t, tok)
+							resp, err := svc.ImportDataKey(bg, req)
+							if err != nil {
+								t.Fatalf("next import after the fault: %v", err)
+							}
+							checkImported(t, tok, req, resp, key, before)
+						}
+					})
+				}
+			}
+		}
+	}
+	t.Logf("%d faults fired in %d faulted imports; every one survived", injected, n)
+	if injected < n*2/3 {
+		t.Fatalf("only %d of %d faults fired", injected, n)
+	}
+}
+
+// objectCensus is what the token holds: persistent objects, and session
+// objects without a label (a temporary left behind: a derived secret, an
+// unchecked unwrapped key). Labelled session keys are not counted: a lost
+// session (what the retried faults simulate) takes the ones it made with it,
+// as it would on a real token.
+type objectCensus struct{ persistent, temporaries int }
+
+func census(t *testing.T, tok *hsm.Token) objectCensus {
+	t.Helper()
+	hs, err := tok.FindObjects(bg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c objectCensus
+	for _, h := range hs {
+		a, err := tok.Attributes(bg, h, pkcs11.CKA_TOKEN, pkcs11.CKA_LABEL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case len(a[pkcs11.CKA_TOKEN]) == 1 && a[pkcs11.CKA_TOKEN][0] == 1:
+			c.persistent++
+		case len(a[pkcs11.CKA_LABEL]) == 0:
+			c.temporaries++
+		}
+	}
+	return c
+}
+
+// checkImported asserts the import added one persistent object (none for an
+// Ephemeral import or a Replace), left no temporary, and the key under the
+// label is the exported key.
+func checkImported(t *testing.T, tok *hsm.Token, req *importer.ImportDataKeyRequest, resp *importer.ImportDataKeyResponse, key []byte, before objectCensus) {
+	t.Helper()
+	want := before.persistent + 1
+	if req.Ephemeral || req.Replace {
+		want = before.persistent
+	}
+	if after := census(t, tok); after.persistent != want || after.temporaries != 0 {
+		t.Fatalf("after the import: %+v, want %d persistent objects and no temporary", after, want)
+	}
+	kcv, _ := wrap.KCV(key)
+	if resp.KeyCheckValue != kcv || kcvOfLabel(t, tok, req.KeyLabel) != kcv {
+		t.Fatalf("imported KCV %s (in the token: %s), the exported key's is %s", resp.KeyCheckValue, kcvOfLabel(t, tok, req.KeyLabel), kcv)
+	}
+}
+
+// kcvOfLabel returns the KCV of the key labelled label ("" if none).
+func kcvOfLabel(t *testing.T, tok *hsm.Token, label string) string {
+	t.Helper()
+	h, err := tok.FindSecretKeyByLabel(bg, label)
+	if err != nil {
+		return ""
+	}
+	kcv, err := tok.KCV(bg, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", kcv)
+}
