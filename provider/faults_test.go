@@ -2,6 +2,9 @@ package provider_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/base64"
 	"fmt"
 	"sync"
 	"testing"
@@ -13,6 +16,7 @@ import (
 	"github.com/p11kms/p11kms/hsm/hsmtest"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/softhsm/softhsmtest"
+	"github.com/p11kms/p11kms/wrap"
 )
 
 // Faults injected into real SoftHSM2 calls: each operation either succeeds
@@ -35,6 +39,15 @@ func TestFaultInjection(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, err := s.GenerateDataKey(bg, &provider.GenerateDataKeyRequest{KeyId: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	toggled, doomed := createKey(t, s), createKey(t, s)
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := wrap.MarshalPublicKeyDER(&rk.PublicKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,6 +77,33 @@ func TestFaultInjection(t *testing.T) {
 		}},
 		{"CreateKeyVersion", []string{"C_GenerateKey", "C_CreateObject"}, func() error {
 			_, err := s.CreateKeyVersion(bg, &provider.KeyIdRequest{KeyId: id})
+			return err
+		}},
+		{"GenerateAndExportDataKey", []string{"C_GenerateRandom", "C_Encrypt"}, func() error {
+			_, err := s.GenerateAndExportDataKey(bg, &provider.GenerateAndExportDataKeyRequest{KeyId: id,
+				PublicKeyBlob: base64.StdEncoding.EncodeToString(der), WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256"})
+			return err
+		}},
+		{"Encrypt", []string{"C_EncryptInit", "C_Encrypt"}, func() error {
+			_, err := s.Encrypt(bg, &provider.EncryptRequest{KeyId: id, Plaintext: "c2VjcmV0"})
+			return err
+		}},
+		{"ReEncrypt", []string{"C_Decrypt", "C_Encrypt"}, func() error {
+			_, err := s.ReEncrypt(bg, &provider.ReEncryptRequest{CiphertextBlob: g.CiphertextBlob, DestinationKeyId: other})
+			return err
+		}},
+		{"DisableKey", []string{"C_CreateObject", "C_DestroyObject"}, func() error {
+			_, err := s.DisableKey(bg, &provider.KeyIdRequest{KeyId: toggled})
+			if err == nil {
+				_, err = s.EnableKey(bg, &provider.KeyIdRequest{KeyId: toggled})
+			}
+			return err
+		}},
+		{"ScheduleKeyDeletion", []string{"C_CreateObject", "C_DestroyObject"}, func() error {
+			_, err := s.ScheduleKeyDeletion(bg, &provider.ScheduleKeyDeletionRequest{KeyId: doomed, PendingWindowInDays: 7})
+			if err == nil {
+				_, err = s.CancelKeyDeletion(bg, &provider.KeyIdRequest{KeyId: doomed})
+			}
 			return err
 		}},
 		{"UpdateAlias", []string{"C_CreateObject", "C_GetAttributeValue"}, func() error {
@@ -104,6 +144,14 @@ func TestFaultInjection(t *testing.T) {
 						if err != nil {
 							t.Fatalf("a lost session/login must be retried once: %v", err)
 						}
+					case err == nil && call == "C_DestroyObject":
+						// Destroying the superseded generation of a metadata
+						// object failed after the new one was written: the change
+						// is committed, and the next write of the object (the
+						// second half of the operation here) removes the old one.
+						if after := tokenObjects(t); after != before {
+							t.Fatalf("%d token objects after %s, were %d", after, op.name, before)
+						}
 					case err == nil && (call == "C_GetAttributeValue" || call == "C_FindObjects"):
 						// Data-object reads retry an unreadable object (SoftHSM's
 						// concurrent-write quirks): a single fault there is survived.
@@ -117,6 +165,9 @@ func TestFaultInjection(t *testing.T) {
 							t.Fatalf("a failed %s left %d objects behind", op.name, after-before)
 						}
 					}
+					if out, _, _ := s.PlaintextPoolState(); out != 0 {
+						t.Fatalf("%d plaintext buffers not handed back after the fault", out)
+					}
 					// The pool recovers: the next request succeeds.
 					if err := op.run(); err != nil {
 						t.Fatalf("next request after the fault: %v", err)
@@ -125,7 +176,8 @@ func TestFaultInjection(t *testing.T) {
 			}
 		}
 	}
-	if injected < 20 {
+	t.Logf("%d faults fired (operation x call x code); every one survived", injected)
+	if injected < 40 {
 		t.Fatalf("only %d faults fired", injected)
 	}
 	// Added latency slows an operation but it succeeds.
