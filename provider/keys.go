@@ -170,12 +170,16 @@ func (s *Service) setState(ctx context.Context, req *KeyIdRequest, to string, ch
 	if err != nil {
 		return nil, err
 	}
-	if err := change(m.clone()); err != nil { // validate on the current state first (m is shared)
-		return nil, err
-	}
 	if req.DryRun {
+		if err := s.checkState(ctx, m, func(m *keyMeta) error { return change(m.clone()) }); err != nil { // m is shared
+			return nil, err
+		}
 		return nil, NewError(CodeDryRun, "the request would have succeeded (DryRun)")
 	}
+	// The change checks the state it applies to: the token's, read under
+	// the object lock, not the cache's, which another process may have
+	// made stale (a CancelKeyDeletion right after another process's
+	// ScheduleKeyDeletion must succeed).
 	if _, err := s.updateKey(ctx, m.KeyId, change); err != nil {
 		return nil, err
 	}
@@ -183,6 +187,21 @@ func (s *Service) setState(ctx context.Context, req *KeyIdRequest, to string, ch
 		s.forgetKey(m.KeyId)
 	}
 	return &RequestIdResponse{RequestId: NewRequestID()}, nil
+}
+
+// checkState runs check on a key's cached metadata and, if it refuses,
+// again on the metadata the token holds now before refusing: the cache may
+// be up to its TTL behind another process's change (a key enabled there a
+// moment ago must not be refused here).
+func (s *Service) checkState(ctx context.Context, cached *keyMeta, check func(*keyMeta) error) error {
+	if check(cached) == nil {
+		return nil
+	}
+	fresh, _, err := s.loadKey(ctx, cached.KeyId)
+	if err != nil {
+		return err
+	}
+	return check(fresh)
 }
 
 // EnableKey enables a Disabled key.
@@ -269,7 +288,9 @@ func (s *Service) CreateKeyVersion(ctx context.Context, req *KeyIdRequest) (*Cre
 	if err != nil {
 		return nil, err
 	}
-	if err := usable(m); err != nil {
+	// Checked before a version key is made (a token-object write); rotate
+	// checks again on the state it changes.
+	if err := s.checkState(ctx, m, usable); err != nil {
 		return nil, err
 	}
 	if req.DryRun {

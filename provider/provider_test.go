@@ -612,6 +612,49 @@ func TestTwoInstancesShareState(t *testing.T) {
 	})
 }
 
+// A state change is checked against the key's state as the token has it
+// now, not as another instance cached it: one instance schedules a key's
+// deletion and the other, whose cache still says Enabled, cancels it at
+// once — which must succeed — and then enables and disables it.
+func TestStateChangesCheckTheTokenNotTheCache(t *testing.T) {
+	s1, tok, _ := newService(t)
+	other, err := hsm.Open(bg, tok.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	s2 := provider.New(other, provider.Options{CacheTTL: time.Hour}) // stale for the whole test
+	id := createKey(t, s1)
+	if _, err := s2.DescribeKey(bg, &provider.KeyIdRequest{KeyId: id}); err != nil { // cached: Enabled
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		if _, err := s1.ScheduleKeyDeletion(bg, &provider.ScheduleKeyDeletionRequest{KeyId: id, PendingWindowInDays: 7}); err != nil {
+			t.Fatalf("round %d: ScheduleKeyDeletion: %v", i, err)
+		}
+		if _, err := s2.CancelKeyDeletion(bg, &provider.KeyIdRequest{KeyId: id}); err != nil {
+			t.Fatalf("round %d: CancelKeyDeletion through the instance that cached Enabled: %v", i, err)
+		}
+		if _, err := s1.DisableKey(bg, &provider.KeyIdRequest{KeyId: id}); err != nil {
+			t.Fatalf("round %d: DisableKey: %v", i, err)
+		}
+		if _, err := s2.ScheduleKeyDeletion(bg, &provider.ScheduleKeyDeletionRequest{KeyId: id, PendingWindowInDays: 7}); err != nil {
+			t.Fatalf("round %d: ScheduleKeyDeletion through the other instance: %v", i, err)
+		}
+		_, err := s1.EnableKey(bg, &provider.KeyIdRequest{KeyId: id})
+		wantCode(t, err, provider.CodePendingDeletion)
+		if _, err := s1.CancelKeyDeletion(bg, &provider.KeyIdRequest{KeyId: id}); err != nil {
+			t.Fatalf("round %d: CancelKeyDeletion: %v", i, err)
+		}
+		// s2 last saw the key pending deletion; s1 made it Enabled again.
+		if _, err := s2.CreateKeyVersion(bg, &provider.KeyIdRequest{KeyId: id}); err != nil {
+			t.Fatalf("round %d: CreateKeyVersion through the instance that last saw PendingDeletion: %v", i, err)
+		}
+		_, err = s2.DisableKey(bg, &provider.KeyIdRequest{KeyId: id, DryRun: true})
+		wantCode(t, err, provider.CodeDryRun)
+	}
+}
+
 // Concurrent rotations and alias updates from two instances lose nothing.
 func TestConcurrentUpdatesLoseNothing(t *testing.T) {
 	s1, tok, _ := newService(t)
