@@ -117,18 +117,27 @@ type soakClient struct {
 	ownKeys    []string
 	rotations  int      // CreateKeyVersion requests
 	rotationOK []string // the versions they acknowledged
+	deleted    []string // aliases it created and deleted
+	doomed     string   // its key for ScheduleKeyDeletion/CancelKeyDeletion
+	pending    bool     // doomed is pending deletion (its last acknowledged change)
 }
 
 // TestSoak runs two serve processes on one token and 16 clients, each
 // with its own SDK client per process, alternating between them, mixing
-// CreateKey, GenerateDataKey, GenerateAndExportDataKey, Decrypt (of blobs
-// the other process made), Encrypt, ReEncrypt, CreateKeyVersion on one
-// shared key, DisableKey/EnableKey on a dedicated key, CreateAlias and
-// UpdateAlias, for P11KMS_SOAK_SECONDS. It asserts no unexpected error (only
-// Rejected.Disabled on the toggled key is expected), no lost update (the
-// shared key has 1 + the acknowledged rotations; every alias points where
-// its owner last said), every blob decrypts through the other process at
-// the end, and no panic, race or ERROR in the servers' logs.
+// every KMS action: CreateKey, GenerateDataKey(WithoutPlaintext),
+// GenerateAndExportDataKey, ExportDataKey and Decrypt (of blobs the other
+// process made), Encrypt, ReEncrypt, CreateKeyVersion on one shared key,
+// DisableKey/EnableKey on a dedicated key, ScheduleKeyDeletion and
+// CancelKeyDeletion on each client's own key, UpdateRotationPolicy,
+// CreateAlias, UpdateAlias, DeleteAlias, and the reads (DescribeKey,
+// ListKeys, ListAliases, ListAliasesByKeyId, ListKeyVersions,
+// DescribeKeyVersion), for P11KMS_SOAK_SECONDS. It asserts no unexpected
+// error (only Rejected.Disabled on the toggled key is expected), no lost
+// update (the shared key has 1 + the acknowledged rotations; every alias
+// points where its owner last said, deleted ones are gone; every client's
+// own key is in the state it last set), every blob decrypts through the
+// other process at the end, and no panic, race or ERROR in the servers'
+// logs.
 func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak: runs real serve processes for P11KMS_SOAK_SECONDS")
@@ -174,7 +183,7 @@ func TestSoak(t *testing.T) {
 	for i := range clients {
 		c := &soakClient{id: i, cl: [2]*alikms.Client{r.client(servers[0].addr), r.client(servers[1].addr)},
 			rng: mrand.New(mrand.NewPCG(rng.Uint64(), uint64(i))), alias: fmt.Sprintf("alias/soak-c%02d", i),
-			aliasTo: pool[i%len(pool)], created: map[string]string{}}
+			aliasTo: pool[i%len(pool)], created: map[string]string{}, doomed: newKey(fmt.Sprintf("soak: client %d schedules and cancels its deletion", i))}
 		if _, err := setup.CreateAlias(&alikms.CreateAliasRequest{AliasName: tea.String(c.alias), KeyId: tea.String(c.aliasTo)}); err != nil {
 			t.Fatal(err)
 		}
@@ -301,12 +310,100 @@ func TestSoak(t *testing.T) {
 			}
 		}},
 		{"CreateAlias", 2, func(c *soakClient, srv int) {
-			name := fmt.Sprintf("%s-%d", c.alias, len(c.created))
+			name := fmt.Sprintf("%s-%d", c.alias, len(c.created)+len(c.deleted))
 			to := pool[c.rng.IntN(len(pool))]
 			_, err := c.cl[srv].CreateAlias(&alikms.CreateAliasRequest{AliasName: tea.String(name), KeyId: tea.String(to)})
 			st.record("CreateAlias", srv, err, false)
 			if err == nil {
 				c.created[name] = to
+			}
+		}},
+		{"GenerateDataKeyWithoutPlaintext", 3, func(c *soakClient, srv int) {
+			ref, tog := keyFor(c)
+			g, err := c.cl[srv].GenerateDataKeyWithoutPlaintext(&alikms.GenerateDataKeyWithoutPlaintextRequest{KeyId: tea.String(ref)})
+			st.record("GenerateDataKeyWithoutPlaintext", srv, err, tog)
+			if err == nil && tea.StringValue(g.Body.CiphertextBlob) == "" {
+				st.fail("GenerateDataKeyWithoutPlaintext", srv, "no CiphertextBlob")
+			}
+		}},
+		{"ExportDataKey", 3, func(c *soakClient, srv int) {
+			b, ok := st.pick(c.rng, 1-srv)
+			if !ok {
+				return
+			}
+			if pt, _ := base64.StdEncoding.DecodeString(b.plaintext); len(pt) > 190 { // RSA-2048 OAEP-SHA-256 carries at most 190 bytes
+				return
+			}
+			e, err := c.cl[srv].ExportDataKey(&alikms.ExportDataKeyRequest{CiphertextBlob: tea.String(b.blob), EncryptionContext: b.ctx,
+				PublicKeyBlob: tea.String(pubBlob), WrappingKeySpec: tea.String("RSA_2048"), WrappingAlgorithm: tea.String("RSAES_OAEP_SHA_256")})
+			st.record("ExportDataKey", srv, err, b.keyID == toggled)
+			if err != nil {
+				return
+			}
+			ex, _ := base64.StdEncoding.DecodeString(tea.StringValue(e.Body.ExportedDataKey))
+			key, err := rsa.DecryptOAEP(sha256.New(), nil, priv, ex, nil)
+			if err != nil || base64.StdEncoding.EncodeToString(key) != b.plaintext {
+				st.fail("ExportDataKey", srv, "the exported key is not the blob's plaintext (%v)", err)
+			}
+		}},
+		{"reads", 4, func(c *soakClient, srv int) {
+			// DescribeKey, ListKeys, ListAliases, ListAliasesByKeyId,
+			// ListKeyVersions and DescribeKeyVersion: none may fail, and a
+			// key's own description must name it.
+			var err error
+			switch c.rng.IntN(6) {
+			case 0:
+				ref, _ := keyFor(c)
+				var d *alikms.DescribeKeyResponse
+				if d, err = c.cl[srv].DescribeKey(&alikms.DescribeKeyRequest{KeyId: tea.String(ref)}); err == nil && !strings.HasPrefix(ref, "alias/") &&
+					tea.StringValue(d.Body.KeyMetadata.KeyId) != ref {
+					st.fail("reads", srv, "DescribeKey %s describes %s", ref, tea.StringValue(d.Body.KeyMetadata.KeyId))
+				}
+			case 1:
+				_, err = c.cl[srv].ListKeys(&alikms.ListKeysRequest{PageNumber: tea.Int32(1), PageSize: tea.Int32(20)})
+			case 2:
+				_, err = c.cl[srv].ListAliases(&alikms.ListAliasesRequest{PageNumber: tea.Int32(1), PageSize: tea.Int32(20)})
+			case 3:
+				_, err = c.cl[srv].ListAliasesByKeyId(&alikms.ListAliasesByKeyIdRequest{KeyId: tea.String(pool[c.rng.IntN(len(pool))])})
+			case 4:
+				_, err = c.cl[srv].ListKeyVersions(&alikms.ListKeyVersionsRequest{KeyId: tea.String(shared), PageSize: tea.Int32(10)})
+			case 5:
+				_, err = c.cl[srv].DescribeKeyVersion(&alikms.DescribeKeyVersionRequest{KeyId: tea.String(shared), KeyVersionId: tea.String(first[0])})
+			}
+			st.record("reads", srv, err, false)
+		}},
+		{"ScheduleKeyDeletion/CancelKeyDeletion", 2, func(c *soakClient, srv int) {
+			// Each through either process, right after the other process
+			// may have made the change: the state checked is the token's.
+			var err error
+			if c.pending {
+				_, err = c.cl[srv].CancelKeyDeletion(&alikms.CancelKeyDeletionRequest{KeyId: tea.String(c.doomed)})
+			} else {
+				_, err = c.cl[srv].ScheduleKeyDeletion(&alikms.ScheduleKeyDeletionRequest{KeyId: tea.String(c.doomed), PendingWindowInDays: tea.Int32(7)})
+			}
+			st.record("ScheduleKeyDeletion/CancelKeyDeletion", srv, err, false)
+			if err == nil {
+				c.pending = !c.pending
+			}
+		}},
+		{"UpdateRotationPolicy", 1, func(c *soakClient, srv int) {
+			on := c.rng.IntN(2) == 0
+			req := &alikms.UpdateRotationPolicyRequest{KeyId: tea.String(pool[c.rng.IntN(len(pool))]), EnableAutomaticRotation: tea.Bool(on)}
+			if on {
+				req.RotationInterval = tea.String("2592000s") // 30 days: never due in a soak
+			}
+			_, err := c.cl[srv].UpdateRotationPolicy(req)
+			st.record("UpdateRotationPolicy", srv, err, false)
+		}},
+		{"DeleteAlias", 1, func(c *soakClient, srv int) {
+			for name := range c.created {
+				_, err := c.cl[srv].DeleteAlias(&alikms.DeleteAliasRequest{AliasName: tea.String(name)})
+				st.record("DeleteAlias", srv, err, false)
+				if err == nil {
+					delete(c.created, name)
+					c.deleted = append(c.deleted, name)
+				}
+				return
 			}
 		}},
 		{"CreateKey", 2, func(c *soakClient, srv int) {
@@ -384,6 +481,25 @@ func TestSoak(t *testing.T) {
 			problems = append(problems, msg)
 		}
 		for _, c := range clients {
+			for _, a := range c.deleted {
+				if _, err := cl.DescribeKey(&alikms.DescribeKeyRequest{KeyId: tea.String(a)}); sdkCode(err) != "Forbidden.AliasNotFound" {
+					msg := fmt.Sprintf("%s, deleted by its owner, via server %d: %v, want Forbidden.AliasNotFound", a, srv, err)
+					t.Error(msg)
+					problems = append(problems, msg)
+				}
+			}
+			wantState := "Enabled"
+			if c.pending {
+				wantState = "PendingDeletion"
+			}
+			if d, err := cl.DescribeKey(&alikms.DescribeKeyRequest{KeyId: tea.String(c.doomed)}); err != nil || tea.StringValue(d.Body.KeyMetadata.KeyState) != wantState {
+				msg := fmt.Sprintf("client %d's doomed key via server %d: %v, want state %s (its last acknowledged change)", c.id, srv, err, wantState)
+				if err == nil {
+					msg = fmt.Sprintf("client %d's doomed key via server %d is %s, want %s (its last acknowledged change)", c.id, srv, tea.StringValue(d.Body.KeyMetadata.KeyState), wantState)
+				}
+				t.Error(msg)
+				problems = append(problems, msg)
+			}
 			want := map[string]string{c.alias: c.aliasTo}
 			for a, to := range c.created {
 				want[a] = to
@@ -478,9 +594,9 @@ func TestSoak(t *testing.T) {
 	}
 	sort.Strings(names)
 	var tbl strings.Builder
-	fmt.Fprintf(&tbl, "%-26s %9s %9s %11s\n", "operation", "requests", "expected", "unexpected")
+	fmt.Fprintf(&tbl, "%-38s %9s %9s %11s\n", "operation", "requests", "expected", "unexpected")
 	for _, n := range names {
-		fmt.Fprintf(&tbl, "%-26s %9d %9d %11d\n", n, st.requests[n], st.expected[n], st.unexpected[n])
+		fmt.Fprintf(&tbl, "%-38s %9d %9d %11d\n", n, st.requests[n], st.expected[n], st.unexpected[n])
 		unexpected += st.unexpected[n]
 		expected += st.expected[n]
 	}
