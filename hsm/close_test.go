@@ -83,3 +83,31 @@ func TestCloseWaitsForCallsInFlight(t *testing.T) {
 		t.Fatalf("after Close: %v", err)
 	}
 }
+
+// A panic inside a token call (a bug around a module call) must not take
+// the session's place in the pool with it: after more panics than the pool
+// has sessions, calls still get one, and none is counted as in use.
+func TestPanicInCallFreesItsSession(t *testing.T) {
+	created := softhsmtest.Create(t)
+	tok, err := hsm.Open(bg, created.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tok.Close()
+	for i := range tok.PoolSize() + 2 {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatalf("call %d did not panic", i)
+				}
+			}()
+			_, _ = hsm.Do(bg, tok, func(*hsm.Session) (int, error) { panic("a bug") })
+		}()
+	}
+	if n := tok.SessionsInUse(); n != 0 {
+		t.Fatalf("%d sessions still in use after the panics", n)
+	}
+	if _, err := tok.Random(bg, 8); err != nil {
+		t.Fatalf("a call after the panics: %v", err)
+	}
+}

@@ -142,23 +142,33 @@ func Do[T any](ctx context.Context, t *Token, fn func(*Session) (T, error)) (T, 
 	if err != nil {
 		return zero, err
 	}
+	// held is the session to close when Do returns without putting it
+	// back — also when fn panics: its state is unknown, and a session
+	// lost to a panic would take its place in the pool with it for ever.
+	held := s
+	defer func() {
+		if held != nil {
+			t.pool.drop(held)
+		}
+	}()
 	res, err := fn(s)
 	if err != nil && sessionBroken(err) {
+		held = nil // replace closes it, and frees its place if it fails
 		if s, err = t.pool.replace(s); err != nil {
 			return zero, err
 		}
+		held = s
 		res, err = fn(s)
 		if err != nil && sessionBroken(err) {
-			t.pool.drop(s)
 			return zero, err
 		}
 	}
 	if err != nil && !stateless(err) || s.discard {
 		// A failed call may leave an operation active in the session
 		// (C_EncryptInit done, C_Encrypt failed): never hand it out again.
-		t.pool.drop(s)
 		return res, err
 	}
+	held = nil
 	t.pool.put(s)
 	return res, err
 }

@@ -23,7 +23,13 @@ type Fault struct {
 	Code  uint
 	Delay time.Duration
 	Times int
+	// Panic makes the call panic (with Panicked) instead of returning:
+	// a bug in the code around a module call, for tests of recovery.
+	Panic bool
 }
+
+// Panicked is the value an armed Panic fault panics with.
+const Panicked = "hsmtest: injected panic"
 
 // Faults is a fault-injecting wrapper; safe for concurrent use.
 type Faults struct {
@@ -83,6 +89,7 @@ func (f *Faults) hit(call string) error {
 	f.calls[call]++
 	var delay time.Duration
 	var code uint
+	var panics bool
 	for _, a := range f.faults {
 		if a.Call != call || a.fired >= a.Times {
 			continue
@@ -91,13 +98,16 @@ func (f *Faults) hit(call string) error {
 		if a.seen >= a.Nth {
 			a.fired++
 			f.hits++
-			delay, code = a.Delay, a.Code
+			delay, code, panics = a.Delay, a.Code, a.Panic
 			break
 		}
 	}
 	f.mu.Unlock()
 	if delay > 0 {
 		time.Sleep(delay)
+	}
+	if panics {
+		panic(Panicked)
 	}
 	if code != 0 {
 		return pkcs11.Error(code)

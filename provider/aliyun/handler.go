@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"reflect"
@@ -146,14 +145,7 @@ func (h *handler) readBody(r *http.Request) ([]byte, error) {
 
 // serve runs one request up to the provider's response.
 func (h *handler) serve(r *http.Request, rec *wire.Record) (resp any, err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			if p == http.ErrAbortHandler {
-				panic(p)
-			}
-			resp, err = nil, provider.Internal("request", fmt.Errorf("panic: %v", p))
-		}
-	}()
+	defer wire.RecoverRequest(&err)
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		return nil, apiError(http.StatusMethodNotAllowed, CodeUnsupportedMethod, "the Alibaba Cloud KMS API takes POST or GET")
 	}

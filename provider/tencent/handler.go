@@ -146,7 +146,8 @@ func readBody(r *http.Request, max int64) ([]byte, error) {
 }
 
 // serve authenticates, limits, decodes and runs one request.
-func (h *handler) serve(r *http.Request, now time.Time, rec *wire.Record) (any, error) {
+func (h *handler) serve(r *http.Request, now time.Time, rec *wire.Record) (_ any, err error) {
+	defer wire.RecoverRequest(&err)
 	body, err := readBody(r, h.maxBody)
 	if err != nil {
 		return nil, err
