@@ -8,11 +8,17 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	openapi "github.com/alibabacloud-go/darabonba-openapi/v2/client"
 	util "github.com/alibabacloud-go/tea-utils/v2/service"
@@ -25,6 +31,7 @@ import (
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/server"
+	"github.com/p11kms/p11kms/provider/tencent"
 	"github.com/p11kms/p11kms/provider/wire"
 	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 	"github.com/p11kms/p11kms/wrap"
@@ -79,7 +86,8 @@ func TestHostileInput(t *testing.T) {
 	keys := wire.NewAccessKeys(
 		wire.AccessKey{AccessKeyId: aliID, AccessKeySecret: aliSecret, Policy: all()},
 		wire.AccessKey{AccessKeyId: tcID, AccessKeySecret: tcSecret, Policy: all()})
-	srv := httptest.NewServer(server.New(server.Config{KMS: kms, Keys: keys}))
+	capture := &capturing{next: server.New(server.Config{KMS: kms, Keys: keys})}
+	srv := httptest.NewServer(capture)
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 	ctx := t.Context()
@@ -291,6 +299,79 @@ func TestHostileInput(t *testing.T) {
 			t.Errorf("tencent %s: code %q, want %q", c.name, code, c.code)
 		}
 	}
+	// Signed requests replayed and re-targeted: an SDK's request as it
+	// reached the server, sent again as it was or changed after signing.
+	otherID := other.KeyMetadata.KeyId
+	if code, _ := aliCall("GenerateDataKey", map[string]string{"KeyId": id}); code != "" {
+		t.Fatalf("GenerateDataKey: %s", code)
+	}
+	aliReq := capture.lastRequest()
+	if code := tcCall("GenerateDataKey", map[string]string{"KeyId": id, "KeySpec": "AES_256"}); code != "" {
+		t.Fatalf("Tencent GenerateDataKey: %s", code)
+	}
+	tcReq := capture.lastRequest()
+	replace := func(old, new string) func(*capturedRequest) {
+		return func(c *capturedRequest) {
+			c.target = strings.ReplaceAll(c.target, old, new)
+			c.body = bytes.ReplaceAll(c.body, []byte(old), []byte(new))
+			for k, vs := range c.header {
+				for i := range vs {
+					if k != "Authorization" {
+						vs[i] = strings.ReplaceAll(vs[i], old, new)
+					}
+				}
+			}
+		}
+	}
+	signed := []struct {
+		name   string
+		req    capturedRequest
+		change func(*capturedRequest)
+		code   string
+	}{
+		{"alibaba replayed as sent", aliReq, nil, "SignatureNonceUsed"},
+		{"alibaba re-targeted to another action", aliReq, replace("GenerateDataKey", "DescribeKey"), "SignatureDoesNotMatch"},
+		{"alibaba re-targeted to another key", aliReq, replace(id, otherID), "SignatureDoesNotMatch"},
+		{"alibaba under another access key id", aliReq, func(c *capturedRequest) {
+			replace(aliID, "LTAI5tSomeoneElse000001")(c)
+			c.header.Set("Authorization", strings.ReplaceAll(c.header.Get("Authorization"), aliID, "LTAI5tSomeoneElse000001"))
+		}, "InvalidAccessKeyId.NotFound"},
+		{"tencent body changed", tcReq, replace(id, otherID), "AuthFailure.SignatureFailure"},
+		{"tencent timestamp changed", tcReq, func(c *capturedRequest) {
+			ts, _ := strconv.ParseInt(c.header.Get("X-TC-Timestamp"), 10, 64)
+			c.header.Set("X-TC-Timestamp", strconv.FormatInt(ts+1, 10))
+		}, "AuthFailure.SignatureFailure"},
+		{"tencent under another SecretId", tcReq, func(c *capturedRequest) {
+			c.header.Set("Authorization", strings.Replace(c.header.Get("Authorization"), tcID, "AKIDSomeoneElse0000000000000000000001", 1))
+		}, "AuthFailure.SecretIdNotFound"},
+		{"tencent signature truncated", tcReq, func(c *capturedRequest) {
+			a := c.header.Get("Authorization")
+			c.header.Set("Authorization", a[:len(a)-2])
+		}, "AuthFailure.InvalidAuthorization"},
+	}
+	for _, c := range signed {
+		tried++
+		r := c.req.clone()
+		if c.change != nil {
+			c.change(&r)
+		}
+		if code, status := r.send(t, srv.URL); code != c.code || status >= 500 {
+			t.Errorf("%s: code %q (HTTP %d), want %q", c.name, code, status, c.code)
+		}
+	}
+	// A captured Tencent request re-targeted to another action (X-TC-Action
+	// is not signed) after the grace an honest caller's identical
+	// signatures get (tencent.RetargetGrace).
+	time.Sleep(tencent.RetargetGrace + 100*time.Millisecond)
+	for _, action := range []string{"DisableKey", "ScheduleKeyDeletion", "Encrypt"} {
+		tried++
+		r := tcReq.clone()
+		r.header.Set("X-TC-Action", action)
+		if code, _ := r.send(t, srv.URL); code != "AuthFailure.SignatureFailure" {
+			t.Errorf("tencent re-targeted to %s after %s: code %q, want AuthFailure.SignatureFailure", action, tencent.RetargetGrace, code)
+		}
+	}
+
 	// A 10 MB EncryptionContext is refused before it is read.
 	tried++
 	// (The Alibaba SDK puts it in the query string: Go's HTTP server answers
@@ -298,7 +379,7 @@ func TestHostileInput(t *testing.T) {
 	if code, status := aliCall("GenerateDataKey", map[string]string{"KeyId": id, "EncryptionContext": `{"a":"` + strings.Repeat("x", 10<<20) + `"}`}); status != 413 && code != "InvalidParameter" && !strings.Contains(code, "431") {
 		t.Errorf("10 MB context: %s %d", code, status)
 	}
-	t.Logf("%d hostile requests tried (alibaba %d, tencent %d)", tried, len(ali), len(tc))
+	t.Logf("%d hostile requests tried (alibaba %d, tencent %d, signed requests replayed or re-targeted %d, 10 MB context 1)", tried, len(ali), len(tc), len(signed)+3)
 	if tried < 150 {
 		t.Fatalf("only %d hostile requests", tried)
 	}
@@ -310,4 +391,67 @@ func TestHostileInput(t *testing.T) {
 		t.Fatalf("after the hostile input: %s", code)
 	}
 	_ = fmt.Sprint
+}
+
+// capturedRequest is a request as it reached the server.
+type capturedRequest struct {
+	method, target string
+	header         http.Header
+	body           []byte
+}
+
+func (c capturedRequest) clone() capturedRequest {
+	return capturedRequest{c.method, c.target, c.header.Clone(), bytes.Clone(c.body)}
+}
+
+// send sends the request to base as it is and returns the error code the
+// answer carries (Alibaba's or Tencent's envelope; "" for none) and the
+// HTTP status.
+func (c capturedRequest) send(t *testing.T, base string) (string, int) {
+	t.Helper()
+	req, err := http.NewRequest(c.method, base+c.target, bytes.NewReader(c.body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = c.header.Clone()
+	req.Host = c.header.Get("Host")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Code     string
+		Response struct{ Error struct{ Code string } }
+	}
+	b, _ := io.ReadAll(resp.Body)
+	_ = json.Unmarshal(b, &out)
+	if out.Code == "" {
+		out.Code = out.Response.Error.Code
+	}
+	return out.Code, resp.StatusCode
+}
+
+// capturing passes every request on to the server and keeps the last one.
+type capturing struct {
+	next http.Handler
+	mu   sync.Mutex
+	last capturedRequest
+}
+
+func (c *capturing) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	h := r.Header.Clone()
+	h.Set("Host", r.Host)
+	c.mu.Lock()
+	c.last = capturedRequest{r.Method, r.URL.RequestURI(), h, body}
+	c.mu.Unlock()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	c.next.ServeHTTP(w, r)
+}
+
+func (c *capturing) lastRequest() capturedRequest {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.last.clone()
 }
