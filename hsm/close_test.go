@@ -16,14 +16,7 @@ import (
 // Close began fail with ErrClosed. Before, Close unloaded the module under
 // such a call.
 func TestCloseWaitsForCallsInFlight(t *testing.T) {
-	created := softhsmtest.Create(t)
-	faults := hsmtest.New()
-	cfg := created.Config
-	cfg.Wrap = faults.Wrap
-	tok, err := hsm.Open(bg, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok, faults := hsmtest.Open(t, softhsmtest.Create(t).Config)
 	key, err := tok.GenerateAESKey(bg, 256, hsm.SecretKeyOptions{Label: "k", Usage: hsm.UsageEncrypt | hsm.UsageDecrypt})
 	if err != nil {
 		t.Fatal(err)

@@ -23,15 +23,7 @@ import (
 // by retrying once (a lost session or login) or fails with InternalFailure,
 // leaves no token object behind, and the next request succeeds.
 func TestFaultInjection(t *testing.T) {
-	created := softhsmtest.Create(t)
-	faults := hsmtest.New()
-	cfg := created.Config
-	cfg.Wrap = faults.Wrap
-	tok, err := hsm.Open(bg, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tok.Close()
+	tok, faults := hsmtest.Open(t, softhsmtest.Create(t).Config)
 	s := provider.New(tok, provider.Options{CacheTTL: -1})
 	id := createKey(t, s)
 	other := createKey(t, s)
@@ -114,15 +106,10 @@ func TestFaultInjection(t *testing.T) {
 			return err
 		}},
 	}
-	codes := map[string]uint{
-		"CKR_DEVICE_ERROR": pkcs11.CKR_DEVICE_ERROR, "CKR_TOKEN_NOT_PRESENT": pkcs11.CKR_TOKEN_NOT_PRESENT,
-		"CKR_DEVICE_MEMORY": pkcs11.CKR_DEVICE_MEMORY, "CKR_SESSION_HANDLE_INVALID": pkcs11.CKR_SESSION_HANDLE_INVALID,
-		"CKR_USER_NOT_LOGGED_IN": pkcs11.CKR_USER_NOT_LOGGED_IN,
-	}
 	injected := 0
 	for _, op := range ops {
 		for _, call := range op.calls {
-			for codeName, code := range codes {
+			for codeName, code := range hsmtest.Codes {
 				t.Run(fmt.Sprintf("%s/%s/%s", op.name, call, codeName), func(t *testing.T) {
 					before := tokenObjects(t)
 					faults.Clear()
@@ -134,7 +121,7 @@ func TestFaultInjection(t *testing.T) {
 					if fired {
 						injected++
 					}
-					retried := code == pkcs11.CKR_SESSION_HANDLE_INVALID || code == pkcs11.CKR_USER_NOT_LOGGED_IN
+					retried := hsmtest.Retried(code)
 					switch {
 					case !fired:
 						if err != nil {

@@ -5,7 +5,9 @@
 package hsmtest
 
 import (
+	"context"
 	"sync"
+	"testing"
 	"time"
 
 	"github.com/miekg/pkcs11"
@@ -28,6 +30,23 @@ type Fault struct {
 	Panic bool
 }
 
+// Codes are the failures a fault-injection test tries at each call, by
+// name: the device and memory failures and the token removal that must end
+// in InternalFailure, and the lost session and login that are retried once.
+var Codes = map[string]uint{
+	"CKR_DEVICE_ERROR":           pkcs11.CKR_DEVICE_ERROR,
+	"CKR_TOKEN_NOT_PRESENT":      pkcs11.CKR_TOKEN_NOT_PRESENT,
+	"CKR_DEVICE_MEMORY":          pkcs11.CKR_DEVICE_MEMORY,
+	"CKR_SESSION_HANDLE_INVALID": pkcs11.CKR_SESSION_HANDLE_INVALID,
+	"CKR_USER_NOT_LOGGED_IN":     pkcs11.CKR_USER_NOT_LOGGED_IN,
+}
+
+// Retried reports whether the code is a lost session or login, which the
+// hsm package retries once on a fresh session.
+func Retried(code uint) bool {
+	return code == pkcs11.CKR_SESSION_HANDLE_INVALID || code == pkcs11.CKR_USER_NOT_LOGGED_IN
+}
+
 // Panicked is the value an armed Panic fault panics with.
 const Panicked = "hsmtest: injected panic"
 
@@ -46,6 +65,20 @@ type armed struct {
 
 // New returns an empty set of faults.
 func New() *Faults { return &Faults{calls: map[string]int{}} }
+
+// Open opens the token cfg names through a new Faults wrapper (with no
+// fault armed) and closes it when the test ends.
+func Open(tb testing.TB, cfg hsm.Config) (*hsm.Token, *Faults) {
+	tb.Helper()
+	f := New()
+	cfg.Wrap = f.Wrap
+	tok, err := hsm.Open(context.Background(), cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { tok.Close() })
+	return tok, f
+}
 
 // Wrap is for hsm.Config.Wrap.
 func (f *Faults) Wrap(m hsm.Module) hsm.Module { return &faulty{m: m, f: f} }

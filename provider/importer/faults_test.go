@@ -22,24 +22,11 @@ import (
 // exactly as it was (no key, no temporary, the replaced key untouched); the
 // next import succeeds and its key is the exported one.
 func TestImportFaultInjection(t *testing.T) {
-	created := softhsmtest.Create(t)
-	faults := hsmtest.New()
-	cfg := created.Config
-	cfg.Wrap = faults.Wrap
-	tok, err := hsm.Open(bg, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tok.Close()
+	tok, faults := hsmtest.Open(t, softhsmtest.Create(t).Config)
 	svc := importer.New(tok)
 	wrapping := map[string]*importer.WrappingKeyResponse{
 		"RSAES_OAEP_SHA_1": createWrappingKey(t, svc, "RSA_2048", "wrap-rsa"),
 		"SM2PKE":           createWrappingKey(t, svc, "EC_SM2", "wrap-sm2"),
-	}
-	codes := map[string]uint{
-		"CKR_DEVICE_ERROR": pkcs11.CKR_DEVICE_ERROR, "CKR_TOKEN_NOT_PRESENT": pkcs11.CKR_TOKEN_NOT_PRESENT,
-		"CKR_DEVICE_MEMORY": pkcs11.CKR_DEVICE_MEMORY, "CKR_SESSION_HANDLE_INVALID": pkcs11.CKR_SESSION_HANDLE_INVALID,
-		"CKR_USER_NOT_LOGGED_IN": pkcs11.CKR_USER_NOT_LOGGED_IN,
 	}
 	calls := map[string][]string{
 		"RSAES_OAEP_SHA_1": {"C_UnwrapKey", "C_CopyObject", "C_EncryptInit", "C_FindObjects", "C_DestroyObject"},
@@ -57,7 +44,7 @@ func TestImportFaultInjection(t *testing.T) {
 				}
 			}
 			for _, call := range calls[alg] {
-				for codeName, code := range codes {
+				for codeName, code := range hsmtest.Codes {
 					n++
 					t.Run(fmt.Sprintf("%s/%s/%s/%s", alg, mode, call, codeName), func(t *testing.T) {
 						key := randomKey(32)
@@ -78,7 +65,7 @@ func TestImportFaultInjection(t *testing.T) {
 						if fired {
 							injected++
 						}
-						retried := code == pkcs11.CKR_SESSION_HANDLE_INVALID || code == pkcs11.CKR_USER_NOT_LOGGED_IN
+						retried := hsmtest.Retried(code)
 						switch {
 						case err == nil:
 							// Only a lost session or login is retried; a failed

@@ -27,7 +27,6 @@ import (
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 	tcerrors "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/errors"
 	tchttp "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/http"
-	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/profile"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/server"
@@ -259,9 +258,7 @@ func TestHostileInput(t *testing.T) {
 	for _, ks := range []string{"AES_512", "aes_256", "RSA_2048", "AES_256 ", "SM4"} {
 		tc = append(tc, hostileCase{"GenerateDataKey/KeySpec " + ks, "GenerateDataKey", map[string]string{"KeyId": id, "KeySpec": ks}, "InvalidParameterValue"})
 	}
-	cpf := profile.NewClientProfile()
-	cpf.HttpProfile.Endpoint, cpf.HttpProfile.Scheme = addr, "http"
-	tcClient := common.NewCommonClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", cpf)
+	tcCommon := common.NewCommonClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", tcProfile(addr))
 	tcCall := func(action string, params map[string]string) string {
 		req := tchttp.NewCommonRequest("kms", "2019-01-18", action)
 		m := map[string]any{}
@@ -271,7 +268,7 @@ func TestHostileInput(t *testing.T) {
 		if err := req.SetActionParameters(m); err != nil {
 			t.Fatal(err)
 		}
-		err := tcClient.Send(req, tchttp.NewCommonResponse())
+		err := tcCommon.Send(req, tchttp.NewCommonResponse())
 		if err == nil {
 			return ""
 		}

@@ -17,12 +17,10 @@ import (
 	"sync"
 	"testing"
 
-	openapi "github.com/alibabacloud-go/darabonba-openapi/v2/client"
 	alikms "github.com/alibabacloud-go/kms-20160120/v3/client"
 	"github.com/alibabacloud-go/tea/tea"
 	"github.com/miekg/pkcs11"
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
-	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/profile"
 	tckms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/kms/v20190118"
 
 	"github.com/p11kms/p11kms/hsm"
@@ -121,18 +119,8 @@ func TestSecretsStayOutOfLogsAndErrors(t *testing.T) {
 	srv := httptest.NewServer(server.New(server.Config{KMS: kms, Keys: keys, Audit: alog, Log: debug}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	ali, err := alikms.NewClient(&openapi.Config{Endpoint: tea.String(addr), Protocol: tea.String("HTTP"),
-		RegionId: tea.String("cn-hangzhou"), AccessKeyId: tea.String(aliID), AccessKeySecret: tea.String(aliSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cpf := profile.NewClientProfile()
-	cpf.HttpProfile.Endpoint = addr
-	cpf.HttpProfile.Scheme = "http"
-	tc, err := tckms.NewClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", cpf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ali := aliClient(t, addr)
+	tc := tcClient(t, addr)
 	secrets.text(created.PIN)
 	secrets.text(created.SOPIN)
 	secrets.text(aliSecret)

@@ -44,6 +44,37 @@ const (
 
 func all() wire.Policy { return wire.Policy{Actions: []string{"*"}, Keys: []string{"*"}} }
 
+// aliClient is the official Alibaba v3 SDK client for the server at addr,
+// signing with the test's Alibaba access key.
+func aliClient(t *testing.T, addr string) *alikms.Client {
+	t.Helper()
+	c, err := alikms.NewClient(&openapi.Config{Endpoint: tea.String(addr), Protocol: tea.String("HTTP"), RegionId: tea.String("cn-hangzhou"),
+		AccessKeyId: tea.String(aliID), AccessKeySecret: tea.String(aliSecret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tcProfile points the Tencent SDK at the server at addr over HTTP.
+func tcProfile(addr string) *profile.ClientProfile {
+	cpf := profile.NewClientProfile()
+	cpf.HttpProfile.Endpoint = addr
+	cpf.HttpProfile.Scheme = "http"
+	return cpf
+}
+
+// tcClient is the official Tencent SDK client for the server at addr,
+// signing with the test's Tencent SecretId.
+func tcClient(t *testing.T, addr string) *tckms.Client {
+	t.Helper()
+	c, err := tckms.NewClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", tcProfile(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // Both official SDKs on one port: a key made through Alibaba's API is used
 // through Tencent's; health, readiness, metrics and the audit chain.
 func TestBothAPIsOnOnePort(t *testing.T) {
@@ -64,11 +95,7 @@ func TestBothAPIsOnOnePort(t *testing.T) {
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
 
-	ali, err := alikms.NewClient(&openapi.Config{Endpoint: tea.String(addr), Protocol: tea.String("HTTP"), RegionId: tea.String("cn-hangzhou"),
-		AccessKeyId: tea.String(aliID), AccessKeySecret: tea.String(aliSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ali := aliClient(t, addr)
 	ck, err := ali.CreateKey(&alikms.CreateKeyRequest{Description: tea.String("one port")})
 	if err != nil {
 		t.Fatal(err)
@@ -83,13 +110,7 @@ func TestBothAPIsOnOnePort(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cpf := profile.NewClientProfile()
-	cpf.HttpProfile.Endpoint = addr
-	cpf.HttpProfile.Scheme = "http"
-	tc, err := tckms.NewClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", cpf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tc := tcClient(t, addr)
 	dreq := tckms.NewDecryptRequest()
 	dreq.CiphertextBlob = ex.Body.CiphertextBlob
 	dec, err := tc.Decrypt(dreq)
@@ -122,7 +143,7 @@ func TestBothAPIsOnOnePort(t *testing.T) {
 	if _, err := ro.DescribeKey(&alikms.DescribeKeyRequest{KeyId: tea.String(keyID)}); err != nil {
 		t.Fatalf("allowed action refused: %v", err)
 	}
-	badTC, _ := tckms.NewClient(common.NewCredential(tcID, "wrong-secret"), "ap-guangzhou", cpf)
+	badTC, _ := tckms.NewClient(common.NewCredential(tcID, "wrong-secret"), "ap-guangzhou", tcProfile(addr))
 	_, err = badTC.GenerateDataKey(greq)
 	if te, ok := err.(*tcerrors.TencentCloudSDKError); !ok || te.Code != "AuthFailure.SignatureFailure" {
 		t.Fatalf("wrong secret over Tencent: %v", err)
@@ -217,27 +238,17 @@ func TestInternalFailureCauseIsLoggedNotSent(t *testing.T) {
 	srv := httptest.NewServer(server.New(server.Config{KMS: kms, Keys: keys, Log: logger}))
 	defer srv.Close()
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	ali, err := alikms.NewClient(&openapi.Config{Endpoint: tea.String(addr), Protocol: tea.String("HTTP"), RegionId: tea.String("cn-hangzhou"),
-		AccessKeyId: tea.String(aliID), AccessKeySecret: tea.String(aliSecret)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	ali := aliClient(t, addr)
 	if _, err := ali.CreateKey(&alikms.CreateKeyRequest{}); err != nil {
 		t.Fatal(err)
 	}
 	tok.Close()
-	_, err = ali.CreateKey(&alikms.CreateKeyRequest{})
+	_, err := ali.CreateKey(&alikms.CreateKeyRequest{})
 	var sdkErr *tea.SDKError
 	if !errors.As(err, &sdkErr) || tea.StringValue(sdkErr.Code) != provider.CodeInternalFailure || strings.Contains(err.Error(), "closed") {
 		t.Fatalf("Alibaba SDK error %v: want InternalFailure without its cause", err)
 	}
-	cpf := profile.NewClientProfile()
-	cpf.HttpProfile.Endpoint = addr
-	cpf.HttpProfile.Scheme = "http"
-	tc, err := tckms.NewClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", cpf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tc := tcClient(t, addr)
 	creq := tckms.NewCreateKeyRequest()
 	creq.Alias = common.StringPtr("after-close")
 	_, err = tc.CreateKey(creq)
