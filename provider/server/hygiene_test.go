@@ -345,6 +345,7 @@ func TestSecretsStayOutOfLogsAndErrors(t *testing.T) {
 	if len(secrets.list) < 60 {
 		t.Fatalf("only %d secret forms collected", len(secrets.list))
 	}
+	t.Logf("%d forms of secrets looked for in %d bytes of logs, %d of audit and %d of errors", len(secrets.list), len(logText), len(b), len(haystacks["errors"]))
 	for where, text := range haystacks {
 		for _, s := range secrets.list {
 			if strings.Contains(text, s) {
