@@ -6,8 +6,10 @@ package provider
 func (s *Service) PlaintextPoolState() (out int, gets uint64, free [][]byte) {
 	s.plain.mu.Lock()
 	defer s.plain.mu.Unlock()
-	for _, b := range s.plain.free {
-		free = append(free, append([]byte(nil), b...))
+	for _, list := range s.plain.free {
+		for _, b := range list {
+			free = append(free, append([]byte(nil), b...))
+		}
 	}
 	return s.plain.out, s.plain.gets, free
 }
