@@ -486,6 +486,9 @@ func (s *Service) Encrypt(ctx context.Context, req *EncryptRequest) (*EncryptRes
 // buffer (the caller puts it back). The size is checked from the encoded
 // length first, so an oversized request costs no decoding.
 func (s *Service) decodePlaintext(b64 string) ([]byte, error) {
+	if len(b64)%4 != 0 { // padded base64 comes in groups of 4; say so rather than give a size
+		return nil, InvalidParam("Plaintext", "is not valid base64")
+	}
 	bound := base64.StdEncoding.DecodedLen(len(b64))
 	if n := bound - strings.Count(b64[max(0, len(b64)-2):], "="); n < 1 || n > MaxPlaintextBytes {
 		return nil, InvalidParam("Plaintext", "%d bytes: accepted 1 to %d", n, MaxPlaintextBytes)

@@ -15,7 +15,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -61,11 +60,8 @@ func newRelRig(t *testing.T, extraTokens ...string) *relRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &relRig{t: t, dir: dir, home: filepath.Join(dir, "home"), bin: filepath.Join(dir, "p11kms")}
+	r := &relRig{t: t, dir: dir, home: filepath.Join(dir, "home"), bin: buildBinary(t)}
 	t.Cleanup(r.cleanup)
-	if out, err := exec.Command("go", "build", "-o", r.bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
 	r.mustRun("init")
 	for _, tok := range extraTokens {
 		r.mustRun("init", "--token-label", tok)
@@ -149,15 +145,6 @@ type relServe struct {
 	err  error
 }
 
-func relPort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // serve starts `p11kms serve` on a free port, its output in a log file,
 // and waits until /healthz answers.
 func (r *relRig) serve(extra ...string) *relServe {
@@ -171,7 +158,7 @@ func (r *relRig) serve(extra ...string) *relServe {
 		r.t.Fatal(err)
 	}
 	defer logf.Close()
-	addr := relPort(r.t)
+	addr := freePort(r.t)
 	args := append([]string{"--home", r.home, "serve", "--listen", addr, "--sweep-interval", "0"}, extra...)
 	p := &relServe{cmd: exec.Command(r.bin, args...), addr: addr, done: make(chan struct{})}
 	p.cmd.Stdout, p.cmd.Stderr = logf, logf

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	alikms "github.com/alibabacloud-go/kms-20160120/v3/client"
@@ -73,12 +74,12 @@ func (s *secretsSeen) base64(v string) {
 // when the test made that call panic, which no response returns.
 type plaintextCapture struct {
 	hsm.Module
-	armed   bool
+	armed   atomic.Bool
 	secrets *secretsSeen
 }
 
 func (m *plaintextCapture) Encrypt(sh pkcs11.SessionHandle, pt []byte) ([]byte, error) {
-	if m.armed {
+	if m.armed.Load() {
 		m.secrets.bytes(append([]byte(nil), pt...))
 	}
 	return m.Module.Encrypt(sh, pt)
@@ -312,7 +313,7 @@ func TestSecretsStayOutOfLogsAndErrors(t *testing.T) {
 	// A panic inside the token call that seals a new data key, through
 	// each API: an internal error to the client, the cause in the server's
 	// log, and the next request served.
-	capture.armed = true
+	capture.armed.Store(true)
 	faults.Add(hsmtest.Fault{Call: "C_Encrypt", Panic: true})
 	_, err = ali.GenerateDataKey(&alikms.GenerateDataKeyRequest{KeyId: id})
 	if err == nil || !strings.Contains(err.Error(), "Code: "+provider.CodeInternalFailure) {
@@ -325,7 +326,7 @@ func TestSecretsStayOutOfLogsAndErrors(t *testing.T) {
 		t.Fatalf("Tencent GenerateDataKey with a panic in the token call: %v, want InternalError", err)
 	}
 	errs = append(errs, err.Error())
-	capture.armed = false
+	capture.armed.Store(false)
 	faults.Clear()
 	for range 2 * tok.PoolSize() { // the panicking calls gave their sessions' places back
 		_, err = ali.GenerateDataKey(&alikms.GenerateDataKeyRequest{KeyId: id})
