@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(childOp) != "" {
 		os.Exit(runChild())
 	}
+	if uri := os.Getenv(childOpenURI); uri != "" {
+		os.Exit(runOpenURIChild(uri))
+	}
 	softhsmtest.Main(m)
 }
 
@@ -159,7 +162,7 @@ func TestPINSources(t *testing.T) {
 	})
 	t.Run("no-such-token", func(t *testing.T) {
 		_, err := hsm.Open(bg, hsm.Config{ModulePath: tok.Env.ModulePath, TokenLabel: "absent", PIN: "x"})
-		if err == nil || !bytes.Contains([]byte(err.Error()), []byte(`no token matches label "absent"`)) {
+		if err == nil || !bytes.Contains([]byte(err.Error()), []byte(`no token matches token=absent in module `)) {
 			t.Fatalf("absent token: %v", err)
 		}
 	})

@@ -61,7 +61,7 @@ func Open(ctx context.Context, cfg Config) (*Token, error) {
 	}
 	lib, err := LoadLibrary(cfg.ModulePath)
 	if err != nil {
-		return nil, err
+		return nil, softHSMLoadHint(cfg.ModulePath, err)
 	}
 	t, err := openOn(ctx, lib, cfg, pin)
 	if err != nil {
@@ -76,36 +76,15 @@ func openOn(ctx context.Context, lib *Library, cfg Config, pin string) (*Token, 
 	if err != nil {
 		return nil, err
 	}
-	var found []Slot
-	for _, s := range slots {
-		if s.Token.Flags&pkcs11.CKF_TOKEN_INITIALIZED == 0 {
-			continue
-		}
-		switch {
-		case cfg.TokenLabel != "" && trimLabel(s.Token.Label) == cfg.TokenLabel,
-			cfg.TokenSerial != "" && trimLabel(s.Token.SerialNumber) == cfg.TokenSerial,
-			cfg.SlotID != nil && s.ID == *cfg.SlotID:
-			found = append(found, s)
-		}
-	}
-	switch len(found) {
-	case 0:
-		var names []string
-		for _, s := range slots {
-			if s.Token.Flags&pkcs11.CKF_TOKEN_INITIALIZED != 0 {
-				names = append(names, fmt.Sprintf("%q", trimLabel(s.Token.Label)))
-			}
-		}
-		return nil, fmt.Errorf("hsm: no token matches %s in module %s; tokens present: %v", cfg.selector(), lib.path, names)
-	case 1:
-	default:
-		return nil, fmt.Errorf("hsm: %d tokens match %s: select by serial or slot-id", len(found), cfg.selector())
+	found, err := cfg.selectSlot(lib, slots)
+	if err != nil {
+		return nil, err
 	}
 	size := cfg.MaxSessions
 	if size == 0 {
 		size = DefaultMaxSessions
 	}
-	if m := found[0].Token.MaxRwSessionCount; m != pkcs11.CK_EFFECTIVELY_INFINITE && m != pkcs11.CK_UNAVAILABLE_INFORMATION && int(m) > 0 && int(m) < size {
+	if m := found.Token.MaxRwSessionCount; m != pkcs11.CK_EFFECTIVELY_INFINITE && m != pkcs11.CK_UNAVAILABLE_INFORMATION && int(m) > 0 && int(m) < size {
 		size = int(m)
 	}
 	wait := cfg.PoolWait
@@ -116,8 +95,8 @@ func openOn(ctx context.Context, lib *Library, cfg Config, pin string) (*Token, 
 	if cfg.Wrap != nil {
 		api = cfg.Wrap(api)
 	}
-	t := &Token{lib: lib, api: api, slot: found[0].ID, info: found[0].Token, pin: pin, probes: map[string]bool{},
-		locks: locksFor(lib.path, trimLabel(found[0].Token.SerialNumber))}
+	t := &Token{lib: lib, api: api, slot: found.ID, info: found.Token, pin: pin, probes: map[string]bool{},
+		locks: locksFor(lib.path, trimLabel(found.Token.SerialNumber))}
 	t.pool = newPool(t, size, wait)
 	// The first keeper session, opened and logged in now so that a wrong
 	// PIN fails Open, stays open for the Token's life: SoftHSM forgets every
@@ -133,18 +112,6 @@ func openOn(ctx context.Context, lib *Library, cfg Config, pin string) (*Token, 
 	}
 	t.keepers[0].s = first
 	return t, nil
-}
-
-func (c *Config) selector() string {
-	switch {
-	case c.TokenLabel != "":
-		return fmt.Sprintf("label %q", c.TokenLabel)
-	case c.TokenSerial != "":
-		return fmt.Sprintf("serial %q", c.TokenSerial)
-	case c.SlotID != nil:
-		return fmt.Sprintf("slot-id %d", *c.SlotID)
-	}
-	return "nothing"
 }
 
 // openSession opens a read/write session and logs the user in. Login state is

@@ -98,7 +98,7 @@ func TestCLITokenOpenErrorsSayWhy(t *testing.T) {
 	}{
 		{[]string{"--home", empty, "kms", "ListKeys"}, "run `p11kms init` first"},
 		{[]string{"--home", empty, "importer", "ListWrappingKeys"}, "run `p11kms init` first"},
-		{[]string{"--token", "pkcs11:token=no-such-token", "kms", "ListKeys"}, `no token matches label \"no-such-token\"`},
+		{[]string{"--token", "pkcs11:token=no-such-token", "kms", "ListKeys"}, `no token matches token=no-such-token in module `},
 	} {
 		_, errOut, code := cli(t, c.args...)
 		if code != 1 || !strings.Contains(errOut, "InternalFailure") || !strings.Contains(errOut, c.want) {

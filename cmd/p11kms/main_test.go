@@ -92,7 +92,7 @@ func TestInitAndTokenInfo(t *testing.T) {
 		t.Fatalf("token info device: %d %s\n%s", code, errOut, out)
 	}
 	_, errOut, code = cli(t, "token", "info", "--token", "pkcs11:token=absent")
-	if code != 1 || !strings.Contains(errOut, `no token matches label "absent"`) {
+	if code != 1 || !strings.Contains(errOut, `no token matches token=absent in module `) {
 		t.Fatalf("absent token: %d %s", code, errOut)
 	}
 	_, _, code = cli(t, "token", "info", "--no-such-flag")

@@ -51,8 +51,11 @@ Cloud KMS GenerateDataKey with EncryptionPublicKey).
 
 Every command uses the embedded SoftHSM2 home ($P11KMS_HOME, default
 ./.p11kms; create it with 'p11kms init') unless --token or P11KMS_TOKEN names
-another token by PKCS#11 URI. A URI naming only a token label
-(pkcs11:token=device) takes the module and PIN from the home.`,
+another token by PKCS#11 URI. Every path attribute given must match (token,
+serial, manufacturer, model, slot-id, ... as RFC 7512 defines them, e.g. the
+pkcs11:model=...;manufacturer=...;serial=...;token=... form p11tool prints);
+a URI that gives no module (module-path or module-name) or no PIN, such as
+pkcs11:token=device, takes what it lacks from the home.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -74,6 +77,9 @@ func (g *globals) openToken(ctx context.Context) (*hsm.Token, error) {
 
 func (g *globals) openTokenURI(ctx context.Context, uri string) (*hsm.Token, error) {
 	cfg, err := softhsm.ResolveToken(uri, g.home)
+	if errors.Is(err, hsm.ErrInvalidURI) || errors.Is(err, hsm.ErrInvalidConfig) {
+		return nil, usageError{fmt.Errorf("--token: %w", err)} // a bad flag value: exit status 2
+	}
 	if err != nil {
 		return nil, err
 	}
