@@ -7,7 +7,6 @@ import (
 	"crypto/rsa"
 	"encoding/base64"
 	"fmt"
-	"testing"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/softhsm/softhsmtest"
@@ -17,7 +16,16 @@ import (
 // The main flow: a CMK in the token, a data key exported under a caller's
 // RSA public key, and the CiphertextBlob decrypted later.
 func Example_generateAndExportDataKey() {
-	tok := softhsmtest.New(&testing.T{}) // a fresh SoftHSM2 token
+	tok, remove, err := softhsmtest.Temporary() // a fresh SoftHSM2 token; in production hsm.OpenURI("pkcs11:token=kms?...")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer func() {
+		if err := remove(); err != nil {
+			fmt.Println(err)
+		}
+	}()
 	ctx := context.Background()
 	kms := provider.New(tok.Token, provider.Options{})
 

@@ -15,7 +15,7 @@ import (
 
 // Interop with OpenSSL 3 `openssl pkeyutl`. These tests never skip: if
 // openssl is missing they fail, because interop is part of what wrap
-// promises (DESIGN.md, Formats).
+// promises (docs/DESIGN.md, Formats).
 
 func opensslPath(t *testing.T) string {
 	t.Helper()

@@ -17,8 +17,8 @@ import (
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
-// Capture is one request the official SDKs sent (testdata/captures, copied
-// from the shared wire captures): the raw request, the verdict of the
+// Capture is one request the official SDKs sent (testdata/captures, see
+// docs/WIRE.md, Captures): the raw request, the verdict of the
 // server that captured it, and the response the SDK parsed.
 type Capture struct {
 	Name     string    // folder/file
@@ -101,7 +101,7 @@ func ReadRawRequest(raw []byte) (*http.Request, error) {
 	return http.ReadRequest(bufio.NewReader(bytes.NewReader(raw)))
 }
 
-// testKeys are the access keys of WIRE.md.
+// testKeys are the access keys of docs/WIRE.md.
 func testKeys() *wire.AccessKeys {
 	return wire.NewAccessKeys(wire.AccessKey{AccessKeyId: "LTAI5tTestAccessKeyId01",
 		AccessKeySecret: "TestAccessKeySecretForLocalKMS0001", Policy: wire.Policy{Actions: []string{"*"}, Keys: []string{"*"}}})

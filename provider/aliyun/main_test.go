@@ -19,7 +19,7 @@ import (
 
 func TestMain(m *testing.M) { softhsmtest.Main(m) }
 
-// The test credentials of WIRE.md, with which the captures were signed.
+// The test credentials of docs/WIRE.md, with which the captures were signed.
 const (
 	testAK     = "LTAI5tTestAccessKeyId01"
 	testSecret = "TestAccessKeySecretForLocalKMS0001"

@@ -5,9 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
-	"testing"
 
-	"github.com/p11kms/p11kms/hsm"
 	"github.com/p11kms/p11kms/provider/importer"
 	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 	"github.com/p11kms/p11kms/wrap"
@@ -18,8 +16,17 @@ import (
 // result, and compare key check values.
 func ExampleService_ImportDataKey() {
 	ctx := context.Background()
-	tok := exampleToken() // the receiving token; in production hsm.OpenURI("pkcs11:token=device?...")
-	svc := importer.New(tok)
+	tok, remove, err := softhsmtest.Temporary() // the receiving token; in production hsm.OpenURI("pkcs11:token=device?...")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer func() {
+		if err := remove(); err != nil {
+			fmt.Println(err)
+		}
+	}()
+	svc := importer.New(tok.Token)
 
 	for _, c := range []struct{ spec, alg string }{{"RSA_2048", "RSAES_OAEP_SHA_1"}, {"EC_SM2", "SM2PKE"}} {
 		// 1. The receiver makes a wrapping key and hands out its PublicKeyBlob.
@@ -58,16 +65,3 @@ func ExampleService_ImportDataKey() {
 	// token-unwrap true
 	// token-ecdh+host-sm2 true
 }
-
-// exampleToken returns a fresh SoftHSM2 token for an example. softhsmtest
-// wants a testing.TB; an example has none, so this one fails by panicking
-// and leaves cleanup to softhsmtest.Main.
-func exampleToken() *hsm.Token {
-	return softhsmtest.New(exampleTB{}).Token
-}
-
-type exampleTB struct{ testing.TB }
-
-func (exampleTB) Helper()                           {}
-func (exampleTB) Cleanup(func())                    {}
-func (exampleTB) Fatalf(format string, args ...any) { panic(fmt.Sprintf(format, args...)) }

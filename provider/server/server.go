@@ -115,7 +115,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 // Metrics returns the service's metrics.
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
-// Route sends each request to the API its SDK speaks (WIRE.md): an
+// Route sends each request to the API its SDK speaks (docs/WIRE.md): an
 // X-TC-Action header or a TC3 Authorization → Tencent; a SecretId parameter
 // → Tencent v1; everything else (ACS3/ACS4 Authorization, RPC signatures)
 // → Alibaba.

@@ -17,7 +17,7 @@ import (
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
-// The credentials the captures were signed with (WIRE.md).
+// The credentials the captures were signed with (docs/WIRE.md).
 const (
 	captureSecretID  = "AKIDTestSecretId0000000000000000000001"
 	captureSecretKey = "TestSecretKeyForLocalKMS000000001"

@@ -26,6 +26,16 @@ var (
 // Env returns the process's SoftHSM2 environment, creating it on first use.
 func Env(tb testing.TB) *softhsm.Env {
 	tb.Helper()
+	e, err := processEnv()
+	if err != nil {
+		tb.Fatalf("softhsmtest: %v", err)
+	}
+	return e
+}
+
+// processEnv returns the process's SoftHSM2 environment, creating and
+// activating it on first use.
+func processEnv() (*softhsm.Env, error) {
 	once.Do(func() {
 		base := ""
 		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
@@ -42,9 +52,9 @@ func Env(tb testing.TB) *softhsm.Env {
 		}
 	})
 	if envErr != nil {
-		tb.Fatalf("softhsmtest: SoftHSM2 environment: %v", envErr)
+		return nil, fmt.Errorf("SoftHSM2 environment: %w", envErr)
 	}
-	return env
+	return env, nil
 }
 
 // Main runs the tests and removes the process's token directory after.
@@ -85,12 +95,25 @@ func New(tb testing.TB) *Token {
 // Create makes a new token without opening it.
 func Create(tb testing.TB) *Token {
 	tb.Helper()
-	e := Env(tb)
+	t, err := create()
+	if err != nil {
+		tb.Fatalf("softhsmtest: %v", err)
+	}
+	return t
+}
+
+// create makes a new token with a unique label and random PINs in the
+// process's environment.
+func create() (*Token, error) {
+	e, err := processEnv()
+	if err != nil {
+		return nil, err
+	}
 	label := fmt.Sprintf("t%d-%d", os.Getpid()%100000, counter.Add(1))
 	pin, so := softhsm.RandomPIN(), softhsm.RandomPIN()
 	slot, err := e.CreateToken(label, so, pin)
 	if err != nil {
-		tb.Fatalf("softhsmtest: create token %s: %v", label, err)
+		return nil, fmt.Errorf("create token %s: %w", label, err)
 	}
-	return &Token{Label: label, PIN: pin, SOPIN: so, Env: e, Config: e.Config(label, pin), Slot: slot, created: true}
+	return &Token{Label: label, PIN: pin, SOPIN: so, Env: e, Config: e.Config(label, pin), Slot: slot, created: true}, nil
 }
