@@ -35,11 +35,10 @@ func plan(ctx context.Context, s *provider.Service, f *File) ([]keyPlan, error) 
 			return nil, err
 		}
 		errs = append(errs, invalid...)
-		if !idValid {
-			continue // no id to look up
-		}
-		if err := p.readKey(ctx, s); err != nil {
-			return nil, err
+		if idValid { // else there is no key to look up
+			if err := p.readKey(ctx, s); err != nil {
+				return nil, err
+			}
 		}
 		invalid, err = p.checkAliases(ctx, s)
 		if err != nil {

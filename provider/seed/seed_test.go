@@ -258,3 +258,28 @@ func TestPendingDeletionKeyGetsVersionsAndAliases(t *testing.T) {
 		t.Fatalf("versions: %v %v", vs, err)
 	}
 }
+
+// The aliases of an entry whose keyId is invalid are checked too: every
+// problem is reported at once.
+func TestEveryProblemIsReported(t *testing.T) {
+	s, tok := tokenWithShared(t)
+	before := countObjects(t, tok)
+	f, err := seed.Parse([]byte("keys:\n  - keyId: key bad\n    rotationInterval: 1s\n    aliases: [alias/acs-x, alias/shared]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = seed.Apply(context.Background(), s, f)
+	for _, want := range []string{"keys[0] (keyId key bad): keyId:", "keys[0] (keyId key bad): rotationInterval:",
+		"keys[0] (keyId key bad): aliases[0]: names starting with alias/acs are reserved",
+		"keys[0] (keyId key bad): aliases[1]: alias/shared already points to key key-other-0001"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want %q", err, want)
+		}
+	}
+	if provider.ErrorCode(err) != provider.CodeInvalidParameter {
+		t.Errorf("code %s, want InvalidParameter (the first problem's)", provider.ErrorCode(err))
+	}
+	if after := countObjects(t, tok); after != before {
+		t.Fatalf("%d objects after the refused seed, %d before", after, before)
+	}
+}
