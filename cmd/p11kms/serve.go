@@ -61,7 +61,7 @@ are interchangeable.`,
 	fl.StringVar(&f.auditLog, "audit-log", "", "audit log file (default $P11KMS_HOME/audit.log; \"-\" disables)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM); with --tls-key serves HTTPS")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
-	fl.StringVar(&f.seedFile, "seed", "", "YAML seed file applied (idempotently) at start-up")
+	fl.StringVar(&f.seedFile, "seed", "", "YAML seed file applied (idempotently) at start-up, once the port is bound; checked whole before anything is written (an alias of another key is refused unless the file says moveAliases: true)")
 	fl.Float64Var(&f.rate, "rate", 0, "requests per second allowed per access key (0: unlimited)")
 	fl.IntVar(&f.burst, "burst", 0, "burst per access key (default: rate)")
 	fl.Int64Var(&f.maxBody, "max-body", 64<<10, "largest request body in bytes")
