@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,176 +15,292 @@ import (
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
+type benchFlags struct {
+	ops                    string
+	concurrency            int
+	duration               time.Duration
+	durationSet            bool // --duration was given
+	count                  int
+	asJSON                 bool
+	keys                   int
+	withServer             bool
+	serverAddr             string
+	serverPID              int
+	rounds                 int
+	cpuProfile, memProfile string
+}
+
 func newBenchCmd(g *globals) *cobra.Command {
-	var (
-		ops         string
-		concurrency int
-		duration    time.Duration
-		count       int
-		asJSON      bool
-		keys        int
-		withServer  bool
-		serverAddr  string
-		serverPID   int
-		rounds      int
-		cpuProfile  string
-		memProfile  string
-	)
+	f := &benchFlags{}
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure operations under load against the primitive-cost limit, in one run",
-		Long: `bench runs each operation for --duration (or --count operations) at
---concurrency, then measures the primitives it cannot avoid alone at the same
-concurrency — token RNG, token AES-GCM on a session key and Go public-key
-encryption for the KMS operations; the token's private-key operation into a
-session key (C_UnwrapKey; or C_DeriveKey plus C_CreateObject) for the
-session imports, which import a use-once key and DeleteKey it — and prints ops/s, p50/p90/p99 latency, errors, the limit those
+		Long: `bench runs each operation at --concurrency, then measures the primitives it
+cannot avoid alone at the same concurrency — token RNG, token AES-GCM on a
+session key and Go public-key encryption for the KMS operations; the token's
+private-key operation into a session key (C_UnwrapKey; or C_DeriveKey plus
+C_CreateObject) for the session imports, which import a use-once key and
+DeleteKey it — and prints ops/s, p50/p90/p99 latency, errors, the limit those
 primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(bench.OpNames, ", ") + `.
-The run is split into --rounds rounds, each running the operation and then
-its primitives, so the limit is measured in the same stretches of time.
+The run is split into --rounds rounds per operation, each running the
+operation and then each of its primitives for half as long, so the limit is
+measured in the same stretches of time.
+--duration is the whole measurement: it is divided among the operations,
+their rounds and the primitives, and the plan is printed before it starts.
+The setup before it (opening the token, --keys, the bench's keys) is not
+bounded; its time is printed with the plan. --count runs that many of each
+operation instead, whatever time it takes.
 The "cpu µs" column is this process's CPU time per operation (SoftHSM's
 included); with --server-addr and --server-pid it adds the server process's
 (client here + server there), which tells what the server alone costs.
 --keys N first fills the token to N CMKs (lookup flatness).`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if serverPID != 0 && serverAddr == "" {
-				return usageError{fmt.Errorf("--server-pid needs --server-addr")}
-			}
-			if rounds < 1 {
-				return usageError{fmt.Errorf("--rounds %d: accepted 1 or more", rounds)}
-			}
-			if cpuProfile != "" {
-				f, err := os.Create(cpuProfile)
-				if err != nil {
-					return usageError{fmt.Errorf("--cpuprofile: %w", err)}
-				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return fmt.Errorf("--cpuprofile: %w", err)
-				}
-				defer pprof.StopCPUProfile()
-			}
-			if memProfile != "" {
-				// Created now, so that a bad path fails before the run.
-				f, err := os.Create(memProfile)
-				if err != nil {
-					return usageError{fmt.Errorf("--memprofile: %w", err)}
-				}
-				defer func() {
-					if err := pprof.Lookup("allocs").WriteTo(f, 0); err != nil {
-						fmt.Fprintf(os.Stderr, "p11kms: --memprofile: %v\n", err)
-					}
-					f.Close()
-				}()
-			}
-			ctx := cmd.Context()
-			svc, closeFn, err := g.openService(ctx)
+			f.durationSet = cmd.Flags().Changed("duration")
+			names, err := f.check()
 			if err != nil {
 				return err
 			}
-			defer closeFn()
-			if keys > 0 {
-				if err := bench.Prefill(ctx, svc, keys, func(i int) { fmt.Fprintf(os.Stderr, "\rprefill: %d keys", i) }); err != nil {
-					return err
-				}
-				fmt.Fprintln(os.Stderr)
-			}
-			fx, err := bench.NewFixture(ctx, svc, svc.Token())
+			stopProfiles, err := f.startProfiles()
 			if err != nil {
 				return err
 			}
-			defer fx.Close()
-			all := fx.Ops()
-			names := bench.OpNames
-			if ops != "" && ops != "all" {
-				names = splitList(ops)
-			}
-			if withServer || serverAddr != "" {
-				var sops map[string]bench.Op
-				if serverAddr != "" {
-					ak, err := wire.LoadAccessKeys(g.accessKeysPath(""))
-					if err != nil {
-						return err
-					}
-					list := ak.List()
-					if len(list) == 0 {
-						return fmt.Errorf("no access key in %s", g.accessKeysPath(""))
-					}
-					key, _ := ak.Lookup(list[0].AccessKeyId)
-					sops = fx.RemoteOps(serverAddr, key)
-				} else {
-					var stop func()
-					if sops, stop, err = fx.ServerOps(); err != nil {
-						return err
-					}
-					defer stop()
-				}
-				for _, pair := range bench.ServerOpNames {
-					all[pair[0]] = sops[pair[0]]
-					if ops == "" || ops == "all" {
-						names = append(names, pair[0])
-					}
-				}
-			}
-			var results []bench.Result
-			for _, n := range names {
-				op, ok := all[n]
-				if !ok {
-					return usageError{fmt.Errorf("--ops: unknown operation %q; accepted: %s (and with --server: server:<op>)", n, strings.Join(bench.OpNames, ", "))}
-				}
-				opt := bench.Options{Concurrency: concurrency, Duration: duration, Count: count, Rounds: rounds}
-				if serverPID > 0 && strings.HasPrefix(n, "server:") {
-					if opt.ServerCPU, err = bench.PIDCPU(serverPID); err != nil {
-						return usageError{fmt.Errorf("--server-pid: %w", err)}
-					}
-				}
-				if !asJSON {
-					opt.Progress = func(done int64, el time.Duration) {
-						fmt.Fprintf(os.Stderr, "\r%-44s %8d ops %7.0f ops/s %5.0fs", op.Name, done, float64(done)/el.Seconds(), el.Seconds())
-					}
-				}
-				r := bench.Measure(ctx, op, opt)
-				if !asJSON {
-					fmt.Fprintf(os.Stderr, "\r%s\r", strings.Repeat(" ", 90))
-				}
-				results = append(results, r)
-			}
-			if asJSON {
-				return printJSON(cmd, results)
-			}
-			fmt.Fprint(cmd.OutOrStdout(), bench.Table(results))
-			byOp := map[string]bench.Result{}
-			for i, n := range names {
-				byOp[n] = results[i]
-			}
-			for _, pair := range bench.ServerOpNames {
-				srv, okS := byOp[pair[0]]
-				in, okI := byOp[pair[1]]
-				if okS && okI && in.OpsPerSec > 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), "over the server / in-process, %s: %.0f%%\n", pair[1], 100*srv.OpsPerSec/in.OpsPerSec)
-				}
-			}
-			for _, r := range results {
-				if r.Errors > 0 {
-					fmt.Fprintf(cmd.OutOrStdout(), "%s: %d errors, first: %s\n", r.Op, r.Errors, r.FirstError)
-				}
-			}
-			return nil
+			defer stopProfiles()
+			return runBench(cmd, g, f, names)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&ops, "ops", "all", "comma-separated operations, or all")
-	f.IntVar(&concurrency, "concurrency", 16, "concurrent callers")
-	f.DurationVar(&duration, "duration", 5*time.Second, "how long each operation runs")
-	f.IntVar(&count, "count", 0, "operations per run instead of a duration")
-	f.BoolVar(&asJSON, "json", false, "print JSON")
-	f.IntVar(&keys, "keys", 0, "fill the token to this many CMKs first")
-	f.BoolVar(&withServer, "server", false, "also run the operations over HTTP through an in-process server, signed by the official Alibaba SDK")
-	f.StringVar(&serverAddr, "server-addr", "", "instead, call a running `p11kms serve` on this address (same token; first access key of the home)")
-	f.IntVar(&serverPID, "server-pid", 0, "with --server-addr: the serve process whose CPU time per operation to report")
-	f.IntVar(&rounds, "rounds", 3, "rounds of operation-then-primitives per operation")
-	f.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to this file")
-	f.StringVar(&memProfile, "memprofile", "", "write an allocation profile of the whole run (go tool pprof -sample_index=alloc_space) to this file")
+	fl := cmd.Flags()
+	fl.StringVar(&f.ops, "ops", "all", "comma-separated operations, or all")
+	fl.IntVar(&f.concurrency, "concurrency", 16, "concurrent callers")
+	fl.DurationVar(&f.duration, "duration", time.Minute, "how long the whole measurement runs, divided among the operations, rounds and primitives")
+	fl.IntVar(&f.count, "count", 0, "operations of each kind instead of a duration")
+	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
+	fl.IntVar(&f.keys, "keys", 0, "fill the token to this many CMKs first")
+	fl.BoolVar(&f.withServer, "server", false, "also run the operations over HTTP through an in-process server, signed by the official Alibaba SDK")
+	fl.StringVar(&f.serverAddr, "server-addr", "", "instead, call a running `p11kms serve` on this address (same token; first access key of the home)")
+	fl.IntVar(&f.serverPID, "server-pid", 0, "with --server-addr: the serve process whose CPU time per operation to report")
+	fl.IntVar(&f.rounds, "rounds", 3, "rounds of operation-then-primitives per operation")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to this file")
+	fl.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile of the whole run (go tool pprof -sample_index=alloc_space) to this file")
 	return cmd
+}
+
+// server reports whether the server operations are available.
+func (f *benchFlags) server() bool { return f.withServer || f.serverAddr != "" }
+
+// check refuses bad flags before anything is opened and returns the
+// operations to run, in order.
+func (f *benchFlags) check() ([]string, error) {
+	bad := func(format string, args ...any) ([]string, error) {
+		return nil, usageError{fmt.Errorf(format, args...)}
+	}
+	switch {
+	case f.serverPID != 0 && f.serverAddr == "":
+		return bad("--server-pid needs --server-addr")
+	case f.rounds < 1:
+		return bad("--rounds %d: accepted 1 or more", f.rounds)
+	case f.concurrency < 1:
+		return bad("--concurrency %d: accepted 1 or more", f.concurrency)
+	case f.count < 0:
+		return bad("--count %d: accepted 0 (use --duration) or more", f.count)
+	case f.count > 0 && f.durationSet:
+		return bad("--count and --duration: give one (--count runs that many of each operation, --duration bounds the whole run)")
+	case f.count == 0 && f.duration <= 0:
+		return bad("--duration %v: accepted a positive duration for the whole run (e.g. 30s)", f.duration)
+	case f.keys < 0:
+		return bad("--keys %d: accepted 0 or more", f.keys)
+	}
+	all := slices.Clone(bench.OpNames)
+	var serverNames []string
+	for _, pair := range bench.ServerOpNames {
+		serverNames = append(serverNames, pair[0])
+	}
+	if f.ops == "" || f.ops == "all" {
+		if f.server() {
+			all = append(all, serverNames...)
+		}
+		return all, nil
+	}
+	names := splitList(f.ops)
+	for _, n := range names {
+		if !slices.Contains(all, n) && !(f.server() && slices.Contains(serverNames, n)) {
+			return bad("--ops: unknown operation %q; accepted: %s (and with --server or --server-addr: %s)",
+				n, strings.Join(bench.OpNames, ", "), strings.Join(serverNames, ", "))
+		}
+	}
+	return names, nil
+}
+
+// startProfiles starts the --cpuprofile and creates the --memprofile file
+// (so that a bad path fails before the run); stop writes them.
+func (f *benchFlags) startProfiles() (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, s := range slices.Backward(stops) {
+			s()
+		}
+	}
+	if f.cpuProfile != "" {
+		out, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return stop, usageError{fmt.Errorf("--cpuprofile: %w", err)}
+		}
+		stops = append(stops, func() { out.Close() })
+		if err := pprof.StartCPUProfile(out); err != nil {
+			return stop, fmt.Errorf("--cpuprofile: %w", err)
+		}
+		stops = append(stops, pprof.StopCPUProfile)
+	}
+	if f.memProfile != "" {
+		out, err := os.Create(f.memProfile)
+		if err != nil {
+			return stop, usageError{fmt.Errorf("--memprofile: %w", err)}
+		}
+		stops = append(stops, func() {
+			if err := pprof.Lookup("allocs").WriteTo(out, 0); err != nil {
+				fmt.Fprintf(os.Stderr, "p11kms: --memprofile: %v\n", err)
+			}
+			out.Close()
+		})
+	}
+	return stop, nil
+}
+
+// runBench sets up, plans the measurement, runs it and prints the results.
+func runBench(cmd *cobra.Command, g *globals, f *benchFlags, names []string) error {
+	ctx := cmd.Context()
+	setupStart := time.Now()
+	svc, closeFn, err := g.openService(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	if f.keys > 0 {
+		if err := bench.Prefill(ctx, svc, f.keys, func(i int) { fmt.Fprintf(os.Stderr, "\rprefill: %d keys", i) }); err != nil {
+			return err
+		}
+		fmt.Fprintln(os.Stderr)
+	}
+	fx, err := bench.NewFixture(ctx, svc, svc.Token())
+	if err != nil {
+		return err
+	}
+	defer fx.Close()
+	ops, stopServer, err := f.operations(g, fx, names)
+	if err != nil {
+		return err
+	}
+	defer stopServer()
+	plan, err := f.plan(ops, time.Since(setupStart))
+	if err != nil {
+		return err
+	}
+	results, err := f.measure(ctx, names, ops, plan)
+	if err != nil {
+		return err
+	}
+	if f.asJSON {
+		return printJSON(cmd, results)
+	}
+	printResults(cmd, names, results)
+	return nil
+}
+
+// operations returns the named operations, in order, with the server
+// ones if asked for; stop shuts down the in-process server.
+func (f *benchFlags) operations(g *globals, fx *bench.Fixture, names []string) (ops []bench.Op, stop func(), err error) {
+	stop = func() {}
+	all := fx.Ops()
+	if f.server() {
+		var sops map[string]bench.Op
+		if f.serverAddr != "" {
+			ak, err := wire.LoadAccessKeys(g.accessKeysPath(""))
+			if err != nil {
+				return nil, stop, err
+			}
+			list := ak.List()
+			if len(list) == 0 {
+				return nil, stop, fmt.Errorf("no access key in %s", g.accessKeysPath(""))
+			}
+			key, _ := ak.Lookup(list[0].AccessKeyId)
+			sops = fx.RemoteOps(f.serverAddr, key)
+		} else if sops, stop, err = fx.ServerOps(); err != nil {
+			return nil, func() {}, err
+		}
+		for n, op := range sops {
+			all[n] = op
+		}
+	}
+	for _, n := range names {
+		ops = append(ops, all[n])
+	}
+	return ops, stop, nil
+}
+
+// plan divides --duration among ops (nil with --count) and prints it, with
+// the setup time, before the measurement starts.
+func (f *benchFlags) plan(ops []bench.Op, setup time.Duration) (*bench.Plan, error) {
+	setup = setup.Round(100 * time.Millisecond)
+	if f.count > 0 {
+		fmt.Fprintf(os.Stderr, "bench: %d operation(s), %d of each in %d round(s), each primitive as many times; not bounded in time (--count); setup took %v\n",
+			len(ops), f.count, f.rounds, setup)
+		return nil, nil
+	}
+	plan, err := bench.NewPlan(f.duration, f.rounds, ops)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("--duration: %w; or fewer --ops or --rounds", err)}
+	}
+	fmt.Fprintf(os.Stderr, "bench: measuring %d operation(s) × %d round(s) in %v (each round: the operation, then each of its primitives for half as long); setup took %v; ends about %s\n",
+		len(ops), f.rounds, plan.Total, setup, time.Now().Add(plan.Total).Format(time.TimeOnly))
+	return plan, nil
+}
+
+// measure runs each operation (names[i] is ops[i]) to the plan, or --count.
+func (f *benchFlags) measure(ctx context.Context, names []string, ops []bench.Op, plan *bench.Plan) ([]bench.Result, error) {
+	var results []bench.Result
+	for i, op := range ops {
+		opt := bench.Options{Concurrency: f.concurrency, Count: f.count, Rounds: f.rounds}
+		if plan != nil {
+			opt.Schedule = plan.Ops[i].Rounds
+		}
+		if f.serverPID > 0 && strings.HasPrefix(names[i], "server:") {
+			var err error
+			if opt.ServerCPU, err = bench.PIDCPU(f.serverPID); err != nil {
+				return nil, usageError{fmt.Errorf("--server-pid: %w", err)}
+			}
+		}
+		if !f.asJSON {
+			opt.Progress = func(done int64, el time.Duration) {
+				fmt.Fprintf(os.Stderr, "\r%-44s %8d ops %7.0f ops/s %5.0fs", op.Name, done, float64(done)/el.Seconds(), el.Seconds())
+			}
+		}
+		results = append(results, bench.Measure(ctx, op, opt))
+		if !f.asJSON {
+			fmt.Fprintf(os.Stderr, "\r%s\r", strings.Repeat(" ", 90))
+		}
+	}
+	return results, nil
+}
+
+// printResults prints the table, the server/in-process ratios and the
+// first error of each operation that had errors.
+func printResults(cmd *cobra.Command, names []string, results []bench.Result) {
+	out := cmd.OutOrStdout()
+	fmt.Fprint(out, bench.Table(results))
+	byOp := map[string]bench.Result{}
+	for i, n := range names {
+		byOp[n] = results[i]
+	}
+	for _, pair := range bench.ServerOpNames {
+		srv, okS := byOp[pair[0]]
+		in, okI := byOp[pair[1]]
+		if okS && okI && in.OpsPerSec > 0 {
+			fmt.Fprintf(out, "over the server / in-process, %s: %.0f%%\n", pair[1], 100*srv.OpsPerSec/in.OpsPerSec)
+		}
+	}
+	for _, r := range results {
+		if r.Errors > 0 {
+			fmt.Fprintf(out, "%s: %d errors, first: %s\n", r.Op, r.Errors, r.FirstError)
+		}
+	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"github.com/p11kms/p11kms/hsm"
 	"github.com/p11kms/p11kms/provider"
@@ -61,7 +61,7 @@ are interchangeable.`,
 	fl.StringVar(&f.auditLog, "audit-log", "", "audit log file (default $P11KMS_HOME/audit.log; \"-\" disables)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM); with --tls-key serves HTTPS")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
-	fl.StringVar(&f.seedFile, "seed", "", "YAML seed file applied (idempotently) at start-up")
+	fl.StringVar(&f.seedFile, "seed", "", "YAML seed file applied (idempotently) at start-up, once the port is bound; checked whole before anything is written (an alias of another key is refused unless the file says moveAliases: true)")
 	fl.Float64Var(&f.rate, "rate", 0, "requests per second allowed per access key (0: unlimited)")
 	fl.IntVar(&f.burst, "burst", 0, "burst per access key (default: rate)")
 	fl.Int64Var(&f.maxBody, "max-body", 64<<10, "largest request body in bytes")
@@ -75,45 +75,128 @@ are interchangeable.`,
 	return cmd
 }
 
+// check refuses bad flags before serve opens anything.
+func (f *serveFlags) check() error {
+	bad := func(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+	switch {
+	case (f.tlsCert == "") != (f.tlsKey == ""):
+		return bad("--tls-cert and --tls-key go together")
+	case f.processes < 1 || f.processes > 256:
+		return bad("--processes %d: accepted 1 to 256", f.processes)
+	case f.rate < 0:
+		return bad("--rate %v: accepted 0 (unlimited) or more", f.rate)
+	case f.burst < 0:
+		return bad("--burst %d: accepted 0 (the rate) or more", f.burst)
+	case f.maxBody < 1:
+		return bad("--max-body %d: accepted 1 or more (bytes)", f.maxBody)
+	}
+	for _, d := range []struct {
+		flag string
+		v    time.Duration
+	}{{"--read-timeout", f.readTimeout}, {"--write-timeout", f.writeTimeout}, {"--sweep-interval", f.sweepEvery}, {"--shutdown-timeout", f.shutdownWait}} {
+		if d.v < 0 {
+			return bad("%s %v: accepted 0 or more (e.g. 30s)", d.flag, d.v)
+		}
+	}
+	return nil
+}
+
+// serve checks its flags and files, binds the port, and only then opens the
+// token and applies the seed: a bad flag or a busy port writes nothing.
 func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	if (f.tlsCert == "") != (f.tlsKey == "") {
-		return usageError{errors.New("--tls-cert and --tls-key go together")}
+	if err := f.check(); err != nil {
+		return err
+	}
+	isChild := isServeChild()
+	var sf *seed.File
+	if f.seedFile != "" && !isChild {
+		var err error
+		if sf, err = seed.Load(f.seedFile); err != nil {
+			return fmt.Errorf("--seed %s: %w", f.seedFile, err)
+		}
 	}
 	keys, err := wire.LoadAccessKeys(g.accessKeysPath(f.accessKeys))
 	if err != nil {
 		return fmt.Errorf("%w (create one with `p11kms init` or `p11kms accesskey create`)", err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	tokenCalls := server.TokenCallObserver(reg)
-	cfg, err := softhsm.ResolveToken(g.token, g.home)
+	ln, err := listen(ctx, f)
 	if err != nil {
 		return err
 	}
-	cfg.Wrap = func(m hsm.Module) hsm.Module { return hsm.Instrument(m, tokenCalls) }
-	tok, err := hsm.Open(ctx, cfg)
+	defer ln.Close()
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	tok, err := openInstrumented(ctx, g, reg)
 	if err != nil {
 		return err
 	}
 	defer tok.Close()
 	kms := provider.New(tok, provider.Options{Region: f.region, Account: f.account})
-	isChild := os.Getenv(childEnv) != ""
-	if f.seedFile != "" && !isChild {
-		sf, err := seed.Load(f.seedFile)
-		if err != nil {
+	if sf != nil {
+		if err := applySeed(ctx, kms, sf, f.seedFile, log); err != nil {
 			return err
 		}
-		res, err := seed.Apply(ctx, kms, sf)
-		if err != nil {
-			return err
-		}
-		log.Info("seed applied", "file", f.seedFile, "keysCreated", res.Created, "versionsAdded", res.VersionsAdded,
-			"aliasesCreated", res.AliasesCreated, "statesChanged", res.StatesChanged)
 	}
+	handler, closeAudit, err := newHandler(ctx, g, f, kms, keys, reg, log)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+	if !isChild {
+		stopChildren, err := startChildren(f.processes)
+		defer stopChildren()
+		if err != nil {
+			return err
+		}
+	}
+	return runServer(ctx, f, handler, ln, kms, tok, log)
+}
+
+// listen binds --listen, shared with the other processes (SO_REUSEPORT)
+// when there are several.
+func listen(ctx context.Context, f *serveFlags) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if f.processes > 1 {
+		lc.Control = reusePort
+	}
+	return lc.Listen(ctx, "tcp", f.listen)
+}
+
+// openInstrumented opens the token with every module call observed in reg.
+func openInstrumented(ctx context.Context, g *globals, reg *prometheus.Registry) (*hsm.Token, error) {
+	tokenCalls := server.TokenCallObserver(reg)
+	cfg, err := softhsm.ResolveToken(g.token, g.home)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Wrap = func(m hsm.Module) hsm.Module { return hsm.Instrument(m, tokenCalls) }
+	return hsm.Open(ctx, cfg)
+}
+
+// applySeed applies the seed file and logs what it changed.
+func applySeed(ctx context.Context, kms *provider.Service, sf *seed.File, path string, log *slog.Logger) error {
+	res, err := seed.Apply(ctx, kms, sf)
+	if err != nil {
+		return fmt.Errorf("--seed %s: %w", path, err)
+	}
+	moved := make([]string, len(res.AliasesMoved))
+	for i, m := range res.AliasesMoved {
+		moved[i] = m.String()
+	}
+	log.Info("seed applied", "file", path, "keysCreated", res.Created, "versionsAdded", res.VersionsAdded,
+		"aliasesCreated", res.AliasesCreated, "aliasesMoved", moved, "statesChanged", res.StatesChanged)
+	return nil
+}
+
+// newHandler opens the audit log and the media keys and composes the
+// server's handler; closeAudit closes the audit log.
+func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Service, keys *wire.AccessKeys,
+	reg *prometheus.Registry, log *slog.Logger) (handler http.Handler, closeAudit func(), err error) {
+	closeAudit = func() {}
 	var auditLog *audit.Log
 	if f.auditLog != "-" {
 		path := f.auditLog
@@ -121,55 +204,54 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 			path = filepath.Join(g.home, "audit.log")
 		}
 		if auditLog, err = audit.Open(path, func(err error) { log.Error("audit log write failed", "err", err) }); err != nil {
-			return err
+			return nil, closeAudit, err
 		}
-		defer auditLog.Close()
+		closeAudit = func() { auditLog.Close() }
 	}
 	media, err := vod.New(vod.Config{KMS: kms, TokenKeyFile: filepath.Join(g.home, vod.TokenKeyFileName), Logger: log})
 	if err != nil {
-		return err
+		return nil, closeAudit, err
 	}
 	if err := media.Init(ctx); err != nil {
-		return fmt.Errorf("media keys: %w", err)
+		return nil, closeAudit, fmt.Errorf("media keys: %w", err)
 	}
 	scfg := server.Config{KMS: kms, Keys: keys, Rate: f.rate, Burst: f.burst, MaxBodyBytes: f.maxBody, Metrics: reg,
 		HLSKeys: media.KeyHandler(), Log: log}
 	if auditLog != nil {
 		scfg.Audit = auditLog
 	}
-	handler := server.New(scfg)
-	if f.processes < 1 || f.processes > 256 {
-		return usageError{fmt.Errorf("--processes %d: accepted 1 to 256", f.processes)}
-	}
+	return server.New(scfg), closeAudit, nil
+}
+
+// startChildren starts the other processes of --processes; stop signals
+// and waits for them (each also dies with this one).
+func startChildren(processes int) (stop func(), err error) {
 	var children []*exec.Cmd
-	if f.processes > 1 && os.Getenv(childEnv) == "" {
-		for i := 1; i < f.processes; i++ {
-			c := exec.Command(os.Args[0], os.Args[1:]...)
-			c.Env = append(os.Environ(), childEnv+"=1")
-			c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // never outlive the parent
-			c.Stdout, c.Stderr = os.Stderr, os.Stderr
-			if err := c.Start(); err != nil {
-				return fmt.Errorf("starting serve process %d: %w", i+1, err)
-			}
-			children = append(children, c)
+	stop = func() {
+		for _, c := range children {
+			_ = c.Process.Signal(syscall.SIGTERM)
 		}
-		defer func() {
-			for _, c := range children {
-				_ = c.Process.Signal(syscall.SIGTERM)
-			}
-			for _, c := range children {
-				_ = c.Wait()
-			}
-		}()
+		for _, c := range children {
+			_ = c.Wait()
+		}
 	}
-	lc := net.ListenConfig{}
-	if f.processes > 1 {
-		lc.Control = reusePort
+	for i := 1; i < processes; i++ {
+		c := exec.Command(os.Args[0], os.Args[1:]...)
+		c.Env = append(os.Environ(), childEnv+"=1")
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM} // never outlive the parent
+		c.Stdout, c.Stderr = os.Stderr, os.Stderr
+		if err := c.Start(); err != nil {
+			return stop, fmt.Errorf("starting serve process %d: %w", i+1, err)
+		}
+		children = append(children, c)
 	}
-	ln, err := lc.Listen(ctx, "tcp", f.listen)
-	if err != nil {
-		return err
-	}
+	return stop, nil
+}
+
+// runServer serves on ln until the server fails or SIGINT/SIGTERM, then
+// lets the requests in flight finish (up to --shutdown-timeout).
+func runServer(ctx context.Context, f *serveFlags, handler http.Handler, ln net.Listener, kms *provider.Service, tok *hsm.Token, log *slog.Logger) error {
+	isChild := isServeChild()
 	srv := &http.Server{Handler: handler, ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout,
 		ReadHeaderTimeout: f.readTimeout, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if f.tlsCert != "" {
@@ -182,17 +264,14 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		scheme := "http"
 		if f.tlsCert != "" {
-			scheme = "https"
 			errc <- srv.ServeTLS(ln, f.tlsCert, f.tlsKey)
 		} else {
 			errc <- srv.Serve(ln)
 		}
-		_ = scheme
 	}()
 	log.Info("serving", "listen", ln.Addr().String(), "token", tok.Label(), "module", tok.ModulePath(), "tls", f.tlsCert != "", "pid", os.Getpid())
-	if os.Getenv(childEnv) == "" {
+	if !isChild {
 		fmt.Fprintf(os.Stdout, "p11kms serve: listening on %s (%d process(es))\n", ln.Addr(), f.processes)
 	}
 	select {
@@ -213,11 +292,15 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 // childEnv marks a serve process started by another for --processes.
 const childEnv = "P11KMS_SERVE_CHILD"
 
+// isServeChild reports whether this process was started by another serve
+// (it neither seeds, sweeps nor starts processes).
+func isServeChild() bool { return os.Getenv(childEnv) != "" }
+
 // reusePort sets SO_REUSEPORT so several processes accept on one port.
 func reusePort(_, _ string, c syscall.RawConn) error {
 	var serr error
 	err := c.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0xf /* SO_REUSEPORT */, 1)
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
 	})
 	if err != nil {
 		return err

@@ -217,3 +217,70 @@ func TestServeTLS(t *testing.T) {
 		}
 	}
 }
+
+// totalCount runs a listing action of `p11kms kms` and returns its TotalCount.
+func totalCount(t *testing.T, action string) int {
+	t.Helper()
+	out, errOut, code := cli(t, "kms", action, "--PageSize", "100")
+	var resp struct{ TotalCount int }
+	if code != 0 || json.Unmarshal([]byte(out), &resp) != nil {
+		t.Fatalf("kms %s: %d %s%s", action, code, out, errOut)
+	}
+	return resp.TotalCount
+}
+
+// A serve with a seed on a busy port exits with the bind error and writes
+// nothing to the token: it used to apply the seed (and create the media
+// key) first, then fail to bind.
+func TestServeSeedOnBusyPortWritesNothing(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	seedFile := filepath.Join(t.TempDir(), "seed.yaml")
+	if err := os.WriteFile(seedFile, []byte("keys:\n  - keyId: key-busy-port-0001\n    aliases: [alias/busy-port]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	keys, aliases := totalCount(t, "ListKeys"), totalCount(t, "ListAliases")
+	_, errOut, code := cli(t, "serve", "--listen", busy.Addr().String(), "--seed", seedFile, "--sweep-interval", "0", "--audit-log", "-")
+	if code != 1 || !strings.Contains(errOut, "address already in use") || strings.Contains(errOut, "seed applied") {
+		t.Fatalf("serve on a busy port: status %d\n%s", code, errOut)
+	}
+	if k, a := totalCount(t, "ListKeys"), totalCount(t, "ListAliases"); k != keys || a != aliases {
+		t.Fatalf("after serve on a busy port: %d keys and %d aliases, %d and %d before", k, a, keys, aliases)
+	}
+	if _, errOut, _ := cli(t, "kms", "DescribeKey", "--KeyId", "key-busy-port-0001"); !strings.Contains(errOut, "Forbidden.KeyNotFound") {
+		t.Fatalf("the seeded key exists: %s", errOut)
+	}
+}
+
+// serve checks its flags and its seed file before it opens the token (here
+// one that does not exist), with a usage error naming the flag.
+func TestServeChecksFlagsBeforeOpeningTheToken(t *testing.T) {
+	badSeed := filepath.Join(t.TempDir(), "seed.yaml")
+	if err := os.WriteFile(badSeed, []byte("keys:\n  - keyId: key-a\n    state: Frozen\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--processes", "0"}, 2, "--processes 0: accepted 1 to 256"},
+		{[]string{"--processes", "257"}, 2, "--processes 257: accepted 1 to 256"},
+		{[]string{"--tls-cert", "c.pem"}, 2, "--tls-cert and --tls-key go together"},
+		{[]string{"--rate", "-1"}, 2, "--rate -1: accepted 0 (unlimited) or more"},
+		{[]string{"--burst", "-1"}, 2, "--burst -1: accepted 0"},
+		{[]string{"--max-body", "0"}, 2, "--max-body 0: accepted 1 or more"},
+		{[]string{"--read-timeout", "-1s"}, 2, "--read-timeout -1s: accepted 0 or more"},
+		{[]string{"--shutdown-timeout", "-1s"}, 2, "--shutdown-timeout -1s: accepted 0 or more"},
+		{[]string{"--seed", badSeed}, 1, `--seed ` + badSeed + `: InvalidParameter: seed: keys[0] (keyId key-a): state: "Frozen"`},
+	} {
+		args := append([]string{"--token", "pkcs11:token=no-such-token", "serve", "--listen", "127.0.0.1:0"}, c.args...)
+		_, errOut, code := cli(t, args...)
+		if code != c.code || !strings.Contains(errOut, c.want) {
+			t.Errorf("serve %v: status %d, want %d with %q:\n%s", c.args, code, c.code, c.want, errOut)
+		}
+	}
+}

@@ -39,12 +39,23 @@ type Primitive struct {
 // Options bound a run.
 type Options struct {
 	Concurrency int
-	Duration    time.Duration // used when Count is 0
-	Count       int
+	// Duration is the whole measurement of the operation when Count is 0
+	// and Schedule is nil (default 5 s): its rounds, each running the
+	// operation and then each of its primitives for half as long, add up
+	// to Duration (see NewPlan).
+	Duration time.Duration
+	// Schedule, when Count is 0, gives the rounds and the length of each
+	// phase (a Plan's OpPlan.Rounds, so that a whole run keeps to its
+	// plan); it overrides Duration and Rounds.
+	Schedule []RoundPlan
+	// Count, if above 0, is the number of operations instead, shared by
+	// the rounds; each primitive runs as many times in a round as the
+	// operation.
+	Count int
 	// Rounds splits the run into this many rounds (default 3); each round
-	// runs the operation, then each of its primitives (for half as long),
-	// so that the limit is measured in the same stretches of a noisy
-	// machine's time as the operation. Figures are summed over the rounds.
+	// runs the operation, then each of its primitives, so that the limit
+	// is measured in the same stretches of a noisy machine's time as the
+	// operation. Figures are summed over the rounds.
 	Rounds int
 	// Progress, if set, is called about once a second with the operations
 	// done so far.
@@ -103,27 +114,25 @@ func Measure(ctx context.Context, op Op, opt Options) Result {
 	if rounds < 1 {
 		rounds = 3
 	}
-	if opt.Count == 0 && opt.Duration <= 0 {
-		opt.Duration = 5 * time.Second
-	}
-	if opt.Count > 0 {
+	schedule := opt.Schedule
+	switch {
+	case opt.Count > 0:
 		rounds = min(rounds, opt.Count)
+	case schedule == nil:
+		d := opt.Duration
+		if d <= 0 {
+			d = 5 * time.Second
+		}
+		schedule = splitPlan(d, rounds, []Op{op}).Ops[0].Rounds
+		fallthrough
+	default:
+		rounds = len(schedule)
 	}
-	ropt := opt
-	ropt.Duration = opt.Duration / time.Duration(rounds)
 	var main tally
 	prims := make([]tally, len(op.Primitives))
 	var roundRatios []float64
 	for round := 0; round < rounds && ctx.Err() == nil; round++ {
-		o := ropt
-		if opt.Count > 0 { // the rounds share Count exactly
-			o.Count = opt.Count/rounds + btoi(round < opt.Count%rounds)
-		}
-		popt := o
-		popt.Progress, popt.ServerCPU = nil, nil
-		if popt.Count == 0 && popt.Duration > time.Second {
-			popt.Duration /= 2
-		}
+		o, popts := roundOptions(opt, round, rounds, len(op.Primitives), schedule)
 		if opt.Progress != nil {
 			base, begun := main.ops, main.elapsed
 			o.Progress = func(done int64, el time.Duration) { opt.Progress(base+done, begun+el) }
@@ -133,7 +142,7 @@ func Measure(ctx context.Context, op Op, opt Options) Result {
 		cost := 0.0 // seconds per operation, summed over the primitives
 		for i, p := range op.Primitives {
 			var pt tally
-			run(ctx, p.Run, popt, &pt)
+			run(ctx, p.Run, popts[i], &pt)
 			if pt.ops > 0 {
 				cost += pt.elapsed.Seconds() / float64(pt.ops)
 			}
@@ -145,6 +154,37 @@ func Measure(ctx context.Context, op Op, opt Options) Result {
 			roundRatios = append(roundRatios, achieved*cost)
 		}
 	}
+	return summarize(op, opt, &main, prims, roundRatios)
+}
+
+// roundOptions are the options of one round's operation phase and of each
+// of its n primitive phases: their share of Count, or their Schedule (a
+// primitive the schedule misses runs half as long as the operation).
+func roundOptions(opt Options, round, rounds, n int, schedule []RoundPlan) (o Options, prims []Options) {
+	o = opt
+	o.Schedule = nil
+	if opt.Count > 0 { // the rounds share Count exactly
+		o.Count = opt.Count/rounds + btoi(round < opt.Count%rounds)
+	} else {
+		o.Duration = schedule[round].Op
+	}
+	prims = make([]Options, n)
+	for i := range prims {
+		p := o
+		p.Progress, p.ServerCPU = nil, nil
+		if opt.Count == 0 {
+			p.Duration = o.Duration / 2
+			if i < len(schedule[round].Primitives) {
+				p.Duration = schedule[round].Primitives[i]
+			}
+		}
+		prims[i] = p
+	}
+	return o, prims
+}
+
+// summarize turns the tallies of a measurement into its Result.
+func summarize(op Op, opt Options, main *tally, prims []tally, roundRatios []float64) Result {
 	sort.Slice(main.lat, func(i, j int) bool { return main.lat[i] < main.lat[j] })
 	pct := func(p float64) float64 {
 		if len(main.lat) == 0 {

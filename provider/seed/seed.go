@@ -4,21 +4,40 @@
 //
 // Format (YAML; unknown fields are errors):
 //
+//	moveAliases: false              # see below (default false)
 //	keys:
-//	  - keyId: key-payments-0001      # letters, digits, - and _
+//	  - keyId: key-payments-0001    # letters, digits, - and _, up to 128
 //	    description: payments CMK
-//	    versions: 2                   # at least this many versions (default 1)
-//	    state: Enabled                # Enabled (default), Disabled or PendingDeletion
-//	    pendingWindowInDays: 30       # with PendingDeletion (default 30)
-//	    rotationInterval: 30d         # optional automatic rotation
+//	    keySpec: Aliyun_AES_256     # the only one (default)
+//	    versions: 2                 # at least this many versions, 1 to 100 (default 1)
+//	    state: Enabled              # Enabled (default), Disabled or PendingDeletion
+//	    pendingWindowInDays: 30     # only with PendingDeletion: 7 to 366 (default 30)
+//	    rotationInterval: 30d       # optional automatic rotation, 7 to 365 days (30d or 2592000s)
 //	    aliases: [alias/payments]
+//
+// Description, keySpec and rotationInterval are used when the key is
+// created; a key that exists keeps its own.
+//
+// The whole seed is checked before anything is written: every field of
+// every entry, duplicate keyIds and aliases inside the file, and each alias
+// against the token. An alias that already points to another key is
+// refused (Forbidden.AliasExists), because moving it would silently take
+// it from the key its users know; with moveAliases: true the seed moves it
+// instead and says so in [Result.AliasesMoved]. If anything is refused the
+// token is left as it was, and the error names the entry (keys[i] and its
+// keyId) and the field.
+//
+// Apply is not a transaction: a token failure while writing, or another
+// process changing the same keys between the check and the writes, can
+// leave part of the seed applied; applying it again completes it.
 package seed
 
 import (
 	"bytes"
-	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 
@@ -27,13 +46,17 @@ import (
 
 // File is a parsed seed file.
 type File struct {
-	Keys []Key `yaml:"keys"`
+	// MoveAliases lets the seed move an alias that points to another key
+	// to the key that names it here. By default such an alias is refused.
+	MoveAliases bool  `yaml:"moveAliases"`
+	Keys        []Key `yaml:"keys"`
 }
 
 // Key is one seeded key.
 type Key struct {
 	KeyId               string   `yaml:"keyId"`
 	Description         string   `yaml:"description"`
+	KeySpec             string   `yaml:"keySpec"`
 	Versions            int      `yaml:"versions"`
 	State               string   `yaml:"state"`
 	PendingWindowInDays int      `yaml:"pendingWindowInDays"`
@@ -41,7 +64,32 @@ type Key struct {
 	Aliases             []string `yaml:"aliases"`
 }
 
-// Load reads and validates a seed file.
+// Limits and defaults of a seeded key.
+const (
+	MaxVersions                = 100
+	DefaultPendingWindowInDays = 30
+)
+
+// wantState is the state the seed asks for.
+func (k *Key) wantState() string {
+	if k.State == "" {
+		return provider.StateEnabled
+	}
+	return k.State
+}
+
+// wantVersions is the number of versions the seed asks for at least.
+func (k *Key) wantVersions() int { return max(k.Versions, 1) }
+
+// pendingWindow is the deletion window the seed asks for.
+func (k *Key) pendingWindow() int {
+	if k.PendingWindowInDays == 0 {
+		return DefaultPendingWindowInDays
+	}
+	return k.PendingWindowInDays
+}
+
+// Load reads a seed file and checks what the file alone can say (see Parse).
 func Load(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -50,120 +98,92 @@ func Load(path string) (*File, error) {
 	return Parse(b)
 }
 
-// Parse decodes a seed strictly and validates it.
+// Parse decodes a seed strictly and checks what the file alone can say:
+// required keyIds, states, versions, deletion windows, alias prefixes and
+// duplicates. Apply checks the rest (id, alias and rotation syntax, key
+// specs, aliases owned by other keys) against the KMS before it writes.
+// The error is InvalidParameter, and joins one error per problem found.
 func Parse(b []byte) (*File, error) {
 	var f File
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("seed: %w", err)
+		return nil, provider.NewError(provider.CodeInvalidParameter, "seed: %v", err)
 	}
-	seen := map[string]bool{}
-	for i, k := range f.Keys {
-		if k.KeyId == "" {
-			return nil, fmt.Errorf("seed: keys[%d]: keyId is required", i)
+	var errs []error
+	keyAt := map[string]int{}
+	aliasAt := map[string]string{}
+	for i := range f.Keys {
+		k := &f.Keys[i]
+		errs = append(errs, checkFields(i, k)...)
+		if j, dup := keyAt[k.KeyId]; dup && k.KeyId != "" {
+			errs = append(errs, entryError(provider.CodeInvalidParameter, i, k, "keyId", "also the keyId of keys[%d]: each key appears once", j))
+		} else {
+			keyAt[k.KeyId] = i
 		}
-		if seen[k.KeyId] {
-			return nil, fmt.Errorf("seed: keyId %s appears twice", k.KeyId)
+		for n, a := range k.Aliases {
+			field := fmt.Sprintf("aliases[%d]", n)
+			if first, dup := aliasAt[a]; dup {
+				errs = append(errs, entryError(provider.CodeInvalidParameter, i, k, field, "%s is also at %s: an alias names one key", a, first))
+				continue
+			}
+			aliasAt[a] = fmt.Sprintf("keys[%d].%s", i, field)
 		}
-		seen[k.KeyId] = true
-		switch k.State {
-		case "", provider.StateEnabled, provider.StateDisabled, provider.StatePendingDeletion:
-		default:
-			return nil, fmt.Errorf("seed: key %s: state %q: accepted Enabled, Disabled, PendingDeletion", k.KeyId, k.State)
-		}
-		if k.Versions < 0 || k.Versions > 100 {
-			return nil, fmt.Errorf("seed: key %s: versions %d: accepted 1 to 100", k.KeyId, k.Versions)
-		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	return &f, nil
 }
 
-// Result says what Apply did.
-type Result struct {
-	Created, VersionsAdded, AliasesCreated, StatesChanged int
+// checkFields checks one entry's fields on their own.
+func checkFields(i int, k *Key) []error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, entryError(provider.CodeInvalidParameter, i, k, field, format, args...))
+	}
+	if k.KeyId == "" {
+		bad("keyId", "is required: letters, digits, - and _, up to 128")
+	}
+	switch k.State {
+	case "", provider.StateEnabled, provider.StateDisabled, provider.StatePendingDeletion:
+	default:
+		bad("state", "%q: accepted Enabled (default), Disabled, PendingDeletion", truncate(k.State, 32))
+	}
+	if k.Versions < 0 || k.Versions > MaxVersions {
+		bad("versions", "%d: accepted 1 to %d (default 1)", k.Versions, MaxVersions)
+	}
+	switch {
+	case k.PendingWindowInDays == 0:
+	case k.wantState() != provider.StatePendingDeletion:
+		bad("pendingWindowInDays", "only with state PendingDeletion (the state is %s)", k.wantState())
+	case k.PendingWindowInDays < provider.MinPendingWindowDays || k.PendingWindowInDays > provider.MaxPendingWindowDays:
+		bad("pendingWindowInDays", "%d: accepted %d to %d (default %d)", k.PendingWindowInDays,
+			provider.MinPendingWindowDays, provider.MaxPendingWindowDays, DefaultPendingWindowInDays)
+	}
+	for n, a := range k.Aliases {
+		if !strings.HasPrefix(a, "alias/") {
+			bad(fmt.Sprintf("aliases[%d]", n), "%q must start with alias/", truncate(a, 64))
+		}
+	}
+	return errs
 }
 
-// Apply makes the KMS match the seed: missing keys, versions and aliases
-// are created and states set; what already matches is left alone.
-func Apply(ctx context.Context, s *provider.Service, f *File) (*Result, error) {
-	res := &Result{}
-	for _, k := range f.Keys {
-		d, err := s.DescribeKey(ctx, &provider.KeyIdRequest{KeyId: k.KeyId})
-		if provider.ErrorCode(err) == provider.CodeKeyNotFound {
-			req := &provider.CreateKeyRequest{KeyId: k.KeyId, Description: k.Description}
-			if k.RotationInterval != "" {
-				req.EnableAutomaticRotation, req.RotationInterval = true, k.RotationInterval
-			}
-			if _, err := s.CreateKey(ctx, req); err != nil {
-				return res, fmt.Errorf("seed: key %s: %w", k.KeyId, err)
-			}
-			res.Created++
-			d, err = s.DescribeKey(ctx, &provider.KeyIdRequest{KeyId: k.KeyId})
-		}
-		if err != nil {
-			return res, fmt.Errorf("seed: key %s: %w", k.KeyId, err)
-		}
-		state := d.KeyMetadata.KeyState
-		want := max(k.Versions, 1)
-		vs, err := s.ListKeyVersions(ctx, &provider.ListKeyVersionsRequest{KeyId: k.KeyId, PageSize: 100})
-		if err != nil {
-			return res, fmt.Errorf("seed: key %s: %w", k.KeyId, err)
-		}
-		if vs.TotalCount < want && state != provider.StateEnabled {
-			if _, err := s.EnableKey(ctx, &provider.KeyIdRequest{KeyId: k.KeyId}); err != nil {
-				return res, fmt.Errorf("seed: key %s: %w", k.KeyId, err)
-			}
-			state = provider.StateEnabled
-		}
-		for n := vs.TotalCount; n < want; n++ {
-			if _, err := s.CreateKeyVersion(ctx, &provider.KeyIdRequest{KeyId: k.KeyId}); err != nil {
-				return res, fmt.Errorf("seed: key %s: %w", k.KeyId, err)
-			}
-			res.VersionsAdded++
-		}
-		for _, a := range k.Aliases {
-			_, err := s.CreateAlias(ctx, &provider.AliasRequest{AliasName: a, KeyId: k.KeyId})
-			switch provider.ErrorCode(err) {
-			case "":
-				res.AliasesCreated++
-			case provider.CodeAliasExists:
-				// Idempotent: make sure it points here.
-				if _, err := s.UpdateAlias(ctx, &provider.AliasRequest{AliasName: a, KeyId: k.KeyId}); err != nil {
-					return res, fmt.Errorf("seed: alias %s: %w", a, err)
-				}
-			default:
-				return res, fmt.Errorf("seed: alias %s: %w", a, err)
-			}
-		}
-		wantState := k.State
-		if wantState == "" {
-			wantState = provider.StateEnabled
-		}
-		if state == wantState {
-			continue
-		}
-		if state == provider.StatePendingDeletion {
-			if _, err := s.CancelKeyDeletion(ctx, &provider.KeyIdRequest{KeyId: k.KeyId}); err != nil {
-				return res, fmt.Errorf("seed: key %s: %w", k.KeyId, err)
-			}
-		}
-		switch wantState {
-		case provider.StateEnabled:
-			_, err = s.EnableKey(ctx, &provider.KeyIdRequest{KeyId: k.KeyId})
-		case provider.StateDisabled:
-			_, err = s.DisableKey(ctx, &provider.KeyIdRequest{KeyId: k.KeyId})
-		case provider.StatePendingDeletion:
-			days := k.PendingWindowInDays
-			if days == 0 {
-				days = 30
-			}
-			_, err = s.ScheduleKeyDeletion(ctx, &provider.ScheduleKeyDeletionRequest{KeyId: k.KeyId, PendingWindowInDays: days})
-		}
-		if err != nil {
-			return res, fmt.Errorf("seed: key %s: %w", k.KeyId, err)
-		}
-		res.StatesChanged++
+// entryError is an error in one entry of the seed: its code, the entry
+// (index and keyId) and the field, as the seed file names them.
+func entryError(code string, i int, k *Key, field, format string, args ...any) *provider.Error {
+	name := "no keyId"
+	if k.KeyId != "" {
+		name = "keyId " + truncate(k.KeyId, 64)
 	}
-	return res, nil
+	e := provider.NewError(code, "seed: keys[%d] (%s): %s: %s", i, name, field, fmt.Sprintf(format, args...))
+	e.Param = fmt.Sprintf("keys[%d].%s", i, field)
+	return e
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

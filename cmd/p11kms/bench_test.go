@@ -1,0 +1,67 @@
+package main
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/p11kms/p11kms/provider/bench"
+)
+
+// bench checks its flags before it opens anything (here a token that does
+// not exist), with usage errors naming the flag and what it accepts.
+func TestBenchChecksFlagsFirst(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--duration", "0s"}, "--duration 0s: accepted a positive duration"},
+		{[]string{"--duration", "-1s"}, "--duration -1s: accepted a positive duration"},
+		{[]string{"--count", "-1"}, "--count -1: accepted 0"},
+		{[]string{"--count", "5", "--duration", "1s"}, "--count and --duration: give one"},
+		{[]string{"--concurrency", "0"}, "--concurrency 0: accepted 1 or more"},
+		{[]string{"--rounds", "0"}, "--rounds 0: accepted 1 or more"},
+		{[]string{"--keys", "-1"}, "--keys -1: accepted 0 or more"},
+		{[]string{"--ops", "Decrypt,Nope"}, `--ops: unknown operation "Nope"; accepted: GenerateDataKey,`},
+		{[]string{"--ops", "server:Decrypt"}, `--ops: unknown operation "server:Decrypt"`},
+		{[]string{"--server-pid", "1"}, "--server-pid needs --server-addr"},
+	} {
+		_, errOut, code := cli(t, append([]string{"--token", "pkcs11:token=no-such-token", "bench"}, c.args...)...)
+		if code != 2 || !strings.Contains(errOut, c.want) {
+			t.Errorf("bench %v: status %d, want 2 with %q:\n%s", c.args, code, c.want, errOut)
+		}
+	}
+}
+
+// --duration is the whole run: `bench --duration 3s` took 64 s, each
+// operation running 3 s and each of its primitives as long again. The plan
+// is printed before the measurement, a --duration too short for the plan is
+// refused with the least it accepts, and the run ends within a generous
+// bound of --duration (the plan's phases adding up to it is
+// TestPlanAddsUpToTheDuration's).
+func TestBenchDurationIsTheWholeRun(t *testing.T) {
+	_, errOut, code := cli(t, "bench", "--duration", "100ms", "--concurrency", "2", "--json")
+	if code != 2 || !strings.Contains(errOut, "--duration: 100ms is too short for 6 operation(s) × 3 round(s) with their primitives: accepted at least 720ms") {
+		t.Fatalf("--duration 100ms: status %d\n%s", code, errOut)
+	}
+	const d = 3 * time.Second
+	start := time.Now()
+	out, errOut, code := cli(t, "bench", "--duration", d.String(), "--concurrency", "2", "--json")
+	took := time.Since(start)
+	if code != 0 {
+		t.Fatalf("bench: status %d\n%s", code, errOut)
+	}
+	if !strings.Contains(errOut, "bench: measuring 6 operation(s) × 3 round(s) in 3s (each round: the operation, then each of its primitives for half as long); setup took ") {
+		t.Fatalf("no plan printed:\n%s", errOut)
+	}
+	var results []bench.Result
+	if err := json.Unmarshal([]byte(out), &results); err != nil || len(results) != len(bench.OpNames) {
+		t.Fatalf("%d results, %v:\n%s", len(results), err, out)
+	}
+	// Generous: setup (key generation in the token) and a loaded machine
+	// fit in it many times; the old 18 × 3 s of phases do not.
+	if limit := d + 30*time.Second; took > limit {
+		t.Fatalf("bench --duration %v took %v (more than %v)", d, took, limit)
+	}
+}
