@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -27,26 +26,6 @@ func versionLabel(keyID, versionID string) string {
 	return "p11kms/" + keyID + "/" + versionID
 }
 
-// parseRotationInterval accepts "604800s", "7d" or plain seconds, 7–365 days.
-func parseRotationInterval(s string) (int64, error) {
-	var secs int64
-	var err error
-	switch {
-	case strings.HasSuffix(s, "s"):
-		secs, err = strconv.ParseInt(strings.TrimSuffix(s, "s"), 10, 64)
-	case strings.HasSuffix(s, "d"):
-		var d int64
-		d, err = strconv.ParseInt(strings.TrimSuffix(s, "d"), 10, 64)
-		secs = d * 86400
-	default:
-		secs, err = strconv.ParseInt(s, 10, 64)
-	}
-	if err != nil || secs < MinRotationDays*86400 || secs > MaxRotationDays*86400 {
-		return 0, InvalidParam("RotationInterval", "%q: accepted %d to %d days, as seconds with an s suffix (604800s) or days (30d)", truncate(s, 32), MinRotationDays, MaxRotationDays)
-	}
-	return secs, nil
-}
-
 // CreateKey creates a CMK with its first version.
 func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyResponse, error) {
 	if req.KeySpec != "" && req.KeySpec != KeySpecAES256 {
@@ -58,24 +37,15 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 	if n := len([]rune(req.Description)); n > MaxDescriptionChars {
 		return nil, InvalidParam("Description", "%d characters: at most %d", n, MaxDescriptionChars)
 	}
-	var interval int64
-	if req.EnableAutomaticRotation || req.RotationInterval != "" {
-		if req.RotationInterval == "" {
-			return nil, InvalidParam("RotationInterval", "is required with EnableAutomaticRotation")
-		}
-		var err error
-		if interval, err = parseRotationInterval(req.RotationInterval); err != nil {
-			return nil, err
-		}
+	interval, err := rotationPolicy(req.EnableAutomaticRotation, req.RotationInterval)
+	if err != nil {
+		return nil, err
 	}
 	keyID := req.KeyId
 	if keyID == "" {
 		keyID = uuid.NewString()
 	} else if err := checkKeyID("KeyId", keyID); err != nil {
 		return nil, err
-	}
-	if req.DryRun {
-		return nil, NewError(CodeDryRun, "the request would have succeeded (DryRun)")
 	}
 	now := s.now()
 	versionID := uuid.New()
@@ -84,7 +54,7 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 		KeyState: StateEnabled, Origin: "Aliyun_KMS", ProtectionLevel: "HSM", Creator: s.opt.Creator,
 		CreationDate: now, PrimaryKeyVersion: versionID.String(),
 		Versions:          []versionMeta{{KeyVersionId: versionID.String(), CreationDate: now}},
-		AutomaticRotation: req.EnableAutomaticRotation && interval > 0, RotationInterval: interval,
+		AutomaticRotation: req.EnableAutomaticRotation, RotationInterval: interval,
 		LastRotationDate: now,
 	}
 	// The version key first: a crash before the metadata leaves an orphan
@@ -127,36 +97,18 @@ func (s *Service) DescribeKey(ctx context.Context, req *KeyIdRequest) (*KeyRespo
 	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: NewRequestID()}, nil
 }
 
-// page validates paging parameters and returns the slice bounds.
-func page(number, size, total int) (int, int, int, int, error) {
-	if number == 0 {
-		number = 1
-	}
-	if size == 0 {
-		size = 10
-	}
-	if number < 1 {
-		return 0, 0, 0, 0, InvalidParam("PageNumber", "%d: accepted 1 or more", number)
-	}
-	if size < 1 || size > 100 {
-		return 0, 0, 0, 0, InvalidParam("PageSize", "%d: accepted 1 to 100", size)
-	}
-	from := min((number-1)*size, total)
-	to := min(from+size, total)
-	return number, size, from, to, nil
-}
-
 // ListKeys lists keys, a page at a time, sorted by key id.
 func (s *Service) ListKeys(ctx context.Context, req *ListKeysRequest) (*ListKeysResponse, error) {
-	if _, _, _, _, err := page(req.PageNumber, req.PageSize, 0); err != nil {
+	pg, err := parsePage(req.PageNumber, req.PageSize)
+	if err != nil {
 		return nil, err
 	}
 	keys, err := s.listKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	n, size, from, to, _ := page(req.PageNumber, req.PageSize, len(keys))
-	resp := &ListKeysResponse{TotalCount: len(keys), PageNumber: n, PageSize: size, RequestId: NewRequestID()}
+	from, to := pg.bounds(len(keys))
+	resp := &ListKeysResponse{TotalCount: len(keys), PageNumber: pg.number, PageSize: pg.size, RequestId: NewRequestID()}
 	resp.Keys.Key = []KeyRef{}
 	for _, m := range keys[from:to] {
 		resp.Keys.Key = append(resp.Keys.Key, KeyRef{KeyId: m.KeyId, KeyArn: s.arn(m.KeyId)})
@@ -164,17 +116,11 @@ func (s *Service) ListKeys(ctx context.Context, req *ListKeysRequest) (*ListKeys
 	return resp, nil
 }
 
-// setState runs a state transition; from lists the states it may start in.
+// setState runs a state transition to the state to.
 func (s *Service) setState(ctx context.Context, req *KeyIdRequest, to string, change func(*keyMeta) error) (*RequestIdResponse, error) {
 	m, err := s.resolve(ctx, "KeyId", req.KeyId)
 	if err != nil {
 		return nil, err
-	}
-	if req.DryRun {
-		if err := s.checkState(ctx, m, func(m *keyMeta) error { return change(m.clone()) }); err != nil { // m is shared
-			return nil, err
-		}
-		return nil, NewError(CodeDryRun, "the request would have succeeded (DryRun)")
 	}
 	// The change checks the state it applies to: the token's, read under
 	// the object lock, not the cache's, which another process may have
@@ -230,10 +176,10 @@ func (s *Service) DisableKey(ctx context.Context, req *KeyIdRequest) (*RequestId
 // PendingWindowInDays.
 func (s *Service) ScheduleKeyDeletion(ctx context.Context, req *ScheduleKeyDeletionRequest) (*RequestIdResponse, error) {
 	if req.PendingWindowInDays < MinPendingWindowDays || req.PendingWindowInDays > MaxPendingWindowDays {
-		return nil, InvalidParam("PendingWindowInDays", "%d: accepted %d to %d", req.PendingWindowInDays, MinPendingWindowDays, MaxPendingWindowDays)
+		return nil, InvalidParam("PendingWindowInDays", "%d: accepted an integer from %d to %d", req.PendingWindowInDays, MinPendingWindowDays, MaxPendingWindowDays)
 	}
 	deleteAt := s.now().Add(time.Duration(req.PendingWindowInDays) * 24 * time.Hour)
-	return s.setState(ctx, &KeyIdRequest{KeyId: req.KeyId, DryRun: req.DryRun}, StatePendingDeletion, func(m *keyMeta) error {
+	return s.setState(ctx, &KeyIdRequest{KeyId: req.KeyId}, StatePendingDeletion, func(m *keyMeta) error {
 		if m.KeyState == StatePendingDeletion {
 			return NewError(CodePendingDeletion, "the key %s is already pending deletion", m.KeyId)
 		}
@@ -253,14 +199,12 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, req *KeyIdRequest) (*Re
 	})
 }
 
-// UpdateRotationPolicy turns automatic rotation on or off.
+// UpdateRotationPolicy turns automatic rotation on (with RotationInterval)
+// or off.
 func (s *Service) UpdateRotationPolicy(ctx context.Context, req *UpdateRotationPolicyRequest) (*RequestIdResponse, error) {
-	var interval int64
-	if req.EnableAutomaticRotation {
-		var err error
-		if interval, err = parseRotationInterval(req.RotationInterval); err != nil {
-			return nil, err
-		}
+	interval, err := rotationPolicy(req.EnableAutomaticRotation, req.RotationInterval)
+	if err != nil {
+		return nil, err
 	}
 	m, err := s.resolve(ctx, "KeyId", req.KeyId)
 	if err != nil {
@@ -292,9 +236,6 @@ func (s *Service) CreateKeyVersion(ctx context.Context, req *KeyIdRequest) (*Cre
 	// checks again on the state it changes.
 	if err := s.checkState(ctx, m, usable); err != nil {
 		return nil, err
-	}
-	if req.DryRun {
-		return nil, NewError(CodeDryRun, "the request would have succeeded (DryRun)")
 	}
 	v, err := s.rotate(ctx, m.KeyId, nil)
 	if err != nil {
@@ -354,15 +295,16 @@ func (s *Service) rotationDue(m *keyMeta) bool {
 
 // ListKeyVersions lists a key's versions, oldest first.
 func (s *Service) ListKeyVersions(ctx context.Context, req *ListKeyVersionsRequest) (*ListKeyVersionsResponse, error) {
-	if _, _, _, _, err := page(req.PageNumber, req.PageSize, 0); err != nil {
+	pg, err := parsePage(req.PageNumber, req.PageSize)
+	if err != nil {
 		return nil, err
 	}
 	m, err := s.resolve(ctx, "KeyId", req.KeyId)
 	if err != nil {
 		return nil, err
 	}
-	n, size, from, to, _ := page(req.PageNumber, req.PageSize, len(m.Versions))
-	resp := &ListKeyVersionsResponse{TotalCount: len(m.Versions), PageNumber: n, PageSize: size, RequestId: NewRequestID()}
+	from, to := pg.bounds(len(m.Versions))
+	resp := &ListKeyVersionsResponse{TotalCount: len(m.Versions), PageNumber: pg.number, PageSize: pg.size, RequestId: NewRequestID()}
 	resp.KeyVersions.KeyVersion = []KeyVersion{}
 	for _, v := range m.Versions[from:to] {
 		resp.KeyVersions.KeyVersion = append(resp.KeyVersions.KeyVersion, KeyVersion{KeyId: m.KeyId, KeyVersionId: v.KeyVersionId, CreationDate: fmtTime(v.CreationDate)})
@@ -395,7 +337,7 @@ func (s *Service) Sweep(ctx context.Context) (*SweepResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &SweepResult{}
+	res := &SweepResult{Deleted: []string{}, Rotated: []string{}, Repaired: []string{}, Missing: []string{}}
 	now := s.now()
 	for _, m := range keys {
 		switch {

@@ -106,7 +106,7 @@ func Apply(ctx context.Context, s *provider.Service, f *File) (*Result, error) {
 		}
 		state := d.KeyMetadata.KeyState
 		want := max(k.Versions, 1)
-		vs, err := s.ListKeyVersions(ctx, &provider.ListKeyVersionsRequest{KeyId: k.KeyId, PageSize: 100})
+		vs, err := s.ListKeyVersions(ctx, &provider.ListKeyVersionsRequest{KeyId: k.KeyId, PageSize: new(100)})
 		if err != nil {
 			return res, fmt.Errorf("seed: key %s: %w", k.KeyId, err)
 		}
