@@ -99,7 +99,7 @@ func TestAppDecryptKeyRules(t *testing.T) {
 		if err == nil || e.Code != provider.CodeInvalidParameter || e.Param != "AppDecryptKey" || !strings.Contains(e.Message, c.rule) {
 			t.Errorf("%q: %v; want %q", c.in, err, c.rule)
 		}
-		if c.in != "" && strings.Contains(e.Message, c.in) {
+		if c.in != "" && err != nil && strings.Contains(e.Message, c.in) {
 			t.Errorf("%q: the error echoes the key", c.in)
 		}
 	}
@@ -406,6 +406,18 @@ func TestFileOutputRules(t *testing.T) {
 	req = vod.FileRequest{AppEncryptKey: aek, AppIdentification: appIOS, Input: in, Output: filepath.Join(dir, "y")}
 	if _, err := vod.EncryptFile(&req); provider.AsError(err).Param != "AppDecryptKey" {
 		t.Fatalf("%v", err)
+	}
+	// The server side reads the app from the key file: an AppIdentification
+	// beside it would be ignored, so it is refused.
+	if _, err := e.vod.EncryptFile(bg, &req); err == nil || provider.AsError(err).Param != "AppIdentification" || !strings.Contains(err.Error(), "only with AppDecryptKey") {
+		t.Fatalf("server side with AppIdentification: %v", err)
+	}
+	if _, err := os.Stat(req.Output); err == nil {
+		t.Fatal("an output was written for a refused request")
+	}
+	req.AppIdentification = ""
+	if _, err := e.vod.EncryptFile(bg, &req); err != nil {
+		t.Fatalf("server side: %v", err)
 	}
 	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*tmp-*"))
 	if len(leftovers) != 0 {

@@ -391,6 +391,9 @@ func (s *Service) file(ctx context.Context, req *FileRequest, encrypt bool) (*Fi
 	if req.AppDecryptKey != "" {
 		return localFile(req, encrypt)
 	}
+	if req.AppIdentification != "" { // the server side reads it from the key file: it would be ignored
+		return nil, provider.InvalidParam("AppIdentification", "is accepted only with AppDecryptKey (the app side); the server side takes the AppEncryptKey alone")
+	}
 	dk, _, err := s.RecoverDownloadKey(ctx, req.AppEncryptKey)
 	if err != nil {
 		return nil, err

@@ -153,7 +153,7 @@ type OpenDownloadKeyResponse struct {
 // CiphertextBlob (the server side).
 type FileRequest struct {
 	AppEncryptKey     string `cli:"required,file" help:"AppEncryptKey from GenerateDownloadSecretKey"`
-	AppIdentification string `help:"the app's identification (with AppDecryptKey)"`
+	AppIdentification string `help:"the app's identification (only with AppDecryptKey)"`
 	AppDecryptKey     string `cli:"file" help:"open the key here without the token (app side); without it the KMS recovers the key (server side)"`
 	Input             string `cli:"required" help:"file to read"`
 	Output            string `cli:"required" help:"file to write; never overwritten unless Force"`
