@@ -304,6 +304,7 @@ func (k *DataKey) fileOp(in, out string, force bool, op func(io.Writer, io.Reade
 // Force was not set. It matches [ErrOutputExists].
 type OutputExistsError struct{ Path string }
 
+// Error says which output exists.
 func (e *OutputExistsError) Error() string { return "vod: the output " + e.Path + " exists" }
 
 // Is reports whether target is ErrOutputExists.
