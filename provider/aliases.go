@@ -10,7 +10,7 @@ import (
 
 // keyForAlias resolves the KeyId of an alias request: a key id or ARN, never an alias.
 func (s *Service) keyForAlias(ctx context.Context, ref string) (*keyMeta, error) {
-	keyID, alias, err := parseKeyRef("KeyId", ref)
+	keyID, alias, err := s.parseKeyRef("KeyId", ref)
 	if err != nil {
 		return nil, err
 	}
@@ -29,7 +29,7 @@ func (s *Service) keyForAlias(ctx context.Context, ref string) (*keyMeta, error)
 
 // CreateAlias creates an alias for a key. An existing alias is refused.
 func (s *Service) CreateAlias(ctx context.Context, req *AliasRequest) (*RequestIdResponse, error) {
-	if err := checkAliasName(req.AliasName); err != nil {
+	if err := checkAliasName("AliasName", req.AliasName); err != nil {
 		return nil, err
 	}
 	m, err := s.keyForAlias(ctx, req.KeyId)
@@ -48,7 +48,7 @@ func (s *Service) CreateAlias(ctx context.Context, req *AliasRequest) (*RequestI
 
 // UpdateAlias points an existing alias at another key.
 func (s *Service) UpdateAlias(ctx context.Context, req *AliasRequest) (*RequestIdResponse, error) {
-	if err := checkAliasName(req.AliasName); err != nil {
+	if err := checkAliasName("AliasName", req.AliasName); err != nil {
 		return nil, err
 	}
 	m, err := s.keyForAlias(ctx, req.KeyId)
@@ -87,7 +87,7 @@ func (s *Service) UpdateAlias(ctx context.Context, req *AliasRequest) (*RequestI
 
 // DeleteAlias deletes an alias; the key is untouched.
 func (s *Service) DeleteAlias(ctx context.Context, req *DeleteAliasRequest) (*RequestIdResponse, error) {
-	if err := checkAliasName(req.AliasName); err != nil {
+	if err := checkAliasName("AliasName", req.AliasName); err != nil {
 		return nil, err
 	}
 	s.cache.dropAlias(req.AliasName)
@@ -131,31 +131,30 @@ func (s *Service) aliasesOf(ctx context.Context, keyID string) ([]Alias, error) 
 	return out, nil
 }
 
-func (s *Service) aliasPage(list []Alias, number, size int) (*ListAliasesResponse, error) {
-	n, sz, from, to, err := page(number, size, len(list))
-	if err != nil {
-		return nil, err
-	}
-	resp := &ListAliasesResponse{TotalCount: len(list), PageNumber: n, PageSize: sz, RequestId: NewRequestID()}
+func (s *Service) aliasPage(list []Alias, pg pageSpec) *ListAliasesResponse {
+	from, to := pg.bounds(len(list))
+	resp := &ListAliasesResponse{TotalCount: len(list), PageNumber: pg.number, PageSize: pg.size, RequestId: NewRequestID()}
 	resp.Aliases.Alias = append([]Alias{}, list[from:to]...)
-	return resp, nil
+	return resp
 }
 
 // ListAliases lists every alias, a page at a time.
 func (s *Service) ListAliases(ctx context.Context, req *ListAliasesRequest) (*ListAliasesResponse, error) {
-	if _, _, _, _, err := page(req.PageNumber, req.PageSize, 0); err != nil {
+	pg, err := parsePage(req.PageNumber, req.PageSize)
+	if err != nil {
 		return nil, err
 	}
 	all, err := s.allAliases(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return s.aliasPage(all, req.PageNumber, req.PageSize)
+	return s.aliasPage(all, pg), nil
 }
 
 // ListAliasesByKeyId lists one key's aliases.
 func (s *Service) ListAliasesByKeyId(ctx context.Context, req *ListAliasesByKeyIdRequest) (*ListAliasesResponse, error) {
-	if _, _, _, _, err := page(req.PageNumber, req.PageSize, 0); err != nil {
+	pg, err := parsePage(req.PageNumber, req.PageSize)
+	if err != nil {
 		return nil, err
 	}
 	m, err := s.resolve(ctx, "KeyId", req.KeyId)
@@ -166,5 +165,5 @@ func (s *Service) ListAliasesByKeyId(ctx context.Context, req *ListAliasesByKeyI
 	if err != nil {
 		return nil, err
 	}
-	return s.aliasPage(list, req.PageNumber, req.PageSize)
+	return s.aliasPage(list, pg), nil
 }

@@ -82,36 +82,6 @@ func (s *Service) ensureHandle(ctx context.Context, k *primaryKey) error {
 	return nil
 }
 
-// dataKeyLength applies KeySpec and NumberOfBytes (which wins).
-func dataKeyLength(keySpec string, numberOfBytes int) (int, error) {
-	if numberOfBytes != 0 {
-		if numberOfBytes < 1 || numberOfBytes > MaxDataKeyBytes {
-			return 0, InvalidParam("NumberOfBytes", "%d: accepted 1 to %d", numberOfBytes, MaxDataKeyBytes)
-		}
-		return numberOfBytes, nil
-	}
-	switch keySpec {
-	case "", "AES_256":
-		return 32, nil
-	case "AES_128":
-		return 16, nil
-	}
-	return 0, InvalidParam("KeySpec", "%q: accepted AES_256, AES_128", truncate(keySpec, 32))
-}
-
-// checkContext bounds the EncryptionContext (the JSON limit is applied by the
-// front-ends; this bounds what a library caller can pass).
-func checkContext(param string, ec wrap.EncryptionContext) error {
-	n := 0
-	for k, v := range ec {
-		n += len([]rune(k)) + len([]rune(v)) + 6
-	}
-	if n > MaxEncryptionContextChars {
-		return InvalidParam(param, "about %d characters as JSON: at most %d", n, MaxEncryptionContextChars)
-	}
-	return nil
-}
-
 // sealWith encrypts pt under the key's primary version with a fresh IV and
 // returns the CiphertextBlob bytes.
 func (s *Service) sealWith(ctx context.Context, k *primaryKey, iv, pt []byte, ec wrap.EncryptionContext) ([]byte, error) {
@@ -288,7 +258,8 @@ func tencentExporter(pemText, alg string) (*exporter, error) {
 }
 
 func parseTencentExporter(pemText, alg string) (*exporter, error) {
-	if alg == "" {
+	defaulted := alg == ""
+	if defaulted {
 		alg = "SM2"
 	}
 	if !slices.Contains(tencentAlgorithms, alg) {
@@ -303,7 +274,10 @@ func parseTencentExporter(pemText, alg string) (*exporter, error) {
 		return nil, fromWrap(err)
 	}
 	if err := a.CompatibleWith(spec); err != nil {
-		return nil, InvalidParam("EncryptionAlgorithm", "%s does not fit a %s key (an empty EncryptionAlgorithm means SM2)", alg, spec)
+		if defaulted {
+			return nil, InvalidParam("EncryptionAlgorithm", "%s does not fit a %s key (an empty EncryptionAlgorithm means SM2)", alg, spec)
+		}
+		return nil, InvalidParam("EncryptionAlgorithm", "%s does not fit a %s key", alg, spec)
 	}
 	return &exporter{alg: a, pub: pub}, nil
 }
@@ -337,7 +311,7 @@ func dryRun() error { return NewError(CodeDryRun, "the request would have succee
 // the context, an optional exporter (checked against the length), the
 // Enabled primary version, DryRun, then one C_GenerateRandom for key and
 // IV and the CMK seal. dk is a pool buffer the caller must put back.
-func (s *Service) issueDataKey(ctx context.Context, keyRef, keySpec string, numberOfBytes int, ec wrap.EncryptionContext,
+func (s *Service) issueDataKey(ctx context.Context, keyRef, keySpec string, numberOfBytes *int, ec wrap.EncryptionContext,
 	exporterOf func() (*exporter, error), dry bool) (k *primaryKey, ex *exporter, dk, blob []byte, err error) {
 	n, err := dataKeyLength(keySpec, numberOfBytes)
 	if err != nil {
@@ -396,16 +370,14 @@ func (s *Service) GenerateDataKey(ctx context.Context, req *GenerateDataKeyReque
 }
 
 // GenerateDataKeyWithoutPlaintext returns a new data key only under the CMK.
-func (s *Service) GenerateDataKeyWithoutPlaintext(ctx context.Context, req *GenerateDataKeyRequest) (*GenerateDataKeyResponse, error) {
-	if req.EncryptionPublicKey != "" || req.EncryptionAlgorithm != "" {
-		return nil, InvalidParam("EncryptionPublicKey", "is not accepted by GenerateDataKeyWithoutPlaintext")
-	}
-	resp, err := s.GenerateDataKey(ctx, req)
+func (s *Service) GenerateDataKeyWithoutPlaintext(ctx context.Context, req *GenerateDataKeyWithoutPlaintextRequest) (*GenerateDataKeyResponse, error) {
+	k, _, dk, blob, err := s.issueDataKey(ctx, req.KeyId, req.KeySpec, req.NumberOfBytes, req.EncryptionContext, nil, req.DryRun)
 	if err != nil {
 		return nil, err
 	}
-	resp.Plaintext = ""
-	return resp, nil
+	defer s.plain.put(dk)
+	return &GenerateDataKeyResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(),
+		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), KeyCheckValue: kcvOf(dk), RequestId: NewRequestID()}, nil
 }
 
 // GenerateAndExportDataKey returns a new data key under the CMK
@@ -529,12 +501,21 @@ func (s *Service) ReEncrypt(ctx context.Context, req *ReEncryptRequest) (*ReEncr
 		if req.DestinationKeyId != "" {
 			return nil, InvalidParam("DestinationKeyId", "give either DestinationKeyId or PublicKeyBlob, not both")
 		}
+		if len(req.DestinationEncryptionContext) > 0 {
+			return nil, InvalidParam("DestinationEncryptionContext", "is accepted only with DestinationKeyId (an export under PublicKeyBlob has no context)")
+		}
 		if ex, err = alibabaExporter(req.PublicKeyBlob, req.WrappingKeySpec, req.WrappingAlgorithm); err != nil {
 			return nil, err
 		}
 	} else {
 		if req.DestinationKeyId == "" {
 			return nil, InvalidParam("DestinationKeyId", "is required (or PublicKeyBlob with WrappingKeySpec and WrappingAlgorithm)")
+		}
+		if req.WrappingKeySpec != "" {
+			return nil, InvalidParam("WrappingKeySpec", "is accepted only with PublicKeyBlob")
+		}
+		if req.WrappingAlgorithm != "" {
+			return nil, InvalidParam("WrappingAlgorithm", "is accepted only with PublicKeyBlob")
 		}
 		if err := checkContext("DestinationEncryptionContext", req.DestinationEncryptionContext); err != nil {
 			return nil, err

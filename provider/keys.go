@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -27,55 +25,45 @@ func versionLabel(keyID, versionID string) string {
 	return "p11kms/" + keyID + "/" + versionID
 }
 
-// parseRotationInterval accepts "604800s", "7d" or plain seconds, 7–365 days.
-func parseRotationInterval(s string) (int64, error) {
-	var secs int64
-	var err error
-	switch {
-	case strings.HasSuffix(s, "s"):
-		secs, err = strconv.ParseInt(strings.TrimSuffix(s, "s"), 10, 64)
-	case strings.HasSuffix(s, "d"):
-		var d int64
-		d, err = strconv.ParseInt(strings.TrimSuffix(s, "d"), 10, 64)
-		secs = d * 86400
-	default:
-		secs, err = strconv.ParseInt(s, 10, 64)
+// ValidateCreateKey checks a CreateKey request as CreateKey would, without
+// writing anything: the errors are CreateKey's (InvalidParameter naming the
+// field). Seeds and other batch callers check every entry with it first.
+func ValidateCreateKey(req *CreateKeyRequest) error {
+	_, err := checkCreateKey(req)
+	return err
+}
+
+// checkCreateKey validates req and returns its rotation interval in seconds.
+func checkCreateKey(req *CreateKeyRequest) (interval int64, err error) {
+	if req.KeySpec != "" && req.KeySpec != KeySpecAES256 {
+		return 0, InvalidParam("KeySpec", "%q: accepted %s", truncate(req.KeySpec, 32), KeySpecAES256)
 	}
-	if err != nil || secs < MinRotationDays*86400 || secs > MaxRotationDays*86400 {
-		return 0, InvalidParam("RotationInterval", "%q: accepted %d to %d days, as seconds with an s suffix (604800s) or days (30d)", truncate(s, 32), MinRotationDays, MaxRotationDays)
+	if req.KeyUsage != "" && req.KeyUsage != KeyUsageEncrypt {
+		return 0, InvalidParam("KeyUsage", "%q: accepted %s", truncate(req.KeyUsage, 32), KeyUsageEncrypt)
 	}
-	return secs, nil
+	if n := len([]rune(req.Description)); n > MaxDescriptionChars {
+		return 0, InvalidParam("Description", "%d characters: at most %d", n, MaxDescriptionChars)
+	}
+	if interval, err = rotationPolicy(req.EnableAutomaticRotation, req.RotationInterval); err != nil {
+		return 0, err
+	}
+	if req.KeyId != "" {
+		if err := checkKeyID("KeyId", req.KeyId); err != nil {
+			return 0, err
+		}
+	}
+	return interval, nil
 }
 
 // CreateKey creates a CMK with its first version.
 func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyResponse, error) {
-	if req.KeySpec != "" && req.KeySpec != KeySpecAES256 {
-		return nil, InvalidParam("KeySpec", "%q: accepted %s", truncate(req.KeySpec, 32), KeySpecAES256)
-	}
-	if req.KeyUsage != "" && req.KeyUsage != KeyUsageEncrypt {
-		return nil, InvalidParam("KeyUsage", "%q: accepted %s", truncate(req.KeyUsage, 32), KeyUsageEncrypt)
-	}
-	if n := len([]rune(req.Description)); n > MaxDescriptionChars {
-		return nil, InvalidParam("Description", "%d characters: at most %d", n, MaxDescriptionChars)
-	}
-	var interval int64
-	if req.EnableAutomaticRotation || req.RotationInterval != "" {
-		if req.RotationInterval == "" {
-			return nil, InvalidParam("RotationInterval", "is required with EnableAutomaticRotation")
-		}
-		var err error
-		if interval, err = parseRotationInterval(req.RotationInterval); err != nil {
-			return nil, err
-		}
+	interval, err := checkCreateKey(req)
+	if err != nil {
+		return nil, err
 	}
 	keyID := req.KeyId
 	if keyID == "" {
 		keyID = uuid.NewString()
-	} else if err := checkKeyID("KeyId", keyID); err != nil {
-		return nil, err
-	}
-	if req.DryRun {
-		return nil, NewError(CodeDryRun, "the request would have succeeded (DryRun)")
 	}
 	now := s.now()
 	versionID := uuid.New()
@@ -84,7 +72,7 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 		KeyState: StateEnabled, Origin: "Aliyun_KMS", ProtectionLevel: "HSM", Creator: s.opt.Creator,
 		CreationDate: now, PrimaryKeyVersion: versionID.String(),
 		Versions:          []versionMeta{{KeyVersionId: versionID.String(), CreationDate: now}},
-		AutomaticRotation: req.EnableAutomaticRotation && interval > 0, RotationInterval: interval,
+		AutomaticRotation: req.EnableAutomaticRotation, RotationInterval: interval,
 		LastRotationDate: now,
 	}
 	// The version key first: a crash before the metadata leaves an orphan
@@ -127,36 +115,18 @@ func (s *Service) DescribeKey(ctx context.Context, req *KeyIdRequest) (*KeyRespo
 	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: NewRequestID()}, nil
 }
 
-// page validates paging parameters and returns the slice bounds.
-func page(number, size, total int) (int, int, int, int, error) {
-	if number == 0 {
-		number = 1
-	}
-	if size == 0 {
-		size = 10
-	}
-	if number < 1 {
-		return 0, 0, 0, 0, InvalidParam("PageNumber", "%d: accepted 1 or more", number)
-	}
-	if size < 1 || size > 100 {
-		return 0, 0, 0, 0, InvalidParam("PageSize", "%d: accepted 1 to 100", size)
-	}
-	from := min((number-1)*size, total)
-	to := min(from+size, total)
-	return number, size, from, to, nil
-}
-
 // ListKeys lists keys, a page at a time, sorted by key id.
 func (s *Service) ListKeys(ctx context.Context, req *ListKeysRequest) (*ListKeysResponse, error) {
-	if _, _, _, _, err := page(req.PageNumber, req.PageSize, 0); err != nil {
+	pg, err := parsePage(req.PageNumber, req.PageSize)
+	if err != nil {
 		return nil, err
 	}
 	keys, err := s.listKeys(ctx)
 	if err != nil {
 		return nil, err
 	}
-	n, size, from, to, _ := page(req.PageNumber, req.PageSize, len(keys))
-	resp := &ListKeysResponse{TotalCount: len(keys), PageNumber: n, PageSize: size, RequestId: NewRequestID()}
+	from, to := pg.bounds(len(keys))
+	resp := &ListKeysResponse{TotalCount: len(keys), PageNumber: pg.number, PageSize: pg.size, RequestId: NewRequestID()}
 	resp.Keys.Key = []KeyRef{}
 	for _, m := range keys[from:to] {
 		resp.Keys.Key = append(resp.Keys.Key, KeyRef{KeyId: m.KeyId, KeyArn: s.arn(m.KeyId)})
@@ -164,17 +134,11 @@ func (s *Service) ListKeys(ctx context.Context, req *ListKeysRequest) (*ListKeys
 	return resp, nil
 }
 
-// setState runs a state transition; from lists the states it may start in.
+// setState runs a state transition to the state to.
 func (s *Service) setState(ctx context.Context, req *KeyIdRequest, to string, change func(*keyMeta) error) (*RequestIdResponse, error) {
 	m, err := s.resolve(ctx, "KeyId", req.KeyId)
 	if err != nil {
 		return nil, err
-	}
-	if req.DryRun {
-		if err := s.checkState(ctx, m, func(m *keyMeta) error { return change(m.clone()) }); err != nil { // m is shared
-			return nil, err
-		}
-		return nil, NewError(CodeDryRun, "the request would have succeeded (DryRun)")
 	}
 	// The change checks the state it applies to: the token's, read under
 	// the object lock, not the cache's, which another process may have
@@ -230,10 +194,10 @@ func (s *Service) DisableKey(ctx context.Context, req *KeyIdRequest) (*RequestId
 // PendingWindowInDays.
 func (s *Service) ScheduleKeyDeletion(ctx context.Context, req *ScheduleKeyDeletionRequest) (*RequestIdResponse, error) {
 	if req.PendingWindowInDays < MinPendingWindowDays || req.PendingWindowInDays > MaxPendingWindowDays {
-		return nil, InvalidParam("PendingWindowInDays", "%d: accepted %d to %d", req.PendingWindowInDays, MinPendingWindowDays, MaxPendingWindowDays)
+		return nil, InvalidParam("PendingWindowInDays", "%d: accepted an integer from %d to %d", req.PendingWindowInDays, MinPendingWindowDays, MaxPendingWindowDays)
 	}
 	deleteAt := s.now().Add(time.Duration(req.PendingWindowInDays) * 24 * time.Hour)
-	return s.setState(ctx, &KeyIdRequest{KeyId: req.KeyId, DryRun: req.DryRun}, StatePendingDeletion, func(m *keyMeta) error {
+	return s.setState(ctx, &KeyIdRequest{KeyId: req.KeyId}, StatePendingDeletion, func(m *keyMeta) error {
 		if m.KeyState == StatePendingDeletion {
 			return NewError(CodePendingDeletion, "the key %s is already pending deletion", m.KeyId)
 		}
@@ -253,14 +217,12 @@ func (s *Service) CancelKeyDeletion(ctx context.Context, req *KeyIdRequest) (*Re
 	})
 }
 
-// UpdateRotationPolicy turns automatic rotation on or off.
+// UpdateRotationPolicy turns automatic rotation on (with RotationInterval)
+// or off.
 func (s *Service) UpdateRotationPolicy(ctx context.Context, req *UpdateRotationPolicyRequest) (*RequestIdResponse, error) {
-	var interval int64
-	if req.EnableAutomaticRotation {
-		var err error
-		if interval, err = parseRotationInterval(req.RotationInterval); err != nil {
-			return nil, err
-		}
+	interval, err := rotationPolicy(req.EnableAutomaticRotation, req.RotationInterval)
+	if err != nil {
+		return nil, err
 	}
 	m, err := s.resolve(ctx, "KeyId", req.KeyId)
 	if err != nil {
@@ -292,9 +254,6 @@ func (s *Service) CreateKeyVersion(ctx context.Context, req *KeyIdRequest) (*Cre
 	// checks again on the state it changes.
 	if err := s.checkState(ctx, m, usable); err != nil {
 		return nil, err
-	}
-	if req.DryRun {
-		return nil, NewError(CodeDryRun, "the request would have succeeded (DryRun)")
 	}
 	v, err := s.rotate(ctx, m.KeyId, nil)
 	if err != nil {
@@ -354,15 +313,16 @@ func (s *Service) rotationDue(m *keyMeta) bool {
 
 // ListKeyVersions lists a key's versions, oldest first.
 func (s *Service) ListKeyVersions(ctx context.Context, req *ListKeyVersionsRequest) (*ListKeyVersionsResponse, error) {
-	if _, _, _, _, err := page(req.PageNumber, req.PageSize, 0); err != nil {
+	pg, err := parsePage(req.PageNumber, req.PageSize)
+	if err != nil {
 		return nil, err
 	}
 	m, err := s.resolve(ctx, "KeyId", req.KeyId)
 	if err != nil {
 		return nil, err
 	}
-	n, size, from, to, _ := page(req.PageNumber, req.PageSize, len(m.Versions))
-	resp := &ListKeyVersionsResponse{TotalCount: len(m.Versions), PageNumber: n, PageSize: size, RequestId: NewRequestID()}
+	from, to := pg.bounds(len(m.Versions))
+	resp := &ListKeyVersionsResponse{TotalCount: len(m.Versions), PageNumber: pg.number, PageSize: pg.size, RequestId: NewRequestID()}
 	resp.KeyVersions.KeyVersion = []KeyVersion{}
 	for _, v := range m.Versions[from:to] {
 		resp.KeyVersions.KeyVersion = append(resp.KeyVersions.KeyVersion, KeyVersion{KeyId: m.KeyId, KeyVersionId: v.KeyVersionId, CreationDate: fmtTime(v.CreationDate)})
@@ -395,7 +355,7 @@ func (s *Service) Sweep(ctx context.Context) (*SweepResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &SweepResult{}
+	res := &SweepResult{Deleted: []string{}, Rotated: []string{}, Repaired: []string{}, Missing: []string{}}
 	now := s.now()
 	for _, m := range keys {
 		switch {
@@ -528,156 +488,3 @@ func (s *Service) destroyKey(ctx context.Context, m *keyMeta) error {
 	}
 	return nil
 }
-
-// rememberVersion caches a version's handle.
-func (s *Service) rememberVersion(id uuid.UUID, keyID string, h hsm.ObjectHandle) {
-	s.mu.Lock()
-	s.versions[id] = versionRef{keyID: keyID, handle: h}
-	s.mu.Unlock()
-}
-
-// forgetKey drops a key's cached version handles and destroys their
-// session copies (on disable and deletion, so the key stops working here at once).
-func (s *Service) forgetKey(keyID string) {
-	var copies []hsm.ObjectHandle
-	s.mu.Lock()
-	for id, v := range s.versions {
-		if v.keyID == keyID {
-			if v.copy != 0 {
-				copies = append(copies, v.copy)
-			}
-			delete(s.versions, id)
-		}
-	}
-	s.mu.Unlock()
-	for _, c := range copies {
-		_ = s.tok.DestroySessionObject(context.Background(), c)
-	}
-}
-
-// forgetOnTokenError drops a key's cached handles after the token refused an
-// operation with them, so the next request looks them up again. A request
-// that was cancelled or timed out waiting for a session says nothing about
-// the handles: forgetting them would make every concurrent request search
-// the token (linear in its objects) and copy the key again.
-func (s *Service) forgetOnTokenError(keyID string, err error) {
-	if _, isCKR := hsm.CodeOf(err); isCKR {
-		s.forgetKey(keyID)
-	}
-}
-
-// isCurrentCopy reports whether c is still the version's registered copy.
-// A copy is unregistered before it is destroyed, so a failure with a copy
-// that is no longer current may be its destruction.
-func (s *Service) isCurrentCopy(id [16]byte, c hsm.ObjectHandle) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.versions[id]
-	return ok && v.copy == c
-}
-
-// dropCopy forgets a session copy that no longer works.
-func (s *Service) dropCopy(id [16]byte, c hsm.ObjectHandle) {
-	s.mu.Lock()
-	if v, ok := s.versions[id]; ok && v.copy == c {
-		v.copy = 0
-		s.versions[id] = v
-	}
-	s.mu.Unlock()
-}
-
-// withVersionKey runs op with the fastest handle of a version: its session
-// copy (made on first use), falling back to the token object if the copy is
-// gone.
-func (s *Service) withVersionKey(ctx context.Context, id [16]byte, v versionRef, op func(hsm.ObjectHandle) error) error {
-	if v.copy == 0 {
-		if c, err := s.tok.CopyToSession(ctx, v.handle); err == nil {
-			s.mu.Lock()
-			if cur, ok := s.versions[id]; ok && cur.handle == v.handle && cur.copy == 0 {
-				cur.copy = c
-				s.versions[id] = cur
-				v.copy = c
-			} else {
-				// Another goroutine made one first, or the key was forgotten.
-				s.mu.Unlock()
-				_ = s.tok.DestroySessionObject(ctx, c)
-				s.mu.Lock()
-				if cur, ok := s.versions[id]; ok {
-					v.copy = cur.copy
-				}
-			}
-			s.mu.Unlock()
-		}
-	}
-	if v.copy != 0 {
-		err := op(v.copy)
-		if err == nil || !hsm.IsHandleInvalid(err) && s.isCurrentCopy(id, v.copy) {
-			return err
-		}
-		// The copy is gone: the token forgot it, or this process destroyed
-		// it while the request used it (a disable, a deletion or a token
-		// error forgets the key's copies first, then destroys them).
-		// SoftHSM2 answers an operation that meets the destruction with any
-		// of CKR_OBJECT_HANDLE_INVALID, CKR_KEY_TYPE_INCONSISTENT,
-		// CKR_KEY_FUNCTION_NOT_PERMITTED or CKR_MECHANISM_INVALID. The token
-		// object is the same key: the request finishes with it.
-		s.dropCopy(id, v.copy)
-	}
-	err := op(v.handle)
-	if err == nil || !hsm.IsHandleInvalid(err) {
-		return err
-	}
-	// The token forgot our handles (all sessions were lost): find the
-	// version again and retry once.
-	s.forgetKey(v.keyID)
-	nv, ferr := s.versionHandle(ctx, id)
-	if ferr != nil {
-		return err
-	}
-	return op(nv.handle)
-}
-
-// versionHandle finds a version key by its 16-byte ID: from the cache, or
-// the token. It returns the owning key id from the object's label.
-func (s *Service) versionHandle(ctx context.Context, id [16]byte) (versionRef, error) {
-	s.mu.Lock()
-	v, ok := s.versions[id]
-	s.mu.Unlock()
-	if ok {
-		return v, nil
-	}
-	// Concurrent requests for one version share one search: a search is
-	// linear in the token's objects (~30 ms with 10,000 on SoftHSM2), and
-	// sixteen at once would each take ten times as long.
-	r, err, _ := s.versionLookups.Do(string(id[:]), func() (any, error) {
-		return s.findVersion(context.WithoutCancel(ctx), id)
-	})
-	if err != nil {
-		return versionRef{}, err
-	}
-	return r.(versionRef), nil
-}
-
-// findVersion searches the token for a version key and remembers it.
-func (s *Service) findVersion(ctx context.Context, id [16]byte) (versionRef, error) {
-	h, err := s.tok.FindSecretKeyByID(ctx, id[:])
-	if errors.Is(err, hsm.ErrNotFound) {
-		return versionRef{}, errNoVersion
-	}
-	if err != nil {
-		return versionRef{}, Internal("finding the key version", err)
-	}
-	attrs, err := s.tok.Attributes(ctx, h, hsm.CKA_LABEL)
-	if err != nil {
-		return versionRef{}, Internal("reading the key version", err)
-	}
-	parts := strings.Split(string(attrs[hsm.CKA_LABEL]), "/")
-	if len(parts) != 3 || parts[0] != "p11kms" || parts[2] != uuid.UUID(id).String() {
-		return versionRef{}, errNoVersion
-	}
-	v := versionRef{keyID: parts[1], handle: h}
-	s.rememberVersion(id, v.keyID, h)
-	return v, nil
-}
-
-var errNoVersion = fmt.Errorf("no such key version")

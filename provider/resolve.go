@@ -12,7 +12,7 @@ import (
 
 var (
 	keyIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$`)
-	aliasPattern = regexp.MustCompile(`^alias/[A-Za-z0-9_/:-]+$`)
+	aliasPattern = regexp.MustCompile(`^alias/[A-Za-z0-9_/-]+$`)
 )
 
 // checkKeyID validates a bare key id.
@@ -23,17 +23,18 @@ func checkKeyID(param, id string) error {
 	return nil
 }
 
-// checkAliasName validates an alias name as Alibaba does.
-func checkAliasName(name string) error {
+// checkAliasName validates an alias name as Alibaba does; param names the
+// parameter that holds it (AliasName, or KeyId for alias/<name>).
+func checkAliasName(param, name string) error {
 	switch {
 	case !strings.HasPrefix(name, "alias/"):
-		return InvalidParam("AliasName", "%q must start with alias/", truncate(name, 64))
+		return InvalidParam(param, "%q must start with alias/", truncate(name, 64))
 	case len(name) > 255:
-		return InvalidParam("AliasName", "%d characters: at most 255", len(name))
+		return InvalidParam(param, "%d characters: at most 255", len(name))
 	case !aliasPattern.MatchString(name):
-		return InvalidParam("AliasName", "%q: after alias/ only letters, digits, _ - / and : are accepted", truncate(name, 64))
+		return InvalidParam(param, "%q: after alias/ only letters, digits, _ - and / are accepted", truncate(name, 64))
 	case strings.HasPrefix(name, "alias/acs"):
-		return InvalidParam("AliasName", "names starting with alias/acs are reserved")
+		return InvalidParam(param, "names starting with alias/acs are reserved")
 	}
 	return nil
 }
@@ -45,31 +46,22 @@ func truncate(s string, n int) string {
 	return s[:n] + "…"
 }
 
-// parseKeyRef splits a KeyId parameter into a key id or an alias name.
-func parseKeyRef(param, ref string) (keyID, alias string, err error) {
+// parseKeyRef splits a KeyId parameter into a key id or an alias name. An
+// ARN must name this service's region and account: one naming another is
+// Forbidden.KeyNotFound (Forbidden.AliasNotFound for an alias ARN), as the
+// key is not here, with the region and account this service has.
+func (s *Service) parseKeyRef(param, ref string) (keyID, alias string, err error) {
 	if ref == "" {
 		return "", "", InvalidParam(param, "is required: a key id, alias/<name> or an ARN")
 	}
 	if strings.HasPrefix(ref, "acs:kms:") {
-		parts := strings.SplitN(ref, ":", 5)
-		if len(parts) != 5 {
-			return "", "", InvalidParam(param, "ARN %q: accepted acs:kms:<region>:<account>:key/<id> or acs:kms:<region>:<account>:alias/<name>", truncate(ref, 80))
-		}
-		res := parts[4]
-		switch {
-		case strings.HasPrefix(res, "key/"):
-			ref = strings.TrimPrefix(res, "key/")
-		case strings.HasPrefix(res, "alias/"):
-			ref = res
-		default:
-			return "", "", InvalidParam(param, "ARN %q names neither key/<id> nor alias/<name>", truncate(ref, 80))
+		if ref, err = s.arnResource(param, ref); err != nil {
+			return "", "", err
 		}
 	}
 	if strings.HasPrefix(ref, "alias/") {
-		if err := checkAliasName(ref); err != nil {
-			e := err.(*Error)
-			e.Param = param
-			return "", "", e
+		if err := checkAliasName(param, ref); err != nil {
+			return "", "", err
 		}
 		return "", ref, nil
 	}
@@ -79,9 +71,32 @@ func parseKeyRef(param, ref string) (keyID, alias string, err error) {
 	return ref, "", nil
 }
 
+// arnResource returns the key/<id> part of a key ARN as the bare id, or the
+// alias/<name> part of an alias ARN, checking the ARN's region and account.
+func (s *Service) arnResource(param, arn string) (string, error) {
+	parts := strings.SplitN(arn, ":", 5)
+	if len(parts) != 5 {
+		return "", InvalidParam(param, "ARN %q: accepted acs:kms:<region>:<account>:key/<id> or acs:kms:<region>:<account>:alias/<name>", truncate(arn, 80))
+	}
+	region, account, res := parts[2], parts[3], parts[4]
+	code := CodeKeyNotFound
+	switch {
+	case strings.HasPrefix(res, "key/"):
+	case strings.HasPrefix(res, "alias/"):
+		code = CodeAliasNotFound
+	default:
+		return "", InvalidParam(param, "ARN %q names neither key/<id> nor alias/<name>", truncate(arn, 80))
+	}
+	if region != s.opt.Region || account != s.opt.Account {
+		return "", NewError(code, "%s: the ARN %s names region %q and account %q; this KMS serves region %s, account %s only",
+			param, truncate(arn, 160), truncate(region, 40), truncate(account, 40), s.opt.Region, s.opt.Account)
+	}
+	return strings.TrimPrefix(res, "key/"), nil
+}
+
 // resolve turns a KeyId parameter into the key's metadata.
 func (s *Service) resolve(ctx context.Context, param, ref string) (*keyMeta, error) {
-	keyID, alias, err := parseKeyRef(param, ref)
+	keyID, alias, err := s.parseKeyRef(param, ref)
 	if err != nil {
 		return nil, err
 	}

@@ -30,8 +30,7 @@ type CreateKeyRequest struct {
 	KeyUsage                string `help:"ENCRYPT/DECRYPT (default)"`
 	Description             string `help:"free text, up to 8192 characters"`
 	EnableAutomaticRotation bool   `help:"rotate the key every RotationInterval"`
-	RotationInterval        string `help:"7 to 365 days, as seconds with an s suffix (e.g. 604800s) or days (e.g. 30d)"`
-	DryRun                  bool   `help:"validate only"`
+	RotationInterval        string `help:"with EnableAutomaticRotation: 7 to 365 days, as an integer with a unit d, h, m or s (30d, 168h, 10080m, 604800s)"`
 	// KeyId fixes the new key's id (seeded test mode); empty means a new UUID.
 	KeyId string `cli:"-"`
 }
@@ -42,10 +41,12 @@ type KeyResponse struct {
 	RequestId   string
 }
 
-// KeyIdRequest names a key: its id, an alias (alias/name) or an ARN.
+// KeyIdRequest names a key: its id, an alias (alias/name) or an ARN. Like
+// the Alibaba API's DescribeKey, EnableKey, DisableKey, CancelKeyDeletion and
+// CreateKeyVersion, it has no DryRun (the API defines DryRun only for the
+// cryptographic actions).
 type KeyIdRequest struct {
-	KeyId  string `cli:"required" help:"key id, alias/<name>, or acs:kms:<region>:<account>:key/<id> or .../alias/<name>"`
-	DryRun bool   `help:"validate only"`
+	KeyId string `cli:"required" help:"key id, alias/<name>, or acs:kms:<region>:<account>:key/<id> or .../alias/<name>"`
 }
 
 // RequestIdResponse is the response of operations that return nothing else.
@@ -53,10 +54,11 @@ type RequestIdResponse struct {
 	RequestId string
 }
 
-// ListKeysRequest pages through keys.
+// ListKeysRequest pages through keys. In every listing a nil PageNumber or
+// PageSize is absent (the defaults apply); a given 0 is refused.
 type ListKeysRequest struct {
-	PageNumber int `help:"page, from 1 (default 1)"`
-	PageSize   int `help:"1 to 100 (default 10)"`
+	PageNumber *int `help:"1 or more (default 1)"`
+	PageSize   *int `help:"1 to 100 (default 10)"`
 }
 
 // KeyRef is one key in a listing.
@@ -78,14 +80,13 @@ type ListKeysResponse struct {
 type ScheduleKeyDeletionRequest struct {
 	KeyId               string `cli:"required" help:"key id, alias or ARN"`
 	PendingWindowInDays int    `cli:"required" help:"7 to 366"`
-	DryRun              bool   `help:"validate only"`
 }
 
 // UpdateRotationPolicyRequest changes automatic rotation.
 type UpdateRotationPolicyRequest struct {
 	KeyId                   string `cli:"required" help:"key id, alias or ARN"`
 	EnableAutomaticRotation bool   `help:"enable automatic rotation"`
-	RotationInterval        string `help:"7 to 365 days (e.g. 604800s or 30d)"`
+	RotationInterval        string `help:"with EnableAutomaticRotation (required then): 7 to 365 days, as an integer with a unit d, h, m or s (30d, 168h, 10080m, 604800s)"`
 }
 
 // KeyVersion describes one version of a key.
@@ -104,8 +105,8 @@ type CreateKeyVersionResponse struct {
 // ListKeyVersionsRequest pages through a key's versions.
 type ListKeyVersionsRequest struct {
 	KeyId      string `cli:"required" help:"key id, alias or ARN"`
-	PageNumber int    `help:"page, from 1"`
-	PageSize   int    `help:"1 to 100 (default 10)"`
+	PageNumber *int   `help:"1 or more (default 1)"`
+	PageSize   *int   `help:"1 to 100 (default 10)"`
 }
 
 // ListKeyVersionsResponse is one page of versions.
@@ -131,7 +132,7 @@ type DescribeKeyVersionResponse struct {
 
 // AliasRequest creates or repoints an alias.
 type AliasRequest struct {
-	AliasName string `cli:"required" help:"alias/<name>: letters, digits, _ - / :, up to 255 characters"`
+	AliasName string `cli:"required" help:"alias/<name>: letters, digits, _ - and /, up to 255 characters"`
 	KeyId     string `cli:"required" help:"key id or ARN (not an alias)"`
 }
 
@@ -142,15 +143,15 @@ type DeleteAliasRequest struct {
 
 // ListAliasesRequest pages through aliases.
 type ListAliasesRequest struct {
-	PageNumber int `help:"page, from 1"`
-	PageSize   int `help:"1 to 100 (default 10)"`
+	PageNumber *int `help:"1 or more (default 1)"`
+	PageSize   *int `help:"1 to 100 (default 10)"`
 }
 
 // ListAliasesByKeyIdRequest pages through one key's aliases.
 type ListAliasesByKeyIdRequest struct {
 	KeyId      string `cli:"required" help:"key id, alias or ARN"`
-	PageNumber int    `help:"page, from 1"`
-	PageSize   int    `help:"1 to 100 (default 10)"`
+	PageNumber *int   `help:"1 or more (default 1)"`
+	PageSize   *int   `help:"1 to 100 (default 10)"`
 }
 
 // Alias is one alias.
@@ -172,14 +173,26 @@ type ListAliasesResponse struct {
 // GenerateDataKeyRequest asks for a data key under a CMK. With
 // EncryptionPublicKey (Tencent's variant) the returned Plaintext is the data
 // key encrypted under that public key with EncryptionAlgorithm (default SM2).
+// A nil NumberOfBytes is absent (KeySpec decides); a given 0 is refused.
 type GenerateDataKeyRequest struct {
 	KeyId               string                 `cli:"required" help:"key id, alias or ARN"`
 	KeySpec             string                 `help:"AES_256 or AES_128 (NumberOfBytes wins)"`
-	NumberOfBytes       int                    `help:"1 to 1024 (default 32)"`
+	NumberOfBytes       *int                   `help:"1 to 1024 (default 32)"`
 	EncryptionContext   wrap.EncryptionContext `help:"JSON object of strings"`
 	EncryptionPublicKey string                 `cli:"file" help:"Tencent: PEM public key to encrypt the returned Plaintext under"`
 	EncryptionAlgorithm string                 `help:"Tencent: SM2 (default), SM2_C1C3C2_ASN1, RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256"`
 	DryRun              bool                   `help:"validate only"`
+}
+
+// GenerateDataKeyWithoutPlaintextRequest asks for a data key returned only
+// under the CMK. It has GenerateDataKey's Alibaba parameters and none of
+// Tencent's public-key ones, which this action does not take.
+type GenerateDataKeyWithoutPlaintextRequest struct {
+	KeyId             string                 `cli:"required" help:"key id, alias or ARN"`
+	KeySpec           string                 `help:"AES_256 or AES_128 (NumberOfBytes wins)"`
+	NumberOfBytes     *int                   `help:"1 to 1024 (default 32)"`
+	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings"`
+	DryRun            bool                   `help:"validate only"`
 }
 
 // GenerateDataKeyResponse returns the data key and its CiphertextBlob.
@@ -197,7 +210,7 @@ type GenerateDataKeyResponse struct {
 type GenerateAndExportDataKeyRequest struct {
 	KeyId             string                 `cli:"required" help:"key id, alias or ARN"`
 	KeySpec           string                 `help:"AES_256 or AES_128 (NumberOfBytes wins)"`
-	NumberOfBytes     int                    `help:"1 to 1024 (default 32)"`
+	NumberOfBytes     *int                   `help:"1 to 1024 (default 32)"`
 	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings"`
 	PublicKeyBlob     string                 `cli:"required,file" help:"base64 DER SubjectPublicKeyInfo"`
 	WrappingKeySpec   string                 `cli:"required" help:"RSA_2048 or EC_SM2 (RSA_3072, RSA_4096: p11kms extension)"`
@@ -263,10 +276,10 @@ type ReEncryptRequest struct {
 	CiphertextBlob               string                 `cli:"required" help:"base64 CiphertextBlob"`
 	SourceEncryptionContext      wrap.EncryptionContext `help:"JSON object of strings of the source blob"`
 	DestinationKeyId             string                 `help:"key id, alias or ARN (required unless PublicKeyBlob)"`
-	DestinationEncryptionContext wrap.EncryptionContext `help:"JSON object of strings for the new blob"`
-	PublicKeyBlob                string                 `cli:"file" help:"export under this base64 DER public key instead"`
-	WrappingKeySpec              string                 `help:"with PublicKeyBlob"`
-	WrappingAlgorithm            string                 `help:"with PublicKeyBlob"`
+	DestinationEncryptionContext wrap.EncryptionContext `help:"with DestinationKeyId: JSON object of strings for the new blob"`
+	PublicKeyBlob                string                 `cli:"file" help:"p11kms extension: export under this base64 DER public key instead of DestinationKeyId"`
+	WrappingKeySpec              string                 `help:"with PublicKeyBlob (required then): RSA_2048 or EC_SM2 (RSA_3072, RSA_4096: p11kms extension)"`
+	WrappingAlgorithm            string                 `help:"with PublicKeyBlob (required then): RSAES_OAEP_SHA_256, RSAES_OAEP_SHA_1 or SM2PKE"`
 	DryRun                       bool                   `help:"validate only"`
 }
 
@@ -281,7 +294,8 @@ type ReEncryptResponse struct {
 	RequestId          string
 }
 
-// SweepResult says what a sweep did.
+// SweepResult says what a sweep did. Sweep returns every list non-nil
+// (empty when there was nothing of its kind).
 type SweepResult struct {
 	Deleted  []string // keys destroyed after their pending window
 	Rotated  []string // keys given a new version by automatic rotation

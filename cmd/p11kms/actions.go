@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"reflect"
@@ -52,7 +53,7 @@ func actionCommands(actions []action) []*cobra.Command {
 			}
 			for _, f := range fields {
 				if f.err != nil {
-					return printAPIError(provider.InvalidParam(f.name, "%v", f.err))
+					return printAPIError(f.err)
 				}
 			}
 			resp, err := a.Run(cmd.Context(), req)
@@ -85,8 +86,9 @@ func printAPIError(err error) error {
 
 type boundField struct {
 	name     string
+	accepts  string // the flag's help: what values it accepts
 	required bool
-	err      error // a value that could not be parsed, reported as InvalidParameter
+	err      error // InvalidParameter for a value that could not be parsed
 }
 
 // bindFields adds one flag per exported field of the struct req points to.
@@ -100,9 +102,9 @@ func bindFields(cmd *cobra.Command, req any) []*boundField {
 			continue
 		}
 		tags := sf.Tag.Get("cli")
-		bf := &boundField{name: sf.Name, required: strings.Contains(tags, "required")}
-		fv := &fieldValue{f: v.Field(i), file: strings.Contains(tags, "file"), bf: bf}
 		usage := sf.Tag.Get("help")
+		bf := &boundField{name: sf.Name, accepts: usage, required: strings.Contains(tags, "required")}
+		fv := &fieldValue{f: v.Field(i), file: strings.Contains(tags, "file"), bf: bf}
 		if fv.file {
 			usage += " (or @file)"
 		}
@@ -123,19 +125,29 @@ type fieldValue struct {
 }
 
 func (v *fieldValue) String() string {
-	if !v.f.IsValid() || v.f.IsZero() {
+	f := v.f
+	if f.IsValid() && f.Kind() == reflect.Pointer && !f.IsNil() {
+		f = f.Elem()
+	}
+	if !f.IsValid() || f.IsZero() {
 		return ""
 	}
-	return fmt.Sprint(v.f.Interface())
+	return fmt.Sprint(f.Interface())
 }
 
 func (v *fieldValue) Type() string {
-	switch v.f.Kind() {
+	t := v.f.Type()
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
 	case reflect.Map, reflect.Slice:
 		return "json"
 	}
-	return v.f.Kind().String()
+	return t.Kind().String()
 }
+
+var contextType = reflect.TypeFor[wrap.EncryptionContext]()
 
 // Set parses s into the field. A parse error becomes an InvalidParameter
 // error of the API (reported when the command runs), not a usage error.
@@ -147,41 +159,71 @@ func (v *fieldValue) Set(s string) error {
 		}
 		s = strings.TrimRight(string(b), "\r\n")
 	}
-	var err error
-	if v.f.Type() == reflect.TypeOf(wrap.EncryptionContext(nil)) {
-		var c wrap.EncryptionContext
-		if c, err = wrap.ParseEncryptionContextJSON(s, provider.MaxEncryptionContextChars); err == nil {
+	if err := v.parse(s); err != nil && v.bf.err == nil {
+		v.bf.err = err
+	}
+	return nil
+}
+
+// parse sets the field from s. An optional (pointer) field given on the
+// command line is set, even to its zero value: a given 0 is a value, not
+// "absent". A value that does not parse is InvalidParameter naming the
+// parameter and what it accepts.
+func (v *fieldValue) parse(s string) error {
+	if v.f.Type() == contextType {
+		c, err := provider.ParseEncryptionContext(v.bf.name, s, provider.MaxEncryptionContextChars)
+		if err == nil {
 			v.f.Set(reflect.ValueOf(c))
-		} else {
-			v.bf.err = err
 		}
+		return err
+	}
+	f := v.f
+	if f.Kind() == reflect.Pointer {
+		p := reflect.New(f.Type().Elem())
+		if err := v.parseInto(p.Elem(), s); err != nil {
+			return err
+		}
+		f.Set(p)
 		return nil
 	}
-	switch v.f.Kind() {
+	return v.parseInto(f, s)
+}
+
+// parseInto sets f, a string, integer, bool or JSON-valued field, from s.
+func (v *fieldValue) parseInto(f reflect.Value, s string) error {
+	accepted := ""
+	if v.bf.accepts != "" {
+		accepted = "; accepted: " + v.bf.accepts
+	}
+	quoted := strconv.Quote(truncate(s, 40))
+	switch f.Kind() {
 	case reflect.String:
-		v.f.SetString(s)
+		f.SetString(s)
 	case reflect.Int, reflect.Int32, reflect.Int64:
-		var n int64
-		if n, err = strconv.ParseInt(s, 10, 64); err == nil {
-			v.f.SetInt(n)
+		n, err := strconv.ParseInt(s, 10, 64)
+		if errors.Is(err, strconv.ErrRange) || err == nil && f.OverflowInt(n) {
+			return provider.InvalidParam(v.bf.name, "%s is out of range%s", quoted, accepted)
 		}
+		if err != nil {
+			return provider.InvalidParam(v.bf.name, "%s is not an integer%s", quoted, accepted)
+		}
+		f.SetInt(n)
 	case reflect.Bool:
-		var b bool
-		if b, err = strconv.ParseBool(s); err == nil {
-			v.f.SetBool(b)
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return provider.InvalidParam(v.bf.name, "%s: accepted true or false", quoted)
 		}
+		f.SetBool(b)
 	case reflect.Map, reflect.Slice, reflect.Struct:
-		p := reflect.New(v.f.Type())
+		p := reflect.New(f.Type())
 		dec := json.NewDecoder(strings.NewReader(s))
 		dec.DisallowUnknownFields()
-		if err = dec.Decode(p.Interface()); err == nil {
-			v.f.Set(p.Elem())
+		if err := dec.Decode(p.Interface()); err != nil {
+			return provider.InvalidParam(v.bf.name, "%s is not valid JSON for this parameter (%v)%s", quoted, err, accepted)
 		}
+		f.Set(p.Elem())
 	default:
-		err = fmt.Errorf("unsupported parameter type %s", v.f.Type())
-	}
-	if err != nil {
-		v.bf.err = fmt.Errorf("cannot parse %q as %s: %v", truncate(s, 40), v.Type(), err)
+		return provider.InvalidParam(v.bf.name, "unsupported parameter type %s", f.Type())
 	}
 	return nil
 }

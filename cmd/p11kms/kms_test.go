@@ -108,3 +108,167 @@ func TestAccessKeyCommands(t *testing.T) {
 		t.Fatalf("home access keys: %v", err)
 	}
 }
+
+// apiMessage runs the CLI, insists on an API error with the code, and
+// returns its message.
+func apiMessage(t *testing.T, code string, args ...string) string {
+	t.Helper()
+	_, errOut, exit := cli(t, args...)
+	if exit != 1 {
+		t.Fatalf("%v: exit %d, want 1 (%s)", args, exit, errOut)
+	}
+	e := jsonOut(t, errOut)
+	if e["Code"] != code {
+		t.Fatalf("%v: %s, want %s", args, errOut, code)
+	}
+	return e["Message"].(string)
+}
+
+// A parameter that does not parse is named once, with what it accepts, in
+// the API's words (not Go's strconv text).
+func TestCLIParameterMessages(t *testing.T) {
+	if _, _, code := cli(t, "init"); code != 0 {
+		t.Fatal("init failed")
+	}
+	out, errOut, code := cli(t, "kms", "CreateKey")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	id := jsonOut(t, out)["KeyMetadata"].(map[string]any)["KeyId"].(string)
+	out, _, _ = cli(t, "kms", "GenerateDataKey", "--KeyId", id)
+	blob := jsonOut(t, out)["CiphertextBlob"].(string)
+	for _, c := range []struct {
+		args    []string
+		param   string
+		mention []string
+	}{
+		{[]string{"kms", "GenerateDataKey", "--KeyId", id, "--EncryptionContext", `{"order":42}`}, "EncryptionContext", []string{"not a string"}},
+		{[]string{"kms", "ReEncrypt", "--CiphertextBlob", blob, "--DestinationKeyId", id, "--SourceEncryptionContext", `{"a":1}`}, "SourceEncryptionContext", nil},
+		{[]string{"kms", "ScheduleKeyDeletion", "--KeyId", id, "--PendingWindowInDays", "x"}, "PendingWindowInDays", []string{`"x" is not an integer`, "7 to 366"}},
+		{[]string{"kms", "ScheduleKeyDeletion", "--KeyId", id, "--PendingWindowInDays", "3"}, "PendingWindowInDays", []string{"7 to 366"}},
+		{[]string{"kms", "GenerateDataKey", "--KeyId", id, "--NumberOfBytes", "99999999999999999999"}, "NumberOfBytes", []string{"out of range", "1 to 1024"}},
+		{[]string{"kms", "GenerateDataKey", "--KeyId", id, "--NumberOfBytes", "0"}, "NumberOfBytes", []string{"1 to 1024"}},
+		{[]string{"kms", "ListKeys", "--PageSize", "0"}, "PageSize", []string{"1 to 100"}},
+		{[]string{"kms", "ListKeys", "--PageNumber", "0"}, "PageNumber", []string{"1 or more"}},
+		{[]string{"kms", "GenerateDataKey", "--KeyId", id, "--DryRun=maybe"}, "DryRun", []string{"true or false"}},
+		{[]string{"kms", "UpdateRotationPolicy", "--KeyId", id, "--EnableAutomaticRotation", "--RotationInterval", "604800"}, "RotationInterval", []string{"d, h, m or s"}},
+	} {
+		msg := apiMessage(t, "InvalidParameter", c.args...)
+		if !strings.HasPrefix(msg, c.param+": ") || strings.Count(msg, c.param+":") != 1 || strings.Contains(msg, "strconv") {
+			t.Errorf("%v: message %q should name %s once, first, in the API's words", c.args[1:], msg, c.param)
+		}
+		for _, m := range c.mention {
+			if !strings.Contains(msg, m) {
+				t.Errorf("%v: message %q should mention %q", c.args[1:], msg, m)
+			}
+		}
+	}
+}
+
+// An explicit 0 on the command line is a value: refused, never the default.
+func TestCLIExplicitZero(t *testing.T) {
+	if _, _, code := cli(t, "init"); code != 0 {
+		t.Fatal("init failed")
+	}
+	out, errOut, code := cli(t, "kms", "CreateKey")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	id := jsonOut(t, out)["KeyMetadata"].(map[string]any)["KeyId"].(string)
+	for _, args := range [][]string{
+		{"kms", "GenerateDataKey", "--KeyId", id, "--NumberOfBytes", "0"},
+		{"kms", "GenerateDataKeyWithoutPlaintext", "--KeyId", id, "--NumberOfBytes", "0"},
+		{"kms", "ListKeys", "--PageSize", "0"},
+		{"kms", "ListKeyVersions", "--KeyId", id, "--PageSize", "0"},
+		{"kms", "ListAliases", "--PageNumber", "0"},
+	} {
+		apiMessage(t, "InvalidParameter", args...)
+	}
+	// Absent: the defaults.
+	out, errOut, code = cli(t, "kms", "ListKeys")
+	if code != 0 || jsonOut(t, out)["PageSize"] != 10.0 || jsonOut(t, out)["PageNumber"] != 1.0 {
+		t.Fatalf("ListKeys defaults: %d %s %s", code, out, errOut)
+	}
+}
+
+// RotationInterval takes Alibaba's units: d, h, m and s.
+func TestCLIRotationIntervalUnits(t *testing.T) {
+	if _, _, code := cli(t, "init"); code != 0 {
+		t.Fatal("init failed")
+	}
+	out, errOut, code := cli(t, "kms", "CreateKey")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	id := jsonOut(t, out)["KeyMetadata"].(map[string]any)["KeyId"].(string)
+	for iv, secs := range map[string]string{"168h": "604800s", "10080m": "604800s", "8760h": "31536000s", "30d": "2592000s"} {
+		if _, errOut, code := cli(t, "kms", "UpdateRotationPolicy", "--KeyId", id, "--EnableAutomaticRotation", "--RotationInterval", iv); code != 0 {
+			t.Fatalf("%s: %s", iv, errOut)
+		}
+		out, _, _ := cli(t, "kms", "DescribeKey", "--KeyId", id)
+		if got := jsonOut(t, out)["KeyMetadata"].(map[string]any)["RotationInterval"]; got != secs {
+			t.Errorf("%s: RotationInterval %v, want %s", iv, got, secs)
+		}
+	}
+}
+
+// No action offers a flag it ignores or refuses: DescribeKey and the state
+// changes have no DryRun (the Alibaba API has none for them), and
+// GenerateDataKeyWithoutPlaintext has no Tencent public-key flags.
+func TestCLIOffersOnlyFlagsItHonours(t *testing.T) {
+	for _, c := range []struct {
+		action string
+		absent []string
+	}{
+		{"DescribeKey", []string{"--DryRun"}},
+		{"EnableKey", []string{"--DryRun"}},
+		{"DisableKey", []string{"--DryRun"}},
+		{"CancelKeyDeletion", []string{"--DryRun"}},
+		{"CreateKeyVersion", []string{"--DryRun"}},
+		{"ScheduleKeyDeletion", []string{"--DryRun"}},
+		{"CreateKey", []string{"--DryRun"}},
+		{"GenerateDataKeyWithoutPlaintext", []string{"--EncryptionPublicKey", "--EncryptionAlgorithm"}},
+	} {
+		out, errOut, code := cli(t, "kms", c.action, "--help")
+		if code != 0 || !strings.Contains(out+errOut, "--KeyId") && c.action != "CreateKey" {
+			t.Fatalf("%s --help: %d %s %s", c.action, code, out, errOut)
+		}
+		for _, flag := range c.absent {
+			if strings.Contains(out+errOut, flag) {
+				t.Errorf("%s --help lists %s, which it does not honour", c.action, flag)
+			}
+			args := []string{"kms", c.action, "--KeyId", "k", flag}
+			if flag != "--DryRun" {
+				args = append(args, "x")
+			}
+			if _, _, code := cli(t, args...); code != 2 {
+				t.Errorf("%s %s: exit %d, want 2 (no such flag)", c.action, flag, code)
+			}
+		}
+	}
+	for _, c := range []struct{ action, flag string }{{"GenerateDataKey", "--DryRun"}, {"GenerateDataKeyWithoutPlaintext", "--DryRun"},
+		{"GenerateDataKey", "--EncryptionPublicKey"}, {"Encrypt", "--DryRun"}, {"Decrypt", "--DryRun"}, {"ReEncrypt", "--DryRun"}} {
+		if out, _, _ := cli(t, "kms", c.action, "--help"); !strings.Contains(out, c.flag) {
+			t.Errorf("%s --help lacks %s", c.action, c.flag)
+		}
+	}
+}
+
+// kms Sweep prints [] for each kind of work it did not do, never null.
+func TestCLISweepPrintsLists(t *testing.T) {
+	if _, _, code := cli(t, "init"); code != 0 {
+		t.Fatal("init failed")
+	}
+	out, errOut, code := cli(t, "kms", "Sweep")
+	if code != 0 {
+		t.Fatal(errOut)
+	}
+	if strings.Contains(out, "null") {
+		t.Fatalf("Sweep printed null:\n%s", out)
+	}
+	for _, k := range []string{"Deleted", "Rotated", "Repaired", "Missing"} {
+		if _, ok := jsonOut(t, out)[k].([]any); !ok {
+			t.Errorf("Sweep's %s is not a list:\n%s", k, out)
+		}
+	}
+}

@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 
 	"github.com/spf13/cobra"
 
+	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/vod"
 )
 
@@ -36,9 +38,23 @@ func vodAction[Req, Resp any](g *globals, name, short string, op func(*vod.Servi
 				return nil, err
 			}
 			defer closeFn()
-			return op(v, ctx, req.(*Req))
+			resp, err := op(v, ctx, req.(*Req))
+			return resp, flagError(err)
 		},
 	}
+}
+
+// flagError says an API error's remedy in the CLI's terms: an existing
+// Output is replaced with the --Force flag (the library names the Force
+// parameter, as the API does).
+func flagError(err error) error {
+	var oe *vod.OutputExistsError
+	if errors.As(err, &oe) {
+		e := provider.InvalidParam("Output", "%s exists; pass --Force to replace it", oe.Path)
+		e.Err = err
+		return e
+	}
+	return err
 }
 
 // vodFileAction encrypts or decrypts a file: on the app side (pure Go, no
@@ -52,14 +68,16 @@ func vodFileAction(g *globals, name, short string, local func(*vod.FileRequest) 
 		Run: func(ctx context.Context, req any) (any, error) {
 			r := req.(*vod.FileRequest)
 			if r.AppDecryptKey != "" {
-				return local(r)
+				resp, err := local(r)
+				return resp, flagError(err)
 			}
 			v, closeFn, err := g.openVod(ctx)
 			if err != nil {
 				return nil, err
 			}
 			defer closeFn()
-			return server(v, ctx, r)
+			resp, err := server(v, ctx, r)
+			return resp, flagError(err)
 		},
 	}
 }

@@ -143,7 +143,7 @@ func TestVodHLSCommands(t *testing.T) {
 	}
 	// Not again into the same directory without --Force.
 	_, errOut, code = vodCLI(t, "PackageHls", "--Input", src, "--Output", hls, "--KeyUri", srv.URL+vod.HLSKeyPath)
-	wantAPIError(t, "existing playlist", errOut, code, "InvalidParameter", "Force")
+	wantAPIError(t, "existing playlist", errOut, code, "InvalidParameter", "exists; pass --Force to replace it")
 }
 
 func TestVodDownloadCommands(t *testing.T) {
@@ -166,6 +166,8 @@ func TestVodDownloadCommands(t *testing.T) {
 		{[]string{"--AppIdentification", app, "--AppDecryptKey", "alllowercase1234"}, "uppercase"},
 		{[]string{"--AppIdentification", app, "--AppDecryptKey", "ALLUPPERCASE1234"}, "lowercase"},
 		{[]string{"--AppIdentification", app, "--AppDecryptKey", "NoDigitsAtAllHere"}, "digit"},
+		{[]string{"--AppIdentification", app, "--AppDecryptKey", "Abcdefgh 12345678"}, "letters (A-Z, a-z) and digits (0-9) only"},
+		{[]string{"--AppIdentification", app, "--AppDecryptKey", "Abcdefgh-12345678"}, "letters (A-Z, a-z) and digits (0-9) only"},
 	} {
 		_, errOut, code := vodCLI(t, append([]string{"GenerateDownloadSecretKey"}, c.args...)...)
 		wantAPIError(t, strings.Join(c.args, " "), errOut, code, "InvalidParameter", c.msg)
@@ -209,7 +211,7 @@ func TestVodDownloadCommands(t *testing.T) {
 	}
 	// Never overwritten without --Force.
 	_, errOut, code = vodCLI(t, "DecryptFile", "--AppEncryptKey", "@"+aek, "--Input", enc, "--Output", dec)
-	wantAPIError(t, "existing output", errOut, code, "InvalidParameter", "pass Force")
+	wantAPIError(t, "existing output", errOut, code, "InvalidParameter", "exists; pass --Force to replace it")
 	if _, errOut, code := vodCLI(t, "DecryptFile", "--AppEncryptKey", "@"+aek, "--Input", enc, "--Output", dec, "--Force"); code != 0 {
 		t.Fatalf("--Force: %s", errOut)
 	}
@@ -226,4 +228,40 @@ func TestVodDownloadCommands(t *testing.T) {
 	}
 	_, errOut, code = vodCLI(t, "OpenDownloadKey", "--AppEncryptKey", "garbage", "--AppIdentification", app, "--AppDecryptKey", "@"+keyFile)
 	wantAPIError(t, "bad key file", errOut, code, "InvalidParameter", "AppEncryptKey:")
+}
+
+// The CLI's help for AppDecryptKey states the rule the check applies (the
+// ApsaraVideo VOD API's: letters and digits only), and the refusal says the
+// same.
+func TestVodAppDecryptKeyHelpMatchesCheck(t *testing.T) {
+	const rule = "letters (A-Z, a-z) and digits (0-9)"
+	out, errOut, _ := vodCLI(t, "GenerateDownloadSecretKey", "--help")
+	if !strings.Contains(out+errOut, rule) || strings.Contains(out+errOut, "printable ASCII") {
+		t.Fatalf("GenerateDownloadSecretKey --help does not state the AppDecryptKey rule %q:\n%s%s", rule, out, errOut)
+	}
+	for _, key := range []string{"Abcdefgh 12345678", "aB3!@#$%^&*()_+-=", "Abcdefgh.12345678"} {
+		_, errOut, code := vodCLI(t, "GenerateDownloadSecretKey", "--AppIdentification", "com.example.app", "--AppDecryptKey", key)
+		wantAPIError(t, key, errOut, code, "InvalidParameter", "AppDecryptKey: must be "+rule)
+	}
+}
+
+// PackageHls refuses an existing playlist with the CLI's flag (--Force) and
+// a given --HlsTime 0 (not taken as the default).
+func TestVodPackageHlsFlags(t *testing.T) {
+	if _, _, code := cli(t, "init"); code != 0 {
+		t.Fatal("init failed")
+	}
+	dir := t.TempDir()
+	in, out := filepath.Join(dir, "in.mp4"), filepath.Join(dir, "hls")
+	os.WriteFile(in, []byte("not a video"), 0o600)
+	os.Mkdir(out, 0o755)
+	os.WriteFile(filepath.Join(out, vod.PlaylistName), []byte("#EXTM3U\n"), 0o600)
+	args := []string{"PackageHls", "--Input", in, "--Output", out, "--KeyUri", "http://127.0.0.1:1/hls/key"}
+	_, errOut, code := vodCLI(t, args...)
+	wantAPIError(t, "existing playlist", errOut, code, "InvalidParameter", "exists; pass --Force to replace it")
+	_, errOut, code = vodCLI(t, append(args, "--HlsTime", "0")...)
+	wantAPIError(t, "HlsTime 0", errOut, code, "InvalidParameter", "HlsTime: must be 1 to 60 seconds")
+	if b, _ := os.ReadFile(filepath.Join(out, vod.PlaylistName)); string(b) != "#EXTM3U\n" {
+		t.Fatal("the playlist was replaced without --Force")
+	}
 }

@@ -46,7 +46,7 @@ func TestSDKErrors(t *testing.T) {
 			e := newEnv(t)
 			c := newClient(t, v, e.addr, testAK, testSecret)
 			k := must(c.CreateKey("k"))(t)
-			g := must(c.GenerateDataKey(k.KeyId, 0, nil))(t)
+			g := must(c.GenerateDataKey(k.KeyId, nil, nil))(t)
 			pub := wrappingKeys(t)[0]
 
 			expect := func(name string, err error, code string, status int) {
@@ -90,11 +90,11 @@ func TestSDKErrors(t *testing.T) {
 			// DescribeKey on alias/allowed only.
 			lim := newClient(t, v, e.addr, limitedAK, limitedSecret)
 			mustOK(t, c.CreateAlias("alias/allowed", k.KeyId))
-			must(lim.GenerateDataKey("alias/allowed", 0, nil))(t)
+			must(lim.GenerateDataKey("alias/allowed", nil, nil))(t)
 			must(lim.DescribeKey("alias/allowed"))(t)
 			_, err = lim.CreateKey("not allowed")
 			expect("policy: action", err, provider.CodeNoPermission, 403)
-			_, err = lim.GenerateDataKey(k.KeyId, 0, nil)
+			_, err = lim.GenerateDataKey(k.KeyId, nil, nil)
 			expect("policy: key", err, provider.CodeNoPermission, 403)
 			_, err = lim.Decrypt(g.CiphertextBlob, nil)
 			expect("policy: blob's key", err, provider.CodeNoPermission, 403)
@@ -104,12 +104,25 @@ func TestSDKErrors(t *testing.T) {
 			expect("throttled", err, aliyun.CodeThrottling, 429)
 			e.lim.refuse.Store(false)
 
-			_, err = c.GenerateDataKey("key-missing", 0, nil)
+			_, err = c.GenerateDataKey("key-missing", nil, nil)
 			expect("unknown key", err, provider.CodeKeyNotFound, 404)
 			_, err = c.DescribeKey("alias/missing")
 			expect("unknown alias", err, provider.CodeAliasNotFound, 404)
-			_, err = c.GenerateDataKey(k.KeyId, 5000, nil)
+			_, err = c.GenerateDataKey(k.KeyId, new(5000), nil)
 			expect("NumberOfBytes", err, provider.CodeInvalidParameter, 400)
+			// A given 0 is a value (out of range), not "absent".
+			_, err = c.GenerateDataKey(k.KeyId, new(0), nil)
+			expect("NumberOfBytes 0", err, provider.CodeInvalidParameter, 400)
+			_, _, err = c.ListKeys(1, 0)
+			expect("PageSize 0", err, provider.CodeInvalidParameter, 400)
+			_, _, err = c.ListKeys(0, 10)
+			expect("PageNumber 0", err, provider.CodeInvalidParameter, 400)
+			// An ARN of another region or account is not one of our keys.
+			_, err = c.DescribeKey("acs:kms:cn-shanghai:999:key/" + k.KeyId)
+			expect("ARN of another region and account", err, provider.CodeKeyNotFound, 404)
+			_, err = c.GenerateDataKey("acs:kms:cn-hangzhou:999:key/"+k.KeyId, nil, nil)
+			expect("ARN of another account", err, provider.CodeKeyNotFound, 404)
+			expect("alias with ':'", c.CreateAlias("alias/a:b", k.KeyId), provider.CodeInvalidParameter, 400)
 			_, err = c.GenerateAndExportDataKey(k.KeyId, pub.blob, "RSA_1024", pub.alg, nil)
 			expect("WrappingKeySpec", err, provider.CodeInvalidParameter, 400)
 			_, err = c.GenerateAndExportDataKey(k.KeyId, "AAAA", pub.spec, pub.alg, nil)

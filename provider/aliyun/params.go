@@ -2,7 +2,6 @@ package aliyun
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"mime"
 	"net/url"
@@ -106,13 +105,15 @@ type fieldKind int
 const (
 	kindString fieldKind = iota
 	kindInt
+	kindOptionalInt // *int: nil when the parameter is absent or empty
 	kindBool
 	kindContext
 )
 
 type fieldSpec struct {
-	index int
-	kind  fieldKind
+	index   int
+	kind    fieldKind
+	accepts string // the field's help text: what values it accepts
 }
 
 // actionSpec is what one action accepts: the provider request's fields,
@@ -210,12 +211,14 @@ func buildSpecs() map[string]*actionSpec {
 				k = kindString
 			case f.Type.Kind() == reflect.Int:
 				k = kindInt
+			case f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Int:
+				k = kindOptionalInt
 			case f.Type.Kind() == reflect.Bool:
 				k = kindBool
 			default:
 				panic(fmt.Sprintf("aliyun: %s.%s has type %s, which the wire decoder does not handle", t.Name(), f.Name, f.Type))
 			}
-			s.fields[f.Name] = fieldSpec{index: i, kind: k}
+			s.fields[f.Name] = fieldSpec{index: i, kind: k, accepts: f.Tag.Get("help")}
 		}
 		for p, check := range toleratedParams[name] {
 			s.tolerated[p] = check
@@ -257,13 +260,17 @@ func decodeParams(s *actionSpec, params map[string]string) (any, error) {
 				return nil, provider.InvalidParam(name, "must be valid UTF-8")
 			}
 			fv.SetString(val)
-		case kindInt:
+		case kindInt, kindOptionalInt:
 			if val == "" {
 				continue
 			}
 			n, err := strconv.ParseInt(val, 10, 32)
 			if err != nil {
-				return nil, provider.InvalidParam(name, "must be a decimal integer")
+				return nil, provider.InvalidParam(name, "must be a decimal integer; accepted: %s", f.accepts)
+			}
+			if f.kind == kindOptionalInt {
+				fv.Set(reflect.New(fv.Type().Elem()))
+				fv = fv.Elem()
 			}
 			fv.SetInt(n)
 		case kindBool:
@@ -279,13 +286,9 @@ func decodeParams(s *actionSpec, params map[string]string) (any, error) {
 			if val == "" {
 				continue
 			}
-			ec, err := wrap.ParseEncryptionContextJSON(val, provider.MaxEncryptionContextChars)
+			ec, err := provider.ParseEncryptionContext(name, val, provider.MaxEncryptionContextChars)
 			if err != nil {
-				var pe *wrap.ParamError
-				if errors.As(err, &pe) {
-					return nil, provider.InvalidParam(name, "%s", pe.Msg)
-				}
-				return nil, provider.InvalidParam(name, "must be a JSON object of strings")
+				return nil, err
 			}
 			fv.Set(reflect.ValueOf(ec))
 		}

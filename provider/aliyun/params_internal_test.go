@@ -3,8 +3,11 @@ package aliyun
 import (
 	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	kms "github.com/alibabacloud-go/kms-20160120/v3/client"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
@@ -33,6 +36,35 @@ func TestActionSpecs(t *testing.T) {
 	}
 }
 
+// Every parameter an action takes is one the Alibaba API (the official
+// kms-20160120 v3 SDK's request struct) defines for that action, save the
+// p11kms extensions listed; DryRun in particular is offered exactly where
+// the API has it (not on DescribeKey, CreateKey or the state changes).
+func TestActionParametersAreTheAPIs(t *testing.T) {
+	extensions := map[string][]string{"ReEncrypt": {"PublicKeyBlob", "WrappingKeySpec", "WrappingAlgorithm"}}
+	client := reflect.TypeFor[*kms.Client]()
+	for name, spec := range actionSpecs {
+		m, ok := client.MethodByName(name)
+		if !ok || m.Type.NumIn() < 2 || m.Type.In(1).Kind() != reflect.Pointer {
+			t.Errorf("the SDK has no %s(request)", name)
+			continue
+		}
+		sdkReq := m.Type.In(1).Elem()
+		api := map[string]bool{}
+		for i := range sdkReq.NumField() {
+			api[sdkReq.Field(i).Name] = true
+		}
+		for field := range spec.fields {
+			if !api[field] && !slices.Contains(extensions[name], field) {
+				t.Errorf("%s takes %s, which the Alibaba API does not define for it", name, field)
+			}
+		}
+		if _, ours := spec.fields["DryRun"]; ours != api["DryRun"] {
+			t.Errorf("%s: DryRun offered %v, in the Alibaba API %v", name, ours, api["DryRun"])
+		}
+	}
+}
+
 func TestDecodeParams(t *testing.T) {
 	req, err := decodeParams(actionSpecs["GenerateAndExportDataKey"], map[string]string{
 		"KeyId": "k1", "NumberOfBytes": "16", "DryRun": "True", "KeySpec": "AES_128",
@@ -43,7 +75,7 @@ func TestDecodeParams(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &provider.GenerateAndExportDataKeyRequest{KeyId: "k1", NumberOfBytes: 16, DryRun: true, KeySpec: "AES_128",
+	want := &provider.GenerateAndExportDataKeyRequest{KeyId: "k1", NumberOfBytes: new(16), DryRun: true, KeySpec: "AES_128",
 		EncryptionContext: wrap.EncryptionContext{"purpose": "test", "tenant": "a b&c=d/é"},
 		PublicKeyBlob:     "cHVi", WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256"}
 	if !reflect.DeepEqual(req, want) {

@@ -44,7 +44,8 @@ type kmsClient interface {
 	UpdateAlias(name, id string) error
 	DeleteAlias(name string) error
 	ListAliases() ([]alias, error)
-	GenerateDataKey(id string, n int, ec map[string]string) (dataKey, error)
+	// GenerateDataKey sends NumberOfBytes unless n is nil (0 is sent).
+	GenerateDataKey(id string, n *int, ec map[string]string) (dataKey, error)
 	GenerateAndExportDataKey(id, pub, spec, alg string, ec map[string]string) (dataKey, error)
 	ExportDataKey(blob, pub, spec, alg string, ec map[string]string) (dataKey, error)
 	Encrypt(id, plaintext string, ec map[string]string) (dataKey, error)
@@ -210,10 +211,10 @@ func (v *v3Client) ListAliases() ([]alias, error) {
 	return out, nil
 }
 
-func (v *v3Client) GenerateDataKey(id string, n int, ec map[string]string) (dataKey, error) {
+func (v *v3Client) GenerateDataKey(id string, n *int, ec map[string]string) (dataKey, error) {
 	req := &kms.GenerateDataKeyRequest{KeyId: tea.String(id), KeySpec: tea.String("AES_256"), EncryptionContext: anyMap(ec)}
-	if n > 0 {
-		req.NumberOfBytes = tea.Int32(int32(n))
+	if n != nil {
+		req.NumberOfBytes = tea.Int32(int32(*n))
 	}
 	r, err := v.c.GenerateDataKey(req)
 	if err != nil {
@@ -416,12 +417,12 @@ func (l *legacyClient) ListAliases() ([]alias, error) {
 	return out, nil
 }
 
-func (l *legacyClient) GenerateDataKey(id string, n int, ec map[string]string) (dataKey, error) {
+func (l *legacyClient) GenerateDataKey(id string, n *int, ec map[string]string) (dataKey, error) {
 	req := lkms.CreateGenerateDataKeyRequest()
 	l.at(req)
 	req.KeyId, req.KeySpec, req.EncryptionContext = id, "AES_256", jsonString(ec)
-	if n > 0 {
-		req.NumberOfBytes = requests.NewInteger(n)
+	if n != nil {
+		req.NumberOfBytes = requests.NewInteger(*n)
 	}
 	r, err := l.c.GenerateDataKey(req)
 	if err != nil {

@@ -156,7 +156,7 @@ func sdkFlow(t *testing.T, c kmsClient, wks []wrappingKey) {
 	}
 
 	// Versions: an old blob still decrypts after rotation.
-	old := must(c.GenerateDataKey(k.KeyId, 0, captureEC))(t)
+	old := must(c.GenerateDataKey(k.KeyId, nil, captureEC))(t)
 	if len(b64(t, old.Plaintext)) != 32 || old.KeyVersionId != k.PrimaryKeyVersion || old.KeyId != k.KeyId {
 		t.Fatalf("GenerateDataKey: %+v", old)
 	}
@@ -184,7 +184,7 @@ func sdkFlow(t *testing.T, c kmsClient, wks []wrappingKey) {
 	if len(as) != 1 || as[0] != (alias{"alias/payments", k2.KeyId}) {
 		t.Fatalf("ListAliases: %+v", as)
 	}
-	g := must(c.GenerateDataKey("alias/payments", 16, nil))(t)
+	g := must(c.GenerateDataKey("alias/payments", new(16), nil))(t)
 	if g.KeyId != k2.KeyId || len(b64(t, g.Plaintext)) != 16 {
 		t.Fatalf("GenerateDataKey by alias: %+v", g)
 	}
@@ -230,15 +230,15 @@ func sdkFlow(t *testing.T, c kmsClient, wks []wrappingKey) {
 
 	// States.
 	mustOK(t, c.DisableKey(k.KeyId))
-	_, err = c.GenerateDataKey(k.KeyId, 0, nil)
+	_, err = c.GenerateDataKey(k.KeyId, nil, nil)
 	wantErr(t, err, provider.CodeDisabled)
 	mustOK(t, c.EnableKey(k.KeyId))
-	must(c.GenerateDataKey(k.KeyId, 0, nil))(t)
+	must(c.GenerateDataKey(k.KeyId, nil, nil))(t)
 	mustOK(t, c.ScheduleKeyDeletion(k2.KeyId, 7))
 	if d := must(c.DescribeKey(k2.KeyId))(t); d.KeyState != provider.StatePendingDeletion {
 		t.Fatalf("after ScheduleKeyDeletion: %s", d.KeyState)
 	}
-	_, err = c.GenerateDataKey(k2.KeyId, 0, nil)
+	_, err = c.GenerateDataKey(k2.KeyId, nil, nil)
 	wantErr(t, err, provider.CodePendingDeletion)
 	mustOK(t, c.CancelKeyDeletion(k2.KeyId))
 	if d := must(c.DescribeKey(k2.KeyId))(t); d.KeyState != provider.StateEnabled {

@@ -248,7 +248,7 @@ var OpNames = []string{"GenerateDataKey", "GenerateAndExportDataKey-RSA", "Gener
 
 // Prefill creates CMKs until the token holds n keys (for lookup-flatness runs).
 func Prefill(ctx context.Context, kms *provider.Service, n int, progress func(int)) error {
-	l, err := kms.ListKeys(ctx, &provider.ListKeysRequest{PageSize: 1})
+	l, err := kms.ListKeys(ctx, &provider.ListKeysRequest{PageSize: new(1)})
 	if err != nil {
 		return err
 	}

@@ -118,6 +118,21 @@ type imported struct {
 	path   string
 }
 
+// fitsWrappingKey checks that alg can unwrap under the wrapping key. The
+// error names the importer's own parameters: WrappingAlgorithm, and the key
+// by its WrappingKeyLabel (the importer takes no WrappingKeySpec).
+func fitsWrappingKey(alg *wrap.Algorithm, wk *wrappingKey) error {
+	if alg.CompatibleWith(wk.spec) == nil {
+		return nil
+	}
+	need := "an RSA"
+	if alg.Kind == wrap.KindSM2 {
+		need = "an EC_SM2"
+	}
+	return provider.InvalidParam("WrappingAlgorithm", "%s needs %s wrapping key; the WrappingKeyLabel %q names an %s key",
+		alg.Name, need, wk.label, wk.spec)
+}
+
 // ImportDataKey imports an ExportedDataKey into the token as a sensitive,
 // non-extractable secret key labelled KeyLabel, along the path the
 // algorithm and the token allow (see the package documentation), and
@@ -143,8 +158,8 @@ func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) 
 	if err != nil {
 		return nil, err
 	}
-	if err := in.alg.CompatibleWith(wk.spec); err != nil {
-		return nil, fromParamError(err)
+	if err := fitsWrappingKey(in.alg, wk); err != nil {
+		return nil, err
 	}
 	var old []hsm.ObjectHandle
 	if req.Ephemeral {
@@ -165,8 +180,8 @@ func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) 
 		if wk, err = s.loadWrapping(ctx, "WrappingKeyLabel", req.WrappingKeyLabel, true); err != nil {
 			return nil, err
 		}
-		if err := in.alg.CompatibleWith(wk.spec); err != nil {
-			return nil, fromParamError(err)
+		if err := fitsWrappingKey(in.alg, wk); err != nil {
+			return nil, err
 		}
 		res, err = s.importWith(ctx, wk, in, req.AllowHostDecode, opt)
 	}

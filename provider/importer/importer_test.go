@@ -975,3 +975,32 @@ func TestDeleteSessionKeyAcrossSessionLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// An algorithm of the wrong kind for the wrapping key is refused in the
+// importer's own terms: it names WrappingAlgorithm and the key by its
+// WrappingKeyLabel, never WrappingKeySpec (a parameter the importer does
+// not take).
+func TestWrongAlgorithmKindNamesTheWrappingKeyLabel(t *testing.T) {
+	_, svc := newService(t)
+	rsa := createWrappingKey(t, svc, "RSA_2048", "rsa-wk")
+	sm2 := createWrappingKey(t, svc, "EC_SM2", "sm2-wk")
+	for _, c := range []struct {
+		label, alg, spec, need string
+		ct                     string
+	}{
+		{"rsa-wk", "SM2PKE", "RSA_2048", "an EC_SM2", export(t, rsa, "RSAES_OAEP_SHA_1", randomKey(32))},
+		{"sm2-wk", "RSAES_OAEP_SHA_1", "EC_SM2", "an RSA", export(t, sm2, "SM2PKE", randomKey(32))},
+	} {
+		_, err := svc.ImportDataKey(bg, &importer.ImportDataKeyRequest{WrappingKeyLabel: c.label, WrappingAlgorithm: c.alg,
+			ExportedDataKey: c.ct, KeyLabel: "dk-" + c.label})
+		pe := wantError(t, err, provider.CodeInvalidParameter, "WrappingAlgorithm")
+		for _, m := range []string{c.alg + " needs " + c.need + " wrapping key", `WrappingKeyLabel "` + c.label + `"`, c.spec} {
+			if !strings.Contains(pe.Message, m) {
+				t.Errorf("%s on %s: message %q should mention %q", c.alg, c.label, pe.Message, m)
+			}
+		}
+		if strings.Contains(pe.Message, "WrappingKeySpec") {
+			t.Errorf("%s on %s: message %q names WrappingKeySpec, which the importer does not take", c.alg, c.label, pe.Message)
+		}
+	}
+}

@@ -30,7 +30,7 @@ func plan(ctx context.Context, s *provider.Service, f *File) ([]keyPlan, error) 
 	for i := range f.Keys {
 		p := &plans[i]
 		*p = keyPlan{index: i, key: &f.Keys[i], state: provider.StateEnabled, versions: 1, moveOK: f.MoveAliases}
-		invalid, idValid, err := p.checkSpec(ctx, s)
+		invalid, idValid, err := p.checkSpec()
 		if err != nil {
 			return nil, err
 		}
@@ -61,10 +61,10 @@ func (k *Key) createRequest() *provider.CreateKeyRequest {
 	return req
 }
 
-// checkSpec checks the fields CreateKey takes with DryRun requests (which
-// write nothing), one field at a time so that every invalid field is
+// checkSpec checks the fields CreateKey takes with provider.ValidateCreateKey
+// (which writes nothing), one field at a time so that every invalid field is
 // reported. idValid says whether the entry has a valid keyId.
-func (p *keyPlan) checkSpec(ctx context.Context, s *provider.Service) (invalid []error, idValid bool, err error) {
+func (p *keyPlan) checkSpec() (invalid []error, idValid bool, err error) {
 	k := p.key
 	checks := []struct {
 		field, value string
@@ -79,15 +79,13 @@ func (p *keyPlan) checkSpec(ctx context.Context, s *provider.Service) (invalid [
 		if c.value == "" {
 			continue // a default, or a missing keyId Parse reported
 		}
-		c.req.DryRun = true
-		_, cerr := s.CreateKey(ctx, &c.req)
-		switch e := provider.AsError(cerr); {
-		case cerr == nil || e.Code == provider.CodeDryRun:
-		case e.Code == provider.CodeInvalidParameter:
+		if cerr := provider.ValidateCreateKey(&c.req); cerr != nil {
+			e := provider.AsError(cerr)
+			if e.Code != provider.CodeInvalidParameter {
+				return nil, false, fmt.Errorf("seed: keys[%d]: checking %s: %w", p.index, c.field, cerr)
+			}
 			invalid = append(invalid, entryError(e.Code, p.index, k, c.field, "%s", detail(e)))
 			continue
-		default:
-			return nil, false, fmt.Errorf("seed: keys[%d]: checking %s: %w", p.index, c.field, cerr)
 		}
 		idValid = idValid || c.field == "keyId"
 	}
@@ -105,7 +103,7 @@ func (p *keyPlan) readKey(ctx context.Context, s *provider.Service) error {
 	default:
 		return fmt.Errorf("seed: keys[%d] (keyId %s): %w", p.index, id, err)
 	}
-	vs, err := s.ListKeyVersions(ctx, &provider.ListKeyVersionsRequest{KeyId: id, PageSize: 1})
+	vs, err := s.ListKeyVersions(ctx, &provider.ListKeyVersionsRequest{KeyId: id, PageSize: new(1)})
 	if err != nil {
 		return fmt.Errorf("seed: keys[%d] (keyId %s): %w", p.index, id, err)
 	}

@@ -134,7 +134,7 @@ func TestHostileInput(t *testing.T) {
 		ali = append(ali, hostileCase{"GenerateDataKey/context " + name, "GenerateDataKey", map[string]string{"KeyId": id, "EncryptionContext": ec}, "InvalidParameter"})
 		ali = append(ali, hostileCase{"Decrypt/context " + name, "Decrypt", map[string]string{"CiphertextBlob": g.CiphertextBlob, "EncryptionContext": ec}, "InvalidParameter"})
 	}
-	for _, n := range []string{"-1", "1025", "99999999999", "abc", "1.5", "0x20", "1e3", " 32", "-0x1"} {
+	for _, n := range []string{"0", "-1", "1025", "99999999999", "abc", "1.5", "0x20", "1e3", " 32", "-0x1"} {
 		ali = append(ali, hostileCase{"GenerateDataKey/NumberOfBytes " + n, "GenerateDataKey", map[string]string{"KeyId": id, "NumberOfBytes": n}, "InvalidParameter"})
 	}
 	for _, ks := range []string{"AES_512", "aes_256", "RSA_2048", "AES_256 "} {
@@ -161,6 +161,23 @@ func TestHostileInput(t *testing.T) {
 		hostileCase{"CreateAlias/reserved", "CreateAlias", map[string]string{"AliasName": "alias/acs-x", "KeyId": id}, "InvalidParameter"},
 		hostileCase{"ListKeys/PageSize 101", "ListKeys", map[string]string{"PageSize": "101"}, "InvalidParameter"},
 		hostileCase{"ListKeys/PageNumber -1", "ListKeys", map[string]string{"PageNumber": "-1"}, "InvalidParameter"},
+		hostileCase{"ListKeys/PageSize 0", "ListKeys", map[string]string{"PageSize": "0"}, "InvalidParameter"},
+		hostileCase{"ListKeys/PageNumber 0", "ListKeys", map[string]string{"PageNumber": "0"}, "InvalidParameter"},
+		hostileCase{"ListAliases/PageSize 0", "ListAliases", map[string]string{"PageSize": "0"}, "InvalidParameter"},
+		hostileCase{"ListKeyVersions/PageSize 0", "ListKeyVersions", map[string]string{"KeyId": id, "PageSize": "0"}, "InvalidParameter"},
+		hostileCase{"ListAliasesByKeyId/PageNumber 0", "ListAliasesByKeyId", map[string]string{"KeyId": id, "PageNumber": "0"}, "InvalidParameter"},
+		hostileCase{"GenerateDataKeyWithoutPlaintext/NumberOfBytes 0", "GenerateDataKeyWithoutPlaintext", map[string]string{"KeyId": id, "NumberOfBytes": "0"}, "InvalidParameter"},
+		hostileCase{"GenerateDataKeyWithoutPlaintext/EncryptionPublicKey", "GenerateDataKeyWithoutPlaintext", map[string]string{"KeyId": id, "EncryptionPublicKey": hk.pem["rsa-1024"]}, "InvalidParameter"},
+		hostileCase{"DescribeKey/DryRun", "DescribeKey", map[string]string{"KeyId": id, "DryRun": "true"}, "InvalidParameter"},
+		hostileCase{"DisableKey/DryRun", "DisableKey", map[string]string{"KeyId": id, "DryRun": "true"}, "InvalidParameter"},
+		hostileCase{"CreateKey/DryRun", "CreateKey", map[string]string{"DryRun": "true"}, "InvalidParameter"},
+		hostileCase{"DescribeKey/ARN of another region", "DescribeKey", map[string]string{"KeyId": "acs:kms:cn-shanghai:999:key/" + id}, "Forbidden.KeyNotFound"},
+		hostileCase{"GenerateDataKey/ARN of another account", "GenerateDataKey", map[string]string{"KeyId": "acs:kms:cn-hangzhou:999:key/" + id}, "Forbidden.KeyNotFound"},
+		hostileCase{"CreateAlias/colon", "CreateAlias", map[string]string{"AliasName": "alias/a:b", "KeyId": id}, "InvalidParameter"},
+		hostileCase{"UpdateRotationPolicy/interval 6d", "UpdateRotationPolicy", map[string]string{"KeyId": id, "EnableAutomaticRotation": "true", "RotationInterval": "144h"}, "InvalidParameter"},
+		hostileCase{"UpdateRotationPolicy/interval without unit", "UpdateRotationPolicy", map[string]string{"KeyId": id, "EnableAutomaticRotation": "true", "RotationInterval": "604800"}, "InvalidParameter"},
+		hostileCase{"UpdateRotationPolicy/interval with rotation off", "UpdateRotationPolicy", map[string]string{"KeyId": id, "RotationInterval": "30d"}, "InvalidParameter"},
+		hostileCase{"ReEncrypt/WrappingKeySpec without PublicKeyBlob", "ReEncrypt", map[string]string{"CiphertextBlob": g.CiphertextBlob, "SourceEncryptionContext": `{"a":"b"}`, "DestinationKeyId": id, "WrappingKeySpec": "RSA_2048"}, "InvalidParameter"},
 	)
 	export := func(pub, spec, alg string) map[string]string {
 		return map[string]string{"KeyId": id, "PublicKeyBlob": pub, "WrappingKeySpec": spec, "WrappingAlgorithm": alg}

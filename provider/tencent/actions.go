@@ -330,12 +330,7 @@ func keyState(s string) string {
 
 // parseContext parses an EncryptionContext JSON string (≤1024 characters).
 func parseContext(param, s string) (wrap.EncryptionContext, error) {
-	ec, err := wrap.ParseEncryptionContextJSON(s, maxContextChars)
-	var pe *wrap.ParamError
-	if errors.As(err, &pe) {
-		return nil, provider.InvalidParam(param, "%s", pe.Msg)
-	}
-	return ec, err
+	return provider.ParseEncryptionContext(param, s, maxContextChars)
 }
 
 func isCode(err error, code string) bool { return provider.ErrorCode(err) == code }
@@ -349,7 +344,7 @@ func (c *call) describe(ref string) (keyMetadata, error) {
 		return keyMetadata{}, err
 	}
 	md := d.KeyMetadata
-	al, err := c.h.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: md.KeyId, PageSize: 100})
+	al, err := c.h.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: md.KeyId, PageSize: new(100)})
 	if err != nil {
 		return keyMetadata{}, err
 	}
@@ -522,7 +517,7 @@ func listKeys(c *call, req *listKeysRequest) (any, error) {
 		return resp, nil // p11kms has no keys made by cloud products
 	}
 	for pn := offset/listPageSize + 1; ; pn++ {
-		r, err := c.h.kms.ListKeys(c.ctx, &provider.ListKeysRequest{PageNumber: pn, PageSize: listPageSize})
+		r, err := c.h.kms.ListKeys(c.ctx, &provider.ListKeysRequest{PageNumber: new(pn), PageSize: new(listPageSize)})
 		if err != nil {
 			return nil, err
 		}
@@ -682,7 +677,7 @@ func updateAlias(c *call, req *updateAliasRequest) (any, error) {
 	if _, err := c.h.kms.CreateAlias(c.ctx, &provider.AliasRequest{AliasName: alias, KeyId: id}); err != nil {
 		return nil, err
 	}
-	old, err := c.h.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: id, PageSize: 100})
+	old, err := c.h.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: id, PageSize: new(100)})
 	if err != nil {
 		return nil, err
 	}
@@ -759,7 +754,7 @@ func generateDataKey(c *call, req *generateDataKeyRequest) (any, error) {
 	case n != nil && (*n < 1 || *n > provider.MaxDataKeyBytes):
 		return nil, provider.InvalidParam("NumberOfBytes", "%d: accepted 1 to %d", *n, provider.MaxDataKeyBytes)
 	case n != nil:
-		preq.NumberOfBytes = int(*n)
+		preq.NumberOfBytes = new(int(*n))
 	}
 	var err error
 	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {

@@ -587,6 +587,7 @@ func TestSDKErrors(t *testing.T) {
 		"InvalidParameterValue.InvalidKeyId")
 	wantSDKCode(t, "missing KeyId", gen(c, func(r *kms.GenerateDataKeyRequest) { r.KeyId = nil }), "MissingParameter")
 	wantSDKCode(t, "NumberOfBytes", gen(c, func(r *kms.GenerateDataKeyRequest) { r.NumberOfBytes = common.Uint64Ptr(2000) }), "InvalidParameterValue")
+	wantSDKCode(t, "NumberOfBytes 0", gen(c, func(r *kms.GenerateDataKeyRequest) { r.NumberOfBytes = common.Uint64Ptr(0) }), "InvalidParameterValue")
 	wantSDKCode(t, "KeySpec", gen(c, func(r *kms.GenerateDataKeyRequest) { r.KeySpec = common.StringPtr("AES_512") }), "InvalidParameterValue")
 	wantSDKCode(t, "EncryptionContext", gen(c, func(r *kms.GenerateDataKeyRequest) { r.EncryptionContext = common.StringPtr("not json") }),
 		"InvalidParameterValue")

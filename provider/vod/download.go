@@ -138,10 +138,10 @@ func checkBundleID(s string) string {
 	return ""
 }
 
-// CheckAppDecryptKey checks the rules of an AppDecryptKey: 16 to 32
-// printable ASCII characters (no spaces), with at least one uppercase
-// letter, one lowercase letter and one digit. The error names
-// AppDecryptKey and the rule, never the value.
+// CheckAppDecryptKey checks the rules of an AppDecryptKey, as the ApsaraVideo
+// VOD API states them: 16 to 32 letters and digits, with at least one
+// uppercase letter, one lowercase letter and one digit (no spaces, no
+// punctuation). The error names AppDecryptKey and the rule, never the value.
 func CheckAppDecryptKey(s string) error {
 	const param = "AppDecryptKey"
 	if s == "" {
@@ -150,12 +150,12 @@ func CheckAppDecryptKey(s string) error {
 	var upper, lower, digit bool
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if c < 0x21 || c > 0x7e {
-			return provider.InvalidParam(param, "must be printable ASCII characters without spaces")
-		}
 		upper = upper || 'A' <= c && c <= 'Z'
 		lower = lower || 'a' <= c && c <= 'z'
 		digit = digit || '0' <= c && c <= '9'
+		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return provider.InvalidParam(param, "must be letters (A-Z, a-z) and digits (0-9) only: no spaces, punctuation or other characters")
+		}
 	}
 	switch {
 	case len(s) < MinAppDecryptKeyChars || len(s) > MaxAppDecryptKeyChars:

@@ -74,7 +74,7 @@ func TestAppIdentificationRules(t *testing.T) {
 }
 
 func TestAppDecryptKeyRules(t *testing.T) {
-	for _, ok := range []string{"Abcdefgh12345678", "Abcdefgh12345678Abcdefgh12345678", "aB3!@#$%^&*()_+-=", "ZZZZZZZZZZZZZZa1"} {
+	for _, ok := range []string{"Abcdefgh12345678", "Abcdefgh12345678Abcdefgh12345678", "aB3aB3aB3aB3aB3aB3", "ZZZZZZZZZZZZZZa1"} {
 		if err := vod.CheckAppDecryptKey(ok); err != nil {
 			t.Errorf("%q: %v", ok, err)
 		}
@@ -88,16 +88,18 @@ func TestAppDecryptKeyRules(t *testing.T) {
 		{"abcdefgh12345678", "at least one uppercase letter"},
 		{"ABCDEFGH12345678", "at least one lowercase letter"},
 		{"AbcdefghAbcdefgh", "at least one digit"},
-		{"Abcdefgh 12345678", "printable ASCII characters without spaces"},
-		{"Abcdefgh\t12345678", "printable ASCII characters without spaces"},
-		{"Abcdéfgh12345678", "printable ASCII characters without spaces"},
+		{"Abcdefgh 12345678", "letters (A-Z, a-z) and digits (0-9) only"},
+		{"Abcdefgh\t12345678", "letters (A-Z, a-z) and digits (0-9) only"},
+		{"Abcdéfgh12345678", "letters (A-Z, a-z) and digits (0-9) only"},
+		{"aB3!@#$%^&*()_+-=", "letters (A-Z, a-z) and digits (0-9) only"}, // the VOD API takes letters and digits only
+		{"Abcdefgh_12345678", "letters (A-Z, a-z) and digits (0-9) only"},
 	} {
 		err := vod.CheckAppDecryptKey(c.in)
 		e := provider.AsError(err)
 		if err == nil || e.Code != provider.CodeInvalidParameter || e.Param != "AppDecryptKey" || !strings.Contains(e.Message, c.rule) {
 			t.Errorf("%q: %v; want %q", c.in, err, c.rule)
 		}
-		if c.in != "" && strings.Contains(e.Message, c.in) {
+		if c.in != "" && err != nil && strings.Contains(e.Message, c.in) {
 			t.Errorf("%q: the error echoes the key", c.in)
 		}
 	}
@@ -381,7 +383,7 @@ func TestFileOutputRules(t *testing.T) {
 	os.WriteFile(out, []byte("precious"), 0o600)
 	req := vod.FileRequest{AppEncryptKey: aek, AppIdentification: appIOS, AppDecryptKey: appDecrypt, Input: in, Output: out}
 	_, err := vod.EncryptFile(&req)
-	if e := provider.AsError(err); e.Param != "Output" || !errors.Is(err, vod.ErrOutputExists) || !strings.Contains(e.Message, "Force") {
+	if e := provider.AsError(err); e.Param != "Output" || !errors.Is(err, vod.ErrOutputExists) || !strings.Contains(e.Message, "exists; set Force to true to replace it") {
 		t.Fatalf("existing output: %v", err)
 	}
 	if b, _ := os.ReadFile(out); string(b) != "precious" {
@@ -404,6 +406,18 @@ func TestFileOutputRules(t *testing.T) {
 	req = vod.FileRequest{AppEncryptKey: aek, AppIdentification: appIOS, Input: in, Output: filepath.Join(dir, "y")}
 	if _, err := vod.EncryptFile(&req); provider.AsError(err).Param != "AppDecryptKey" {
 		t.Fatalf("%v", err)
+	}
+	// The server side reads the app from the key file: an AppIdentification
+	// beside it would be ignored, so it is refused.
+	if _, err := e.vod.EncryptFile(bg, &req); err == nil || provider.AsError(err).Param != "AppIdentification" || !strings.Contains(err.Error(), "only with AppDecryptKey") {
+		t.Fatalf("server side with AppIdentification: %v", err)
+	}
+	if _, err := os.Stat(req.Output); err == nil {
+		t.Fatal("an output was written for a refused request")
+	}
+	req.AppIdentification = ""
+	if _, err := e.vod.EncryptFile(bg, &req); err != nil {
+		t.Fatalf("server side: %v", err)
 	}
 	leftovers, _ := filepath.Glob(filepath.Join(dir, ".*tmp-*"))
 	if len(leftovers) != 0 {

@@ -61,12 +61,11 @@ func (s *Service) PackageHls(ctx context.Context, req *PackageHlsRequest) (*Pack
 	if err != nil {
 		return nil, err
 	}
-	hlsTime := req.HlsTime
-	if hlsTime == 0 {
-		hlsTime = 2
-	}
-	if hlsTime < 1 || hlsTime > 60 {
-		return nil, provider.InvalidParam("HlsTime", "must be 1 to 60 seconds, got %d", req.HlsTime)
+	hlsTime := 2
+	if req.HlsTime != nil {
+		if hlsTime = *req.HlsTime; hlsTime < 1 || hlsTime > 60 {
+			return nil, provider.InvalidParam("HlsTime", "must be 1 to 60 seconds (default 2), got %d", hlsTime)
+		}
 	}
 	if _, err := keyURI("KeyUri", req.KeyUri, "x", "x"); err != nil {
 		return nil, err
@@ -81,7 +80,7 @@ func (s *Service) PackageHls(ctx context.Context, req *PackageHlsRequest) (*Pack
 	}
 	playlist := filepath.Join(req.Output, PlaylistName)
 	if _, err := os.Lstat(playlist); err == nil && !req.Force {
-		return nil, provider.InvalidParam("Output", "%s exists; pass Force to replace it", playlist)
+		return nil, outputExists(&OutputExistsError{Path: playlist})
 	}
 	if err := os.MkdirAll(req.Output, 0o755); err != nil {
 		return nil, provider.InvalidParam("Output", "cannot be created: %v", pathErr(err))

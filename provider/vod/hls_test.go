@@ -2,6 +2,7 @@ package vod_test
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -158,7 +159,10 @@ func TestPackageHlsPlaysOverHTTP(t *testing.T) {
 	// The playlist is not replaced without Force; with Force it is.
 	_, err = e.vod.PackageHls(bg, &vod.PackageHlsRequest{Input: src, Output: out, KeyUri: srv.URL + vod.HLSKeyPath})
 	wantCode(t, err, provider.CodeInvalidParameter)
-	r2, err := e.vod.PackageHls(bg, &vod.PackageHlsRequest{Input: src, Output: out, KeyUri: srv.URL + vod.HLSKeyPath, Force: true, HlsTime: 1, Reencode: true})
+	if msg := provider.AsError(err).Message; !errors.Is(err, vod.ErrOutputExists) || !strings.Contains(msg, "exists; set Force to true to replace it") {
+		t.Fatalf("existing playlist: %q should name the Force parameter as the API does", msg)
+	}
+	r2, err := e.vod.PackageHls(bg, &vod.PackageHlsRequest{Input: src, Output: out, KeyUri: srv.URL + vod.HLSKeyPath, Force: true, HlsTime: new(1), Reencode: true})
 	if err != nil || r2.CiphertextBlob == r.CiphertextBlob || r2.Segments <= r.Segments {
 		t.Fatalf("Force: %+v %v", r2, err)
 	}
@@ -186,8 +190,9 @@ func TestPackageHlsValidation(t *testing.T) {
 		{func(r *vod.PackageHlsRequest) { r.KeyUri = "127.0.0.1:8080/hls/key" }, "KeyUri"},
 		{func(r *vod.PackageHlsRequest) { r.KeyUri = "http://h/k#frag" }, "KeyUri"},
 		{func(r *vod.PackageHlsRequest) { r.Ttl = "1000h" }, "Ttl"},
-		{func(r *vod.PackageHlsRequest) { r.HlsTime = 61 }, "HlsTime"},
-		{func(r *vod.PackageHlsRequest) { r.HlsTime = -1 }, "HlsTime"},
+		{func(r *vod.PackageHlsRequest) { r.HlsTime = new(61) }, "HlsTime"},
+		{func(r *vod.PackageHlsRequest) { r.HlsTime = new(-1) }, "HlsTime"},
+		{func(r *vod.PackageHlsRequest) { r.HlsTime = new(0) }, "HlsTime"}, // a given 0 is a value, not the default
 	} {
 		req := good
 		c.mod(&req)
@@ -196,10 +201,20 @@ func TestPackageHlsValidation(t *testing.T) {
 			t.Errorf("%+v: %v, want InvalidParameter naming %s", req, err, c.param)
 		}
 	}
+	// An existing playlist: the error names Force as the API does.
+	existing := good
+	existing.Output = filepath.Join(dir, "existing")
+	os.Mkdir(existing.Output, 0o755)
+	os.WriteFile(filepath.Join(existing.Output, vod.PlaylistName), []byte("#EXTM3U\n"), 0o600)
+	_, err := e.vod.PackageHls(bg, &existing)
+	if e := provider.AsError(err); err == nil || e.Param != "Output" || !errors.Is(err, vod.ErrOutputExists) ||
+		!strings.Contains(e.Message, "exists; set Force to true to replace it") {
+		t.Errorf("existing playlist: %v", err)
+	}
 	// ffmpeg's failure is reported, and no key file is left behind.
 	before, _ := filepath.Glob(filepath.Join(os.TempDir(), "p11kms-vod-hls-*"))
 	shmBefore, _ := filepath.Glob("/dev/shm/p11kms-vod-hls-*")
-	_, err := e.vod.PackageHls(bg, &good)
+	_, err = e.vod.PackageHls(bg, &good)
 	if provider.ErrorCode(err) != provider.CodeInternalFailure || !strings.Contains(err.Error(), "ffmpeg failed") {
 		t.Fatalf("bad input: %v", err)
 	}

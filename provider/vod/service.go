@@ -184,7 +184,7 @@ func (s *Service) ensureMediaKey(ctx context.Context) error {
 // generate makes an n-byte data key under the media CMK, creating the CMK
 // on first use.
 func (s *Service) generate(ctx context.Context, n int, ec wrap.EncryptionContext) (*provider.GenerateDataKeyResponse, error) {
-	req := &provider.GenerateDataKeyRequest{KeyId: s.alias, NumberOfBytes: n, EncryptionContext: ec}
+	req := &provider.GenerateDataKeyRequest{KeyId: s.alias, NumberOfBytes: &n, EncryptionContext: ec}
 	r, err := s.kms.GenerateDataKey(ctx, req)
 	if provider.ErrorCode(err) == provider.CodeAliasNotFound {
 		if err := s.ensureMediaKey(ctx); err != nil {

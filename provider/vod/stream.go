@@ -246,7 +246,7 @@ func writeFileAtomic(out string, force bool, fill func(io.Writer) (int64, error)
 			return 0, fmt.Errorf("vod: the output %s is a directory", out)
 		}
 		if !force {
-			return 0, fmt.Errorf("%w: %s", ErrOutputExists, out)
+			return 0, &OutputExistsError{Path: out}
 		}
 	}
 	f, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-*")
@@ -271,7 +271,7 @@ func writeFileAtomic(out string, force bool, fill func(io.Writer) (int64, error)
 	// Link fails if out appeared meanwhile: never overwrite without force.
 	if err := os.Link(tmp, out); err != nil {
 		if errors.Is(err, fs.ErrExist) {
-			return n, fmt.Errorf("%w: %s", ErrOutputExists, out)
+			return n, &OutputExistsError{Path: out}
 		}
 		return n, err
 	}
@@ -300,16 +300,33 @@ func (k *DataKey) fileOp(in, out string, force bool, op func(io.Writer, io.Reade
 	return writeFileAtomic(out, force, func(w io.Writer) (int64, error) { return op(w, src) })
 }
 
+// OutputExistsError is an output that exists and was not replaced because
+// Force was not set. It matches [ErrOutputExists].
+type OutputExistsError struct{ Path string }
+
+// Error says which output exists.
+func (e *OutputExistsError) Error() string { return "vod: the output " + e.Path + " exists" }
+
+// Is reports whether target is ErrOutputExists.
+func (e *OutputExistsError) Is(target error) bool { return target == ErrOutputExists }
+
+// outputExists is an OutputExistsError as the API's error: InvalidParameter
+// naming Output, and Force as the request names it.
+func outputExists(oe *OutputExistsError) error {
+	e := provider.InvalidParam("Output", "%s exists; set Force to true to replace it", oe.Path)
+	e.Err = oe
+	return e
+}
+
 // fileError turns a file operation's error into an API error.
 func fileError(err error) error {
 	var pe *fs.PathError
+	var oe *OutputExistsError
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, ErrOutputExists):
-		e := provider.InvalidParam("Output", "%s; pass Force to replace it", strings.TrimPrefix(err.Error(), "vod: "))
-		e.Err = err
-		return e
+	case errors.As(err, &oe):
+		return outputExists(oe)
 	case errors.Is(err, ErrStreamDamaged), errors.Is(err, ErrStreamKey), errors.Is(err, ErrStreamFormat), errors.Is(err, ErrStreamVersion):
 		e := provider.NewError(provider.CodeInvalidCiphertext, "Input: %s", strings.TrimPrefix(err.Error(), "vod: "))
 		e.Err = err
@@ -374,6 +391,9 @@ func (s *Service) DecryptFile(ctx context.Context, req *FileRequest) (*FileRespo
 func (s *Service) file(ctx context.Context, req *FileRequest, encrypt bool) (*FileResponse, error) {
 	if req.AppDecryptKey != "" {
 		return localFile(req, encrypt)
+	}
+	if req.AppIdentification != "" { // the server side reads it from the key file: it would be ignored
+		return nil, provider.InvalidParam("AppIdentification", "is accepted only with AppDecryptKey (the app side); the server side takes the AppEncryptKey alone")
 	}
 	dk, _, err := s.RecoverDownloadKey(ctx, req.AppEncryptKey)
 	if err != nil {

@@ -96,13 +96,14 @@ type IssuePlayTokenResponse struct {
 	RequestId      string
 }
 
-// PackageHlsRequest packages a media file as encrypted HLS (AES-128).
+// PackageHlsRequest packages a media file as encrypted HLS (AES-128). A nil
+// HlsTime is absent (2 seconds); a given 0 is refused.
 type PackageHlsRequest struct {
 	Input    string `cli:"required" help:"source media file (anything ffmpeg reads)"`
 	Output   string `cli:"required" help:"output directory (created if missing); the playlist is <Output>/index.m3u8"`
 	KeyUri   string `cli:"required" help:"URL of the HLS key handler, e.g. http://127.0.0.1:8080/hls/key"`
 	Ttl      string `help:"lifetime of the play token baked into the playlist (default 24h, at most 168h)"`
-	HlsTime  int    `help:"segment duration in seconds, 1 to 60 (default 2)"`
+	HlsTime  *int   `help:"segment duration in seconds, 1 to 60 (default 2)"`
 	Reencode bool   `help:"re-encode to H.264/AAC instead of copying the streams"`
 	Force    bool   `help:"overwrite an existing playlist and segments in Output"`
 }
@@ -121,7 +122,7 @@ type PackageHlsResponse struct {
 // GenerateDownloadSecretKeyRequest asks for an AppEncryptKey bound to an app.
 type GenerateDownloadSecretKeyRequest struct {
 	AppIdentification string `cli:"required" help:"Android SHA-1 signing-certificate fingerprint (AA:BB:...:FF, 20 pairs), iOS bundle id (com.example.app) or Windows app GUID (8-4-4-4-12 hex, braces optional); up to 128 characters"`
-	AppDecryptKey     string `cli:"required,file" help:"16 to 32 printable ASCII characters, with at least one uppercase letter, one lowercase letter and one digit"`
+	AppDecryptKey     string `cli:"required,file" help:"16 to 32 letters (A-Z, a-z) and digits (0-9), with at least one uppercase letter, one lowercase letter and one digit"`
 }
 
 // GenerateDownloadSecretKeyResponse is the key file (base64) for the app.
@@ -152,7 +153,7 @@ type OpenDownloadKeyResponse struct {
 // CiphertextBlob (the server side).
 type FileRequest struct {
 	AppEncryptKey     string `cli:"required,file" help:"AppEncryptKey from GenerateDownloadSecretKey"`
-	AppIdentification string `help:"the app's identification (with AppDecryptKey)"`
+	AppIdentification string `help:"the app's identification (only with AppDecryptKey)"`
 	AppDecryptKey     string `cli:"file" help:"open the key here without the token (app side); without it the KMS recovers the key (server side)"`
 	Input             string `cli:"required" help:"file to read"`
 	Output            string `cli:"required" help:"file to write; never overwritten unless Force"`

@@ -159,7 +159,7 @@ func TestMediaKeyCreationRace(t *testing.T) {
 			t.Fatalf("keys differ: %v", ids)
 		}
 	}
-	keys, err := e.kms.ListKeys(bg, &provider.ListKeysRequest{PageSize: 100})
+	keys, err := e.kms.ListKeys(bg, &provider.ListKeysRequest{PageSize: new(100)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +172,7 @@ func TestMediaKeyCreationRace(t *testing.T) {
 			t.Fatalf("losing key %s: %+v %v", k.KeyId, d, err)
 		}
 	}
-	aliases, err := e.kms.ListAliases(bg, &provider.ListAliasesRequest{PageSize: 100})
+	aliases, err := e.kms.ListAliases(bg, &provider.ListAliasesRequest{PageSize: new(100)})
 	if err != nil || aliases.TotalCount != 1 {
 		t.Fatalf("aliases: %+v %v", aliases, err)
 	}
