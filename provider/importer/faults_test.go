@@ -16,7 +16,8 @@ import (
 
 // Faults injected into the real SoftHSM2 calls of ImportDataKey — RSA
 // (C_UnwrapKey) and SM2 (C_DeriveKey, the secret read, C_CreateObject),
-// persistent and session-object imports, Replace — with every code the
+// with the C_CopyObject that finishes a persistent RSA import or an SM2
+// Replace, persistent and session-object imports, Replace — with every code the
 // reliability issue names. Each import either succeeds by one retry (a lost
 // session or login), or fails with InternalFailure and leaves the token
 // exactly as it was (no key, no temporary, the replaced key untouched); the
@@ -30,7 +31,7 @@ func TestImportFaultInjection(t *testing.T) {
 	}
 	calls := map[string][]string{
 		"RSAES_OAEP_SHA_1": {"C_UnwrapKey", "C_CopyObject", "C_EncryptInit", "C_FindObjects", "C_DestroyObject"},
-		"SM2PKE":           {"C_DeriveKey", "C_GetAttributeValue", "C_CreateObject", "C_DestroyObject"},
+		"SM2PKE":           {"C_DeriveKey", "C_GetAttributeValue", "C_CreateObject", "C_CopyObject", "C_DestroyObject"},
 	}
 	injected, n := 0, 0
 	for _, alg := range []string{"RSAES_OAEP_SHA_1", "SM2PKE"} {
