@@ -169,3 +169,36 @@ func kcvOfLabel(t *testing.T, tok *hsm.Token, label string) string {
 	}
 	return fmt.Sprintf("%x", kcv)
 }
+
+// A Replace whose old key cannot be destroyed is undone; if the new key
+// cannot be destroyed either, its pending key stays, so the label's next
+// lookup finishes the import: one key under the label, never two that
+// nothing tells apart (Rejected.Conflict for ever).
+func TestReplaceUndoneHalfway(t *testing.T) {
+	tok, faults := hsmtest.Open(t, softhsmtest.Create(t).Config)
+	svc := importer.New(tok)
+	wk := createWrappingKey(t, svc, "RSA_2048", "wrap")
+	oldKey, newKey := randomKey(32), randomKey(32)
+	req := func(key []byte, replace bool) *importer.ImportDataKeyRequest {
+		return &importer.ImportDataKeyRequest{WrappingKeyLabel: "wrap", WrappingAlgorithm: "RSAES_OAEP_SHA_1",
+			ExportedDataKey: export(t, wk, "RSAES_OAEP_SHA_1", key), KeyLabel: "dk", Replace: replace}
+	}
+	if _, err := svc.ImportDataKey(bg, req(oldKey, false)); err != nil {
+		t.Fatal(err)
+	}
+	// The old key's destruction fails, then the new key's.
+	faults.Add(hsmtest.Fault{Call: "C_DestroyObject", Code: pkcs11.CKR_DEVICE_ERROR, Times: 2})
+	_, err := svc.ImportDataKey(bg, req(newKey, true))
+	faults.Clear()
+	if provider.ErrorCode(err) != provider.CodeInternalFailure {
+		t.Fatalf("got %v, want InternalFailure", err)
+	}
+	if faults.Hits() != 2 {
+		t.Fatalf("%d faults fired, want 2", faults.Hits())
+	}
+	encryptsWith(t, importer.New(tok), "dk", newKey) // a new Service: nothing cached
+	hs, err := tok.FindObjects(bg, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, "dk")})
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("%d objects labelled dk after the lookup (%v), want 1", len(hs), err)
+	}
+}

@@ -134,7 +134,9 @@ func (s *Service) repairLabel(ctx context.Context, label string) ([]labelled, er
 // (steps 2 and 3 above) and returns the final key. If the old keys cannot
 // all be destroyed, the import is undone: no lookup used the new key
 // meanwhile, since the label held more than one key, so lookups waited for
-// the label's lock.
+// the label's lock. If the new key cannot be destroyed either, p stays:
+// without it the label would hold two keys nothing tells apart, with it the
+// label's next repair finishes the import.
 func (s *Service) promote(ctx context.Context, p hsm.ObjectHandle, opt hsm.SecretKeyOptions, old []hsm.ObjectHandle) (hsm.ObjectHandle, error) {
 	bg := context.WithoutCancel(ctx)
 	final, err := s.tok.CopyObject(ctx, p, finalTemplate(opt), identity(opt))
@@ -144,8 +146,9 @@ func (s *Service) promote(ctx context.Context, p hsm.ObjectHandle, opt hsm.Secre
 	}
 	for _, o := range old {
 		if err := s.tok.DestroyObject(ctx, o); err != nil && !isStale(err) {
-			_ = s.tok.DestroyObject(bg, final)
-			s.destroyPending(bg, p)
+			if err := s.tok.DestroyObject(bg, final); err == nil || isStale(err) {
+				s.destroyPending(bg, p)
+			}
 			return 0, internal("destroying the replaced key", err)
 		}
 	}

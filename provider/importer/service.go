@@ -347,7 +347,7 @@ func (s *Service) loadKey(ctx context.Context, label string, fresh bool) (hsm.Ob
 	case len(keys) == 0:
 		return 0, keyNotFound("KeyLabel", "secret key", label)
 	case !ok:
-		return 0, conflict("KeyLabel", "%d secret keys are labelled %q and no import of this service made them so (another tool did): DeleteKey removes them all, or ImportDataKey with Replace replaces them with one", len(keys), label)
+		return 0, conflict("KeyLabel", "%d secret keys are labelled %q and none is marked as the one an import put there (another tool or an older p11kms made them): DeleteKey removes them all, or ImportDataKey with Replace replaces them with one", len(keys), label)
 	}
 	s.setKey(label, importedKey{h: h})
 	return h, nil
