@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/p11kms/p11kms/provider/bench"
+	"github.com/p11kms/p11kms/internal/bench"
 	"github.com/p11kms/p11kms/provider/wire"
 )
 

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p11kms/p11kms/provider/bench"
+	"github.com/p11kms/p11kms/internal/bench"
 )
 
 // bench checks its flags before it opens anything (here a token that does
