@@ -26,6 +26,7 @@ type benchFlags struct {
 	withServer             bool
 	serverAddr             string
 	serverPID              int
+	serverSignature        string
 	rounds                 int
 	cpuProfile, memProfile string
 }
@@ -76,7 +77,8 @@ included); with --server-addr and --server-pid it adds the server process's
 	fl.IntVar(&f.count, "count", 0, "operations of each kind instead of a duration")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
 	fl.IntVar(&f.keys, "keys", 0, "fill the token to this many CMKs first")
-	fl.BoolVar(&f.withServer, "server", false, "also run the operations over HTTP through an in-process server, signed by the official Alibaba SDK")
+	fl.BoolVar(&f.withServer, "server", false, "also run the operations over HTTP through an in-process server, signed by the bench's own client (no SDK)")
+	fl.StringVar(&f.serverSignature, "server-signature", string(bench.SignatureACS3), "how the server operations sign: acs3, rpc (Alibaba) or tc3 (Tencent)")
 	fl.StringVar(&f.serverAddr, "server-addr", "", "instead, call a running `p11kms serve` on this address (same token; first access key of the home)")
 	fl.IntVar(&f.serverPID, "server-pid", 0, "with --server-addr: the serve process whose CPU time per operation to report")
 	fl.IntVar(&f.rounds, "rounds", 3, "rounds of operation-then-primitives per operation")
@@ -109,12 +111,11 @@ func (f *benchFlags) check() ([]string, error) {
 		return bad("--duration %v: accepted a positive duration for the whole run (e.g. 30s)", f.duration)
 	case f.keys < 0:
 		return bad("--keys %d: accepted 0 or more", f.keys)
+	case !slices.Contains(bench.Signatures, bench.Signature(f.serverSignature)):
+		return bad("--server-signature %q: accepted acs3, rpc, tc3", f.serverSignature)
 	}
 	all := slices.Clone(bench.OpNames)
-	var serverNames []string
-	for _, pair := range bench.ServerOpNames {
-		serverNames = append(serverNames, pair[0])
-	}
+	serverNames := bench.ServerOpsFor(bench.Signature(f.serverSignature))
 	if f.ops == "" || f.ops == "all" {
 		if f.server() {
 			all = append(all, serverNames...)
@@ -124,8 +125,8 @@ func (f *benchFlags) check() ([]string, error) {
 	names := splitList(f.ops)
 	for _, n := range names {
 		if !slices.Contains(all, n) && !(f.server() && slices.Contains(serverNames, n)) {
-			return bad("--ops: unknown operation %q; accepted: %s (and with --server or --server-addr: %s)",
-				n, strings.Join(bench.OpNames, ", "), strings.Join(serverNames, ", "))
+			return bad("--ops: unknown operation %q; accepted: %s (and with --server or --server-addr and --server-signature %s: %s)",
+				n, strings.Join(bench.OpNames, ", "), f.serverSignature, strings.Join(serverNames, ", "))
 		}
 	}
 	return names, nil
@@ -213,6 +214,7 @@ func (f *benchFlags) operations(g *globals, fx *bench.Fixture, names []string) (
 	all := fx.Ops()
 	if f.server() {
 		var sops map[string]bench.Op
+		opt := bench.ServerOptions{Signature: bench.Signature(f.serverSignature), Concurrency: f.concurrency}
 		if f.serverAddr != "" {
 			ak, err := wire.LoadAccessKeys(g.accessKeysPath(""))
 			if err != nil {
@@ -223,8 +225,10 @@ func (f *benchFlags) operations(g *globals, fx *bench.Fixture, names []string) (
 				return nil, stop, fmt.Errorf("no access key in %s", g.accessKeysPath(""))
 			}
 			key, _ := ak.Lookup(list[0].AccessKeyId)
-			sops = fx.RemoteOps(f.serverAddr, key)
-		} else if sops, stop, err = fx.ServerOps(); err != nil {
+			if sops, err = fx.RemoteOps(f.serverAddr, key, opt); err != nil {
+				return nil, stop, err
+			}
+		} else if sops, stop, err = fx.ServerOps(opt); err != nil {
 			return nil, func() {}, err
 		}
 		for n, op := range sops {

@@ -26,10 +26,35 @@ func TestBenchChecksFlagsFirst(t *testing.T) {
 		{[]string{"--ops", "Decrypt,Nope"}, `--ops: unknown operation "Nope"; accepted: GenerateDataKey,`},
 		{[]string{"--ops", "server:Decrypt"}, `--ops: unknown operation "server:Decrypt"`},
 		{[]string{"--server-pid", "1"}, "--server-pid needs --server-addr"},
+		{[]string{"--server", "--server-signature", "v2"}, `--server-signature "v2": accepted acs3, rpc, tc3`},
+		{[]string{"--server", "--server-signature", "tc3", "--ops", "server:GenerateAndExportDataKey-RSA"},
+			`unknown operation "server:GenerateAndExportDataKey-RSA"; accepted: GenerateDataKey, GenerateAndExportDataKey-RSA, GenerateAndExportDataKey-SM2, Decrypt, ImportDataKey-RSA, ImportDataKey-SM2 (and with --server or --server-addr and --server-signature tc3: server:GenerateDataKey, server:Decrypt)`},
 	} {
 		_, errOut, code := cli(t, append([]string{"--token", "pkcs11:token=no-such-token", "bench"}, c.args...)...)
 		if code != 2 || !strings.Contains(errOut, c.want) {
 			t.Errorf("bench %v: status %d, want 2 with %q:\n%s", c.args, code, c.want, errOut)
+		}
+	}
+}
+
+// bench --server drives every server operation with the bench's own
+// signing client, with each signature, and the server accepts every call.
+func TestBenchServerEveryOperationAccepted(t *testing.T) {
+	for _, sig := range bench.Signatures {
+		names := bench.ServerOpsFor(sig)
+		out, errOut, code := cli(t, "bench", "--server", "--server-signature", string(sig), "--count", "4", "--rounds", "1",
+			"--concurrency", "2", "--ops", strings.Join(names, ","), "--json")
+		if code != 0 {
+			t.Fatalf("%s: status %d\n%s", sig, code, errOut)
+		}
+		var results []bench.Result
+		if err := json.Unmarshal([]byte(out), &results); err != nil || len(results) != len(names) {
+			t.Fatalf("%s: %d results for %v, %v:\n%s", sig, len(results), names, err, out)
+		}
+		for _, r := range results {
+			if r.Ops != 4 || r.Errors != 0 || !strings.HasPrefix(r.Op, "HTTP+"+strings.ToUpper(string(sig))+" ") {
+				t.Errorf("%s: %s: %d ops, %d errors (first: %s)", sig, r.Op, r.Ops, r.Errors, r.FirstError)
+			}
 		}
 	}
 }
