@@ -57,27 +57,37 @@ func (f *Fixture) RemoteOps(addr string, key wire.AccessKey, o ServerOptions) (m
 	}
 	c := NewClient(Signer{Scheme: o.Signature, Host: addr, AccessKeyId: key.AccessKeyId, AccessKeySecret: key.AccessKeySecret},
 		max(o.Concurrency, 1))
-	label := "HTTP+" + strings.ToUpper(string(o.Signature)) + " "
-	call := func(action string, params map[string]string) func(context.Context) error {
-		return func(ctx context.Context) error { return c.Call(ctx, action, params) }
-	}
-	gdk := map[string]string{"KeyId": f.KeyId}
-	if o.Signature == SignatureTC3 {
-		gdk["KeySpec"] = "AES_256"
-	}
-	ops := map[string]Op{
-		"server:GenerateDataKey": {Name: label + "GenerateDataKey", Run: call("GenerateDataKey", gdk)},
-		"server:Decrypt":         {Name: label + "Decrypt", Run: call("Decrypt", map[string]string{"CiphertextBlob": f.blob})},
-	}
-	if o.Signature != SignatureTC3 {
-		ops["server:GenerateAndExportDataKey-RSA"] = Op{Name: label + "GenerateAndExportDataKey RSA-2048",
-			Run: call("GenerateAndExportDataKey", map[string]string{"KeyId": f.KeyId, "PublicKeyBlob": f.rsaB64,
-				"WrappingKeySpec": "RSA_2048", "WrappingAlgorithm": "RSAES_OAEP_SHA_256"})}
-		ops["server:GenerateAndExportDataKey-SM2"] = Op{Name: label + "GenerateAndExportDataKey SM2",
-			Run: call("GenerateAndExportDataKey", map[string]string{"KeyId": f.KeyId, "PublicKeyBlob": f.sm2B64,
-				"WrappingKeySpec": "EC_SM2", "WrappingAlgorithm": "SM2PKE"})}
+	ops := map[string]Op{}
+	for name, sc := range f.serverCalls(o.Signature) {
+		ops[name] = Op{Name: sc.label, Run: func(ctx context.Context) error { return c.Call(ctx, sc.action, sc.params) }}
 	}
 	return ops, nil
+}
+
+// serverCall is one server operation: the API action and its parameters.
+type serverCall struct {
+	label, action string
+	params        map[string]string
+}
+
+// serverCalls are the server operations sig can drive, by name.
+func (f *Fixture) serverCalls(sig Signature) map[string]serverCall {
+	label := "HTTP+" + strings.ToUpper(string(sig)) + " "
+	gdk := map[string]string{"KeyId": f.KeyId}
+	if sig == SignatureTC3 {
+		gdk["KeySpec"] = "AES_256" // Tencent requires KeySpec or NumberOfBytes
+	}
+	calls := map[string]serverCall{
+		"server:GenerateDataKey": {label + "GenerateDataKey", "GenerateDataKey", gdk},
+		"server:Decrypt":         {label + "Decrypt", "Decrypt", map[string]string{"CiphertextBlob": f.blob}},
+	}
+	if sig != SignatureTC3 {
+		calls["server:GenerateAndExportDataKey-RSA"] = serverCall{label + "GenerateAndExportDataKey RSA-2048", "GenerateAndExportDataKey",
+			map[string]string{"KeyId": f.KeyId, "PublicKeyBlob": f.rsaB64, "WrappingKeySpec": "RSA_2048", "WrappingAlgorithm": "RSAES_OAEP_SHA_256"}}
+		calls["server:GenerateAndExportDataKey-SM2"] = serverCall{label + "GenerateAndExportDataKey SM2", "GenerateAndExportDataKey",
+			map[string]string{"KeyId": f.KeyId, "PublicKeyBlob": f.sm2B64, "WrappingKeySpec": "EC_SM2", "WrappingAlgorithm": "SM2PKE"}}
+	}
+	return calls
 }
 
 // ServerOpNames lists the server operations and the in-process operation
