@@ -54,10 +54,10 @@ const alibabaTime = "2006-01-02T15:04:05Z"
 // p11kms's own, written from the canonical forms in docs/WIRE.md; tests
 // check it against the official SDKs.
 type Signer struct {
-	Scheme          Signature
-	Host            string // host:port, as in the Host header
-	AccessKeyId     string
-	AccessKeySecret string
+	Scheme          Signature // how requests are signed
+	Host            string    // host:port, as in the Host header and signed
+	AccessKeyId     string    // the access key (Tencent: SecretId) named in each request
+	AccessKeySecret string    // its secret (Tencent: SecretKey), never sent
 }
 
 // Sign builds the signed request for action with params at now. nonce is
@@ -238,8 +238,8 @@ func NewNonce() string {
 // Client sends signed requests over one keep-alive transport that keeps
 // an idle connection for every concurrent caller.
 type Client struct {
-	Signer Signer
-	HTTP   *http.Client
+	Signer Signer       // signs each request
+	HTTP   *http.Client // sends it, over the keep-alive transport
 }
 
 // NewClient is a Client for concurrency callers.

@@ -16,8 +16,8 @@ import (
 // signature their requests carry and how many callers share the client's
 // keep-alive transport (one idle connection each).
 type ServerOptions struct {
-	Signature   Signature
-	Concurrency int
+	Signature   Signature // acs3, rpc or tc3
+	Concurrency int       // callers, and idle connections kept
 }
 
 // ServerOps starts the composed server on a loopback port (in this
