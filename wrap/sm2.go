@@ -174,35 +174,101 @@ func (c *SM2Ciphertext) FinishWithSharedX(x2 []byte) ([]byte, error) {
 // sm2Unmask computes M = C2 ⊕ KDF(x2‖y2) and reports (as 1 or 0) whether
 // SM3(x2‖M‖y2) = C3 and the KDF output was not all zero.
 func sm2Unmask(x2y2, c2, c3 []byte) (m []byte, ok int) {
-	t := sm3.Kdf(x2y2, len(c2))
+	m, nonZero := sm2Mask(x2y2, c2)
+	return m, subtle.ConstantTimeCompare(sm2CheckValue(x2y2, m), c3) & nonZero
+}
+
+// sm2Mask returns in ⊕ t with t = KDF(x2‖y2, len(in)) (GB/T 32918.4
+// steps A5–A6 and B4–B5), and nonZero = 1 if t was not all zero, else 0.
+func sm2Mask(x2y2, in []byte) (out []byte, nonZero int) {
+	t := sm3.Kdf(x2y2, len(in))
 	var acc byte
 	for _, b := range t {
 		acc |= b
 	}
-	nonZero := 1 ^ subtle.ConstantTimeByteEq(acc, 0)
-	subtle.XORBytes(t, t, c2)
-	h := sm3.New()
-	h.Write(x2y2[:sm2FieldSize])
-	h.Write(t)
-	h.Write(x2y2[sm2FieldSize:])
-	return t, subtle.ConstantTimeCompare(h.Sum(nil), c3) & nonZero
+	nonZero = 1 ^ subtle.ConstantTimeByteEq(acc, 0)
+	subtle.XORBytes(t, t, in)
+	return t, nonZero
 }
 
-// encryptSM2 encrypts with gmsm, asking explicitly for uncompressed
-// C1‖C3‖C2, then re-lays the parts out in enc with our own encoder.
+// sm2CheckValue returns C3 = SM3(x2‖M‖y2) (steps A7 and B6).
+func sm2CheckValue(x2y2, m []byte) []byte {
+	h := sm3.New()
+	h.Write(x2y2[:sm2FieldSize])
+	h.Write(m)
+	h.Write(x2y2[sm2FieldSize:])
+	return h.Sum(nil)
+}
+
+// sm2MaxDraws bounds how many times encryption draws k: a draw fails
+// only if k is 0 or ≥ n−1 (odds about 2⁻³²) or t is all zero (2⁻⁸ for a
+// 1-byte message, 2⁻¹⁶ for 2 bytes), so 64 failures in a row mean the
+// entropy source is broken, not unlucky.
+const sm2MaxDraws = 64
+
+// encryptSM2 is GB/T 32918.4 encryption (steps A1–A8), composed from
+// gmsm's public primitives the way FinishWithSharedX composes decryption,
+// and laid out in enc. It replaces gmsm's sm2.Encrypt: in gmsm v0.44.0
+// (also its main branch) internal/sm2.Encrypt retries an all-zero t with
+// the recipient's point Q already overwritten by Q.ScalarMult(Q, k), so
+// the retried ciphertext is encrypted to [k]Q and decrypts for nobody —
+// 1 in 256 one-byte data keys. Here every draw starts from pub again.
+//
+// pub must already be validated (SpecOf); it is checked on the curve
+// again. k is read as gmsm reads it (32 bytes per draw, io.ReadFull), so
+// a fixed k gives gmsm's and the standard's ciphertexts (but for
+// k = n−1, which gmsm takes and ecdh's range check refuses).
 func encryptSM2(rand io.Reader, pub *ecdsa.PublicKey, plaintext []byte, enc SM2Encoding) ([]byte, error) {
-	raw, err := sm2.Encrypt(rand, pub, plaintext, sm2.NewPlainEncrypterOpts(sm2.MarshalUncompressed, sm2.C1C3C2))
+	if pub == nil || pub.X == nil || pub.Y == nil || !sm2.P256().IsOnCurve(pub.X, pub.Y) {
+		return nil, errors.New("wrap: SM2 encryption: the public key is not a point on the SM2 curve")
+	}
+	for range sm2MaxDraws {
+		c, drawAgain, err := sm2EncryptWithFreshK(rand, pub, plaintext)
+		if err != nil {
+			return nil, err
+		}
+		if !drawAgain {
+			return c.Marshal(enc)
+		}
+	}
+	return nil, fmt.Errorf("wrap: SM2 encryption: no usable k in %d draws from the entropy source", sm2MaxDraws)
+}
+
+// sm2EncryptWithFreshK draws one k from rand and encrypts m to pub with
+// it. drawAgain reports that k was unusable (0 or ≥ n−1, step A1) or gave
+// an all-zero t (step A5): the caller must draw a new k.
+func sm2EncryptWithFreshK(rand io.Reader, pub *ecdsa.PublicKey, m []byte) (c *SM2Ciphertext, drawAgain bool, err error) {
+	var k [sm2FieldSize]byte
+	defer clear(k[:])
+	if _, err := io.ReadFull(rand, k[:]); err != nil {
+		return nil, false, fmt.Errorf("wrap: SM2 encryption: reading k from the entropy source: %w", err)
+	}
+	// ecdh's private-key check is constant time and accepts 1 ≤ k < n−1.
+	kG, err := ecdh.P256().NewPrivateKey(k[:])
 	if err != nil {
-		return nil, fmt.Errorf("wrap: SM2 encryption: %w", err)
+		return nil, true, nil
 	}
-	if enc == SM2C1C3C2 {
-		return raw, nil
+	c1 := kG.PublicKey().Bytes() // A2: C1 = [k]G, 04‖x1‖y1
+	if _, err := checkC1(c1); err != nil {
+		return nil, false, fmt.Errorf("wrap: SM2 encryption: [k]G: %w", err)
 	}
-	c, err := ParseSM2Ciphertext(raw, SM2C1C3C2)
-	if err != nil {
-		return nil, errors.New("wrap: SM2 encryption produced an unexpected layout")
+	x2, y2 := sm2.P256().ScalarMult(pub.X, pub.Y, k[:]) // A4: [k]Q, Q left as it is
+	defer clear(x2.Bits())
+	defer clear(y2.Bits())
+	if x2.Sign() == 0 && y2.Sign() == 0 {
+		// Unreachable for a point on the curve (prime order, cofactor 1).
+		return nil, false, errors.New("wrap: SM2 encryption: [k]Q is the point at infinity")
 	}
-	return c.Marshal(enc)
+	x2y2 := make([]byte, 2*sm2FieldSize)
+	defer clear(x2y2)
+	x2.FillBytes(x2y2[:sm2FieldSize])
+	y2.FillBytes(x2y2[sm2FieldSize:])
+	c2, nonZero := sm2Mask(x2y2, m) // A5–A6: C2 = M ⊕ KDF(x2‖y2, len(M))
+	if nonZero != 1 {
+		clear(c2)
+		return nil, true, nil
+	}
+	return &SM2Ciphertext{C1: c1, C3: sm2CheckValue(x2y2, m), C2: c2}, false, nil
 }
 
 // decryptSM2 is the software SM2 receiver: it derives x2 = x([d]C1) the

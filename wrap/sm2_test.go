@@ -56,9 +56,10 @@ type katFile struct {
 	} `json:"tests"`
 }
 
-// fixedReader yields the given bytes, then fails: it makes gmsm's
-// sm2.Encrypt use a chosen k (it reads exactly 32 bytes per attempt with
-// io.ReadFull and retries only if k is 0 or ≥ n).
+// fixedReader yields the given bytes, then fails: it makes SM2
+// encryption use a chosen k (encryptSM2 reads exactly 32 bytes per draw
+// with io.ReadFull, as gmsm does, and draws again only if k is 0 or
+// ≥ n−1, or t is all zero).
 type fixedReader struct{ b []byte }
 
 func (r *fixedReader) Read(p []byte) (int, error) {

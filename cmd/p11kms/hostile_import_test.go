@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"math/big"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/p11kms/p11kms/wrap"
 )
@@ -30,7 +32,18 @@ func TestCLIHostileImports(t *testing.T) {
 		}
 		return jsonOut(t, out)["PublicKeyBlob"].(string)
 	}
-	rsaBlob, sm2Blob := wrapping("RSA_2048", "hostile-rsa"), wrapping("EC_SM2", "hostile-sm2")
+	// Labels unique per run: the home (and its token) is shared by the
+	// package's tests and by every run of -count.
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	rsaLabel, sm2Label, dataKeyLabel := "hostile-rsa-"+run, "hostile-sm2-"+run, "hostile-"+run+"-"
+	rsaBlob, sm2Blob := wrapping("RSA_2048", rsaLabel), wrapping("EC_SM2", sm2Label)
+	t.Cleanup(func() {
+		for _, label := range []string{rsaLabel, sm2Label} {
+			if _, errOut, code := cli(t, "importer", "DeleteWrappingKey", "--KeyLabel", label); code != 0 {
+				t.Errorf("DeleteWrappingKey %s: %s", label, errOut)
+			}
+		}
+	})
 	rsaPub, err := wrap.ParsePublicKeyBlob(rsaBlob, wrap.SpecRSA2048)
 	if err != nil {
 		t.Fatal(err)
@@ -105,46 +118,46 @@ func TestCLIHostileImports(t *testing.T) {
 		name, label, alg, exported, want string
 		extra                            []string
 	}{
-		{"OAEP first byte not zero", "hostile-rsa", "RSAES_OAEP_SHA_1", raw(oaepBadFirstByte), bad, nil},
-		{"OAEP other label (lHash)", "hostile-rsa", "RSAES_OAEP_SHA_1", oaep(nil, "other", key), bad, nil},
-		{"OAEP SHA-256 sent as SHA-1", "hostile-rsa", "RSAES_OAEP_SHA_1", oaep(func() []byte { return nil }, "", key), bad, nil},
-		{"OAEP SHA-1 sent as SHA-256", "hostile-rsa", "RSAES_OAEP_SHA_256", oaep(nil, "", key), bad, []string{"--AllowHostDecode"}},
-		{"PKCS#1 v1.5 sent as OAEP", "hostile-rsa", "RSAES_OAEP_SHA_1", pkcs1(key), bad, nil},
-		{"OAEP sent as PKCS#1 v1.5", "hostile-rsa", "RSAES_PKCS1_V1_5", oaep(nil, "", key), bad, nil},
-		{"PKCS#1 v1.5 block type 1", "hostile-rsa", "RSAES_PKCS1_V1_5", raw(pkcs1Block(1, true)), bad, nil},
-		{"PKCS#1 v1.5 no separator", "hostile-rsa", "RSAES_PKCS1_V1_5", raw(pkcs1Block(2, false)), bad, nil},
-		{"OAEP 5-byte key", "hostile-rsa", "RSAES_OAEP_SHA_1", oaep(nil, "", key[:5]), bad, nil},
-		{"OAEP 33-byte key", "hostile-rsa", "RSAES_OAEP_SHA_1", oaep(nil, "", append(append([]byte(nil), key...), 1)), bad, nil},
-		{"RSA ciphertext = modulus", "hostile-rsa", "RSAES_OAEP_SHA_1", b64(modulus), bad, nil},
-		{"RSA ciphertext all 0xff", "hostile-rsa", "RSAES_OAEP_SHA_1", b64(bytesOf(0xff, k)), bad, nil},
-		{"RSA ciphertext one byte short", "hostile-rsa", "RSAES_OAEP_SHA_1", b64(bytesOf(1, k-1)), bad, nil},
-		{"RSA ciphertext one byte long", "hostile-rsa", "RSAES_OAEP_SHA_1", b64(bytesOf(1, k+1)), bad, nil},
-		{"RSA ciphertext zero", "hostile-rsa", "RSAES_OAEP_SHA_1", b64(make([]byte, k)), bad, nil},
-		{"SM2 C1 off the curve", "hostile-sm2", "SM2PKE", sm2(func(b []byte) []byte { b[5] ^= 1; return b }), bad, nil},
-		{"SM2 C1 at infinity (zero)", "hostile-sm2", "SM2PKE", sm2(func(b []byte) []byte { clear(b[1:65]); return b }), bad, nil},
-		{"SM2 C1 compressed", "hostile-sm2", "SM2PKE", sm2(func(b []byte) []byte { b[0] = 2; return b }), bad, nil},
-		{"SM2 C1 format byte 5", "hostile-sm2", "SM2PKE", sm2(func(b []byte) []byte { b[0] = 5; return b }), bad, nil},
-		{"SM2 C3 altered", "hostile-sm2", "SM2PKE", sm2(func(b []byte) []byte { b[70] ^= 1; return b }), bad, nil},
-		{"SM2 C2 altered", "hostile-sm2", "SM2PKE", sm2(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), bad, nil},
-		{"SM2 no C2", "hostile-sm2", "SM2PKE", sm2(func(b []byte) []byte { return b[:97] }), bad, nil},
-		{"SM2 C1C2C3 order", "hostile-sm2", "SM2PKE", sm2(func(b []byte) []byte {
+		{"OAEP first byte not zero", rsaLabel, "RSAES_OAEP_SHA_1", raw(oaepBadFirstByte), bad, nil},
+		{"OAEP other label (lHash)", rsaLabel, "RSAES_OAEP_SHA_1", oaep(nil, "other", key), bad, nil},
+		{"OAEP SHA-256 sent as SHA-1", rsaLabel, "RSAES_OAEP_SHA_1", oaep(func() []byte { return nil }, "", key), bad, nil},
+		{"OAEP SHA-1 sent as SHA-256", rsaLabel, "RSAES_OAEP_SHA_256", oaep(nil, "", key), bad, []string{"--AllowHostDecode"}},
+		{"PKCS#1 v1.5 sent as OAEP", rsaLabel, "RSAES_OAEP_SHA_1", pkcs1(key), bad, nil},
+		{"OAEP sent as PKCS#1 v1.5", rsaLabel, "RSAES_PKCS1_V1_5", oaep(nil, "", key), bad, nil},
+		{"PKCS#1 v1.5 block type 1", rsaLabel, "RSAES_PKCS1_V1_5", raw(pkcs1Block(1, true)), bad, nil},
+		{"PKCS#1 v1.5 no separator", rsaLabel, "RSAES_PKCS1_V1_5", raw(pkcs1Block(2, false)), bad, nil},
+		{"OAEP 5-byte key", rsaLabel, "RSAES_OAEP_SHA_1", oaep(nil, "", key[:5]), bad, nil},
+		{"OAEP 33-byte key", rsaLabel, "RSAES_OAEP_SHA_1", oaep(nil, "", append(append([]byte(nil), key...), 1)), bad, nil},
+		{"RSA ciphertext = modulus", rsaLabel, "RSAES_OAEP_SHA_1", b64(modulus), bad, nil},
+		{"RSA ciphertext all 0xff", rsaLabel, "RSAES_OAEP_SHA_1", b64(bytesOf(0xff, k)), bad, nil},
+		{"RSA ciphertext one byte short", rsaLabel, "RSAES_OAEP_SHA_1", b64(bytesOf(1, k-1)), bad, nil},
+		{"RSA ciphertext one byte long", rsaLabel, "RSAES_OAEP_SHA_1", b64(bytesOf(1, k+1)), bad, nil},
+		{"RSA ciphertext zero", rsaLabel, "RSAES_OAEP_SHA_1", b64(make([]byte, k)), bad, nil},
+		{"SM2 C1 off the curve", sm2Label, "SM2PKE", sm2(func(b []byte) []byte { b[5] ^= 1; return b }), bad, nil},
+		{"SM2 C1 at infinity (zero)", sm2Label, "SM2PKE", sm2(func(b []byte) []byte { clear(b[1:65]); return b }), bad, nil},
+		{"SM2 C1 compressed", sm2Label, "SM2PKE", sm2(func(b []byte) []byte { b[0] = 2; return b }), bad, nil},
+		{"SM2 C1 format byte 5", sm2Label, "SM2PKE", sm2(func(b []byte) []byte { b[0] = 5; return b }), bad, nil},
+		{"SM2 C3 altered", sm2Label, "SM2PKE", sm2(func(b []byte) []byte { b[70] ^= 1; return b }), bad, nil},
+		{"SM2 C2 altered", sm2Label, "SM2PKE", sm2(func(b []byte) []byte { b[len(b)-1] ^= 1; return b }), bad, nil},
+		{"SM2 no C2", sm2Label, "SM2PKE", sm2(func(b []byte) []byte { return b[:97] }), bad, nil},
+		{"SM2 C1C2C3 order", sm2Label, "SM2PKE", sm2(func(b []byte) []byte {
 			return append(append(append([]byte(nil), b[:65]...), b[97:]...), b[65:97]...)
 		}), bad, nil},
-		{"SM2 ASN.1 trailing byte", "hostile-sm2", "SM2_C1C3C2_ASN1", b64(append(append([]byte(nil), der...), 0)), bad, nil},
-		{"SM2 ASN.1 truncated", "hostile-sm2", "SM2_C1C3C2_ASN1", b64(der[:len(der)-3]), bad, nil},
-		{"SM2 ASN.1 sent as SM2PKE", "hostile-sm2", "SM2PKE", b64(der), bad, nil},
-		{"SM2PKE sent as ASN.1", "hostile-sm2", "SM2_C1C3C2_ASN1", b64(sm2ct), bad, nil},
-		{"SM2 for the RSA key", "hostile-rsa", "SM2PKE", b64(sm2ct), "InvalidParameter", nil},
-		{"RSA for the SM2 key", "hostile-sm2", "RSAES_OAEP_SHA_1", oaep(nil, "", key), "InvalidParameter", nil},
-		{"not base64", "hostile-rsa", "RSAES_OAEP_SHA_1", "%%%", "InvalidParameter", nil},
-		{"KeyType DES", "hostile-rsa", "RSAES_OAEP_SHA_1", oaep(nil, "", key), "InvalidParameter", []string{"--KeyType", "DES"}},
-		{"Usage unknown", "hostile-rsa", "RSAES_OAEP_SHA_1", oaep(nil, "", key), "InvalidParameter", []string{"--Usage", `["launch"]`}},
-		{"ExpectedKeyCheckValue not hex", "hostile-rsa", "RSAES_OAEP_SHA_1", oaep(nil, "", key), "InvalidParameter", []string{"--ExpectedKeyCheckValue", "zzzzzz"}},
-		{"ExpectedKeyCheckValue wrong", "hostile-rsa", "RSAES_OAEP_SHA_1", oaep(nil, "", key), "InvalidParameter", []string{"--ExpectedKeyCheckValue", "000000"}},
+		{"SM2 ASN.1 trailing byte", sm2Label, "SM2_C1C3C2_ASN1", b64(append(append([]byte(nil), der...), 0)), bad, nil},
+		{"SM2 ASN.1 truncated", sm2Label, "SM2_C1C3C2_ASN1", b64(der[:len(der)-3]), bad, nil},
+		{"SM2 ASN.1 sent as SM2PKE", sm2Label, "SM2PKE", b64(der), bad, nil},
+		{"SM2PKE sent as ASN.1", sm2Label, "SM2_C1C3C2_ASN1", b64(sm2ct), bad, nil},
+		{"SM2 for the RSA key", rsaLabel, "SM2PKE", b64(sm2ct), "InvalidParameter", nil},
+		{"RSA for the SM2 key", sm2Label, "RSAES_OAEP_SHA_1", oaep(nil, "", key), "InvalidParameter", nil},
+		{"not base64", rsaLabel, "RSAES_OAEP_SHA_1", "%%%", "InvalidParameter", nil},
+		{"KeyType DES", rsaLabel, "RSAES_OAEP_SHA_1", oaep(nil, "", key), "InvalidParameter", []string{"--KeyType", "DES"}},
+		{"Usage unknown", rsaLabel, "RSAES_OAEP_SHA_1", oaep(nil, "", key), "InvalidParameter", []string{"--Usage", `["launch"]`}},
+		{"ExpectedKeyCheckValue not hex", rsaLabel, "RSAES_OAEP_SHA_1", oaep(nil, "", key), "InvalidParameter", []string{"--ExpectedKeyCheckValue", "zzzzzz"}},
+		{"ExpectedKeyCheckValue wrong", rsaLabel, "RSAES_OAEP_SHA_1", oaep(nil, "", key), "InvalidParameter", []string{"--ExpectedKeyCheckValue", "000000"}},
 	}
 	for i, c := range cases {
 		args := append([]string{"importer", "ImportDataKey", "--WrappingKeyLabel", c.label, "--WrappingAlgorithm", c.alg,
-			"--ExportedDataKey", c.exported, "--KeyLabel", "hostile-" + strings.Repeat("x", i)}, c.extra...)
+			"--ExportedDataKey", c.exported, "--KeyLabel", dataKeyLabel + strings.Repeat("x", i)}, c.extra...)
 		_, errOut, code := cli(t, args...)
 		if code != 1 {
 			t.Errorf("%s: exit %d, want 1: %s", c.name, code, errOut)
@@ -156,7 +169,7 @@ func TestCLIHostileImports(t *testing.T) {
 	}
 	// Nothing was imported under any of the labels.
 	for i := range cases {
-		_, errOut, code := cli(t, "importer", "DeleteKey", "--KeyLabel", "hostile-"+strings.Repeat("x", i))
+		_, errOut, code := cli(t, "importer", "DeleteKey", "--KeyLabel", dataKeyLabel+strings.Repeat("x", i))
 		if got, _ := jsonOut(t, errOut)["Code"].(string); code != 1 || got != "Forbidden.KeyNotFound" {
 			t.Errorf("%s left a key behind (DeleteKey: exit %d, %s)", cases[i].name, code, errOut)
 		}

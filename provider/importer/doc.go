@@ -38,9 +38,17 @@
 // made for another wrapping key or another algorithm, or decrypting to a
 // key of the wrong length — is the same InvalidCiphertext error with the
 // same message and the same cause, and leaves nothing in the token. A key is
-// verified in the token (its AES KCV computed there) before it is given its
-// final label, so no unverified key is ever findable by that label. A
-// mismatching ExpectedKeyCheckValue leaves nothing behind either.
+// verified in the token (its AES KCV computed there) before any lookup of
+// its label can use it: until then it is a pending key, whose CKA_ID marks
+// it, and lookups never use one. A mismatching ExpectedKeyCheckValue leaves
+// nothing behind either.
+//
+// A persistent import killed at any point (SIGKILL, power loss) leaves its
+// label with the key it had or the new one, never both, and no key
+// material without a label; the label's next import, DeleteKey or lookup
+// removes whatever else the kill left (a pending key, the replaced key).
+// How, on a token whose only atomic change is an object's removal:
+// replace.go.
 //
 // RSAES_PKCS1_V1_5 is legacy (see wrap.AlgRSAPKCS1v15): the token's padding
 // check and the KCV check that follows take different times, so a service
@@ -62,9 +70,11 @@
 // ImportDataKey's Replace is set and the existing object is an imported
 // secret key (the old key is destroyed only after the new one exists and is
 // verified). Labels starting with "p11kms/" belong to the KMS's CMK versions
-// and are refused. Two importers racing on one label in different processes
-// may both fail (each sees the other's object and withdraws its own), never
-// both succeed.
+// and are refused. Imports and deletions of one label take turns across the
+// processes of a host (an flock on a lock file in the system temp
+// directory: every process on a token must share TMPDIR, as for the hsm
+// package's object lock); a lookup that meets an import in progress waits
+// for it.
 //
 // An Ephemeral (session) key's label is unique among the session keys this
 // Service imported, not across the token: checking a token for a label is a

@@ -16,7 +16,8 @@ import (
 
 // Faults injected into the real SoftHSM2 calls of ImportDataKey — RSA
 // (C_UnwrapKey) and SM2 (C_DeriveKey, the secret read, C_CreateObject),
-// persistent and session-object imports, Replace — with every code the
+// with the C_CopyObject that finishes a persistent RSA import or an SM2
+// Replace, persistent and session-object imports, Replace — with every code the
 // reliability issue names. Each import either succeeds by one retry (a lost
 // session or login), or fails with InternalFailure and leaves the token
 // exactly as it was (no key, no temporary, the replaced key untouched); the
@@ -30,7 +31,7 @@ func TestImportFaultInjection(t *testing.T) {
 	}
 	calls := map[string][]string{
 		"RSAES_OAEP_SHA_1": {"C_UnwrapKey", "C_CopyObject", "C_EncryptInit", "C_FindObjects", "C_DestroyObject"},
-		"SM2PKE":           {"C_DeriveKey", "C_GetAttributeValue", "C_CreateObject", "C_DestroyObject"},
+		"SM2PKE":           {"C_DeriveKey", "C_GetAttributeValue", "C_CreateObject", "C_CopyObject", "C_DestroyObject"},
 	}
 	injected, n := 0, 0
 	for _, alg := range []string{"RSAES_OAEP_SHA_1", "SM2PKE"} {
@@ -167,4 +168,37 @@ func kcvOfLabel(t *testing.T, tok *hsm.Token, label string) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("%x", kcv)
+}
+
+// A Replace whose old key cannot be destroyed is undone; if the new key
+// cannot be destroyed either, its pending key stays, so the label's next
+// lookup finishes the import: one key under the label, never two that
+// nothing tells apart (Rejected.Conflict for ever).
+func TestReplaceUndoneHalfway(t *testing.T) {
+	tok, faults := hsmtest.Open(t, softhsmtest.Create(t).Config)
+	svc := importer.New(tok)
+	wk := createWrappingKey(t, svc, "RSA_2048", "wrap")
+	oldKey, newKey := randomKey(32), randomKey(32)
+	req := func(key []byte, replace bool) *importer.ImportDataKeyRequest {
+		return &importer.ImportDataKeyRequest{WrappingKeyLabel: "wrap", WrappingAlgorithm: "RSAES_OAEP_SHA_1",
+			ExportedDataKey: export(t, wk, "RSAES_OAEP_SHA_1", key), KeyLabel: "dk", Replace: replace}
+	}
+	if _, err := svc.ImportDataKey(bg, req(oldKey, false)); err != nil {
+		t.Fatal(err)
+	}
+	// The old key's destruction fails, then the new key's.
+	faults.Add(hsmtest.Fault{Call: "C_DestroyObject", Code: pkcs11.CKR_DEVICE_ERROR, Times: 2})
+	_, err := svc.ImportDataKey(bg, req(newKey, true))
+	faults.Clear()
+	if provider.ErrorCode(err) != provider.CodeInternalFailure {
+		t.Fatalf("got %v, want InternalFailure", err)
+	}
+	if faults.Hits() != 2 {
+		t.Fatalf("%d faults fired, want 2", faults.Hits())
+	}
+	encryptsWith(t, importer.New(tok), "dk", newKey) // a new Service: nothing cached
+	hs, err := tok.FindObjects(bg, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, "dk")})
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("%d objects labelled dk after the lookup (%v), want 1", len(hs), err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"os"
 	"sync/atomic"
 	"testing"
 
@@ -20,7 +21,12 @@ import (
 	"github.com/p11kms/p11kms/wrap"
 )
 
-func TestMain(m *testing.M) { softhsmtest.Main(m) }
+func TestMain(m *testing.M) {
+	if os.Getenv(importChildRequest) != "" {
+		os.Exit(runImportChild())
+	}
+	softhsmtest.Main(m)
+}
 
 var bg = context.Background()
 

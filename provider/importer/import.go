@@ -111,11 +111,13 @@ func parseImport(req *ImportDataKeyRequest) (*importInput, error) {
 	return in, nil
 }
 
-// imported is the outcome of one import path: the final object.
+// imported is the outcome of one import path: the final key, or the
+// pending key a persistent import promotes (see replace.go).
 type imported struct {
-	handle hsm.ObjectHandle
-	kcv    string
-	path   string
+	handle  hsm.ObjectHandle
+	kcv     string
+	path    string
+	pending bool
 }
 
 // fitsWrappingKey checks that alg can unwrap under the wrapping key. The
@@ -145,7 +147,9 @@ func fitsWrappingKey(alg *wrap.Algorithm, wk *wrappingKey) error {
 // AllowHostDecode is not set; InvalidCiphertext — one message, one cause —
 // for every ExportedDataKey that does not decrypt to a key of KeyType;
 // InternalFailure for a token fault. On every error the token holds what it
-// held before.
+// held before. A persistent import killed at any point leaves the label
+// with its old key or the new one, never both: the label's next import,
+// deletion or lookup settles it (see replace.go).
 func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) (*ImportDataKeyResponse, error) {
 	in, err := parseImport(req)
 	if err != nil {
@@ -153,6 +157,10 @@ func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) 
 	}
 	unlock := s.labels.lock(req.KeyLabel)
 	defer unlock()
+	if !req.Ephemeral {
+		unlockHost := s.lockLabelOnHost(req.KeyLabel)
+		defer unlockHost()
+	}
 
 	wk, err := s.loadWrapping(ctx, "WrappingKeyLabel", req.WrappingKeyLabel, false)
 	if err != nil {
@@ -172,7 +180,8 @@ func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) 
 	}
 	opt := hsm.SecretKeyOptions{ID: newID(), Label: req.KeyLabel, Ephemeral: req.Ephemeral, Usage: in.usage}
 	epoch := s.tok.SessionEpoch()
-	res, err := s.importWith(ctx, wk, in, req.AllowHostDecode, opt)
+	replacing := !req.Ephemeral && len(old) > 0
+	res, err := s.importWith(ctx, wk, in, req.AllowHostDecode, opt, replacing)
 	if err != nil && isStale(err) {
 		// The cached wrapping key was destroyed (here or by another
 		// process): look the label up again, once.
@@ -183,19 +192,22 @@ func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) 
 		if err := fitsWrappingKey(in.alg, wk); err != nil {
 			return nil, err
 		}
-		res, err = s.importWith(ctx, wk, in, req.AllowHostDecode, opt)
+		res, err = s.importWith(ctx, wk, in, req.AllowHostDecode, opt, replacing)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if req.Ephemeral {
+	switch {
+	case req.Ephemeral:
 		// No other process sees this process's session keys, and this
 		// service imports one label at a time: nothing to settle.
 		for _, o := range old {
 			_ = s.tok.DestroySessionObject(context.WithoutCancel(ctx), o)
 		}
-	} else if err := s.settle(ctx, req.KeyLabel, res.handle, old); err != nil {
-		return nil, err
+	case res.pending:
+		if res.handle, err = s.promote(ctx, res.handle, opt, old); err != nil {
+			return nil, err
+		}
 	}
 	s.setKey(req.KeyLabel, importedKey{h: res.handle, session: req.Ephemeral, epoch: epoch})
 	return &ImportDataKeyResponse{
@@ -211,19 +223,20 @@ func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) 
 }
 
 // replaceable returns the imported keys labelled label that the import
-// will replace. Any object with the label is a conflict unless replace is
-// set and every such object is a secret key.
+// will replace, once what an interrupted import left is settled. Any object
+// with the label is a conflict unless replace is set and every such object
+// is a secret key. The caller holds the label's locks.
 func (s *Service) replaceable(ctx context.Context, label string, replace bool) ([]hsm.ObjectHandle, error) {
-	objs, err := s.objectsLabelled(ctx, label)
+	objs, err := s.repairLabel(ctx, label)
 	if err != nil {
-		return nil, internal("checking the label", err)
+		return nil, err
 	}
 	var old []hsm.ObjectHandle
-	for h, class := range objs {
-		if class != pkcs11.CKO_SECRET_KEY {
-			return nil, conflict("KeyLabel", "%q is the label of a %s in this token, which an import never replaces; choose another label", label, className(class))
+	for _, o := range objs {
+		if o.class != pkcs11.CKO_SECRET_KEY {
+			return nil, conflict("KeyLabel", "%q is the label of a %s in this token, which an import never replaces; choose another label", label, className(o.class))
 		}
-		old = append(old, h)
+		old = append(old, o.h)
 	}
 	if len(old) > 0 && !replace {
 		return nil, conflict("KeyLabel", "a key labelled %q already exists in this token; set Replace (CLI: --Replace) to replace it, or choose another label", label)
@@ -258,31 +271,6 @@ func className(class uint) string {
 	return fmt.Sprintf("object of class %#x", class)
 }
 
-// settle makes the new key the only object labelled label: it withdraws the
-// new key if another writer created the label meanwhile, then destroys the
-// keys it replaces. On failure the new key is destroyed.
-func (s *Service) settle(ctx context.Context, label string, h hsm.ObjectHandle, old []hsm.ObjectHandle) error {
-	bg := context.WithoutCancel(ctx)
-	now, err := s.objectsLabelled(ctx, label)
-	if err != nil {
-		_ = s.tok.DestroyObject(bg, h)
-		return internal("checking the label", err)
-	}
-	for x := range now {
-		if x != h && !slices.Contains(old, x) {
-			_ = s.tok.DestroyObject(bg, h)
-			return conflict("KeyLabel", "another request created an object labelled %q at the same time; nothing was imported, retry", label)
-		}
-	}
-	for _, o := range old {
-		if err := s.tok.DestroyObject(ctx, o); err != nil && !isStale(err) {
-			_ = s.tok.DestroyObject(bg, h)
-			return internal("destroying the replaced key", err)
-		}
-	}
-	return nil
-}
-
 // rsaMechanism is the token mechanism of an RSA wrapping algorithm.
 func rsaMechanism(alg *wrap.Algorithm) hsm.RSAMechanism {
 	if alg.Kind == wrap.KindRSAPKCS1 {
@@ -291,8 +279,10 @@ func rsaMechanism(alg *wrap.Algorithm) hsm.RSAMechanism {
 	return hsm.RSAMechanism{Kind: hsm.RSAOAEP, Hash: alg.Hash}
 }
 
-// importWith runs the path the algorithm and the token allow.
-func (s *Service) importWith(ctx context.Context, wk *wrappingKey, in *importInput, allowHost bool, opt hsm.SecretKeyOptions) (*imported, error) {
+// importWith runs the path the algorithm and the token allow. A persistent
+// import on the token-unwrap path always makes a pending key (it is
+// verified in the token); on a host path, only when it replaces a key.
+func (s *Service) importWith(ctx context.Context, wk *wrappingKey, in *importInput, allowHost bool, opt hsm.SecretKeyOptions, replacing bool) (*imported, error) {
 	switch in.alg.Kind {
 	case wrap.KindRSAOAEP, wrap.KindRSAPKCS1:
 		if len(in.ct) != wk.k {
@@ -319,27 +309,32 @@ func (s *Service) importWith(ctx context.Context, wk *wrappingKey, in *importInp
 			return nil, unsupported("WrappingAlgorithm", "token %q cannot unwrap %s in the token (it refuses %s); set AllowHostDecode (CLI: --AllowHostDecode) to decrypt with raw RSA (CKM_RSA_X_509) in the token and decode OAEP on this host, which puts the data key in this process's memory until it is imported, or have the sender use RSAES_OAEP_SHA_1",
 				s.tok.Label(), in.alg.Name, mech)
 		}
-		return s.hostOAEP(ctx, wk, in, opt)
+		return s.hostOAEP(ctx, wk, in, opt, replacing)
 	case wrap.KindSM2:
-		return s.hostSM2(ctx, wk, in, opt)
+		return s.hostSM2(ctx, wk, in, opt, replacing)
 	}
 	return nil, provider.InvalidParam("WrappingAlgorithm", "%q is not supported; accepted: %s", in.alg.Name, strings.Join(wrap.Algorithms(), ", "))
 }
 
-// unwrapInToken is PathTokenUnwrap: C_UnwrapKey into a session key that
-// carries no label, checked in the token (AES: its KCV, which fails unless
-// the key is 16, 24 or 32 bytes), so an unverified key never carries the
-// label. A persistent import then copies it to its final attributes and
-// destroys it. An Ephemeral import keeps it — made with its final
-// attributes, it only needs its label (and, for an AES key whose Usage
-// lacks encrypt, CKA_ENCRYPT taken away: the KCV needs it), set with
+// unwrapInToken is PathTokenUnwrap: C_UnwrapKey, then a check in the
+// token (AES: its KCV, which fails unless the key is 16, 24 or 32 bytes).
+// A persistent import unwraps into a pending token key (replace.go): never
+// into a session key copied to the token after, since SoftHSM2's
+// C_CopyObject first writes the copy with the source's attributes (a
+// session object's CKA_TOKEN false, no label) and its value, and applies
+// the template in a second write — a kill in between left key material in
+// the token that no label named. An Ephemeral import unwraps into a
+// session key without a label, made with its final attributes, which after
+// the check only needs its label (and, for an AES key whose Usage lacks
+// encrypt, CKA_ENCRYPT taken away: the KCV needs it), set with
 // C_SetAttributeValue; a session key is visible to this process only, and
 // this process imports one label at a time.
 func (s *Service) unwrapInToken(ctx context.Context, wk *wrappingKey, mech hsm.RSAMechanism, in *importInput, opt hsm.SecretKeyOptions) (*imported, error) {
-	kOpt := hsm.SecretKeyOptions{ID: randomBytes(16), Ephemeral: true} // a temporary key
+	kOpt := opt
 	if opt.Ephemeral {
-		kOpt = opt
 		kOpt.Label = ""
+	} else {
+		kOpt.ID = pendingID(opt.ID)
 	}
 	if in.keyType == pkcs11.CKK_AES {
 		kOpt.Usage |= hsm.UsageEncrypt // for the KCV
@@ -360,18 +355,13 @@ func (s *Service) unwrapInToken(ctx context.Context, wk *wrappingKey, mech hsm.R
 		}
 		return &imported{handle: h, kcv: kcv, path: PathTokenUnwrap}, nil
 	}
-	defer func() { _ = s.tok.DestroySessionObject(bg, h) }()
-	final, err := s.tok.CopyObject(ctx, h, finalTemplate(opt), identity(opt))
-	if err != nil {
-		return nil, internal("storing the imported key", err)
-	}
-	return &imported{handle: final, kcv: kcv, path: PathTokenUnwrap}, nil
+	return &imported{handle: h, kcv: kcv, path: PathTokenUnwrap, pending: true}, nil
 }
 
-// unwrapChecked unwraps the data key into a session key made with opt and
-// returns it with its check value once the checks pass (the token's KCV
-// for an AES key, the one it reports otherwise; ExpectedKeyCheckValue). A
-// key that fails a check is destroyed.
+// unwrapChecked unwraps the data key into a key made with opt (a session
+// key, or a pending token key) and returns it with its check value once
+// the checks pass (the token's KCV for an AES key, the one it reports
+// otherwise; ExpectedKeyCheckValue). A key that fails a check is destroyed.
 func (s *Service) unwrapChecked(ctx context.Context, wk *wrappingKey, mech hsm.RSAMechanism, in *importInput, opt hsm.SecretKeyOptions) (hsm.ObjectHandle, string, error) {
 	h, _, err := s.tok.UnwrapRSAAnyLength(ctx, wk.pair.Private, mech, in.ct, in.keyType, opt)
 	switch {
@@ -384,7 +374,11 @@ func (s *Service) unwrapChecked(ctx context.Context, wk *wrappingKey, mech hsm.R
 	}
 	kcv, err := s.checkUnwrapped(ctx, h, in)
 	if err != nil {
-		_ = s.tok.DestroySessionObject(context.WithoutCancel(ctx), h)
+		if opt.Ephemeral {
+			_ = s.tok.DestroySessionObject(context.WithoutCancel(ctx), h)
+		} else {
+			s.destroyPending(context.WithoutCancel(ctx), h)
+		}
 		return 0, "", err
 	}
 	return h, kcv, nil
@@ -452,7 +446,7 @@ func checkExpected(in *importInput, kcv string) error {
 
 // hostOAEP is PathHostOAEP: CKM_RSA_X_509 in the token, OAEP decoded here
 // in constant time, the key created from the plaintext, which is zeroed.
-func (s *Service) hostOAEP(ctx context.Context, wk *wrappingKey, in *importInput, opt hsm.SecretKeyOptions) (*imported, error) {
+func (s *Service) hostOAEP(ctx context.Context, wk *wrappingKey, in *importInput, opt hsm.SecretKeyOptions, pending bool) (*imported, error) {
 	raw, err := s.tok.DecryptRSA(ctx, wk.pair.Private, hsm.RSAMechanism{Kind: hsm.RSARaw}, in.ct)
 	switch {
 	case errors.Is(err, hsm.ErrDecryption):
@@ -468,13 +462,13 @@ func (s *Service) hostOAEP(ctx context.Context, wk *wrappingKey, in *importInput
 		return nil, invalidExportedKey()
 	}
 	defer wrap.ZeroBytes(pt)
-	return s.createFromPlaintext(ctx, pt, in, opt, PathHostOAEP)
+	return s.createFromPlaintext(ctx, pt, in, opt, PathHostOAEP, pending)
 }
 
 // hostSM2 is PathHostSM2: x2 = x([d]C1) from CKM_ECDH1_DERIVE in the token,
 // SM2 finished here (C3 checked in constant time), the key created from the
 // plaintext; x2 and the plaintext are zeroed.
-func (s *Service) hostSM2(ctx context.Context, wk *wrappingKey, in *importInput, opt hsm.SecretKeyOptions) (*imported, error) {
+func (s *Service) hostSM2(ctx context.Context, wk *wrappingKey, in *importInput, opt hsm.SecretKeyOptions, pending bool) (*imported, error) {
 	c, err := wrap.ParseSM2Ciphertext(in.ct, in.alg.SM2Encoding) // C1 on the curve, not infinity
 	if err != nil {
 		return nil, invalidExportedKey()
@@ -489,12 +483,13 @@ func (s *Service) hostSM2(ctx context.Context, wk *wrappingKey, in *importInput,
 		return nil, invalidExportedKey()
 	}
 	defer wrap.ZeroBytes(pt)
-	return s.createFromPlaintext(ctx, pt, in, opt, PathHostSM2)
+	return s.createFromPlaintext(ctx, pt, in, opt, PathHostSM2, pending)
 }
 
 // createFromPlaintext checks a decrypted key's length and KCV, then creates
-// it. The caller zeroes pt.
-func (s *Service) createFromPlaintext(ctx context.Context, pt []byte, in *importInput, opt hsm.SecretKeyOptions, path string) (*imported, error) {
+// it: the final key, or if pending is set the pending key of a Replace
+// (replace.go). The caller zeroes pt.
+func (s *Service) createFromPlaintext(ctx context.Context, pt []byte, in *importInput, opt hsm.SecretKeyOptions, path string, pending bool) (*imported, error) {
 	var kcv string
 	var err error
 	if in.keyType == pkcs11.CKK_AES {
@@ -508,11 +503,15 @@ func (s *Service) createFromPlaintext(ctx context.Context, pt []byte, in *import
 	if err := checkExpected(in, kcv); err != nil {
 		return nil, err
 	}
-	h, err := s.tok.CreateSecretKey(ctx, in.keyType, pt, opt)
+	kOpt := opt
+	if pending {
+		kOpt.ID = pendingID(opt.ID)
+	}
+	h, err := s.tok.CreateSecretKey(ctx, in.keyType, pt, kOpt)
 	if err != nil {
 		return nil, internal("storing the imported key", err)
 	}
-	return &imported{handle: h, kcv: kcv, path: path}, nil
+	return &imported{handle: h, kcv: kcv, path: path, pending: pending}, nil
 }
 
 // wrappingKeyFault maps a token failure while using the wrapping key: a

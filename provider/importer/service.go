@@ -3,10 +3,10 @@ package importer
 import (
 	"context"
 	"crypto"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"unicode"
@@ -190,30 +190,32 @@ func newID() []byte {
 	return u[:]
 }
 
-// randomBytes returns n bytes from crypto/rand, for IDs of temporary objects.
-func randomBytes(n int) []byte {
-	b := make([]byte, n)
-	rand.Read(b)
-	return b
-}
-
 // objectsLabelled returns every object of the token (and this process's
-// session objects) whose CKA_LABEL is label, with its class.
-func (s *Service) objectsLabelled(ctx context.Context, label string) (map[hsm.ObjectHandle]uint, error) {
-	hs, err := s.tok.FindObjects(ctx, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)})
+// session objects) whose CKA_LABEL is label — only those of class, if
+// given — with its class and CKA_ID.
+func (s *Service) objectsLabelled(ctx context.Context, label string, class ...uint) ([]labelled, error) {
+	tmpl := []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, label)}
+	for _, c := range class {
+		tmpl = append(tmpl, pkcs11.NewAttribute(pkcs11.CKA_CLASS, c))
+	}
+	hs, err := s.tok.FindObjects(ctx, tmpl)
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[hsm.ObjectHandle]uint, len(hs))
+	out := make([]labelled, 0, len(hs))
 	for _, h := range hs {
-		class, err := s.tok.ULongAttribute(ctx, h, pkcs11.CKA_CLASS)
+		a, err := s.tok.Attributes(ctx, h, pkcs11.CKA_CLASS, pkcs11.CKA_ID)
 		if err != nil {
 			if isStale(err) { // destroyed meanwhile
 				continue
 			}
 			return nil, err
 		}
-		out[h] = class
+		c, ok := ulongValue(a[pkcs11.CKA_CLASS])
+		if !ok {
+			return nil, fmt.Errorf("importer: CKA_CLASS of %d bytes", len(a[pkcs11.CKA_CLASS]))
+		}
+		out = append(out, labelled{h: h, class: c, id: a[pkcs11.CKA_ID]})
 	}
 	return out, nil
 }
@@ -317,21 +319,35 @@ func (s *Service) forgetKey(label string) {
 }
 
 // loadKey returns the imported secret key labelled label, from the cache
-// unless fresh is set.
+// unless fresh is set. A label that holds anything but one settled key (an
+// import of it is under way in some process, or one was interrupted) is
+// looked at again under the label's locks, once repaired (repairLabel).
 func (s *Service) loadKey(ctx context.Context, label string, fresh bool) (hsm.ObjectHandle, error) {
 	if !fresh {
 		if k, ok := s.cachedKey(label); ok {
 			return k.h, nil
 		}
 	}
-	h, err := s.tok.FindSecretKeyByLabel(ctx, label)
-	switch {
-	case errors.Is(err, hsm.ErrNotFound):
-		return 0, keyNotFound("KeyLabel", "secret key", label)
-	case errors.Is(err, hsm.ErrAmbiguous):
-		return 0, conflict("KeyLabel", "more than one secret key is labelled %q (a Replace is in progress, or one was interrupted: retry, or run ImportDataKey again with Replace to settle it)", label)
-	case err != nil:
+	keys, err := s.objectsLabelled(ctx, label, pkcs11.CKO_SECRET_KEY)
+	if err != nil {
 		return 0, internal("finding the key", err)
+	}
+	h, ok := settledKey(keys)
+	if !ok && len(keys) > 0 {
+		unlock := s.lockLabel(label)
+		defer unlock()
+		objs, err := s.repairLabel(ctx, label)
+		if err != nil {
+			return 0, err
+		}
+		keys = secretKeys(objs)
+		h, ok = settledKey(keys)
+	}
+	switch {
+	case len(keys) == 0:
+		return 0, keyNotFound("KeyLabel", "secret key", label)
+	case !ok:
+		return 0, conflict("KeyLabel", "%d secret keys are labelled %q and none is marked as the one an import put there (another tool or an older p11kms made them): DeleteKey removes them all, or ImportDataKey with Replace replaces them with one", len(keys), label)
 	}
 	s.setKey(label, importedKey{h: h})
 	return h, nil

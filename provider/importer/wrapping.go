@@ -68,8 +68,8 @@ func (s *Service) CreateWrappingKey(ctx context.Context, req *CreateWrappingKeyR
 		cleanup()
 		return nil, internal("checking the label", err)
 	}
-	for h := range now {
-		if h != kp.Private && h != kp.Public {
+	for _, o := range now {
+		if o.h != kp.Private && o.h != kp.Public {
 			cleanup()
 			return nil, conflict("KeyLabel", "another request created an object labelled %q at the same time; retry with another label", req.KeyLabel)
 		}
@@ -204,13 +204,20 @@ func (s *Service) describePrivate(ctx context.Context, h hsm.ObjectHandle) (Wrap
 // isULong reports whether a CK_ULONG attribute value v (native byte
 // order, 4 or 8 bytes) equals want.
 func isULong(v []byte, want uint) bool {
+	u, ok := ulongValue(v)
+	return ok && u == want
+}
+
+// ulongValue decodes a CK_ULONG attribute value (native byte order, 4 or 8
+// bytes).
+func ulongValue(v []byte) (uint, bool) {
 	switch len(v) {
 	case 8:
-		return binary.NativeEndian.Uint64(v) == uint64(want)
+		return uint(binary.NativeEndian.Uint64(v)), true
 	case 4:
-		return uint64(binary.NativeEndian.Uint32(v)) == uint64(want)
+		return uint(binary.NativeEndian.Uint32(v)), true
 	}
-	return false
+	return 0, false
 }
 
 // DeleteWrappingKey destroys both halves of a wrapping key (private first).
@@ -231,12 +238,12 @@ func (s *Service) DeleteWrappingKey(ctx context.Context, req *DeleteWrappingKeyR
 		return nil, internal("finding the wrapping key", err)
 	}
 	var priv, pub []hsm.ObjectHandle
-	for h, class := range objs {
-		switch class {
+	for _, o := range objs {
+		switch o.class {
 		case pkcs11.CKO_PRIVATE_KEY:
-			priv = append(priv, h)
+			priv = append(priv, o.h)
 		case pkcs11.CKO_PUBLIC_KEY:
-			pub = append(pub, h)
+			pub = append(pub, o.h)
 		}
 	}
 	if len(priv)+len(pub) == 0 {
@@ -253,8 +260,8 @@ func (s *Service) DeleteWrappingKey(ctx context.Context, req *DeleteWrappingKeyR
 }
 
 // DeleteKey destroys the imported key labelled KeyLabel — every secret key
-// with the label, so it also settles a label an interrupted Replace left
-// on two keys. Use-once keys imported with Ephemeral are freed this way
+// with the label, and with them whatever an interrupted import left under
+// it (another tool's second key, too). Use-once keys imported with Ephemeral are freed this way
 // without waiting for the process to end. An unknown label is
 // Forbidden.KeyNotFound; the label of a wrapping key is Rejected.Conflict
 // (DeleteWrappingKey deletes those).
@@ -278,15 +285,17 @@ func (s *Service) DeleteKey(ctx context.Context, req *DeleteKeyRequest) (*Delete
 		}
 		return &DeleteKeyResponse{KeyLabel: req.KeyLabel, RequestId: uuid.NewString()}, nil
 	}
+	unlockHost := s.lockLabelOnHost(req.KeyLabel)
+	defer unlockHost()
 	objs, err := s.objectsLabelled(ctx, req.KeyLabel)
 	if err != nil {
 		return nil, internal("finding the key", err)
 	}
 	var secret []hsm.ObjectHandle
-	for h, class := range objs {
-		switch class {
+	for _, o := range objs {
+		switch o.class {
 		case pkcs11.CKO_SECRET_KEY:
-			secret = append(secret, h)
+			secret = append(secret, o.h)
 		case pkcs11.CKO_PRIVATE_KEY, pkcs11.CKO_PUBLIC_KEY:
 			return nil, conflict("KeyLabel", "%q is the label of a wrapping key; delete it with DeleteWrappingKey", req.KeyLabel)
 		}
