@@ -856,8 +856,15 @@ func TestCrashConsistency(t *testing.T) {
 			}
 			listable, halfMadeFiles, attributeless := 0, 0, 0
 			for _, f := range files {
+				// SoftHSM2 creates a secret key by setting one attribute at a
+				// time, each rewriting the file, CKA_KEY_TYPE before
+				// CKA_CLASS (P11SecretKeyObj::init sets its own attribute and
+				// then calls its parent's): a kill between the two leaves a
+				// file holding only the key type — an interrupted creation
+				// like an attributeless one, with no key material.
+				classless := f.State == "incomplete: no CKA_CLASS" && !f.HasVal
 				switch {
-				case f.State == "complete" || f.State == "attributeless":
+				case f.State == "complete" || f.State == "attributeless" || classless:
 					listable++
 				case f.State == "empty" || strings.HasPrefix(f.State, "truncated"):
 					// Not an object to SoftHSM2: it skips the file.
@@ -867,7 +874,7 @@ func TestCrashConsistency(t *testing.T) {
 				if f.HalfMade() {
 					halfMadeFiles++
 				}
-				if f.State == "attributeless" {
+				if f.State == "attributeless" || classless {
 					attributeless++ // pkcs11-tool's rendering of it varies
 				}
 				key := tok + "/" + f.Name
