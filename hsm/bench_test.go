@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/p11kms/p11kms/hsm"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 )
 
 func BenchmarkRandom44(b *testing.B) {

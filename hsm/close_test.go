@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"github.com/p11kms/p11kms/hsm"
-	"github.com/p11kms/p11kms/hsm/hsmtest"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
+	"github.com/p11kms/p11kms/internal/hsmtest"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 )
 
 // Close waits for the calls in flight — here a C_GenerateRandom held in the

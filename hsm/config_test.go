@@ -10,8 +10,8 @@ import (
 	"testing"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/softhsm"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 )
 
 // childOpenURI makes the test binary, started again with it set, open the

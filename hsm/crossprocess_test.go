@@ -10,8 +10,8 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/softhsm"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 )
 
 // The child half of the cross-process tests: the test binary started again

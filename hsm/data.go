@@ -269,33 +269,50 @@ func (t *Token) writeDataLocked(ctx context.Context, app, label string, base *Da
 	if base != nil {
 		obj.Generation = base.Generation + 1
 	}
+	if err := t.createDataLocked(ctx, obj); err != nil {
+		return nil, err
+	}
+	return t.settleWriteLocked(ctx, base, obj)
+}
+
+// createDataLocked creates obj (its generation and nonce set) in the
+// token and sets its handle. SoftHSM 2.6.1 sometimes fails a creation that
+// races a destroy in another session with CKR_GENERAL_ERROR or
+// CKR_TEMPLATE_INCONSISTENT (and may still create it): it removes what was
+// left and tries again, a bounded number of times. A failure wraps
+// ErrNotWritten when nothing of obj is left behind.
+func (t *Token) createDataLocked(ctx context.Context, obj *DataObject) error {
+	app, label := obj.Application, obj.Label
 	tmpl := append(dataTemplate(app, label),
 		attr(pkcs11.CKA_TOKEN, true), attr(pkcs11.CKA_PRIVATE, true), attr(pkcs11.CKA_MODIFIABLE, false),
-		attr(pkcs11.CKA_VALUE, encodeData(obj.Generation, obj.nonce, value)))
-	// SoftHSM 2.6.1 sometimes fails a creation that races a destroy in
-	// another session with CKR_GENERAL_ERROR or CKR_TEMPLATE_INCONSISTENT
-	// (and may still create it):
-	// remove what it left and try again, a bounded number of times.
+		attr(pkcs11.CKA_VALUE, encodeData(obj.Generation, obj.nonce, obj.Value)))
 	for attempt := 1; ; attempt++ {
+		var err error
 		obj.Handle, err = t.createLocked(ctx, nil, t.excludingSearches(func(s *Session) (ObjectHandle, error) {
 			h, err := t.api.CreateObject(s.handle, tmpl)
 			return h, ckr("C_CreateObject(CKO_DATA)", err)
 		}))
 		if err == nil {
-			break
+			return nil
 		}
 		clean := t.destroyOrphan(ctx, app, label, obj.nonce)
 		transient := IsCode(err, pkcs11.CKR_GENERAL_ERROR, pkcs11.CKR_TEMPLATE_INCONSISTENT)
 		if !transient || attempt == 3 {
 			if clean {
-				return nil, fmt.Errorf("%w (%w)", err, ErrNotWritten)
+				return fmt.Errorf("%w (%w)", err, ErrNotWritten)
 			}
-			return nil, err
+			return err
 		}
 	}
-	// Decide whether this write won: the base must still exist (or, for a
-	// create, nothing else may), and no other object of this generation or
-	// newer may exist.
+}
+
+// settleWriteLocked decides whether obj, just created as the generation
+// after base (nil: a creation), won: the base must still exist (or, for a
+// create, nothing else may), and no other object of this generation or
+// newer may exist. A loser is destroyed (ErrExists or ErrConflict, with
+// ErrNotWritten); a winner's older generations are removed.
+func (t *Token) settleWriteLocked(ctx context.Context, base, obj *DataObject) (*DataObject, error) {
+	app, label := obj.Application, obj.Label
 	all, unreadable, err := t.readData(ctx, app, label)
 	if err != nil {
 		if t.destroyOrphan(ctx, app, label, obj.nonce) {

@@ -21,7 +21,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/p11kms/p11kms/hsm"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 )
 
 func TestMain(m *testing.M) {

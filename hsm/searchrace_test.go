@@ -10,7 +10,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/p11kms/p11kms/hsm"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 )
 
 // A session copy of a token key is made (C_CopyObject) while other

@@ -13,9 +13,9 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/p11kms/p11kms/hsm"
-	"github.com/p11kms/p11kms/hsm/hsmtest"
+	"github.com/p11kms/p11kms/internal/hsmtest"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 	"github.com/p11kms/p11kms/wrap"
 )
 

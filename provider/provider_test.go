@@ -16,8 +16,8 @@ import (
 	"github.com/emmansun/gmsm/sm2"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 	"github.com/p11kms/p11kms/wrap"
 )
 

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/softhsm"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 )
 
 func TestMain(m *testing.M) { softhsmtest.Main(m) }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -11,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/p11kms/p11kms/provider/bench"
+	"github.com/p11kms/p11kms/internal/bench"
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
@@ -26,6 +27,8 @@ type benchFlags struct {
 	withServer             bool
 	serverAddr             string
 	serverPID              int
+	serverSignature        string
+	emit                   int
 	rounds                 int
 	cpuProfile, memProfile string
 }
@@ -53,7 +56,14 @@ operation instead, whatever time it takes.
 The "cpu µs" column is this process's CPU time per operation (SoftHSM's
 included); with --server-addr and --server-pid it adds the server process's
 (client here + server there), which tells what the server alone costs.
---keys N first fills the token to N CMKs (lookup flatness).`,
+--keys N first fills the token to N CMKs (lookup flatness).
+--server and --server-addr add the server operations, called by the bench's
+own client (no SDK) over a keep-alive transport, signed as --server-signature
+says: acs3 (default) or rpc for Alibaba, tc3 for Tencent. --emit N instead
+writes N pre-signed requests of one server operation for --server-addr to
+stdout as a wrk Lua script, each with a fresh nonce and sent once:
+  p11kms bench --server-addr H:P --ops server:GenerateDataKey --emit 100000 >req.lua
+  wrk -t2 -c16 -d30s -s req.lua http://H:P -- 2   (the last argument: wrk's -t)`,
 		Args: noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f.durationSet = cmd.Flags().Changed("duration")
@@ -76,9 +86,11 @@ included); with --server-addr and --server-pid it adds the server process's
 	fl.IntVar(&f.count, "count", 0, "operations of each kind instead of a duration")
 	fl.BoolVar(&f.asJSON, "json", false, "print JSON")
 	fl.IntVar(&f.keys, "keys", 0, "fill the token to this many CMKs first")
-	fl.BoolVar(&f.withServer, "server", false, "also run the operations over HTTP through an in-process server, signed by the official Alibaba SDK")
+	fl.BoolVar(&f.withServer, "server", false, "also run the operations over HTTP through an in-process server, signed by the bench's own client (no SDK)")
+	fl.StringVar(&f.serverSignature, "server-signature", string(bench.SignatureACS3), "how the server operations sign: acs3, rpc (Alibaba) or tc3 (Tencent)")
 	fl.StringVar(&f.serverAddr, "server-addr", "", "instead, call a running `p11kms serve` on this address (same token; first access key of the home)")
 	fl.IntVar(&f.serverPID, "server-pid", 0, "with --server-addr: the serve process whose CPU time per operation to report")
+	fl.IntVar(&f.emit, "emit", 0, "instead of measuring, write this many pre-signed requests of the one server operation in --ops for --server-addr to stdout, as a wrk Lua script (each request sent once)")
 	fl.IntVar(&f.rounds, "rounds", 3, "rounds of operation-then-primitives per operation")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of the whole run (go tool pprof) to this file")
 	fl.StringVar(&f.memProfile, "memprofile", "", "write an allocation profile of the whole run (go tool pprof -sample_index=alloc_space) to this file")
@@ -109,26 +121,44 @@ func (f *benchFlags) check() ([]string, error) {
 		return bad("--duration %v: accepted a positive duration for the whole run (e.g. 30s)", f.duration)
 	case f.keys < 0:
 		return bad("--keys %d: accepted 0 or more", f.keys)
+	case !slices.Contains(bench.Signatures, bench.Signature(f.serverSignature)):
+		return bad("--server-signature %q: accepted acs3, rpc, tc3", f.serverSignature)
 	}
 	all := slices.Clone(bench.OpNames)
-	var serverNames []string
-	for _, pair := range bench.ServerOpNames {
-		serverNames = append(serverNames, pair[0])
-	}
+	serverNames := bench.ServerOpsFor(bench.Signature(f.serverSignature))
+	names := all
 	if f.ops == "" || f.ops == "all" {
 		if f.server() {
-			all = append(all, serverNames...)
+			names = append(names, serverNames...)
 		}
-		return all, nil
+	} else {
+		names = splitList(f.ops)
 	}
-	names := splitList(f.ops)
 	for _, n := range names {
 		if !slices.Contains(all, n) && !(f.server() && slices.Contains(serverNames, n)) {
-			return bad("--ops: unknown operation %q; accepted: %s (and with --server or --server-addr: %s)",
-				n, strings.Join(bench.OpNames, ", "), strings.Join(serverNames, ", "))
+			return bad("--ops: unknown operation %q; accepted: %s (and with --server or --server-addr and --server-signature %s: %s)",
+				n, strings.Join(bench.OpNames, ", "), f.serverSignature, strings.Join(serverNames, ", "))
 		}
 	}
+	if err := f.checkEmit(names, serverNames); err != nil {
+		return nil, err
+	}
 	return names, nil
+}
+
+// checkEmit refuses an --emit without a running server to sign for or
+// without exactly one server operation.
+func (f *benchFlags) checkEmit(names, serverNames []string) error {
+	switch {
+	case f.emit < 0:
+		return usageError{fmt.Errorf("--emit %d: accepted 0 (measure) or more requests", f.emit)}
+	case f.emit > 0 && f.serverAddr == "":
+		return usageError{errors.New("--emit needs --server-addr: the requests are signed for that server, with the home's first access key")}
+	case f.emit > 0 && (len(names) != 1 || !slices.Contains(serverNames, names[0])):
+		return usageError{fmt.Errorf("--emit needs --ops to name one server operation; accepted with --server-signature %s: %s",
+			f.serverSignature, strings.Join(serverNames, ", "))}
+	}
+	return nil
 }
 
 // startProfiles starts the --cpuprofile and creates the --memprofile file
@@ -186,6 +216,9 @@ func runBench(cmd *cobra.Command, g *globals, f *benchFlags, names []string) err
 		return err
 	}
 	defer fx.Close()
+	if f.emit > 0 {
+		return f.emitRequests(cmd, g, fx, names)
+	}
 	ops, stopServer, err := f.operations(g, fx, names)
 	if err != nil {
 		return err
@@ -213,18 +246,16 @@ func (f *benchFlags) operations(g *globals, fx *bench.Fixture, names []string) (
 	all := fx.Ops()
 	if f.server() {
 		var sops map[string]bench.Op
+		opt := bench.ServerOptions{Signature: bench.Signature(f.serverSignature), Concurrency: f.concurrency}
 		if f.serverAddr != "" {
-			ak, err := wire.LoadAccessKeys(g.accessKeysPath(""))
+			key, err := remoteKey(g)
 			if err != nil {
 				return nil, stop, err
 			}
-			list := ak.List()
-			if len(list) == 0 {
-				return nil, stop, fmt.Errorf("no access key in %s", g.accessKeysPath(""))
+			if sops, err = fx.RemoteOps(f.serverAddr, key, opt); err != nil {
+				return nil, stop, err
 			}
-			key, _ := ak.Lookup(list[0].AccessKeyId)
-			sops = fx.RemoteOps(f.serverAddr, key)
-		} else if sops, stop, err = fx.ServerOps(); err != nil {
+		} else if sops, stop, err = fx.ServerOps(opt); err != nil {
 			return nil, func() {}, err
 		}
 		for n, op := range sops {
@@ -235,6 +266,33 @@ func (f *benchFlags) operations(g *globals, fx *bench.Fixture, names []string) (
 		ops = append(ops, all[n])
 	}
 	return ops, stop, nil
+}
+
+// remoteKey is the access key the requests to --server-addr are signed
+// with: the first of the home's access keys.
+func remoteKey(g *globals) (wire.AccessKey, error) {
+	ak, err := wire.LoadAccessKeys(g.accessKeysPath(""))
+	if err != nil {
+		return wire.AccessKey{}, err
+	}
+	list := ak.List()
+	if len(list) == 0 {
+		return wire.AccessKey{}, fmt.Errorf("no access key in %s", g.accessKeysPath(""))
+	}
+	key, _ := ak.Lookup(list[0].AccessKeyId)
+	return key, nil
+}
+
+// emitRequests writes --emit pre-signed requests of names[0] for
+// --server-addr to stdout (bench.Fixture.EmitWrk).
+func (f *benchFlags) emitRequests(cmd *cobra.Command, g *globals, fx *bench.Fixture, names []string) error {
+	key, err := remoteKey(g)
+	if err != nil {
+		return err
+	}
+	s := bench.Signer{Scheme: bench.Signature(f.serverSignature), Host: f.serverAddr, AccessKeyId: key.AccessKeyId,
+		AccessKeySecret: key.AccessKeySecret}
+	return fx.EmitWrk(cmd.OutOrStdout(), names[0], s, f.emit)
 }
 
 // plan divides --duration among ops (nil with --count) and prints it, with

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p11kms/p11kms/provider/bench"
+	"github.com/p11kms/p11kms/internal/bench"
 )
 
 // bench checks its flags before it opens anything (here a token that does
@@ -26,11 +26,58 @@ func TestBenchChecksFlagsFirst(t *testing.T) {
 		{[]string{"--ops", "Decrypt,Nope"}, `--ops: unknown operation "Nope"; accepted: GenerateDataKey,`},
 		{[]string{"--ops", "server:Decrypt"}, `--ops: unknown operation "server:Decrypt"`},
 		{[]string{"--server-pid", "1"}, "--server-pid needs --server-addr"},
+		{[]string{"--emit", "-1"}, "--emit -1: accepted 0 (measure) or more requests"},
+		{[]string{"--emit", "5", "--server", "--ops", "server:Decrypt"}, "--emit needs --server-addr"},
+		{[]string{"--emit", "5", "--server-addr", "127.0.0.1:1", "--ops", "server:Decrypt,server:GenerateDataKey"},
+			"--emit needs --ops to name one server operation; accepted with --server-signature acs3: server:GenerateDataKey, server:GenerateAndExportDataKey-RSA"},
+		{[]string{"--server", "--server-signature", "v2"}, `--server-signature "v2": accepted acs3, rpc, tc3`},
+		{[]string{"--server", "--server-signature", "tc3", "--ops", "server:GenerateAndExportDataKey-RSA"},
+			`unknown operation "server:GenerateAndExportDataKey-RSA"; accepted: GenerateDataKey, GenerateAndExportDataKey-RSA, GenerateAndExportDataKey-SM2, Decrypt, ImportDataKey-RSA, ImportDataKey-SM2 (and with --server or --server-addr and --server-signature tc3: server:GenerateDataKey, server:Decrypt)`},
 	} {
 		_, errOut, code := cli(t, append([]string{"--token", "pkcs11:token=no-such-token", "bench"}, c.args...)...)
 		if code != 2 || !strings.Contains(errOut, c.want) {
 			t.Errorf("bench %v: status %d, want 2 with %q:\n%s", c.args, code, c.want, errOut)
 		}
+	}
+}
+
+// bench --server drives every server operation with the bench's own
+// signing client, with each signature, and the server accepts every call.
+func TestBenchServerEveryOperationAccepted(t *testing.T) {
+	for _, sig := range bench.Signatures {
+		names := bench.ServerOpsFor(sig)
+		out, errOut, code := cli(t, "bench", "--server", "--server-signature", string(sig), "--count", "4", "--rounds", "1",
+			"--concurrency", "2", "--ops", strings.Join(names, ","), "--json")
+		if code != 0 {
+			t.Fatalf("%s: status %d\n%s", sig, code, errOut)
+		}
+		var results []bench.Result
+		if err := json.Unmarshal([]byte(out), &results); err != nil || len(results) != len(names) {
+			t.Fatalf("%s: %d results for %v, %v:\n%s", sig, len(results), names, err, out)
+		}
+		for _, r := range results {
+			if r.Ops != 4 || r.Errors != 0 || !strings.HasPrefix(r.Op, "HTTP+"+strings.ToUpper(string(sig))+" ") {
+				t.Errorf("%s: %s: %d ops, %d errors (first: %s)", sig, r.Op, r.Ops, r.Errors, r.FirstError)
+			}
+		}
+	}
+}
+
+// --emit N writes N pre-signed requests as a wrk script on stdout (their
+// acceptance by the server is internal/bench's TestEmitWrkRequestsAccepted),
+// signed with the home's first access key for --server-addr, and measures
+// nothing.
+func TestBenchEmitWritesWrkScript(t *testing.T) {
+	out, errOut, code := cli(t, "bench", "--server-addr", "127.0.0.1:1", "--ops", "server:Decrypt", "--emit", "2")
+	if code != 0 {
+		t.Fatalf("bench --emit: status %d\n%s", code, errOut)
+	}
+	if n := strings.Count(out, `"POST /?`); n != 2 || !strings.Contains(out, "function request()") ||
+		!strings.Contains(out, `\r\nHost: 127.0.0.1:1\r\n`) || !strings.Contains(out, "Credential=LTAI") {
+		t.Fatalf("bench --emit 2: %d requests in:\n%s", n, out)
+	}
+	if strings.Contains(errOut, "measuring") {
+		t.Fatalf("bench --emit measured:\n%s", errOut)
 	}
 }
 

@@ -20,9 +20,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/internal/seed"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/audit"
-	"github.com/p11kms/p11kms/provider/seed"
 	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/vod"
 	"github.com/p11kms/p11kms/provider/wire"

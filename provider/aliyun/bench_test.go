@@ -20,10 +20,10 @@ import (
 	util "github.com/alibabacloud-go/tea-utils/v2/service"
 	"github.com/alibabacloud-go/tea/tea"
 
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/aliyun"
 	"github.com/p11kms/p11kms/provider/wire"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 )
 
 // BenchmarkGenerateAndExportDataKey: signed GenerateAndExportDataKey calls

@@ -11,10 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/aliyun"
 	"github.com/p11kms/p11kms/provider/wire"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 )
 
 func TestMain(m *testing.M) { softhsmtest.Main(m) }

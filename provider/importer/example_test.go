@@ -6,8 +6,8 @@ import (
 	"encoding/base64"
 	"fmt"
 
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider/importer"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 	"github.com/p11kms/p11kms/wrap"
 )
 

@@ -19,10 +19,10 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/importer"
 	"github.com/p11kms/p11kms/softhsm"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 )
 
 // The child half of TestImportKilledAtEveryWrite: the test binary started

@@ -28,11 +28,11 @@ import (
 	tcerrors "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/errors"
 	tchttp "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/http"
 
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/tencent"
 	"github.com/p11kms/p11kms/provider/wire"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 	"github.com/p11kms/p11kms/wrap"
 )
 

@@ -25,12 +25,12 @@ import (
 	tckms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/kms/v20190118"
 
 	"github.com/p11kms/p11kms/hsm"
-	"github.com/p11kms/p11kms/hsm/hsmtest"
+	"github.com/p11kms/p11kms/internal/hsmtest"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/audit"
 	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/wire"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 )
 
 // secretsSeen collects every secret the test handles, in every form it could

@@ -23,10 +23,10 @@ import (
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/profile"
 	kms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/kms/v20190118"
 
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/tencent"
 	"github.com/p11kms/p11kms/provider/wire"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 	"github.com/p11kms/p11kms/wrap"
 )
 

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/vod"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 )
 
 func TestMain(m *testing.M) { softhsmtest.Main(m) }

@@ -5,9 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/p11kms/p11kms/internal/seed"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
-	"github.com/p11kms/p11kms/provider/seed"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 )
 
 func TestMain(m *testing.M) { softhsmtest.Main(m) }

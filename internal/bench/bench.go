@@ -255,6 +255,28 @@ func PIDCPU(pid int) (func() (time.Duration, error), error) {
 	return read, nil
 }
 
+// startProgress calls progress (if not nil) every second with the
+// operations done since start, until stop is called.
+func startProgress(progress func(int64, time.Duration), start time.Time, done *atomic.Int64) (stop func()) {
+	if progress == nil {
+		return func() {}
+	}
+	stopped := make(chan struct{})
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopped:
+				return
+			case <-t.C:
+				progress(done.Load(), time.Since(start))
+			}
+		}
+	}()
+	return func() { close(stopped) }
+}
+
 // run runs fn for opt's duration or count at opt's concurrency and adds
 // what it did to t.
 func run(ctx context.Context, fn func(context.Context) error, opt Options, t *tally) {
@@ -277,21 +299,7 @@ func run(ctx context.Context, fn func(context.Context) error, opt Options, t *ta
 		srv0, _ = opt.ServerCPU()
 	}
 	start := time.Now()
-	stopProgress := make(chan struct{})
-	if opt.Progress != nil {
-		go func() {
-			t := time.NewTicker(time.Second)
-			defer t.Stop()
-			for {
-				select {
-				case <-stopProgress:
-					return
-				case <-t.C:
-					opt.Progress(done.Load(), time.Since(start))
-				}
-			}
-		}()
-	}
+	stopProgress := startProgress(opt.Progress, start, &done)
 	var wg sync.WaitGroup
 	for w := 0; w < opt.Concurrency; w++ {
 		wg.Add(1)
@@ -321,7 +329,7 @@ func run(ctx context.Context, fn func(context.Context) error, opt Options, t *ta
 		}(w)
 	}
 	wg.Wait()
-	close(stopProgress)
+	stopProgress()
 	t.elapsed += time.Since(start)
 	cpu1, _ := ProcessCPU()
 	t.cpu += cpu1 - cpu0

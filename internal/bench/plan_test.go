@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/p11kms/p11kms/provider/bench"
+	"github.com/p11kms/p11kms/internal/bench"
 )
 
 // opsWith are operations with these numbers of primitives.

@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/p11kms/p11kms/provider/bench"
+	"github.com/p11kms/p11kms/internal/bench"
 )
 
 // Measure sums its rounds: every operation counted once, errors with the

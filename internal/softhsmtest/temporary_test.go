@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/p11kms/p11kms/hsm"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 )
 
 func TestMain(m *testing.M) { softhsmtest.Main(m) }
