@@ -43,6 +43,55 @@ const PlaylistName = "index.m3u8"
 // IssuePlayToken (e.g. by rewriting the playlist per viewer) for longer
 // use. An existing playlist is replaced only with Force.
 func (s *Service) PackageHls(ctx context.Context, req *PackageHlsRequest) (*PackageHlsResponse, error) {
+	p, err := s.checkPackageHls(req)
+	if err != nil {
+		return nil, err
+	}
+	dk, err := s.GenerateKMSDataKey(ctx, &GenerateKMSDataKeyRequest{})
+	if err != nil {
+		return nil, err
+	}
+	ct, err := base64.StdEncoding.DecodeString(dk.CiphertextBlob)
+	if err != nil {
+		return nil, provider.Internal("generating the HLS key", err)
+	}
+	exp := s.now().Add(p.ttl).Truncate(time.Second)
+	tok, err := s.mint(ctx, ct, exp)
+	if err != nil {
+		return nil, err
+	}
+	uri, err := keyURI("KeyUri", req.KeyUri, dk.CiphertextBlob, tok)
+	if err != nil {
+		return nil, err
+	}
+	key, err := base64.StdEncoding.DecodeString(dk.Plaintext)
+	defer wrap.ZeroBytes(key)
+	if err != nil || len(key) != HLSKeyBytes {
+		return nil, provider.Internal("generating the HLS key", errors.New("bad data key"))
+	}
+
+	if err := s.runFFmpeg(ctx, p.ffmpeg, req, p.hlsTime, uri, key, p.playlist); err != nil {
+		return nil, err
+	}
+	segments, err := countSegments(p.playlist)
+	if err != nil {
+		return nil, err
+	}
+	return &PackageHlsResponse{Playlist: p.playlist, KeyUri: uri, KeyId: dk.KeyId, CiphertextBlob: dk.CiphertextBlob,
+		Expiration: exp.UTC().Format(time.RFC3339), Segments: segments, RequestId: provider.NewRequestID()}, nil
+}
+
+// hlsPlan is a checked PackageHls request: what it will run and write.
+type hlsPlan struct {
+	ttl      time.Duration
+	hlsTime  int
+	ffmpeg   string // the ffmpeg executable's path
+	playlist string
+}
+
+// checkPackageHls validates req and prepares its output directory; it
+// writes nothing to the token.
+func (s *Service) checkPackageHls(req *PackageHlsRequest) (*hlsPlan, error) {
 	if req.Input == "" {
 		return nil, provider.InvalidParam("Input", "is required")
 	}
@@ -61,10 +110,10 @@ func (s *Service) PackageHls(ctx context.Context, req *PackageHlsRequest) (*Pack
 	if err != nil {
 		return nil, err
 	}
-	hlsTime := 2
+	p := &hlsPlan{ttl: ttl, hlsTime: 2, playlist: filepath.Join(req.Output, PlaylistName)}
 	if req.HlsTime != nil {
-		if hlsTime = *req.HlsTime; hlsTime < 1 || hlsTime > 60 {
-			return nil, provider.InvalidParam("HlsTime", "must be 1 to 60 seconds (default 2), got %d", hlsTime)
+		if p.hlsTime = *req.HlsTime; p.hlsTime < 1 || p.hlsTime > 60 {
+			return nil, provider.InvalidParam("HlsTime", "must be 1 to 60 seconds (default 2), got %d", p.hlsTime)
 		}
 	}
 	if _, err := keyURI("KeyUri", req.KeyUri, "x", "x"); err != nil {
@@ -74,50 +123,26 @@ func (s *Service) PackageHls(ctx context.Context, req *PackageHlsRequest) (*Pack
 	if ffmpeg == "" {
 		ffmpeg = "ffmpeg"
 	}
-	ffmpegPath, err := exec.LookPath(ffmpeg)
-	if err != nil {
+	if p.ffmpeg, err = exec.LookPath(ffmpeg); err != nil {
 		return nil, provider.NewError(provider.CodeUnsupportedOp, "ffmpeg is needed to package HLS and was not found (%v); install it (scripts/install-deps)", err)
 	}
-	playlist := filepath.Join(req.Output, PlaylistName)
-	if _, err := os.Lstat(playlist); err == nil && !req.Force {
-		return nil, outputExists(&OutputExistsError{Path: playlist})
+	if _, err := os.Lstat(p.playlist); err == nil && !req.Force {
+		return nil, outputExists(&OutputExistsError{Path: p.playlist})
 	}
 	if err := os.MkdirAll(req.Output, 0o755); err != nil {
 		return nil, provider.InvalidParam("Output", "cannot be created: %v", pathErr(err))
 	}
+	return p, nil
+}
 
-	dk, err := s.GenerateKMSDataKey(ctx, &GenerateKMSDataKeyRequest{})
-	if err != nil {
-		return nil, err
-	}
-	ct, err := base64.StdEncoding.DecodeString(dk.CiphertextBlob)
-	if err != nil {
-		return nil, provider.Internal("generating the HLS key", err)
-	}
-	exp := s.now().Add(ttl).Truncate(time.Second)
-	tok, err := s.mint(ctx, ct, exp)
-	if err != nil {
-		return nil, err
-	}
-	uri, err := keyURI("KeyUri", req.KeyUri, dk.CiphertextBlob, tok)
-	if err != nil {
-		return nil, err
-	}
-	key, err := base64.StdEncoding.DecodeString(dk.Plaintext)
-	defer wrap.ZeroBytes(key)
-	if err != nil || len(key) != HLSKeyBytes {
-		return nil, provider.Internal("generating the HLS key", errors.New("bad data key"))
-	}
-
-	if err := s.runFFmpeg(ctx, ffmpegPath, req, hlsTime, uri, key, playlist); err != nil {
-		return nil, err
-	}
+// countSegments checks the playlist ffmpeg wrote and counts its segments.
+func countSegments(playlist string) (int, error) {
 	text, err := os.ReadFile(playlist)
 	if err != nil {
-		return nil, provider.NewError(provider.CodeInternalFailure, "ffmpeg wrote no playlist: %v", pathErr(err))
+		return 0, provider.NewError(provider.CodeInternalFailure, "ffmpeg wrote no playlist: %v", pathErr(err))
 	}
 	if !bytes.Contains(text, []byte("#EXT-X-KEY:METHOD=AES-128")) {
-		return nil, provider.NewError(provider.CodeInternalFailure, "ffmpeg wrote a playlist without #EXT-X-KEY:METHOD=AES-128")
+		return 0, provider.NewError(provider.CodeInternalFailure, "ffmpeg wrote a playlist without #EXT-X-KEY:METHOD=AES-128")
 	}
 	segments := 0
 	for _, line := range strings.Split(string(text), "\n") {
@@ -125,8 +150,7 @@ func (s *Service) PackageHls(ctx context.Context, req *PackageHlsRequest) (*Pack
 			segments++
 		}
 	}
-	return &PackageHlsResponse{Playlist: playlist, KeyUri: uri, KeyId: dk.KeyId, CiphertextBlob: dk.CiphertextBlob,
-		Expiration: exp.UTC().Format(time.RFC3339), Segments: segments, RequestId: provider.NewRequestID()}, nil
+	return segments, nil
 }
 
 // runFFmpeg writes the key and key-info files, runs ffmpeg and always
