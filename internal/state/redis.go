@@ -86,6 +86,7 @@ func OpenRedis(stateURL string, opts RedisOptions) (*Redis, error) {
 	// Fail fast while Redis is down: a request waits at most about a second.
 	ro.DialTimeout, ro.ReadTimeout, ro.WriteTimeout = time.Second, time.Second, time.Second
 	ro.MaxRetries = 1
+	ro.DialerRetries = 1 // the default (5 dials 100 ms apart) held each call ~1 s while Redis was down; now ~20 ms
 	ro.ContextTimeoutEnabled = true
 	ro.DisableIdentity = true
 	if opts.Prefix == "" {
