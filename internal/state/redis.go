@@ -168,7 +168,7 @@ func (r *Redis) Notify(ctx context.Context) error {
 }
 
 // Watch implements Changes: a message on the channel, or a version counter
-// that differs from the last one read (checked every PollInterval, so a
+// that differs from the last one read (one call per version) (checked every PollInterval, so a
 // lost message or a Redis restart is caught too), calls onChange. While
 // Redis is down nothing is called; after it returns, a changed (or reset)
 // counter calls onChange once.
@@ -184,8 +184,11 @@ func (r *Redis) Watch(ctx context.Context, onChange func()) {
 		case <-ctx.Done():
 			return
 		case <-messages:
-			last, lastErr = r.version(ctx)
-			onChange()
+			v, err := r.version(ctx)
+			if err != nil || lastErr != nil || v != last {
+				onChange() // unless the periodic check already reported this version
+			}
+			last, lastErr = v, err
 		case <-tick.C:
 			v, err := r.version(ctx)
 			if err != nil {

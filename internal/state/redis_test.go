@@ -268,3 +268,42 @@ func TestParseStateURL(t *testing.T) {
 		t.Fatalf("ParseStateURL(redis://127.0.0.1:6390/3) = %+v, %v", o, err)
 	}
 }
+
+// TestConcurrentSeenAcceptsEachNonceOnce sends every nonce from several
+// goroutines (two nodes for Redis): exactly one of them may see it new.
+func TestConcurrentSeenAcceptsEachNonceOnce(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	mem, err := NewMemory(time.Minute, 10_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeA, nodeB := openNode(t, srv.URL(0), RedisOptions{}), openNode(t, srv.URL(0), RedisOptions{})
+	for name, stores := range map[string][]ReplayStore{"memory": {mem, mem}, "redis": {nodeA, nodeB}} {
+		t.Run(name, func(t *testing.T) {
+			const nonces, senders = 300, 4
+			var fresh [nonces]atomic.Int32
+			var wg sync.WaitGroup
+			for g := range senders {
+				store := stores[g%len(stores)]
+				wg.Go(func() {
+					for i := range nonces {
+						seen, err := store.Seen(context.Background(), "AK1", []byte(fmt.Sprint("n", i)), time.Minute)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if !seen {
+							fresh[i].Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			for i := range fresh {
+				if n := fresh[i].Load(); n != 1 {
+					t.Errorf("nonce %d accepted %d times, want once", i, n)
+				}
+			}
+		})
+	}
+}
