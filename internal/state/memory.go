@@ -19,7 +19,8 @@ const memoryBuckets = 8
 const (
 	shareNum, shareDen = 7, 8 // the part of a bucket shared out between access keys
 	maxMemoryEntries   = 1 << 32
-	perKeyOverhead     = 64 // estimated bytes per access key counted in a bucket
+	perKeyOverhead     = 64       // estimated bytes per access key counted in a bucket
+	fixedOverhead      = 64 << 10 // the struct, the digester's pool, map headers, with room to spare
 )
 
 // Memory is the in-process ReplayStore, bounded by design. It keeps a
@@ -92,11 +93,11 @@ func newMemory(window time.Duration, maxRate float64, now func() time.Time) (*Me
 func tableSlots(n int) int { return n + n/3 + 1 }
 
 // MemoryBytes estimates the memory the store holds, all costs included, to
-// print at start-up: the tables (allocated by NewMemory) plus the
-// per-access-key counts for up to 16 keys per bucket.
+// print at start-up: the tables (allocated by NewMemory), the
+// per-access-key counts for up to 16 keys per bucket and 64 KiB fixed.
 func (m *Memory) MemoryBytes() int64 {
 	per := int64(len(m.buckets[0].slots))*digestSize + 16*perKeyOverhead
-	return per * int64(len(m.buckets))
+	return per*int64(len(m.buckets)) + fixedOverhead
 }
 
 // Capacity is the number of requests the store is sized to remember:

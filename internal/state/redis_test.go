@@ -117,7 +117,7 @@ func TestRedisLimiterSharedByTwoNodes(t *testing.T) {
 			})
 		}
 	}
-	for allowed.Load() < 600 { // about 3 s of allowance
+	for allowed.Load() < 600 && !t.Failed() { // about 3 s of allowance
 		time.Sleep(10 * time.Millisecond)
 	}
 	close(stop)
@@ -216,8 +216,10 @@ func TestRedisDownFailsClosedAndResumes(t *testing.T) {
 
 			srv.Restart()
 			// The client reconnects by itself: no new Redis value is made.
-			for r.Ready(ctx) != nil {
-				time.Sleep(20 * time.Millisecond)
+			for hangGuard := time.Now().Add(30 * time.Second); r.Ready(ctx) != nil; time.Sleep(20 * time.Millisecond) {
+				if time.Now().After(hangGuard) {
+					t.Fatalf("still not ready 30 s after Redis restarted: %v", r.Ready(ctx))
+				}
 			}
 			if mustSeen(t, r, "AK1", "after", window) {
 				t.Fatal("new nonce after the restart reported seen")
