@@ -10,7 +10,7 @@
 //
 //	st, err := state.Open(state.Config{URL: flagState, Window: longestNonceWindow,
 //		MaxRate: flagReplayMaxRate, Rate: flagRate, Burst: flagBurst, Secret: nodeSecret})
-//	log.Info(st.Describe) // e.g. "state: in process; replay memory 95 MiB for 3600002 requests (30m0s × 2000/s)"
+//	log.Info(st.Describe) // e.g. "state: in process; replay memory 95 MiB for 3600000 requests (30m0s × 2000/s)"
 //	defer st.Close()
 //
 // Per signed request, after the signature verified and after the policy

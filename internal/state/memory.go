@@ -45,6 +45,7 @@ type Memory struct {
 	window    time.Duration
 	width     time.Duration // window / memoryBuckets
 	perBucket int           // digests one bucket takes
+	capacity  int64         // window × maxRate
 	start     time.Time
 	now       func() time.Time
 	newest    int64 // highest bucket epoch seen; time never runs back
@@ -81,7 +82,7 @@ func newMemory(window time.Duration, maxRate float64, now func() time.Time) (*Me
 			window, maxRate, maxMemoryEntries)
 	}
 	m := &Memory{digests: newProcessDigester(), window: window, width: width, perBucket: int(perBucket),
-		start: now(), now: now}
+		capacity: int64(math.Ceil(maxRate * window.Seconds())), start: now(), now: now}
 	slots := tableSlots(m.perBucket)
 	for i := range m.buckets {
 		m.buckets[i] = memoryBucket{epoch: math.MinInt64, slots: make([]digest, slots), perKey: map[string]int{}}
@@ -103,7 +104,7 @@ func (m *Memory) MemoryBytes() int64 {
 // Capacity is the number of requests the store is sized to remember:
 // window × maxRate.
 func (m *Memory) Capacity() int64 {
-	return int64(m.perBucket) * memoryBuckets * shareNum / shareDen
+	return m.capacity
 }
 
 // Seen implements ReplayStore. window may be at most the window the store
