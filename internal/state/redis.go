@@ -173,12 +173,14 @@ func (r *Redis) Notify(ctx context.Context) error {
 // Redis is down nothing is called; after it returns, a changed (or reset)
 // counter calls onChange once.
 func (r *Redis) Watch(ctx context.Context, onChange func()) {
+	// The version is read before subscribing: a change in between is not
+	// delivered as a message, but the counter moved, so the check finds it.
+	last, lastErr := r.version(ctx)
 	sub := r.client.Subscribe(ctx, r.accessKeysChannel())
 	defer sub.Close()
 	messages := sub.Channel()
 	tick := time.NewTicker(r.poll)
 	defer tick.Stop()
-	last, lastErr := r.version(ctx)
 	for {
 		select {
 		case <-ctx.Done():

@@ -181,6 +181,27 @@ func TestRedisChangesReachTheOtherNode(t *testing.T) {
 		t.Fatal("one change called onChange twice")
 	default:
 	}
+
+	// Redis restarts (without persistence: the counter is gone): a change
+	// made after it returns still reaches the other node, which reloads at
+	// some point after the change.
+	srv.Stop()
+	srv.Restart()
+	for a.Notify(ctx) != nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	notified := time.Now()
+	for {
+		select {
+		case at := <-changed:
+			if at.After(notified) {
+				t.Logf("after a Redis restart: seen by the other node after %v", at.Sub(notified))
+				return
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("after a Redis restart: change never seen by the other node")
+		}
+	}
 }
 
 func TestRedisDownFailsClosedAndResumes(t *testing.T) {
