@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"github.com/miekg/pkcs11"
 )
@@ -20,8 +21,43 @@ const HMACSize = 32
 // token (and its PIN) can compute or check a tag.
 type HMACKey struct {
 	tok   *Token
-	h     ObjectHandle
+	h     ObjectHandle // the token object
 	label string
+	// session is a session copy of h ([Token.CopyToSession]), 0 if none:
+	// SoftHSM2 then skips decrypting the private token object on every call.
+	session atomic.Uint64
+}
+
+// UseSessionCopy makes Sign and Verify use a session copy of the key (it
+// stays sensitive and non-extractable); if the copy is lost they fall back
+// to the token object.
+func (k *HMACKey) UseSessionCopy(ctx context.Context) error {
+	c, err := k.tok.CopyToSession(ctx, k.h)
+	if err != nil {
+		return err
+	}
+	k.session.Store(uint64(c))
+	return nil
+}
+
+// handle is the key to use: the session copy if there is one.
+func (k *HMACKey) handle() ObjectHandle {
+	if c := k.session.Load(); c != 0 {
+		return ObjectHandle(c)
+	}
+	return k.h
+}
+
+// withKey runs op with the session copy, and once more with the token
+// object if the copy is gone (its keeper session was lost).
+func withKey[T any](k *HMACKey, op func(ObjectHandle) (T, error)) (T, error) {
+	h := k.handle()
+	v, err := op(h)
+	if h != k.h && IsHandleInvalid(err) {
+		k.session.CompareAndSwap(uint64(h), 0)
+		return op(k.h)
+	}
+	return v, err
 }
 
 // Label is the key's CKA_LABEL.
@@ -74,12 +110,14 @@ var hmacMechanism = []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HM
 // Sign returns the HMAC-SHA256 of msg (C_SignInit, C_Sign: one token
 // operation).
 func (k *HMACKey) Sign(ctx context.Context, msg []byte) ([]byte, error) {
-	return Do(ctx, k.tok, func(s *Session) ([]byte, error) {
-		if err := k.tok.api.SignInit(s.handle, hmacMechanism, k.h); err != nil {
-			return nil, ckr("C_SignInit", err)
-		}
-		mac, err := k.tok.api.Sign(s.handle, msg)
-		return mac, ckr("C_Sign", err)
+	return withKey(k, func(h ObjectHandle) ([]byte, error) {
+		return Do(ctx, k.tok, func(s *Session) ([]byte, error) {
+			if err := k.tok.api.SignInit(s.handle, hmacMechanism, h); err != nil {
+				return nil, ckr("C_SignInit", err)
+			}
+			mac, err := k.tok.api.Sign(s.handle, msg)
+			return mac, ckr("C_Sign", err)
+		})
 	})
 }
 
@@ -90,11 +128,13 @@ func (k *HMACKey) Verify(ctx context.Context, msg, mac []byte) (bool, error) {
 	if len(mac) != HMACSize {
 		return false, nil
 	}
-	err := do(ctx, k.tok, func(s *Session) error {
-		if err := k.tok.api.VerifyInit(s.handle, hmacMechanism, k.h); err != nil {
-			return ckr("C_VerifyInit", err)
-		}
-		return ckr("C_Verify", k.tok.api.Verify(s.handle, msg, mac))
+	_, err := withKey(k, func(h ObjectHandle) (struct{}, error) {
+		return struct{}{}, do(ctx, k.tok, func(s *Session) error {
+			if err := k.tok.api.VerifyInit(s.handle, hmacMechanism, h); err != nil {
+				return ckr("C_VerifyInit", err)
+			}
+			return ckr("C_Verify", k.tok.api.Verify(s.handle, msg, mac))
+		})
 	})
 	if IsCode(err, pkcs11.CKR_SIGNATURE_INVALID, pkcs11.CKR_SIGNATURE_LEN_RANGE) {
 		return false, nil

@@ -59,6 +59,39 @@ func TestHMACKeyInToken(t *testing.T) {
 	}
 }
 
+// The session copy gives the same tags, and when it is gone Sign falls
+// back to the token object.
+func TestHMACKeySessionCopy(t *testing.T) {
+	tok := softhsmtest.New(t)
+	k, err := tok.HMACKey(bg, "p11kms/copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := k.Sign(bg, []byte("m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k.UseSessionCopy(bg); err != nil {
+		t.Fatal(err)
+	}
+	copies, err := tok.FindObjects(bg, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, "p11kms/copy"), pkcs11.NewAttribute(pkcs11.CKA_TOKEN, false)})
+	if err != nil || len(copies) != 1 {
+		t.Fatalf("%d session copies (%v)", len(copies), err)
+	}
+	if got, err := k.Sign(bg, []byte("m")); err != nil || !hmac.Equal(got, want) {
+		t.Fatalf("session copy: %x %v", got, err)
+	}
+	if err := tok.DestroySessionObject(bg, copies[0]); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := k.Sign(bg, []byte("m")); err != nil || !hmac.Equal(got, want) {
+		t.Fatalf("after the copy is gone: %x %v", got, err)
+	}
+	if ok, err := k.Verify(bg, []byte("m"), want); !ok || err != nil {
+		t.Fatalf("verify: %v %v", ok, err)
+	}
+}
+
 // Two tokens opened on the same token (as two processes would) asking for
 // the key at once make one key.
 func TestHMACKeyCreatedOnceUnderRace(t *testing.T) {
@@ -111,6 +144,25 @@ func BenchmarkHMACSign(b *testing.B) {
 	}
 	line := make([]byte, 400)
 	b.SetBytes(int64(len(line)))
+	for b.Loop() {
+		if _, err := k.Sign(bg, line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkHMACSignSessionCopy is BenchmarkHMACSign with the key copied
+// to a session object, as the audit log uses it.
+func BenchmarkHMACSignSessionCopy(b *testing.B) {
+	tok := softhsmtest.New(b)
+	k, err := tok.HMACKey(bg, "p11kms/bench")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := k.UseSessionCopy(bg); err != nil {
+		b.Fatal(err)
+	}
+	line := make([]byte, 400)
 	for b.Loop() {
 		if _, err := k.Sign(bg, line); err != nil {
 			b.Fatal(err)
