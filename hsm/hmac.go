@@ -72,8 +72,7 @@ func (t *Token) HMACKey(ctx context.Context, label string) (*HMACKey, error) {
 	if label == "" {
 		return nil, fmt.Errorf("hsm: HMACKey: the label must not be empty")
 	}
-	identity := []*pkcs11.Attribute{attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), attr(pkcs11.CKA_TOKEN, true),
-		attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET), attr(pkcs11.CKA_LABEL, label)}
+	identity := hmacIdentity(label)
 	if h, err := t.findOne(ctx, fmt.Sprintf("HMAC key labelled %q", label), identity); err == nil {
 		return &HMACKey{tok: t, h: h, label: label}, nil
 	}
@@ -103,6 +102,21 @@ func (t *Token) HMACKey(ctx context.Context, label string) (*HMACKey, error) {
 		return nil, fmt.Errorf("hsm: generating HMAC key %q: %w", label, err)
 	}
 	return &HMACKey{tok: t, h: h, label: label}, nil
+}
+
+// FindHMACKey returns the token's HMAC key labelled label, or ErrNotFound:
+// unlike [Token.HMACKey] it never creates one (a verifier must not).
+func (t *Token) FindHMACKey(ctx context.Context, label string) (*HMACKey, error) {
+	h, err := t.findOne(ctx, fmt.Sprintf("HMAC key labelled %q", label), hmacIdentity(label))
+	if err != nil {
+		return nil, err
+	}
+	return &HMACKey{tok: t, h: h, label: label}, nil
+}
+
+func hmacIdentity(label string) []*pkcs11.Attribute {
+	return []*pkcs11.Attribute{attr(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY), attr(pkcs11.CKA_TOKEN, true),
+		attr(pkcs11.CKA_KEY_TYPE, pkcs11.CKK_GENERIC_SECRET), attr(pkcs11.CKA_LABEL, label)}
 }
 
 var hmacMechanism = []*pkcs11.Mechanism{pkcs11.NewMechanism(pkcs11.CKM_SHA256_HMAC, nil)}

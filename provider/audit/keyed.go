@@ -51,9 +51,11 @@ func CheckNode(node string) error {
 // FileName is the name of node's current log in the audit directory.
 func FileName(node string) string { return "audit-" + node + ".log" }
 
-// OpenKeyed opens (or creates, mode 0600) node's keyed log in dir,
-// FileName(node), MACing every line with key, and starts the checkpoints.
-func OpenKeyed(dir string, key MAC, opt Options) (*Log, error) {
+// OpenKeyed opens (or creates, mode 0600) the keyed log at path (by
+// convention FileName(opt.Node) in the audit directory), MACing every line
+// with key, and starts the checkpoints. A rotated file keeps the name with
+// ".<UTC time>" before ".log".
+func OpenKeyed(path string, key MAC, opt Options) (*Log, error) {
 	if err := CheckNode(opt.Node); err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
 	}
@@ -69,7 +71,7 @@ func OpenKeyed(dir string, key MAC, opt Options) (*Log, error) {
 	if key == nil {
 		return nil, fmt.Errorf("audit: a keyed log needs a MAC key")
 	}
-	l, err := open(filepath.Join(dir, FileName(opt.Node)), key, opt)
+	l, err := open(path, key, opt)
 	if err != nil {
 		return nil, err
 	}

@@ -36,7 +36,7 @@ func tokenKey(t *testing.T) *hsm.HMACKey {
 // writes them (the interval is an hour).
 func keyedLog(t *testing.T, dir string, key MAC, node string, maxBytes int64) *Log {
 	t.Helper()
-	l, err := OpenKeyed(dir, key, Options{Node: node, CheckpointEvery: time.Hour, MaxBytes: maxBytes, OnError: func(err error) { t.Error(err) }})
+	l, err := OpenKeyed(filepath.Join(dir, FileName(node)), key, Options{Node: node, CheckpointEvery: time.Hour, MaxBytes: maxBytes, OnError: func(err error) { t.Error(err) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestHealthyAfterWriteFailure(t *testing.T) {
 	key := tokenKey(t)
 	dir := t.TempDir()
 	var failures []error
-	l, err := OpenKeyed(dir, key, Options{Node: "n1", CheckpointEvery: time.Hour, OnError: func(err error) { failures = append(failures, err) }})
+	l, err := OpenKeyed(filepath.Join(dir, FileName("n1")), key, Options{Node: "n1", CheckpointEvery: time.Hour, OnError: func(err error) { failures = append(failures, err) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +353,7 @@ func BenchmarkKeyedAppend(b *testing.B) {
 	if err := k.UseSessionCopy(bg); err != nil {
 		b.Fatal(err)
 	}
-	l, err := OpenKeyed(b.TempDir(), k, Options{Node: "bench", CheckpointEvery: time.Hour})
+	l, err := OpenKeyed(filepath.Join(b.TempDir(), "a.log"), k, Options{Node: "bench", CheckpointEvery: time.Hour})
 	if err != nil {
 		b.Fatal(err)
 	}
