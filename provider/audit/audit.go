@@ -103,15 +103,17 @@ type MAC interface {
 
 // Log appends records to a file. It implements wire.Observer.
 type Log struct {
-	mu      sync.Mutex
-	f       *os.File
-	path    string
-	errs    func(error)
-	key     MAC // nil: format 1
-	opt     Options
-	healthy atomic.Bool
-	stop    chan struct{}
-	done    chan struct{}
+	mu       sync.Mutex
+	f        *os.File
+	path     string
+	errs     func(error)
+	key      MAC // nil: format 1
+	opt      Options
+	healthy  atomic.Bool
+	stop     chan struct{}
+	done     chan struct{}
+	closed   sync.Once
+	closeErr error
 }
 
 // Open opens (or creates, mode 0600) an unkeyed (format 1) audit log at
@@ -140,17 +142,20 @@ func open(path string, key MAC, opt Options) (*Log, error) {
 func (l *Log) Healthy() bool { return l.healthy.Load() }
 
 // Close stops the checkpoints, writes a final checkpoint (format 2) and
-// closes the file.
+// closes the file. Closing again returns the first Close's result.
 func (l *Log) Close() error {
-	var err error
-	if l.stop != nil {
-		close(l.stop)
-		<-l.done
-		err = l.Checkpoint(true)
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return errors.Join(err, l.f.Close())
+	l.closed.Do(func() {
+		var err error
+		if l.stop != nil {
+			close(l.stop)
+			<-l.done
+			err = l.Checkpoint(true)
+		}
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.closeErr = errors.Join(err, l.f.Close())
+	})
+	return l.closeErr
 }
 
 // Observe appends one record; a failure goes to the error callback.

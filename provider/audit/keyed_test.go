@@ -133,6 +133,9 @@ func TestKeyedChainDetectsEditAndRechain(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
+	if err := l.Close(); err != nil { // a second Close writes nothing
+		t.Fatal(err)
+	}
 	path := filepath.Join(dir, FileName("n1"))
 	if rep := verifyOne(t, key, path); rep.Err != nil || rep.Lines != 7 || rep.UnkeyedLines != 0 {
 		t.Fatalf("intact log: %+v", rep)
