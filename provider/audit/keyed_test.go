@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -249,6 +250,64 @@ func TestRotationChainAcrossFiles(t *testing.T) {
 	writeLines(t, files[1], mid[:len(mid)-2])
 	if rep = verifyOne(t, key, files...); !errors.Is(rep.Err, ErrBroken) || !strings.Contains(rep.Err.Error(), "was cut") {
 		t.Fatalf("middle file cut: %v", rep.Err)
+	}
+}
+
+// Files are verified in chain order, not name order: a log not named
+// *.log rotates into <name>.<time>.log, which sorts after it.
+func TestRotationOrderFollowsTheChain(t *testing.T) {
+	key := tokenKey(t)
+	path := filepath.Join(t.TempDir(), "mylog")
+	l, err := OpenKeyed(path, key, Options{Node: "n1", CheckpointEvery: time.Hour, MaxBytes: MinMaxBytes, OnError: func(err error) { t.Error(err) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	for len(files) < 3 {
+		request(l, strings.Repeat("k", 200))
+		files, _ = filepath.Glob(path + "*")
+	}
+	l.Close()
+	if rep := verifyOne(t, key, append(files, files[0])...); rep.Err != nil || len(rep.Files) != 3 || rep.Files[2] != "mylog" {
+		t.Fatalf("%+v", rep)
+	}
+}
+
+// Four writers (like four processes) on one file, rotating often, keep
+// one chain across the files.
+func TestConcurrentWritersRotateOneChain(t *testing.T) {
+	key := tokenKey(t)
+	dir := t.TempDir()
+	var wg sync.WaitGroup
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			l := keyedLog(t, dir, key, "n1", MinMaxBytes)
+			for j := 0; j < 40; j++ {
+				request(l, "k")
+			}
+			if err := l.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	files, _ := filepath.Glob(filepath.Join(dir, "audit-n1*.log"))
+	rep := verifyOne(t, key, files...)
+	if rep.Err != nil || len(rep.Files) < 3 {
+		t.Fatalf("%d files: %+v", len(files), rep)
+	}
+	requests := 0
+	for _, f := range files {
+		for _, s := range lines(t, f) {
+			if !strings.Contains(s, `"kind"`) {
+				requests++
+			}
+		}
+	}
+	if requests != 160 {
+		t.Fatalf("%d request lines, want 160", requests)
 	}
 }
 

@@ -64,26 +64,31 @@ type NodeReport struct {
 }
 
 // VerifyFiles verifies audit logs with the token key: it groups the files
-// by the node their keyed lines name, orders each group by file name (a
-// rotated file, <name>.<UTC time>.log, before the current <name>.log),
-// and checks each group as one chain — every line's MAC, its prev and
-// number, checkpoints, and that each file continues the one before it (a
-// missing or cut middle file fails).
+// by the node their keyed lines name, puts each group in chain order (a
+// file after the one its first line continues; files continuing no given
+// file by name), and checks each group as one chain — every line's MAC,
+// its prev and number, checkpoints, and that each file continues the one
+// before it (a missing or cut middle file fails).
 func VerifyFiles(ctx context.Context, key MAC, paths []string) ([]*NodeReport, error) {
-	groups := map[string][]string{}
+	groups := map[string][]fileHead{}
+	seen := map[string]bool{}
 	for _, p := range paths {
-		node, err := fileNode(p)
+		abs, _ := filepath.Abs(p)
+		if seen[abs] {
+			continue // given twice (a glob and its directory)
+		}
+		seen[abs] = true
+		h, err := readHead(p)
 		if err != nil {
 			return nil, err
 		}
-		groups[node] = append(groups[node], p)
+		groups[h.node] = append(groups[h.node], h)
 	}
 	var reps []*NodeReport
 	for node, files := range groups {
-		sort.Slice(files, func(i, j int) bool { return filepath.Base(files[i]) < filepath.Base(files[j]) })
 		rep := &NodeReport{Node: node}
 		c := &chain{ctx: ctx, key: key, prev: genesis, node: node, rep: rep}
-		for i, p := range files {
+		for i, p := range chainOrder(files) {
 			rep.Files = append(rep.Files, filepath.Base(p))
 			if err := c.file(p, i == 0); err != nil {
 				rep.Err = err
@@ -96,25 +101,73 @@ func VerifyFiles(ctx context.Context, key MAC, paths []string) ([]*NodeReport, e
 	return reps, nil
 }
 
-// fileNode returns the node of the file's first keyed line, "" if none.
-func fileNode(path string) (string, error) {
+// fileHead is what ordering needs of a file: its node, and the file its
+// first line continues ("" if none).
+type fileHead struct {
+	path, node, continues string
+}
+
+// chainOrder orders one node's files: each run starts at a file that
+// continues no given file (runs by name), then follows the files that
+// continue it.
+func chainOrder(files []fileHead) []string {
+	sort.Slice(files, func(i, j int) bool { return filepath.Base(files[i].path) < filepath.Base(files[j].path) })
+	given, next := map[string]bool{}, map[string][]fileHead{}
+	for _, f := range files {
+		given[filepath.Base(f.path)] = true
+	}
+	var heads []fileHead
+	for _, f := range files {
+		if f.continues == "" || !given[f.continues] {
+			heads = append(heads, f)
+		} else {
+			next[f.continues] = append(next[f.continues], f)
+		}
+	}
+	var out []string
+	done := map[string]bool{}
+	for _, h := range heads {
+		for f := &h; f != nil && !done[f.path]; {
+			out, done[f.path] = append(out, f.path), true
+			f = nil
+			if n := next[filepath.Base(out[len(out)-1])]; len(n) > 0 {
+				f = &n[0]
+			}
+		}
+	}
+	for _, f := range files { // cycles, or two files continuing one
+		if !done[f.path] {
+			out = append(out, f.path)
+		}
+	}
+	return out
+}
+
+// readHead reads the file's node (of its first keyed line, "" if none) and
+// what its first line continues.
+func readHead(path string) (fileHead, error) {
+	h := fileHead{path: path}
 	f, err := os.Open(path)
 	if err != nil {
-		return "", err
+		return h, err
 	}
 	defer f.Close()
 	br := bufio.NewReader(f)
-	for {
+	for n := 1; ; n++ {
 		raw, err := br.ReadBytes('\n')
 		var line Line
 		if json.Unmarshal(bytes.TrimSuffix(raw, []byte{'\n'}), &line) == nil && line.V == FormatKeyed {
-			return line.Node, nil
+			if n == 1 && line.Kind == KindContinue {
+				h.continues = line.PrevFile
+			}
+			h.node = line.Node
+			return h, nil
 		}
 		if err == io.EOF {
-			return "", nil
+			return h, nil
 		}
 		if err != nil {
-			return "", err
+			return h, err
 		}
 	}
 }
