@@ -392,6 +392,9 @@ func TestKeyedContinuesUnkeyed(t *testing.T) {
 	if rep.Err != nil || rep.Lines != 5 || rep.UnkeyedLines != 3 || rep.Node != "n1" {
 		t.Fatalf("%+v", rep)
 	}
+	if rep = verifyOne(t, nil, path); !errors.Is(rep.Err, ErrBroken) || !strings.Contains(rep.Err.Error(), "at line 4: a keyed (format 2) line, and no audit key") {
+		t.Fatalf("keyed lines without the key: %v", rep.Err)
+	}
 	write(t, path, 1)
 	if rep = verifyOne(t, key, path); !errors.Is(rep.Err, ErrBroken) || !strings.Contains(rep.Err.Error(), "at line 6:") {
 		t.Fatalf("unkeyed after keyed: %v", rep.Err)

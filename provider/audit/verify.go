@@ -232,7 +232,7 @@ func (c *chain) line(raw []byte, file string, n int, continues bool) error {
 		return c.unkeyed(raw, line)
 	}
 	if c.key == nil {
-		return errors.New("a keyed (format 2) line: verify it with the token key (p11kms audit verify)")
+		return fmt.Errorf("a keyed (format 2) line, and no audit key to check it (the token has no %s key: open the token that wrote the log)", HMACKeyLabel)
 	}
 	body, mac, ok := splitSeal(raw, macField)
 	if !ok {
