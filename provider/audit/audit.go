@@ -196,6 +196,11 @@ func (l *Log) writeLocked(line Line) error {
 		return err
 	}
 	defer func() { _ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN) }()
+	if l.key != nil {
+		if err := dropTornTail(l.f); err != nil {
+			return err
+		}
+	}
 	t, err := readTail(l.f, l.key != nil)
 	if err != nil {
 		return err

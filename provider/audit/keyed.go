@@ -208,6 +208,37 @@ func readTail(f *os.File, keyed bool) (tail, error) {
 	return t, err
 }
 
+// dropTornTail truncates what follows the file's last newline: the start
+// of a line whose write was cut short (a full disk, a crash mid-write). It
+// was never a complete line, so no request was acknowledged with it; left
+// there, every later line would chain to bytes that verify as "not a JSON
+// audit record".
+func dropTornTail(f *os.File) error {
+	st, err := f.Stat()
+	if err != nil || st.Size() == 0 {
+		return err
+	}
+	last := make([]byte, 1)
+	if _, err := f.ReadAt(last, st.Size()-1); err != nil || last[0] == '\n' {
+		return err
+	}
+	keep := int64(0)
+	const chunk = 4096
+	for off := st.Size(); off > 0; {
+		n := min(int64(chunk), off)
+		off -= n
+		b := make([]byte, n)
+		if _, err := f.ReadAt(b, off); err != nil {
+			return err
+		}
+		if i := bytes.LastIndexByte(b, '\n'); i >= 0 {
+			keep = off + int64(i) + 1
+			break
+		}
+	}
+	return f.Truncate(keep)
+}
+
 // lastLine returns the file's last line without its newline.
 func lastLine(f *os.File, size int64) ([]byte, error) {
 	const chunk = 4096

@@ -311,6 +311,29 @@ func TestConcurrentWritersRotateOneChain(t *testing.T) {
 	}
 }
 
+// A line whose write was cut short (no newline) is dropped by the next
+// writer: the chain continues from the last complete line and verifies.
+func TestTornLastLineDropped(t *testing.T) {
+	key := tokenKey(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName("n1"))
+	l := keyedLog(t, dir, key, "n1", 0)
+	request(l, "k")
+	request(l, "k")
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`{"v":2,"node":"n1","n":3,"time":"2026-`)
+	f.Close()
+	request(l, "k")
+	l.Close()
+	rep := verifyOne(t, key, path)
+	if rep.Err != nil || rep.Lines != 4 || !rep.Last.Final {
+		t.Fatalf("%+v", rep)
+	}
+}
+
 // Two nodes' logs in one directory verify together, one report each; a
 // line moved from one node's log into the other's is detected.
 func TestTwoNodesVerifiedTogether(t *testing.T) {
