@@ -191,6 +191,8 @@ func (l *Log) write(line Line) error {
 	return nil
 }
 
+// writeLocked appends line under the file's flock: after dropping a torn
+// tail, rotating if the file is full, and chaining to the last line.
 func (l *Log) writeLocked(line Line) error {
 	if err := l.lockFile(); err != nil {
 		return err
