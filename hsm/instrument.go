@@ -154,3 +154,23 @@ func (i *instrumented) DeriveKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism,
 }
 
 func (i *instrumented) time(call string, start time.Time) { i.observe(call, time.Since(start)) }
+
+func (i *instrumented) SignInit(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, o pkcs11.ObjectHandle) error {
+	defer i.time("C_SignInit", time.Now())
+	return i.m.SignInit(sh, m, o)
+}
+
+func (i *instrumented) Sign(sh pkcs11.SessionHandle, message []byte) ([]byte, error) {
+	defer i.time("C_Sign", time.Now())
+	return i.m.Sign(sh, message)
+}
+
+func (i *instrumented) VerifyInit(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, o pkcs11.ObjectHandle) error {
+	defer i.time("C_VerifyInit", time.Now())
+	return i.m.VerifyInit(sh, m, o)
+}
+
+func (i *instrumented) Verify(sh pkcs11.SessionHandle, data []byte, signature []byte) error {
+	defer i.time("C_Verify", time.Now())
+	return i.m.Verify(sh, data, signature)
+}

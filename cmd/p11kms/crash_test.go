@@ -1035,10 +1035,10 @@ func TestCrashConsistency(t *testing.T) {
 	// Every acknowledged request is in the audit log, and its chain holds
 	// across the kills.
 	p.stop(t)
-	if out, errOut, err := r.run("audit", "verify", filepath.Join(r.home, "audit.log")); err != nil || !strings.Contains(out, "chain intact") {
+	if out, errOut, err := r.run("audit", "verify", auditLogFile(r.home)); err != nil || !strings.Contains(out, "chain intact") {
 		t.Errorf("audit verify after %d kills: %v\n%s%s", stats.kills, err, out, errOut)
 	}
-	auditLog, _ := os.ReadFile(filepath.Join(r.home, "audit.log"))
+	auditLog, _ := os.ReadFile(auditLogFile(r.home))
 	missing := 0
 	for _, id := range L.requestIDs {
 		if !bytes.Contains(auditLog, []byte(`"`+id+`"`)) {

@@ -22,7 +22,6 @@ import (
 	"github.com/p11kms/p11kms/hsm"
 	"github.com/p11kms/p11kms/internal/seed"
 	"github.com/p11kms/p11kms/provider"
-	"github.com/p11kms/p11kms/provider/audit"
 	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/vod"
 	"github.com/p11kms/p11kms/provider/wire"
@@ -37,6 +36,8 @@ type serveFlags struct {
 	readTimeout, writeTimeout, sweepEvery, shutdownWait     time.Duration
 	region, account                                         string
 	processes                                               int
+
+	audit auditFlags // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -58,7 +59,8 @@ are interchangeable.`,
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	fl.StringVar(&f.accessKeys, "access-keys", "", "access-keys file (default $P11KMS_HOME/access-keys.json)")
-	fl.StringVar(&f.auditLog, "audit-log", "", "audit log file (default $P11KMS_HOME/audit.log; \"-\" disables)")
+	fl.StringVar(&f.auditLog, "audit-log", "", "this node's audit log file (default <audit-dir>/audit-<node-name>.log; \"-\" disables)")
+	f.audit.register(fl)
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM); with --tls-key serves HTTPS")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fl.StringVar(&f.seedFile, "seed", "", "YAML seed file applied (idempotently) at start-up, once the port is bound; checked whole before anything is written (an alias of another key is refused unless the file says moveAliases: true)")
@@ -89,6 +91,9 @@ func (f *serveFlags) check() error {
 		return bad("--burst %d: accepted 0 (the rate) or more", f.burst)
 	case f.maxBody < 1:
 		return bad("--max-body %d: accepted 1 or more (bytes)", f.maxBody)
+	}
+	if err := f.audit.check(); err != nil {
+		return err
 	}
 	for _, d := range []struct {
 		flag string
@@ -197,16 +202,16 @@ func applySeed(ctx context.Context, kms *provider.Service, sf *seed.File, path s
 func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Service, keys *wire.AccessKeys,
 	reg *prometheus.Registry, log *slog.Logger) (handler http.Handler, closeAudit func(), err error) {
 	closeAudit = func() {}
-	var auditLog *audit.Log
-	if f.auditLog != "-" {
-		path := f.auditLog
-		if path == "" {
-			path = filepath.Join(g.home, "audit.log")
+	auditLog, err := openAuditLog(ctx, g, f.auditLog, f.audit, kms.Token(), log)
+	if err != nil {
+		return nil, closeAudit, err
+	}
+	if auditLog != nil {
+		closeAudit = func() {
+			if err := auditLog.Close(); err != nil {
+				log.Error("AUDIT LOG: final checkpoint failed", "err", err)
+			}
 		}
-		if auditLog, err = audit.Open(path, func(err error) { log.Error("audit log write failed", "err", err) }); err != nil {
-			return nil, closeAudit, err
-		}
-		closeAudit = func() { auditLog.Close() }
 	}
 	media, err := vod.New(vod.Config{KMS: kms, TokenKeyFile: filepath.Join(g.home, vod.TokenKeyFileName), Logger: log})
 	if err != nil {

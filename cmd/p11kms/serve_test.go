@@ -161,7 +161,7 @@ func TestTwoServeProcessesOneToken(t *testing.T) {
 	}
 	stopServe(t, multi)
 	// Every request left a line, and the chain (written by several processes) holds.
-	out, err = exec.Command(bin, "--home", home, "audit", "verify", filepath.Join(home, "audit.log")).CombinedOutput()
+	out, err = exec.Command(bin, "--home", home, "audit", "verify", auditLogFile(home)).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "chain intact") {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}

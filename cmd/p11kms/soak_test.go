@@ -16,7 +16,6 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -578,7 +577,7 @@ func TestSoak(t *testing.T) {
 	if msg := checkSweep(t, r); msg != "" {
 		problems = append(problems, msg)
 	}
-	out, errOut, err := r.run("audit", "verify", filepath.Join(r.home, "audit.log"))
+	out, errOut, err := r.run("audit", "verify", auditLogFile(r.home))
 	if err != nil || !strings.Contains(out, "chain intact") {
 		msg := fmt.Sprintf("audit verify: %v %s%s", err, out, errOut)
 		t.Error(msg)

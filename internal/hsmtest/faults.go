@@ -341,3 +341,31 @@ func (x *faulty) DeriveKey(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, basek
 	}
 	return x.m.DeriveKey(sh, m, basekey, a)
 }
+
+func (x *faulty) SignInit(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, o pkcs11.ObjectHandle) error {
+	if err := x.f.hit("C_SignInit"); err != nil {
+		return err
+	}
+	return x.m.SignInit(sh, m, o)
+}
+
+func (x *faulty) Sign(sh pkcs11.SessionHandle, message []byte) ([]byte, error) {
+	if err := x.f.hit("C_Sign"); err != nil {
+		return nil, err
+	}
+	return x.m.Sign(sh, message)
+}
+
+func (x *faulty) VerifyInit(sh pkcs11.SessionHandle, m []*pkcs11.Mechanism, o pkcs11.ObjectHandle) error {
+	if err := x.f.hit("C_VerifyInit"); err != nil {
+		return err
+	}
+	return x.m.VerifyInit(sh, m, o)
+}
+
+func (x *faulty) Verify(sh pkcs11.SessionHandle, data []byte, signature []byte) error {
+	if err := x.f.hit("C_Verify"); err != nil {
+		return err
+	}
+	return x.m.Verify(sh, data, signature)
+}
