@@ -354,7 +354,7 @@ func TestSecretsStayOutOfLogsAndErrors(t *testing.T) {
 			}
 		}
 	}
-	if !strings.Contains(logText, "pin=<redacted>") {
+	if !strings.Contains(logText, "pin-value=<redacted>") {
 		t.Fatalf("the config log line did not redact the PIN:\n%s", logText)
 	}
 }
