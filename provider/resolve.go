@@ -140,7 +140,15 @@ func usable(m *keyMeta) error {
 // ResolveKeyId returns the key id a KeyId parameter (id, alias or ARN)
 // names, for access policies. It fails as the operations would.
 func (s *Service) ResolveKeyId(ctx context.Context, ref string) (string, error) {
-	m, err := s.resolve(ctx, "KeyId", ref)
+	return s.ResolveKey(ctx, "KeyId", ref)
+}
+
+// ResolveKey returns the key id that a key reference (id, alias or ARN)
+// names; param is the parameter holding it, named in errors. The wire
+// pipeline resolves a request's key once with it and calls the operation
+// with the id, so that the key authorized is the key used.
+func (s *Service) ResolveKey(ctx context.Context, param, ref string) (string, error) {
+	m, err := s.resolve(ctx, param, ref)
 	if err != nil {
 		return "", err
 	}

@@ -184,8 +184,10 @@ func (h *handler) serve(r *http.Request, rec *wire.Record) (resp any, err error)
 	if err != nil {
 		return nil, err
 	}
-	if spec.action.KeyParam != "" {
-		rec.KeyId = reflect.ValueOf(req).Elem().FieldByName(spec.action.KeyParam).String()
+	if spec.action.Touches != nil {
+		if ref := spec.action.Touches(req).Key; ref != nil {
+			rec.KeyId = *ref
+		}
 	}
 	ctx := r.Context()
 	if err := wire.Authorize(ctx, h.cfg.KMS, a.AccessKey, spec.action, req); err != nil {

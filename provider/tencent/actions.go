@@ -57,11 +57,15 @@ type call struct {
 	rec *wire.Record
 }
 
-// authorize checks the access key's policy for the Tencent action name,
-// with req a provider request struct naming the keys touched.
-func (c *call) authorize(action, keyParam, blobParam string, req any) error {
-	return wire.Authorize(c.ctx, c.h.kms, c.key, wire.Action{Name: action, KeyParam: keyParam, BlobParam: blobParam}, req)
+// authorize checks the access key's policy for the Tencent action name
+// and what the request touches; a key reference in t.Key is replaced by
+// the key id checked (wire.AuthorizeTouched), which the action then uses.
+func (c *call) authorize(action string, t wire.Touched) error {
+	return wire.AuthorizeTouched(c.ctx, c.h.kms, c.key, action, t)
 }
+
+// keyParam is the Touched of a request whose KeyId names its key.
+func keyParam(ref *string) wire.Touched { return wire.Touched{KeyParam: "KeyId", Key: ref} }
 
 // setKey records the key a request used.
 func (c *call) setKey(keyID, versionID string) {
@@ -405,12 +409,9 @@ func createKey(c *call, req *createKeyRequest) (any, error) {
 		tagKeys[t.TagKey] = true
 	}
 	preq := &provider.CreateKeyRequest{Description: req.Description}
-	if err := c.authorize("CreateKey", "", "", preq); err != nil {
-		return nil, err
-	}
 	alias := aliasName(req.Alias)
-	if !c.key.Policy.AllowsKey(alias) {
-		return nil, provider.NewError(provider.CodeNoPermission, "the access key %s may not use alias %s", c.key.AccessKeyId, req.Alias)
+	if err := c.authorize("CreateKey", wire.Touched{Alias: alias}); err != nil {
+		return nil, err
 	}
 	if _, err := c.resolve(alias); err == nil {
 		return nil, provider.NewError(provider.CodeAliasExists, "the alias %s already exists", req.Alias)
@@ -439,7 +440,7 @@ func describeKey(c *call, req *keyIDRequest) (any, error) {
 	if err := required("KeyId", req.KeyId); err != nil {
 		return nil, err
 	}
-	if err := c.authorize("DescribeKey", "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
+	if err := c.authorize("DescribeKey", keyParam(&req.KeyId)); err != nil {
 		return nil, err
 	}
 	md, err := c.describe(req.KeyId)
@@ -473,7 +474,7 @@ func describeKeys(c *call, req *keyIDsRequest) (any, error) {
 	}
 	resp := &describeKeysResponse{KeyMetadatas: []keyMetadata{}}
 	for _, id := range req.KeyIds {
-		err := c.authorize("DescribeKeys", "KeyId", "", &provider.KeyIdRequest{KeyId: id})
+		err := c.authorize("DescribeKeys", keyParam(&id))
 		var md keyMetadata
 		if err == nil {
 			md, err = c.describe(id)
@@ -509,7 +510,7 @@ func listKeys(c *call, req *listKeysRequest) (any, error) {
 	if req.HsmClusterId != "" {
 		return nil, errorf(CodeInvalidHsmClusterId, "HsmClusterId: p11kms has no HSM clusters; leave it empty")
 	}
-	if err := c.authorize("ListKeys", "", "", &provider.ListKeysRequest{}); err != nil {
+	if err := c.authorize("ListKeys", wire.Touched{}); err != nil {
 		return nil, err
 	}
 	resp := &listKeysResponse{Keys: []keyRef{}}
@@ -552,7 +553,7 @@ func oneState(c *call, action string, req *keyIDRequest) (any, error) {
 	if err := required("KeyId", req.KeyId); err != nil {
 		return nil, err
 	}
-	if err := c.authorize(action, "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
+	if err := c.authorize(action, keyParam(&req.KeyId)); err != nil {
 		return nil, err
 	}
 	c.setKey(req.KeyId, "")
@@ -575,8 +576,8 @@ func batchState(c *call, action, single string, req *keyIDsRequest) (any, error)
 	if err := checkBatch(req.KeyIds); err != nil {
 		return nil, err
 	}
-	for _, id := range req.KeyIds {
-		if err := c.authorize(action, "KeyId", "", &provider.KeyIdRequest{KeyId: id}); err != nil {
+	for i := range req.KeyIds {
+		if err := c.authorize(action, keyParam(&req.KeyIds[i])); err != nil {
 			return nil, err
 		}
 	}
@@ -603,10 +604,10 @@ func scheduleKeyDeletion(c *call, req *scheduleKeyDeletionRequest) (any, error) 
 		return nil, errorf(CodeInvalidPendingWindow, "PendingWindowInDays %d: accepted %d to %d", days, minPendingDays, maxPendingDays)
 	}
 	preq := &provider.ScheduleKeyDeletionRequest{KeyId: req.KeyId, PendingWindowInDays: int(days)}
-	if err := c.authorize("ScheduleKeyDeletion", "KeyId", "", preq); err != nil {
+	if err := c.authorize("ScheduleKeyDeletion", keyParam(&preq.KeyId)); err != nil {
 		return nil, err
 	}
-	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: req.KeyId})
+	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: preq.KeyId})
 	if err != nil {
 		return nil, err
 	}
@@ -631,7 +632,7 @@ func cancelKeyDeletion(c *call, req *keyIDRequest) (any, error) {
 	if err := required("KeyId", req.KeyId); err != nil {
 		return nil, err
 	}
-	if err := c.authorize("CancelKeyDeletion", "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
+	if err := c.authorize("CancelKeyDeletion", keyParam(&req.KeyId)); err != nil {
 		return nil, err
 	}
 	id, err := c.resolve(req.KeyId)
@@ -658,7 +659,7 @@ func updateAlias(c *call, req *updateAliasRequest) (any, error) {
 		return nil, err
 	}
 	alias := aliasName(req.Alias)
-	if err := c.authorize("UpdateAlias", "KeyId", "", &provider.AliasRequest{AliasName: alias, KeyId: req.KeyId}); err != nil {
+	if err := c.authorize("UpdateAlias", wire.Touched{KeyParam: "KeyId", Key: &req.KeyId, Alias: alias}); err != nil {
 		return nil, err
 	}
 	id, err := c.resolve(req.KeyId)
@@ -695,7 +696,7 @@ func getKeyRotationStatus(c *call, req *keyIDRequest) (any, error) {
 	if err := required("KeyId", req.KeyId); err != nil {
 		return nil, err
 	}
-	if err := c.authorize("GetKeyRotationStatus", "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
+	if err := c.authorize("GetKeyRotationStatus", keyParam(&req.KeyId)); err != nil {
 		return nil, err
 	}
 	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: req.KeyId})
@@ -728,7 +729,7 @@ func disableKeyRotation(c *call, req *keyIDRequest) (any, error) {
 }
 
 func rotation(c *call, action string, preq *provider.UpdateRotationPolicyRequest) (any, error) {
-	if err := c.authorize(action, "KeyId", "", preq); err != nil {
+	if err := c.authorize(action, keyParam(&preq.KeyId)); err != nil {
 		return nil, err
 	}
 	c.setKey(preq.KeyId, "")
@@ -760,7 +761,7 @@ func generateDataKey(c *call, req *generateDataKeyRequest) (any, error) {
 	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
 		return nil, err
 	}
-	if err := c.authorize("GenerateDataKey", "KeyId", "", preq); err != nil {
+	if err := c.authorize("GenerateDataKey", keyParam(&preq.KeyId)); err != nil {
 		return nil, err
 	}
 	r, err := c.h.kms.GenerateDataKey(c.ctx, preq)
@@ -788,7 +789,7 @@ func encrypt(c *call, req *encryptRequest) (any, error) {
 	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
 		return nil, err
 	}
-	if err := c.authorize("Encrypt", "KeyId", "", preq); err != nil {
+	if err := c.authorize("Encrypt", keyParam(&preq.KeyId)); err != nil {
 		return nil, err
 	}
 	r, err := c.h.kms.Encrypt(c.ctx, preq)
@@ -863,7 +864,7 @@ func decrypt(c *call, req *decryptRequest) (any, error) {
 			return nil, err
 		}
 	}
-	if err := c.authorize("Decrypt", "", "CiphertextBlob", preq); err != nil {
+	if err := c.authorize("Decrypt", wire.Touched{Blob: preq.CiphertextBlob}); err != nil {
 		return nil, err
 	}
 	r, err := c.h.kms.Decrypt(c.ctx, preq)
@@ -905,7 +906,7 @@ func reEncrypt(c *call, req *reEncryptRequest) (any, error) {
 			return nil, err
 		}
 	}
-	if err := c.authorize("ReEncrypt", "DestinationKeyId", "CiphertextBlob", preq); err != nil {
+	if err := c.authorize("ReEncrypt", wire.Touched{KeyParam: "DestinationKeyId", Key: &preq.DestinationKeyId, Blob: preq.CiphertextBlob}); err != nil {
 		return nil, err
 	}
 	r, err := c.h.kms.ReEncrypt(c.ctx, preq)
@@ -925,7 +926,7 @@ func generateRandom(c *call, req *generateRandomRequest) (any, error) {
 	if n < 1 || n > provider.MaxDataKeyBytes {
 		return nil, provider.InvalidParam("NumberOfBytes", "%d: accepted 1 to %d", n, provider.MaxDataKeyBytes)
 	}
-	if err := c.authorize("GenerateRandom", "", "", &emptyRequest{}); err != nil {
+	if err := c.authorize("GenerateRandom", wire.Touched{}); err != nil {
 		return nil, err
 	}
 	b, err := c.h.kms.Token().Random(c.ctx, int(n))
@@ -938,7 +939,7 @@ func generateRandom(c *call, req *generateRandomRequest) (any, error) {
 
 // getServiceStatus answers enabled while the token answers.
 func getServiceStatus(c *call, _ *emptyRequest) (any, error) {
-	if err := c.authorize("GetServiceStatus", "", "", &emptyRequest{}); err != nil {
+	if err := c.authorize("GetServiceStatus", wire.Touched{}); err != nil {
 		return nil, err
 	}
 	if err := c.h.kms.Ready(c.ctx); err != nil {
