@@ -64,21 +64,14 @@ func claimedAccessKeyId(r *http.Request, rr *rawRequest) string {
 	if alg, rest, ok := strings.Cut(auth, " "); ok && (alg == SchemeACS3 || alg == SchemeACS4) {
 		if p, err := parseAuthorization(rest); err == nil {
 			ak, _, _ := strings.Cut(p.Credential, "/")
-			return truncate(ak, 128)
+			return provider.Clip(ak, 128)
 		}
 		return ""
 	}
 	if rr != nil {
-		return truncate(rr.All["AccessKeyId"], 128)
+		return provider.Clip(rr.All["AccessKeyId"], 128)
 	}
 	return ""
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // verify authenticates r (whose body has been read into body and parsed
@@ -310,7 +303,7 @@ func (v *verifier) verifyACS(alg, rest string, r *http.Request, rr *rawRequest, 
 			return nil, incomplete("the ACS4 credential must be AccessKeyId/yyyymmdd/region/product/aliyun_v4_request")
 		}
 		if !strings.EqualFold(scope[3], "kms") {
-			return nil, incomplete("the ACS4 credential scope names product %q, not Kms", truncate(scope[3], 32))
+			return nil, incomplete("the ACS4 credential scope names product %q, not Kms", provider.Clip(scope[3], 32))
 		}
 		ak, date, region, product = scope[0], scope[1], scope[2], scope[3]
 	}

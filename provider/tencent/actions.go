@@ -69,7 +69,7 @@ func keyParam(ref *string) wire.Touched { return wire.Touched{KeyParam: "KeyId",
 
 // setKey records the key a request used.
 func (c *call) setKey(keyID, versionID string) {
-	c.rec.KeyId, c.rec.KeyVersionId = clip(keyID, 128), clip(versionID, 64)
+	c.rec.KeyId, c.rec.KeyVersionId = provider.Clip(keyID, 128), provider.Clip(versionID, 64)
 }
 
 // action is one implemented Tencent action.
@@ -294,10 +294,10 @@ func checkAlias(a string) error {
 		return err
 	}
 	if !aliasPattern.MatchString(a) {
-		return errorf(CodeInvalidAlias, "Alias %q: accepted 1 to 60 letters, digits, - and _, starting with a letter or digit", clip(a, 64))
+		return errorf(CodeInvalidAlias, "Alias %q: accepted 1 to 60 letters, digits, - and _, starting with a letter or digit", provider.Clip(a, 64))
 	}
 	if strings.HasPrefix(strings.ToLower(a), "kms-") || strings.HasPrefix(a, "acs") {
-		return errorf(CodeInvalidAlias, "Alias %q: names starting with kms- (cloud products) or acs (Alibaba) are reserved", clip(a, 64))
+		return errorf(CodeInvalidAlias, "Alias %q: names starting with kms- (cloud products) or acs (Alibaba) are reserved", provider.Clip(a, 64))
 	}
 	return nil
 }
@@ -381,7 +381,7 @@ func createKey(c *call, req *createKeyRequest) (any, error) {
 	case slices.Contains(asymmetricUsages, req.KeyUsage):
 		return nil, errorf(CodeUnsupportedOperation, "KeyUsage %s: p11kms makes only ENCRYPT_DECRYPT keys", req.KeyUsage)
 	default:
-		return nil, errorf(CodeInvalidKeyUsage, "KeyUsage %q: accepted ENCRYPT_DECRYPT", clip(req.KeyUsage, 40))
+		return nil, errorf(CodeInvalidKeyUsage, "KeyUsage %q: accepted ENCRYPT_DECRYPT", provider.Clip(req.KeyUsage, 40))
 	}
 	if req.Type != nil {
 		switch *req.Type {
@@ -404,7 +404,7 @@ func createKey(c *call, req *createKeyRequest) (any, error) {
 			return nil, errorf(CodeMissingParameter, "the parameter Tags.%d.TagKey is required", i)
 		}
 		if tagKeys[t.TagKey] {
-			return nil, errorf(CodeTagKeysDuplicated, "the tag key %q appears more than once", clip(t.TagKey, 64))
+			return nil, errorf(CodeTagKeysDuplicated, "the tag key %q appears more than once", provider.Clip(t.TagKey, 64))
 		}
 		tagKeys[t.TagKey] = true
 	}
@@ -749,7 +749,7 @@ func generateDataKey(c *call, req *generateDataKeyRequest) (any, error) {
 		EncryptionPublicKey: req.EncryptionPublicKey, EncryptionAlgorithm: req.EncryptionAlgorithm}
 	switch n := req.NumberOfBytes; {
 	case req.KeySpec != "" && req.KeySpec != "AES_256" && req.KeySpec != "AES_128":
-		return nil, provider.InvalidParam("KeySpec", "%q: accepted AES_256, AES_128", clip(req.KeySpec, 32))
+		return nil, provider.InvalidParam("KeySpec", "%q: accepted AES_256, AES_128", provider.Clip(req.KeySpec, 32))
 	case n == nil && req.KeySpec == "":
 		return nil, errorf(CodeMissingParameter, "one of KeySpec and NumberOfBytes is required")
 	case n != nil && (*n < 1 || *n > provider.MaxDataKeyBytes):
@@ -815,11 +815,11 @@ func newExporter(pemText, alg string) (*exporter, error) {
 		alg = "SM2"
 	}
 	if !slices.Contains(encryptionAlgorithms, alg) {
-		return nil, provider.InvalidParam("EncryptionAlgorithm", "%q: accepted %s", clip(alg, 40), strings.Join(encryptionAlgorithms, ", "))
+		return nil, provider.InvalidParam("EncryptionAlgorithm", "%q: accepted %s", provider.Clip(alg, 40), strings.Join(encryptionAlgorithms, ", "))
 	}
 	a, err := wrap.LookupAlgorithm(alg)
 	if err != nil {
-		return nil, provider.InvalidParam("EncryptionAlgorithm", "%q is unknown", clip(alg, 40))
+		return nil, provider.InvalidParam("EncryptionAlgorithm", "%q is unknown", provider.Clip(alg, 40))
 	}
 	pub, spec, err := wrap.ParsePublicKeyPEM(pemText)
 	if err != nil {
