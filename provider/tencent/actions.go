@@ -2,10 +2,7 @@ package tencent
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -42,10 +39,8 @@ const (
 var (
 	// aliasPattern is Tencent's alias: 1–60 letters, digits, - and _,
 	// starting with a letter or digit.
-	aliasPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$`)
-	// encryptionAlgorithms are Tencent's EncryptionAlgorithm values.
-	encryptionAlgorithms = []string{"SM2", "SM2_C1C3C2_ASN1", "RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"}
-	asymmetricUsages     = []string{"ASYMMETRIC_DECRYPT_RSA_2048", "ASYMMETRIC_DECRYPT_SM2", "ASYMMETRIC_SIGN_VERIFY_SM2",
+	aliasPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$`)
+	asymmetricUsages = []string{"ASYMMETRIC_DECRYPT_RSA_2048", "ASYMMETRIC_DECRYPT_SM2", "ASYMMETRIC_SIGN_VERIFY_SM2",
 		"ASYMMETRIC_SIGN_VERIFY_RSA_2048", "ASYMMETRIC_SIGN_VERIFY_ECC"}
 )
 
@@ -675,18 +670,26 @@ func updateAlias(c *call, req *updateAliasRequest) (any, error) {
 	case !isCode(err, provider.CodeAliasNotFound):
 		return nil, err
 	}
-	if _, err := c.h.kms.CreateAlias(c.ctx, &provider.AliasRequest{AliasName: alias, KeyId: id}); err != nil {
-		return nil, err
-	}
 	old, err := c.h.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: id, PageSize: new(100)})
 	if err != nil {
 		return nil, err
 	}
+	var replaced []string
 	for _, a := range old.Aliases.Alias {
 		if n := strings.TrimPrefix(a.AliasName, "alias/"); a.AliasName != alias && aliasPattern.MatchString(n) {
-			if _, err := c.h.kms.DeleteAlias(c.ctx, &provider.DeleteAliasRequest{AliasName: a.AliasName}); err != nil && !isCode(err, provider.CodeAliasNotFound) {
+			// The aliases replaced are changed too: authorized before anything changes.
+			if err := c.authorize("UpdateAlias", wire.Touched{Alias: a.AliasName}); err != nil {
 				return nil, err
 			}
+			replaced = append(replaced, a.AliasName)
+		}
+	}
+	if _, err := c.h.kms.CreateAlias(c.ctx, &provider.AliasRequest{AliasName: alias, KeyId: id}); err != nil {
+		return nil, err
+	}
+	for _, name := range replaced {
+		if _, err := c.h.kms.DeleteAlias(c.ctx, &provider.DeleteAliasRequest{AliasName: name}); err != nil && !isCode(err, provider.CodeAliasNotFound) {
+			return nil, err
 		}
 	}
 	return &emptyResponse{}, nil
@@ -800,53 +803,6 @@ func encrypt(c *call, req *encryptRequest) (any, error) {
 	return &encryptResponse{CiphertextBlob: r.CiphertextBlob, KeyId: r.KeyId}, nil
 }
 
-// exporter is a validated EncryptionPublicKey and EncryptionAlgorithm, as
-// the provider validates them for GenerateDataKey.
-type exporter struct {
-	alg *wrap.Algorithm
-	pub crypto.PublicKey
-}
-
-func newExporter(pemText, alg string) (*exporter, error) {
-	if pemText == "" {
-		return nil, provider.InvalidParam("EncryptionPublicKey", "is required with EncryptionAlgorithm")
-	}
-	if alg == "" {
-		alg = "SM2"
-	}
-	if !slices.Contains(encryptionAlgorithms, alg) {
-		return nil, provider.InvalidParam("EncryptionAlgorithm", "%q: accepted %s", provider.Clip(alg, 40), strings.Join(encryptionAlgorithms, ", "))
-	}
-	a, err := wrap.LookupAlgorithm(alg)
-	if err != nil {
-		return nil, provider.InvalidParam("EncryptionAlgorithm", "%q is unknown", provider.Clip(alg, 40))
-	}
-	pub, spec, err := wrap.ParsePublicKeyPEM(pemText)
-	if err != nil {
-		var pe *wrap.ParamError
-		if errors.As(err, &pe) {
-			return nil, provider.InvalidParam("EncryptionPublicKey", "%s", pe.Msg)
-		}
-		return nil, err
-	}
-	if err := a.CompatibleWith(spec); err != nil {
-		return nil, provider.InvalidParam("EncryptionAlgorithm", "%s does not fit a %s key (an empty EncryptionAlgorithm means SM2)", alg, spec)
-	}
-	return &exporter{alg: a, pub: pub}, nil
-}
-
-// seal encrypts pt under the public key; the caller zeroes pt.
-func (e *exporter) seal(pt []byte) (string, error) {
-	if max := e.alg.MaxPlaintext(e.pub); len(pt) > max {
-		return "", provider.InvalidParam("EncryptionPublicKey", "the plaintext is %d bytes: %s under this key takes at most %d", len(pt), e.alg.Name, max)
-	}
-	ct, err := e.alg.Encrypt(rand.Reader, e.pub, pt)
-	if err != nil {
-		return "", provider.InvalidParam("EncryptionPublicKey", "the plaintext could not be encrypted under this key")
-	}
-	return base64.StdEncoding.EncodeToString(ct), nil
-}
-
 // decrypt decrypts a blob; with EncryptionPublicKey the plaintext is
 // returned encrypted under that key (base64), as GenerateDataKey does.
 func decrypt(c *call, req *decryptRequest) (any, error) {
@@ -858,9 +814,9 @@ func decrypt(c *call, req *decryptRequest) (any, error) {
 	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
 		return nil, err
 	}
-	var ex *exporter
+	var ex *provider.PublicKeyExporter
 	if req.EncryptionPublicKey != "" || req.EncryptionAlgorithm != "" {
-		if ex, err = newExporter(req.EncryptionPublicKey, req.EncryptionAlgorithm); err != nil {
+		if ex, err = provider.NewPublicKeyExporter(req.EncryptionPublicKey, req.EncryptionAlgorithm); err != nil {
 			return nil, err
 		}
 	}
@@ -878,7 +834,7 @@ func decrypt(c *call, req *decryptRequest) (any, error) {
 		if err != nil {
 			return nil, provider.Internal("decoding the plaintext", err)
 		}
-		resp.Plaintext, err = ex.seal(pt)
+		resp.Plaintext, err = ex.Seal(pt)
 		wrap.ZeroBytes(pt)
 		if err != nil {
 			return nil, err
@@ -922,16 +878,12 @@ func generateRandom(c *call, req *generateRandomRequest) (any, error) {
 	if req.NumberOfBytes == nil {
 		return nil, errorf(CodeMissingParameter, "the parameter NumberOfBytes is required")
 	}
-	n := *req.NumberOfBytes
-	if n < 1 || n > provider.MaxDataKeyBytes {
-		return nil, provider.InvalidParam("NumberOfBytes", "%d: accepted 1 to %d", n, provider.MaxDataKeyBytes)
-	}
 	if err := c.authorize("GenerateRandom", wire.Touched{}); err != nil {
 		return nil, err
 	}
-	b, err := c.h.kms.Token().Random(c.ctx, int(n))
+	b, err := c.h.kms.GenerateRandom(c.ctx, "NumberOfBytes", *req.NumberOfBytes)
 	if err != nil {
-		return nil, provider.Internal("drawing random bytes from the token", err)
+		return nil, err
 	}
 	defer wrap.ZeroBytes(b)
 	return &generateRandomResponse{Plaintext: base64.StdEncoding.EncodeToString(b)}, nil
