@@ -245,21 +245,9 @@ func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []
 		return err
 	}
 	p.secretID = a.secretID
-	if p.action, err = requiredHeader(r, "X-TC-Action"); err != nil {
-		return err
-	}
-	tsText, err := requiredHeader(r, "X-TC-Timestamp")
+	tsText, err := tc3Headers(p, r)
 	if err != nil {
 		return err
-	}
-	if p.version, err = requiredHeader(r, "X-TC-Version"); err != nil {
-		return err
-	}
-	if p.region, err = header(r, "X-TC-Region"); err != nil {
-		return err
-	}
-	if tok, err := header(r, "X-TC-Token"); err != nil || tok != "" {
-		return errorf(CodeTokenFailure, "temporary credentials (X-TC-Token) are not accepted: sign with a SecretId and SecretKey")
 	}
 	key, ok := h.keys.Lookup(a.secretID)
 	if !ok {
@@ -289,38 +277,11 @@ func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []
 			return errorf(CodeInvalidParameter, "a POST request takes its parameters in the JSON body, not the query string")
 		}
 	}
-	values := make([]string, 0, len(a.signedHeaders))
-	for _, name := range a.signedHeaders {
-		v := r.Host
-		if name != "host" {
-			vs := r.Header.Values(name)
-			if len(vs) > 1 {
-				return errorf(CodeSignatureFailure, "the signed header %s appears more than once", name)
-			}
-			v = ""
-			if len(vs) == 1 {
-				v = vs[0]
-			}
-		}
-		values = append(values, strings.TrimSpace(v))
+	values, err := tc3SignedValues(r, a.signedHeaders)
+	if err != nil {
+		return err
 	}
-	signingKey := tc3SigningKey(key.AccessKeySecret, a.date, a.service)
-	scope := a.date + "/" + a.service + "/" + tc3Terminator
-	payloadHash := sha256Hex(body)
-	verify := func(lower bool) bool {
-		headers := make([][2]string, len(values))
-		for i, v := range values {
-			if lower {
-				v = strings.ToLower(v)
-			}
-			headers[i] = [2]string{a.signedHeaders[i], v}
-		}
-		canonical := tc3CanonicalRequest(r.Method, "/", query, headers, a.signedHeadersRaw, payloadHash)
-		return hmac.Equal(hmacSum(sha256.New, signingKey, tc3StringToSign(tsText, scope, canonical)), a.signature)
-	}
-	// Tencent's documentation lower-cases header values; the Go SDK signs
-	// content-type and host as it sends them. Accept either.
-	if !verify(true) && (!hasUpper(values) || !verify(false)) {
+	if !tc3SignatureMatches(r, a, values, query, tsText, sha256Hex(body), key.AccessKeySecret) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
 	if err := h.checkReuse(a, p, now); err != nil {
@@ -337,6 +298,68 @@ func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []
 	}
 	p.flat, err = checkFlat(req.Query())
 	return err
+}
+
+// tc3Headers reads the TC3 headers into p (action, version, region) and
+// returns X-TC-Timestamp; temporary credentials are refused.
+func tc3Headers(p *request, r *http.Request) (timestamp string, err error) {
+	if p.action, err = requiredHeader(r, "X-TC-Action"); err != nil {
+		return "", err
+	}
+	if timestamp, err = requiredHeader(r, "X-TC-Timestamp"); err != nil {
+		return "", err
+	}
+	if p.version, err = requiredHeader(r, "X-TC-Version"); err != nil {
+		return "", err
+	}
+	if p.region, err = header(r, "X-TC-Region"); err != nil {
+		return "", err
+	}
+	if tok, err := header(r, "X-TC-Token"); err != nil || tok != "" {
+		return "", errorf(CodeTokenFailure, "temporary credentials (X-TC-Token) are not accepted: sign with a SecretId and SecretKey")
+	}
+	return timestamp, nil
+}
+
+// tc3SignedValues returns the values of the signed headers (host from the
+// request line), trimmed; a signed header given twice is refused.
+func tc3SignedValues(r *http.Request, signed []string) ([]string, error) {
+	values := make([]string, 0, len(signed))
+	for _, name := range signed {
+		v := r.Host
+		if name != "host" {
+			vs := r.Header.Values(name)
+			if len(vs) > 1 {
+				return nil, errorf(CodeSignatureFailure, "the signed header %s appears more than once", name)
+			}
+			v = ""
+			if len(vs) == 1 {
+				v = vs[0]
+			}
+		}
+		values = append(values, strings.TrimSpace(v))
+	}
+	return values, nil
+}
+
+// tc3SignatureMatches recomputes the TC3 signature (constant-time
+// comparison). Tencent's documentation lower-cases header values; the Go
+// SDK signs content-type and host as it sends them. Either is accepted.
+func tc3SignatureMatches(r *http.Request, a *tc3Authorization, values []string, query, timestamp, payloadHash, secret string) bool {
+	signingKey := tc3SigningKey(secret, a.date, a.service)
+	scope := a.date + "/" + a.service + "/" + tc3Terminator
+	verify := func(lower bool) bool {
+		headers := make([][2]string, len(values))
+		for i, v := range values {
+			if lower {
+				v = strings.ToLower(v)
+			}
+			headers[i] = [2]string{a.signedHeaders[i], v}
+		}
+		canonical := tc3CanonicalRequest(r.Method, "/", query, headers, a.signedHeadersRaw, payloadHash)
+		return hmac.Equal(hmacSum(sha256.New, signingKey, tc3StringToSign(timestamp, scope, canonical)), a.signature)
+	}
+	return verify(true) || (hasUpper(values) && verify(false))
 }
 
 func hasUpper(vs []string) bool {
