@@ -50,13 +50,15 @@ type call struct {
 	h   *handler
 	key wire.AccessKey
 	rec *wire.Record
+	// action is the Tencent action name, from the table: what policies name.
+	action string
 }
 
-// authorize checks the access key's policy for the Tencent action name
-// and what the request touches; a key reference in t.Key is replaced by
-// the key id checked (wire.AuthorizeTouched), which the action then uses.
-func (c *call) authorize(action string, t wire.Touched) error {
-	return wire.AuthorizeTouched(c.ctx, c.h.kms, c.key, action, t)
+// authorize checks the access key's policy for the call's action and what
+// the request touches; a key reference in t.Key is replaced by the key id
+// checked (wire.AuthorizeTouched), which the action then uses.
+func (c *call) authorize(t wire.Touched) error {
+	return wire.AuthorizeTouched(c.ctx, c.h.kms, c.key, c.action, t)
 }
 
 // keyParam is the Touched of a request whose KeyId names its key.
@@ -77,29 +79,46 @@ func op[Req any](run func(c *call, req *Req) (any, error)) action {
 	return action{newReq: func() any { return new(Req) }, run: func(c *call, req any) (any, error) { return run(c, req.(*Req)) }}
 }
 
+// onKey is the row of an action whose only parameter is KeyId: the
+// parameter is required and authorized (resolved once) here, and run gets
+// the key reference to use.
+func onKey(run func(c *call, ref string) (any, error)) action {
+	return op(func(c *call, req *keyIDRequest) (any, error) {
+		if err := required("KeyId", req.KeyId); err != nil {
+			return nil, err
+		}
+		if err := c.authorize(keyParam(&req.KeyId)); err != nil {
+			return nil, err
+		}
+		return run(c, req.KeyId)
+	})
+}
+
 // actions are the implemented actions, by Tencent name. Policies name
 // these actions.
 var actions = map[string]action{
 	"CreateKey":            op(createKey),
-	"DescribeKey":          op(describeKey),
+	"DescribeKey":          onKey(describeKey),
 	"DescribeKeys":         op(describeKeys),
 	"ListKeys":             op(listKeys),
-	"EnableKey":            op(enableKey),
-	"DisableKey":           op(disableKey),
-	"EnableKeys":           op(enableKeys),
-	"DisableKeys":          op(disableKeys),
+	"EnableKey":            onKey(func(c *call, ref string) (any, error) { return setState(c, true, ref) }),
+	"DisableKey":           onKey(func(c *call, ref string) (any, error) { return setState(c, false, ref) }),
+	"EnableKeys":           op(func(c *call, req *keyIDsRequest) (any, error) { return batchState(c, true, req) }),
+	"DisableKeys":          op(func(c *call, req *keyIDsRequest) (any, error) { return batchState(c, false, req) }),
 	"ScheduleKeyDeletion":  op(scheduleKeyDeletion),
-	"CancelKeyDeletion":    op(cancelKeyDeletion),
+	"CancelKeyDeletion":    onKey(cancelKeyDeletion),
 	"UpdateAlias":          op(updateAlias),
-	"GetKeyRotationStatus": op(getKeyRotationStatus),
+	"GetKeyRotationStatus": onKey(getKeyRotationStatus),
 	"EnableKeyRotation":    op(enableKeyRotation),
-	"DisableKeyRotation":   op(disableKeyRotation),
-	"GenerateDataKey":      op(generateDataKey),
-	"Encrypt":              op(encrypt),
-	"Decrypt":              op(decrypt),
-	"ReEncrypt":            op(reEncrypt),
-	"GenerateRandom":       op(generateRandom),
-	"GetServiceStatus":     op(getServiceStatus),
+	"DisableKeyRotation": onKey(func(c *call, ref string) (any, error) {
+		return rotation(c, &provider.UpdateRotationPolicyRequest{KeyId: ref})
+	}),
+	"GenerateDataKey":  op(generateDataKey),
+	"Encrypt":          op(encrypt),
+	"Decrypt":          op(decrypt),
+	"ReEncrypt":        op(reEncrypt),
+	"GenerateRandom":   op(generateRandom),
+	"GetServiceStatus": op(getServiceStatus),
 }
 
 // knownActions are the other actions of KMS 2019-01-18 (from the SDK's
@@ -405,7 +424,7 @@ func createKey(c *call, req *createKeyRequest) (any, error) {
 	}
 	preq := &provider.CreateKeyRequest{Description: req.Description}
 	alias := aliasName(req.Alias)
-	if err := c.authorize("CreateKey", wire.Touched{Alias: alias}); err != nil {
+	if err := c.authorize(wire.Touched{Alias: alias}); err != nil {
 		return nil, err
 	}
 	if _, err := c.resolve(alias); err == nil {
@@ -431,14 +450,8 @@ func createKey(c *call, req *createKeyRequest) (any, error) {
 	return resp, nil
 }
 
-func describeKey(c *call, req *keyIDRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
-		return nil, err
-	}
-	if err := c.authorize("DescribeKey", keyParam(&req.KeyId)); err != nil {
-		return nil, err
-	}
-	md, err := c.describe(req.KeyId)
+func describeKey(c *call, ref string) (any, error) {
+	md, err := c.describe(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +482,7 @@ func describeKeys(c *call, req *keyIDsRequest) (any, error) {
 	}
 	resp := &describeKeysResponse{KeyMetadatas: []keyMetadata{}}
 	for _, id := range req.KeyIds {
-		err := c.authorize("DescribeKeys", keyParam(&id))
+		err := c.authorize(keyParam(&id))
 		var md keyMetadata
 		if err == nil {
 			md, err = c.describe(id)
@@ -505,7 +518,7 @@ func listKeys(c *call, req *listKeysRequest) (any, error) {
 	if req.HsmClusterId != "" {
 		return nil, errorf(CodeInvalidHsmClusterId, "HsmClusterId: p11kms has no HSM clusters; leave it empty")
 	}
-	if err := c.authorize("ListKeys", wire.Touched{}); err != nil {
+	if err := c.authorize(wire.Touched{}); err != nil {
 		return nil, err
 	}
 	resp := &listKeysResponse{Keys: []keyRef{}}
@@ -529,59 +542,39 @@ func listKeys(c *call, req *listKeysRequest) (any, error) {
 	}
 }
 
-// setState runs EnableKey or DisableKey on one key.
-func setState(c *call, action, ref string) error {
+// setState enables or disables one key (authorized by the caller).
+func setState(c *call, enable bool, ref string) (any, error) {
+	c.setKey(ref, "")
 	preq := &provider.KeyIdRequest{KeyId: ref}
 	var err error
-	if action == "EnableKey" {
+	if enable {
 		_, err = c.h.kms.EnableKey(c.ctx, preq)
 	} else {
 		_, err = c.h.kms.DisableKey(c.ctx, preq)
 	}
-	return err
-}
-
-func enableKey(c *call, req *keyIDRequest) (any, error)  { return oneState(c, "EnableKey", req) }
-func disableKey(c *call, req *keyIDRequest) (any, error) { return oneState(c, "DisableKey", req) }
-
-func oneState(c *call, action string, req *keyIDRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
-		return nil, err
-	}
-	if err := c.authorize(action, keyParam(&req.KeyId)); err != nil {
-		return nil, err
-	}
-	c.setKey(req.KeyId, "")
-	if err := setState(c, action, req.KeyId); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	return &emptyResponse{}, nil
 }
 
-func enableKeys(c *call, req *keyIDsRequest) (any, error) {
-	return batchState(c, "EnableKeys", "EnableKey", req)
-}
-func disableKeys(c *call, req *keyIDsRequest) (any, error) {
-	return batchState(c, "DisableKeys", "DisableKey", req)
-}
-
 // batchState authorizes every key first, then changes them in order; the
 // first failure stops the batch (earlier keys stay changed).
-func batchState(c *call, action, single string, req *keyIDsRequest) (any, error) {
+func batchState(c *call, enable bool, req *keyIDsRequest) (any, error) {
 	if err := checkBatch(req.KeyIds); err != nil {
 		return nil, err
 	}
 	for i := range req.KeyIds {
-		if err := c.authorize(action, keyParam(&req.KeyIds[i])); err != nil {
+		if err := c.authorize(keyParam(&req.KeyIds[i])); err != nil {
 			return nil, err
 		}
 	}
 	for _, id := range req.KeyIds {
-		if err := setState(c, single, id); err != nil {
-			c.setKey(id, "")
+		if _, err := setState(c, enable, id); err != nil {
 			return nil, err
 		}
 	}
+	c.setKey("", "")
 	return &emptyResponse{}, nil
 }
 
@@ -599,7 +592,7 @@ func scheduleKeyDeletion(c *call, req *scheduleKeyDeletionRequest) (any, error) 
 		return nil, errorf(CodeInvalidPendingWindow, "PendingWindowInDays %d: accepted %d to %d", days, minPendingDays, maxPendingDays)
 	}
 	preq := &provider.ScheduleKeyDeletionRequest{KeyId: req.KeyId, PendingWindowInDays: int(days)}
-	if err := c.authorize("ScheduleKeyDeletion", keyParam(&preq.KeyId)); err != nil {
+	if err := c.authorize(keyParam(&preq.KeyId)); err != nil {
 		return nil, err
 	}
 	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: preq.KeyId})
@@ -623,14 +616,8 @@ func scheduleKeyDeletion(c *call, req *scheduleKeyDeletionRequest) (any, error) 
 }
 
 // cancelKeyDeletion follows Tencent: the key comes back Disabled.
-func cancelKeyDeletion(c *call, req *keyIDRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
-		return nil, err
-	}
-	if err := c.authorize("CancelKeyDeletion", keyParam(&req.KeyId)); err != nil {
-		return nil, err
-	}
-	id, err := c.resolve(req.KeyId)
+func cancelKeyDeletion(c *call, ref string) (any, error) {
+	id, err := c.resolve(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -654,7 +641,7 @@ func updateAlias(c *call, req *updateAliasRequest) (any, error) {
 		return nil, err
 	}
 	alias := aliasName(req.Alias)
-	if err := c.authorize("UpdateAlias", wire.Touched{KeyParam: "KeyId", Key: &req.KeyId, Alias: alias}); err != nil {
+	if err := c.authorize(wire.Touched{KeyParam: "KeyId", Key: &req.KeyId, Alias: alias}); err != nil {
 		return nil, err
 	}
 	id, err := c.resolve(req.KeyId)
@@ -678,7 +665,7 @@ func updateAlias(c *call, req *updateAliasRequest) (any, error) {
 	for _, a := range old.Aliases.Alias {
 		if n := strings.TrimPrefix(a.AliasName, "alias/"); a.AliasName != alias && aliasPattern.MatchString(n) {
 			// The aliases replaced are changed too: authorized before anything changes.
-			if err := c.authorize("UpdateAlias", wire.Touched{Alias: a.AliasName}); err != nil {
+			if err := c.authorize(wire.Touched{Alias: a.AliasName}); err != nil {
 				return nil, err
 			}
 			replaced = append(replaced, a.AliasName)
@@ -695,14 +682,8 @@ func updateAlias(c *call, req *updateAliasRequest) (any, error) {
 	return &emptyResponse{}, nil
 }
 
-func getKeyRotationStatus(c *call, req *keyIDRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
-		return nil, err
-	}
-	if err := c.authorize("GetKeyRotationStatus", keyParam(&req.KeyId)); err != nil {
-		return nil, err
-	}
-	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: req.KeyId})
+func getKeyRotationStatus(c *call, ref string) (any, error) {
+	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: ref})
 	if err != nil {
 		return nil, err
 	}
@@ -720,21 +701,15 @@ func enableKeyRotation(c *call, req *enableKeyRotationRequest) (any, error) {
 			return nil, provider.InvalidParam("RotateDays", "%d: accepted %d to %d", days, provider.MinRotationDays, provider.MaxRotationDays)
 		}
 	}
-	return rotation(c, "EnableKeyRotation", &provider.UpdateRotationPolicyRequest{KeyId: req.KeyId, EnableAutomaticRotation: true,
-		RotationInterval: fmt.Sprintf("%dd", days)})
-}
-
-func disableKeyRotation(c *call, req *keyIDRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
+	preq := &provider.UpdateRotationPolicyRequest{KeyId: req.KeyId, EnableAutomaticRotation: true, RotationInterval: fmt.Sprintf("%dd", days)}
+	if err := c.authorize(keyParam(&preq.KeyId)); err != nil {
 		return nil, err
 	}
-	return rotation(c, "DisableKeyRotation", &provider.UpdateRotationPolicyRequest{KeyId: req.KeyId})
+	return rotation(c, preq)
 }
 
-func rotation(c *call, action string, preq *provider.UpdateRotationPolicyRequest) (any, error) {
-	if err := c.authorize(action, keyParam(&preq.KeyId)); err != nil {
-		return nil, err
-	}
+// rotation sets a key's rotation policy (authorized by the caller).
+func rotation(c *call, preq *provider.UpdateRotationPolicyRequest) (any, error) {
 	c.setKey(preq.KeyId, "")
 	if _, err := c.h.kms.UpdateRotationPolicy(c.ctx, preq); err != nil {
 		return nil, err
@@ -764,7 +739,7 @@ func generateDataKey(c *call, req *generateDataKeyRequest) (any, error) {
 	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
 		return nil, err
 	}
-	if err := c.authorize("GenerateDataKey", keyParam(&preq.KeyId)); err != nil {
+	if err := c.authorize(keyParam(&preq.KeyId)); err != nil {
 		return nil, err
 	}
 	r, err := c.h.kms.GenerateDataKey(c.ctx, preq)
@@ -792,7 +767,7 @@ func encrypt(c *call, req *encryptRequest) (any, error) {
 	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
 		return nil, err
 	}
-	if err := c.authorize("Encrypt", keyParam(&preq.KeyId)); err != nil {
+	if err := c.authorize(keyParam(&preq.KeyId)); err != nil {
 		return nil, err
 	}
 	r, err := c.h.kms.Encrypt(c.ctx, preq)
@@ -820,7 +795,7 @@ func decrypt(c *call, req *decryptRequest) (any, error) {
 			return nil, err
 		}
 	}
-	if err := c.authorize("Decrypt", wire.Touched{Blob: preq.CiphertextBlob}); err != nil {
+	if err := c.authorize(wire.Touched{Blob: preq.CiphertextBlob}); err != nil {
 		return nil, err
 	}
 	r, err := c.h.kms.Decrypt(c.ctx, preq)
@@ -862,7 +837,7 @@ func reEncrypt(c *call, req *reEncryptRequest) (any, error) {
 			return nil, err
 		}
 	}
-	if err := c.authorize("ReEncrypt", wire.Touched{KeyParam: "DestinationKeyId", Key: &preq.DestinationKeyId, Blob: preq.CiphertextBlob}); err != nil {
+	if err := c.authorize(wire.Touched{KeyParam: "DestinationKeyId", Key: &preq.DestinationKeyId, Blob: preq.CiphertextBlob}); err != nil {
 		return nil, err
 	}
 	r, err := c.h.kms.ReEncrypt(c.ctx, preq)
@@ -878,7 +853,7 @@ func generateRandom(c *call, req *generateRandomRequest) (any, error) {
 	if req.NumberOfBytes == nil {
 		return nil, errorf(CodeMissingParameter, "the parameter NumberOfBytes is required")
 	}
-	if err := c.authorize("GenerateRandom", wire.Touched{}); err != nil {
+	if err := c.authorize(wire.Touched{}); err != nil {
 		return nil, err
 	}
 	b, err := c.h.kms.GenerateRandom(c.ctx, "NumberOfBytes", *req.NumberOfBytes)
@@ -891,7 +866,7 @@ func generateRandom(c *call, req *generateRandomRequest) (any, error) {
 
 // getServiceStatus answers enabled while the token answers.
 func getServiceStatus(c *call, _ *emptyRequest) (any, error) {
-	if err := c.authorize("GetServiceStatus", wire.Touched{}); err != nil {
+	if err := c.authorize(wire.Touched{}); err != nil {
 		return nil, err
 	}
 	if err := c.h.kms.Ready(c.ctx); err != nil {

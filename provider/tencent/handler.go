@@ -183,6 +183,6 @@ func (h *handler) serve(req *wire.Request, now time.Time, rec *wire.Record) (_ a
 	if f := reflect.ValueOf(areq).Elem().FieldByName("KeyId"); f.IsValid() && f.Kind() == reflect.String {
 		rec.KeyId = provider.Clip(f.String(), 128) // as named; replaced by the resolved id once known
 	}
-	c := &call{ctx: provider.WithRequestID(req.HTTP.Context(), rec.RequestId), h: h, key: p.key, rec: rec}
+	c := &call{ctx: provider.WithRequestID(req.HTTP.Context(), rec.RequestId), h: h, key: p.key, rec: rec, action: p.action}
 	return a.run(c, areq)
 }
