@@ -77,45 +77,48 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.ServeRequest(w, wire.NewRequest(r, h.cfg.MaxBodyBytes))
 }
 
-// ServeRequest serves one request the router has wrapped.
+// ServeRequest serves one request the router has wrapped, through the
+// pipeline's frame (wire.Serve).
 func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
-	start := time.Now()
-	r := req.HTTP
-	rec := wire.Record{Time: h.cfg.Now().UTC(), RequestId: newRequestID(), SourceAddr: r.RemoteAddr, API: "aliyun"}
-	resp, err := h.serve(req, &rec)
+	wire.Serve(w, req, h, h.cfg.Observer)
+}
+
+// NewRecord starts a request's record, with its one RequestId (upper case,
+// as Alibaba's).
+func (h *handler) NewRecord(req *wire.Request) wire.Record {
+	return wire.Record{Time: h.cfg.Now().UTC(), RequestId: newRequestID(), SourceAddr: req.HTTP.RemoteAddr, API: "aliyun"}
+}
+
+// Write answers with the response as JSON, or with err as Alibaba's
+// error body and HTTP status.
+func (h *handler) Write(w http.ResponseWriter, req *wire.Request, rec *wire.Record, resp any, err error) {
 	if err == nil {
 		var b []byte
 		if b, err = json.Marshal(resp); err == nil {
 			rec.HTTPStatus = http.StatusOK
 			writeJSON(w, http.StatusOK, rec.RequestId, b)
-		} else {
-			err = provider.Internal("encoding the response", err)
+			return
 		}
+		err = provider.Internal("encoding the response", err)
 	}
-	if err != nil {
-		e := provider.AsError(err)
-		status := e.HTTPStatus
-		if status < 400 || status > 599 {
-			status = http.StatusInternalServerError
-		}
-		if e.Code == CodeUnsupportedMethod {
-			w.Header().Set("Allow", "GET, POST")
-		}
-		host := provider.Clip(r.Host, 255)
-		if host == "" {
-			host = "p11kms"
-		}
-		b, _ := json.Marshal(errorBody{RequestId: rec.RequestId, HostId: host, Code: e.Code, Message: e.Message})
-		rec.Code, rec.HTTPStatus = e.Code, status
-		if e.Code == provider.CodeInternalFailure {
-			rec.Err = err
-		}
-		writeJSON(w, status, rec.RequestId, b)
+	e := provider.AsError(err)
+	status := e.HTTPStatus
+	if status < 400 || status > 599 {
+		status = http.StatusInternalServerError
 	}
-	rec.Latency = time.Since(start)
-	if h.cfg.Observer != nil {
-		h.cfg.Observer.Observe(rec)
+	if e.Code == CodeUnsupportedMethod {
+		w.Header().Set("Allow", "GET, POST")
 	}
+	host := provider.Clip(req.HTTP.Host, 255)
+	if host == "" {
+		host = "p11kms"
+	}
+	b, _ := json.Marshal(errorBody{RequestId: rec.RequestId, HostId: host, Code: e.Code, Message: e.Message})
+	rec.Code, rec.HTTPStatus = e.Code, status
+	if e.Code == provider.CodeInternalFailure {
+		rec.Err = err
+	}
+	writeJSON(w, status, rec.RequestId, b)
 }
 
 func writeJSON(w http.ResponseWriter, status int, requestID string, b []byte) {
@@ -141,9 +144,8 @@ func (h *handler) readBody(req *wire.Request) ([]byte, error) {
 	return b, nil
 }
 
-// serve runs one request up to the provider's response.
-func (h *handler) serve(req *wire.Request, rec *wire.Record) (resp any, err error) {
-	defer wire.RecoverRequest(&err)
+// Run runs one request up to the provider's response (wire.Dialect).
+func (h *handler) Run(req *wire.Request, rec *wire.Record) (resp any, err error) {
 	r := req.HTTP
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		return nil, apiError(http.StatusMethodNotAllowed, CodeUnsupportedMethod, "the Alibaba Cloud KMS API takes POST or GET")

@@ -79,12 +79,20 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.ServeRequest(w, wire.NewRequest(r, h.maxBody))
 }
 
-// ServeRequest serves one request the router has wrapped.
+// ServeRequest serves one request the router has wrapped, through the
+// pipeline's frame (wire.Serve).
 func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
-	start := time.Now()
-	rec := wire.Record{Time: h.now(), RequestId: provider.NewRequestID(), SourceAddr: req.HTTP.RemoteAddr,
+	wire.Serve(w, req, h, h.obs)
+}
+
+// NewRecord starts a request's record, with its one RequestId.
+func (h *handler) NewRecord(req *wire.Request) wire.Record {
+	return wire.Record{Time: h.now(), RequestId: provider.NewRequestID(), SourceAddr: req.HTTP.RemoteAddr,
 		API: "tencent", HTTPStatus: http.StatusOK}
-	resp, err := h.serve(req, rec.Time, &rec)
+}
+
+// Write answers with HTTP 200 and the response, or err, in Tencent's envelope.
+func (h *handler) Write(w http.ResponseWriter, _ *wire.Request, rec *wire.Record, resp any, err error) {
 	var out []byte
 	if err != nil {
 		code, msg := codeAndMessage(err)
@@ -100,10 +108,6 @@ func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
 	w.Header().Set("X-TC-RequestId", rec.RequestId)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
-	if h.obs != nil {
-		rec.Latency = time.Since(start)
-		h.obs.Observe(rec)
-	}
 }
 
 type errorDetail struct{ Code, Message string }
@@ -146,9 +150,9 @@ func readBody(req *wire.Request) ([]byte, error) {
 	return b, nil
 }
 
-// serve authenticates, limits, decodes and runs one request.
-func (h *handler) serve(req *wire.Request, now time.Time, rec *wire.Record) (_ any, err error) {
-	defer wire.RecoverRequest(&err)
+// Run authenticates, limits, decodes and runs one request (wire.Dialect).
+func (h *handler) Run(req *wire.Request, rec *wire.Record) (_ any, err error) {
+	now := rec.Time
 	body, err := readBody(req)
 	if err != nil {
 		return nil, err
