@@ -154,7 +154,8 @@ const isTencentMaxBody = 1 << 20
 
 // IsTencent reports whether r is a Tencent Cloud API request, for callers
 // outside the router: a form body it reads (at most 1 MiB) is left
-// readable. The router itself uses the request it wraps, read once.
+// readable (a larger one is not put back). The router itself uses the
+// request it wraps, read once.
 func IsTencent(r *http.Request) bool {
 	req := wire.NewRequest(r, isTencentMaxBody)
 	tencent := routesToTencent(req)

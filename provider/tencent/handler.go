@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"reflect"
 	"time"
 
 	"github.com/p11kms/p11kms/provider"
@@ -184,8 +183,8 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (_ any, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if f := reflect.ValueOf(areq).Elem().FieldByName("KeyId"); f.IsValid() && f.Kind() == reflect.String {
-		rec.KeyId = provider.Clip(f.String(), 128) // as named; replaced by the resolved id once known
+	if k, ok := areq.(namedKey); ok {
+		rec.KeyId = provider.Clip(k.namedKeyId(), 128) // as named; replaced by the resolved id once known
 	}
 	c := &call{ctx: provider.WithRequestID(req.HTTP.Context(), rec.RequestId), h: h, key: p.key, rec: rec, action: p.action}
 	return a.run(c, areq)

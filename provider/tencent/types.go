@@ -156,3 +156,15 @@ type serviceStatusResponse struct {
 	ExclusiveVSMEnabled bool
 	ExclusiveHSMEnabled bool
 }
+
+// namedKey is a request that names one key in its KeyId parameter: the
+// handler records the key as named before the action runs (without
+// reflection over the request).
+type namedKey interface{ namedKeyId() string }
+
+func (r *keyIDRequest) namedKeyId() string               { return r.KeyId }
+func (r *scheduleKeyDeletionRequest) namedKeyId() string { return r.KeyId }
+func (r *updateAliasRequest) namedKeyId() string         { return r.KeyId }
+func (r *enableKeyRotationRequest) namedKeyId() string   { return r.KeyId }
+func (r *generateDataKeyRequest) namedKeyId() string     { return r.KeyId }
+func (r *encryptRequest) namedKeyId() string             { return r.KeyId }
