@@ -2,6 +2,7 @@ package tencent
 
 import (
 	"encoding/base64"
+	"math"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
@@ -16,15 +17,13 @@ func generateDataKey(c *call, req *generateDataKeyRequest) (any, error) {
 	}
 	preq := &provider.GenerateDataKeyRequest{KeyId: req.KeyId, KeySpec: req.KeySpec,
 		EncryptionPublicKey: req.EncryptionPublicKey, EncryptionAlgorithm: req.EncryptionAlgorithm}
+	// KeySpec and NumberOfBytes are validated once, by the core; Tencent
+	// only requires one of them.
 	switch n := req.NumberOfBytes; {
-	case req.KeySpec != "" && req.KeySpec != "AES_256" && req.KeySpec != "AES_128":
-		return nil, provider.InvalidParam("KeySpec", "%q: accepted AES_256, AES_128", provider.Clip(req.KeySpec, 32))
 	case n == nil && req.KeySpec == "":
 		return nil, errorf(CodeMissingParameter, "one of KeySpec and NumberOfBytes is required")
-	case n != nil && (*n < 1 || *n > provider.MaxDataKeyBytes):
-		return nil, provider.InvalidParam("NumberOfBytes", "%d: accepted 1 to %d", *n, provider.MaxDataKeyBytes)
 	case n != nil:
-		preq.NumberOfBytes = new(int(*n))
+		preq.NumberOfBytes = new(int(min(*n, uint64(math.MaxInt))))
 	}
 	var err error
 	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
