@@ -43,7 +43,7 @@ func (s *Service) CreateAlias(ctx context.Context, req *AliasRequest) (*RequestI
 		}
 		return nil, Internal("writing alias", err)
 	}
-	return &RequestIdResponse{RequestId: NewRequestID()}, nil
+	return &RequestIdResponse{RequestId: RequestID(ctx)}, nil
 }
 
 // UpdateAlias points an existing alias at another key.
@@ -80,7 +80,7 @@ func (s *Service) UpdateAlias(ctx context.Context, req *AliasRequest) (*RequestI
 			return nil, Internal("writing alias", err)
 		}
 		s.cache.putAlias(req.AliasName, m.KeyId, nobj)
-		return &RequestIdResponse{RequestId: NewRequestID()}, nil
+		return &RequestIdResponse{RequestId: RequestID(ctx)}, nil
 	}
 	return nil, NewError(CodeConflict, "the alias %s is being changed concurrently; retry", req.AliasName)
 }
@@ -97,7 +97,7 @@ func (s *Service) DeleteAlias(ctx context.Context, req *DeleteAliasRequest) (*Re
 		}
 		return nil, Internal("deleting alias", err)
 	}
-	return &RequestIdResponse{RequestId: NewRequestID()}, nil
+	return &RequestIdResponse{RequestId: RequestID(ctx)}, nil
 }
 
 // allAliases reads every alias, sorted by name.
@@ -131,9 +131,9 @@ func (s *Service) aliasesOf(ctx context.Context, keyID string) ([]Alias, error) 
 	return out, nil
 }
 
-func (s *Service) aliasPage(list []Alias, pg pageSpec) *ListAliasesResponse {
+func (s *Service) aliasPage(ctx context.Context, list []Alias, pg pageSpec) *ListAliasesResponse {
 	from, to := pg.bounds(len(list))
-	resp := &ListAliasesResponse{TotalCount: len(list), PageNumber: pg.number, PageSize: pg.size, RequestId: NewRequestID()}
+	resp := &ListAliasesResponse{TotalCount: len(list), PageNumber: pg.number, PageSize: pg.size, RequestId: RequestID(ctx)}
 	resp.Aliases.Alias = append([]Alias{}, list[from:to]...)
 	return resp
 }
@@ -148,7 +148,7 @@ func (s *Service) ListAliases(ctx context.Context, req *ListAliasesRequest) (*Li
 	if err != nil {
 		return nil, err
 	}
-	return s.aliasPage(all, pg), nil
+	return s.aliasPage(ctx, all, pg), nil
 }
 
 // ListAliasesByKeyId lists one key's aliases.
@@ -165,5 +165,5 @@ func (s *Service) ListAliasesByKeyId(ctx context.Context, req *ListAliasesByKeyI
 	if err != nil {
 		return nil, err
 	}
-	return s.aliasPage(list, pg), nil
+	return s.aliasPage(ctx, list, pg), nil
 }

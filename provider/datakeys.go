@@ -232,7 +232,7 @@ func parseAlibabaExporter(blob, spec, alg string) (*exporter, error) {
 		return nil, fromWrap(err)
 	}
 	if !slices.Contains(alibabaAlgorithms, alg) {
-		return nil, InvalidParam("WrappingAlgorithm", "%q: accepted %s", truncate(alg, 40), strings.Join(alibabaAlgorithms, ", "))
+		return nil, InvalidParam("WrappingAlgorithm", "%q: accepted %s", Clip(alg, 40), strings.Join(alibabaAlgorithms, ", "))
 	}
 	a, err := wrap.LookupAlgorithm(alg)
 	if err != nil {
@@ -263,7 +263,7 @@ func parseTencentExporter(pemText, alg string) (*exporter, error) {
 		alg = "SM2"
 	}
 	if !slices.Contains(tencentAlgorithms, alg) {
-		return nil, InvalidParam("EncryptionAlgorithm", "%q: accepted %s", truncate(alg, 40), strings.Join(tencentAlgorithms, ", "))
+		return nil, InvalidParam("EncryptionAlgorithm", "%q: accepted %s", Clip(alg, 40), strings.Join(tencentAlgorithms, ", "))
 	}
 	a, err := wrap.LookupAlgorithm(alg)
 	if err != nil {
@@ -358,7 +358,7 @@ func (s *Service) GenerateDataKey(ctx context.Context, req *GenerateDataKeyReque
 	}
 	defer s.plain.put(dk)
 	resp := &GenerateDataKeyResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(),
-		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), KeyCheckValue: kcvOf(dk), RequestId: NewRequestID()}
+		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), KeyCheckValue: kcvOf(dk), RequestId: RequestID(ctx)}
 	if ex != nil {
 		if resp.Plaintext, err = ex.export(dk); err != nil {
 			return nil, err
@@ -377,7 +377,7 @@ func (s *Service) GenerateDataKeyWithoutPlaintext(ctx context.Context, req *Gene
 	}
 	defer s.plain.put(dk)
 	return &GenerateDataKeyResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(),
-		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), KeyCheckValue: kcvOf(dk), RequestId: NewRequestID()}, nil
+		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), KeyCheckValue: kcvOf(dk), RequestId: RequestID(ctx)}, nil
 }
 
 // GenerateAndExportDataKey returns a new data key under the CMK
@@ -397,7 +397,7 @@ func (s *Service) GenerateAndExportDataKey(ctx context.Context, req *GenerateAnd
 	}
 	return &ExportResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(),
 		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), ExportedDataKey: exported,
-		KeyCheckValue: kcvOf(dk), RequestId: NewRequestID()}, nil
+		KeyCheckValue: kcvOf(dk), RequestId: RequestID(ctx)}, nil
 }
 
 // ExportDataKey re-wraps the data key of a CiphertextBlob under a public key.
@@ -422,7 +422,7 @@ func (s *Service) ExportDataKey(ctx context.Context, req *ExportDataKeyRequest) 
 		return nil, err
 	}
 	return &ExportResponse{KeyId: m.KeyId, KeyVersionId: vid.String(), ExportedDataKey: exported,
-		KeyCheckValue: kcvOf(dk), RequestId: NewRequestID()}, nil
+		KeyCheckValue: kcvOf(dk), RequestId: RequestID(ctx)}, nil
 }
 
 // Encrypt encrypts up to 6 KiB (base64 Plaintext) under a CMK.
@@ -451,7 +451,7 @@ func (s *Service) Encrypt(ctx context.Context, req *EncryptRequest) (*EncryptRes
 		return nil, err
 	}
 	return &EncryptResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(),
-		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), RequestId: NewRequestID()}, nil
+		CiphertextBlob: base64.StdEncoding.EncodeToString(blob), RequestId: RequestID(ctx)}, nil
 }
 
 // decodePlaintext decodes Encrypt's base64 Plaintext straight into a pool
@@ -487,7 +487,7 @@ func (s *Service) Decrypt(ctx context.Context, req *DecryptRequest) (*DecryptRes
 		return nil, dryRun()
 	}
 	return &DecryptResponse{KeyId: m.KeyId, KeyVersionId: vid.String(), Plaintext: base64.StdEncoding.EncodeToString(pt),
-		KeyCheckValue: kcvOf(pt), RequestId: NewRequestID()}, nil
+		KeyCheckValue: kcvOf(pt), RequestId: RequestID(ctx)}, nil
 }
 
 // ReEncrypt decrypts a blob and encrypts its plaintext under another key
@@ -532,7 +532,7 @@ func (s *Service) ReEncrypt(ctx context.Context, req *ReEncryptRequest) (*ReEncr
 	if req.DryRun {
 		return nil, dryRun()
 	}
-	resp := &ReEncryptResponse{SourceKeyId: m.KeyId, SourceKeyVersionId: vid.String(), RequestId: NewRequestID()}
+	resp := &ReEncryptResponse{SourceKeyId: m.KeyId, SourceKeyVersionId: vid.String(), RequestId: RequestID(ctx)}
 	if ex != nil {
 		if err := ex.check(len(pt)); err != nil {
 			return nil, err

@@ -36,10 +36,10 @@ func ValidateCreateKey(req *CreateKeyRequest) error {
 // checkCreateKey validates req and returns its rotation interval in seconds.
 func checkCreateKey(req *CreateKeyRequest) (interval int64, err error) {
 	if req.KeySpec != "" && req.KeySpec != KeySpecAES256 {
-		return 0, InvalidParam("KeySpec", "%q: accepted %s", truncate(req.KeySpec, 32), KeySpecAES256)
+		return 0, InvalidParam("KeySpec", "%q: accepted %s", Clip(req.KeySpec, 32), KeySpecAES256)
 	}
 	if req.KeyUsage != "" && req.KeyUsage != KeyUsageEncrypt {
-		return 0, InvalidParam("KeyUsage", "%q: accepted %s", truncate(req.KeyUsage, 32), KeyUsageEncrypt)
+		return 0, InvalidParam("KeyUsage", "%q: accepted %s", Clip(req.KeyUsage, 32), KeyUsageEncrypt)
 	}
 	if n := len([]rune(req.Description)); n > MaxDescriptionChars {
 		return 0, InvalidParam("Description", "%d characters: at most %d", n, MaxDescriptionChars)
@@ -103,7 +103,7 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 	}
 	s.rememberVersion(versionID, keyID, h)
 	s.cache.putKey(m, obj)
-	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: NewRequestID()}, nil
+	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: RequestID(ctx)}, nil
 }
 
 // DescribeKey returns a key's metadata, in any state.
@@ -112,7 +112,7 @@ func (s *Service) DescribeKey(ctx context.Context, req *KeyIdRequest) (*KeyRespo
 	if err != nil {
 		return nil, err
 	}
-	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: NewRequestID()}, nil
+	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: RequestID(ctx)}, nil
 }
 
 // ListKeys lists keys, a page at a time, sorted by key id.
@@ -126,7 +126,7 @@ func (s *Service) ListKeys(ctx context.Context, req *ListKeysRequest) (*ListKeys
 		return nil, err
 	}
 	from, to := pg.bounds(len(keys))
-	resp := &ListKeysResponse{TotalCount: len(keys), PageNumber: pg.number, PageSize: pg.size, RequestId: NewRequestID()}
+	resp := &ListKeysResponse{TotalCount: len(keys), PageNumber: pg.number, PageSize: pg.size, RequestId: RequestID(ctx)}
 	resp.Keys.Key = []KeyRef{}
 	for _, m := range keys[from:to] {
 		resp.Keys.Key = append(resp.Keys.Key, KeyRef{KeyId: m.KeyId, KeyArn: s.arn(m.KeyId)})
@@ -150,7 +150,7 @@ func (s *Service) setState(ctx context.Context, req *KeyIdRequest, to string, ch
 	if to != StateEnabled {
 		s.forgetKey(m.KeyId)
 	}
-	return &RequestIdResponse{RequestId: NewRequestID()}, nil
+	return &RequestIdResponse{RequestId: RequestID(ctx)}, nil
 }
 
 // checkState runs check on a key's cached metadata and, if it refuses,
@@ -241,7 +241,7 @@ func (s *Service) UpdateRotationPolicy(ctx context.Context, req *UpdateRotationP
 	if err != nil {
 		return nil, err
 	}
-	return &RequestIdResponse{RequestId: NewRequestID()}, nil
+	return &RequestIdResponse{RequestId: RequestID(ctx)}, nil
 }
 
 // CreateKeyVersion makes a new primary version; old versions still decrypt.
@@ -259,7 +259,7 @@ func (s *Service) CreateKeyVersion(ctx context.Context, req *KeyIdRequest) (*Cre
 	if err != nil {
 		return nil, err
 	}
-	return &CreateKeyVersionResponse{KeyVersion: v, RequestId: NewRequestID()}, nil
+	return &CreateKeyVersionResponse{KeyVersion: v, RequestId: RequestID(ctx)}, nil
 }
 
 // rotate creates a version key and makes it primary. With due set, it only
@@ -322,7 +322,7 @@ func (s *Service) ListKeyVersions(ctx context.Context, req *ListKeyVersionsReque
 		return nil, err
 	}
 	from, to := pg.bounds(len(m.Versions))
-	resp := &ListKeyVersionsResponse{TotalCount: len(m.Versions), PageNumber: pg.number, PageSize: pg.size, RequestId: NewRequestID()}
+	resp := &ListKeyVersionsResponse{TotalCount: len(m.Versions), PageNumber: pg.number, PageSize: pg.size, RequestId: RequestID(ctx)}
 	resp.KeyVersions.KeyVersion = []KeyVersion{}
 	for _, v := range m.Versions[from:to] {
 		resp.KeyVersions.KeyVersion = append(resp.KeyVersions.KeyVersion, KeyVersion{KeyId: m.KeyId, KeyVersionId: v.KeyVersionId, CreationDate: fmtTime(v.CreationDate)})
@@ -338,11 +338,11 @@ func (s *Service) DescribeKeyVersion(ctx context.Context, req *DescribeKeyVersio
 	}
 	for _, v := range m.Versions {
 		if v.KeyVersionId == req.KeyVersionId {
-			return &DescribeKeyVersionResponse{KeyVersion: KeyVersion{KeyId: m.KeyId, KeyVersionId: v.KeyVersionId, CreationDate: fmtTime(v.CreationDate)}, RequestId: NewRequestID()}, nil
+			return &DescribeKeyVersionResponse{KeyVersion: KeyVersion{KeyId: m.KeyId, KeyVersionId: v.KeyVersionId, CreationDate: fmtTime(v.CreationDate)}, RequestId: RequestID(ctx)}, nil
 		}
 	}
 	if _, err := uuid.Parse(req.KeyVersionId); err != nil {
-		return nil, InvalidParam("KeyVersionId", "%q is not a version id (a UUID)", truncate(req.KeyVersionId, 64))
+		return nil, InvalidParam("KeyVersionId", "%q is not a version id (a UUID)", Clip(req.KeyVersionId, 64))
 	}
 	return nil, NewError(CodeKeyNotFound, "the key %s has no version %s", m.KeyId, req.KeyVersionId)
 }

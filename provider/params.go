@@ -60,7 +60,7 @@ func parseRotationInterval(s string) (int64, error) {
 	}
 	if m == nil || secs < MinRotationDays*86400 || secs > MaxRotationDays*86400 {
 		return 0, InvalidParam("RotationInterval", "%q: accepted an integer with a unit d, h, m or s, from %d to %d days (e.g. 30d, 168h, 10080m, 604800s)",
-			truncate(s, 32), MinRotationDays, MaxRotationDays)
+			Clip(s, 32), MinRotationDays, MaxRotationDays)
 	}
 	return secs, nil
 }
@@ -90,7 +90,7 @@ func dataKeyLength(keySpec string, numberOfBytes *int) (int, error) {
 	case "AES_128":
 		n = 16
 	default:
-		return 0, InvalidParam("KeySpec", "%q: accepted AES_256, AES_128", truncate(keySpec, 32))
+		return 0, InvalidParam("KeySpec", "%q: accepted AES_256, AES_128", Clip(keySpec, 32))
 	}
 	if numberOfBytes == nil {
 		return n, nil

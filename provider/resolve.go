@@ -18,7 +18,7 @@ var (
 // checkKeyID validates a bare key id.
 func checkKeyID(param, id string) error {
 	if !keyIDPattern.MatchString(id) {
-		return InvalidParam(param, "%q is not a key id: accepted a key id (letters, digits, - and _, up to 128), alias/<name>, or acs:kms:<region>:<account>:key/<id>", truncate(id, 64))
+		return InvalidParam(param, "%q is not a key id: accepted a key id (letters, digits, - and _, up to 128), alias/<name>, or acs:kms:<region>:<account>:key/<id>", Clip(id, 64))
 	}
 	return nil
 }
@@ -28,22 +28,34 @@ func checkKeyID(param, id string) error {
 func checkAliasName(param, name string) error {
 	switch {
 	case !strings.HasPrefix(name, "alias/"):
-		return InvalidParam(param, "%q must start with alias/", truncate(name, 64))
+		return InvalidParam(param, "%q must start with alias/", Clip(name, 64))
 	case len(name) > 255:
 		return InvalidParam(param, "%d characters: at most 255", len(name))
 	case !aliasPattern.MatchString(name):
-		return InvalidParam(param, "%q: after alias/ only letters, digits, _ - and / are accepted", truncate(name, 64))
+		return InvalidParam(param, "%q: after alias/ only letters, digits, _ - and / are accepted", Clip(name, 64))
 	case strings.HasPrefix(name, "alias/acs"):
 		return InvalidParam(param, "names starting with alias/acs are reserved")
 	}
 	return nil
 }
 
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
+// Clip is the one helper for client-supplied text that is logged, audited
+// or echoed in a message, by the core and by every wire dialect: at most n
+// bytes (then "…"), and anything but printable ASCII replaced by '?', so
+// that neither a log line nor a message can be forged or blown up.
+func Clip(s string, n int) string {
+	b := make([]byte, 0, min(len(s), n)+3)
+	for i := 0; i < len(s); i++ {
+		if len(b) >= n {
+			return string(b) + "…"
+		}
+		c := s[i]
+		if c < 0x20 || c > 0x7e {
+			c = '?'
+		}
+		b = append(b, c)
 	}
-	return s[:n] + "…"
+	return string(b)
 }
 
 // parseKeyRef splits a KeyId parameter into a key id or an alias name. An
@@ -76,7 +88,7 @@ func (s *Service) parseKeyRef(param, ref string) (keyID, alias string, err error
 func (s *Service) arnResource(param, arn string) (string, error) {
 	parts := strings.SplitN(arn, ":", 5)
 	if len(parts) != 5 {
-		return "", InvalidParam(param, "ARN %q: accepted acs:kms:<region>:<account>:key/<id> or acs:kms:<region>:<account>:alias/<name>", truncate(arn, 80))
+		return "", InvalidParam(param, "ARN %q: accepted acs:kms:<region>:<account>:key/<id> or acs:kms:<region>:<account>:alias/<name>", Clip(arn, 80))
 	}
 	region, account, res := parts[2], parts[3], parts[4]
 	code := CodeKeyNotFound
@@ -85,11 +97,11 @@ func (s *Service) arnResource(param, arn string) (string, error) {
 	case strings.HasPrefix(res, "alias/"):
 		code = CodeAliasNotFound
 	default:
-		return "", InvalidParam(param, "ARN %q names neither key/<id> nor alias/<name>", truncate(arn, 80))
+		return "", InvalidParam(param, "ARN %q names neither key/<id> nor alias/<name>", Clip(arn, 80))
 	}
 	if region != s.opt.Region || account != s.opt.Account {
 		return "", NewError(code, "%s: the ARN %s names region %q and account %q; this KMS serves region %s, account %s only",
-			param, truncate(arn, 160), truncate(region, 40), truncate(account, 40), s.opt.Region, s.opt.Account)
+			param, Clip(arn, 160), Clip(region, 40), Clip(account, 40), s.opt.Region, s.opt.Account)
 	}
 	return strings.TrimPrefix(res, "key/"), nil
 }
@@ -140,7 +152,15 @@ func usable(m *keyMeta) error {
 // ResolveKeyId returns the key id a KeyId parameter (id, alias or ARN)
 // names, for access policies. It fails as the operations would.
 func (s *Service) ResolveKeyId(ctx context.Context, ref string) (string, error) {
-	m, err := s.resolve(ctx, "KeyId", ref)
+	return s.ResolveKey(ctx, "KeyId", ref)
+}
+
+// ResolveKey returns the key id that a key reference (id, alias or ARN)
+// names; param is the parameter holding it, named in errors. The wire
+// pipeline resolves a request's key once with it and calls the operation
+// with the id, so that the key authorized is the key used.
+func (s *Service) ResolveKey(ctx context.Context, param, ref string) (string, error) {
+	m, err := s.resolve(ctx, param, ref)
 	if err != nil {
 		return "", err
 	}

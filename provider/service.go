@@ -107,5 +107,25 @@ func NewRequestID() string {
 	return u.String()
 }
 
+// requestIDKey is the context key of WithRequestID.
+type requestIDKey struct{}
+
+// WithRequestID returns ctx carrying the RequestId the wire pipeline made
+// for one request: the operations put it in their responses, so the
+// response body, its header and the audit record show one RequestId,
+// made once.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// RequestID returns the RequestId ctx carries (WithRequestID), or a fresh
+// one for in-process callers that set none.
+func RequestID(ctx context.Context) string {
+	if id, ok := ctx.Value(requestIDKey{}).(string); ok {
+		return id
+	}
+	return NewRequestID()
+}
+
 // Ready reports whether the token answers and is logged in.
 func (s *Service) Ready(ctx context.Context) error { return s.tok.Ping(ctx) }

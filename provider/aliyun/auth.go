@@ -64,21 +64,14 @@ func claimedAccessKeyId(r *http.Request, rr *rawRequest) string {
 	if alg, rest, ok := strings.Cut(auth, " "); ok && (alg == SchemeACS3 || alg == SchemeACS4) {
 		if p, err := parseAuthorization(rest); err == nil {
 			ak, _, _ := strings.Cut(p.Credential, "/")
-			return truncate(ak, 128)
+			return provider.Clip(ak, 128)
 		}
 		return ""
 	}
 	if rr != nil {
-		return truncate(rr.All["AccessKeyId"], 128)
+		return provider.Clip(rr.All["AccessKeyId"], 128)
 	}
 	return ""
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // verify authenticates r (whose body has been read into body and parsed
@@ -293,6 +286,50 @@ func (v *verifier) lookup(id string) (wire.AccessKey, error) {
 }
 
 // verifyACS checks an ACS3-HMAC-SHA256 or ACS4-HMAC-SHA256 Authorization.
+// acsCredential is an ACS3 Credential (the access key id) or an ACS4 one
+// (AccessKeyId/yyyymmdd/region/product/aliyun_v4_request).
+type acsCredential struct {
+	accessKeyID, date, region, product string
+}
+
+// parseACSCredential splits and checks the Credential of an alg request.
+func parseACSCredential(alg, credential string) (acsCredential, error) {
+	if alg != SchemeACS4 {
+		return acsCredential{accessKeyID: credential}, nil
+	}
+	scope := strings.Split(credential, "/")
+	if len(scope) != 5 || scope[4] != "aliyun_v4_request" || scope[0] == "" || scope[2] == "" || len(scope[1]) != 8 {
+		return acsCredential{}, incomplete("the ACS4 credential must be AccessKeyId/yyyymmdd/region/product/aliyun_v4_request")
+	}
+	if !strings.EqualFold(scope[3], "kms") {
+		return acsCredential{}, incomplete("the ACS4 credential scope names product %q, not Kms", provider.Clip(scope[3], 32))
+	}
+	return acsCredential{accessKeyID: scope[0], date: scope[1], region: scope[2], product: scope[3]}, nil
+}
+
+// acsSignature appends to dst the HMAC-SHA256 under signingKey of the
+// ACS3/ACS4 string to sign: the algorithm and the hex SHA-256 of the
+// canonical request. One buffer, no intermediate strings: this runs for
+// every request.
+func acsSignature(dst []byte, alg string, r *http.Request, rr *rawRequest, signed []string, signedHeaders, payload string, signingKey []byte) []byte {
+	buf := make([]byte, 0, 1024)
+	buf = append(buf, r.Method...)
+	buf = append(buf, "\n/\n"...)
+	buf = appendCanonicalQuery(buf, rr.Query, alg == SchemeACS4)
+	buf = append(buf, '\n')
+	buf = appendCanonicalHeaders(buf, r, signed)
+	buf = append(buf, '\n')
+	buf = append(buf, signedHeaders...) // = signed joined with ";"
+	buf = append(buf, '\n')
+	buf = append(buf, payload...)
+	creqSum := sha256.Sum256(buf)
+	sts := append(append(buf[:0], alg...), '\n')
+	sts = hex.AppendEncode(sts, creqSum[:])
+	m := hmac.New(sha256.New, signingKey)
+	m.Write(sts)
+	return m.Sum(dst)
+}
+
 func (v *verifier) verifyACS(alg, rest string, r *http.Request, rr *rawRequest, body []byte, now time.Time) (*authResult, error) {
 	parts, err := parseAuthorization(rest)
 	if err != nil {
@@ -302,17 +339,9 @@ func (v *verifier) verifyACS(alg, rest string, r *http.Request, rr *rawRequest, 
 	if err != nil {
 		return nil, err
 	}
-	ak := parts.Credential
-	var date, region, product string
-	if alg == SchemeACS4 {
-		scope := strings.Split(parts.Credential, "/")
-		if len(scope) != 5 || scope[4] != "aliyun_v4_request" || scope[0] == "" || scope[2] == "" || len(scope[1]) != 8 {
-			return nil, incomplete("the ACS4 credential must be AccessKeyId/yyyymmdd/region/product/aliyun_v4_request")
-		}
-		if !strings.EqualFold(scope[3], "kms") {
-			return nil, incomplete("the ACS4 credential scope names product %q, not Kms", truncate(scope[3], 32))
-		}
-		ak, date, region, product = scope[0], scope[1], scope[2], scope[3]
+	cred, err := parseACSCredential(alg, parts.Credential)
+	if err != nil {
+		return nil, err
 	}
 	var sig [sha256.Size]byte
 	if len(parts.Signature) != 2*sha256.Size || strings.ToLower(parts.Signature) != parts.Signature {
@@ -321,7 +350,7 @@ func (v *verifier) verifyACS(alg, rest string, r *http.Request, rr *rawRequest, 
 	if _, err := hex.Decode(sig[:], []byte(parts.Signature)); err != nil {
 		return nil, incomplete("the signature must be %d lower-case hex digits", 2*sha256.Size)
 	}
-	key, err := v.lookup(ak)
+	key, err := v.lookup(cred.accessKeyID)
 	if err != nil {
 		return nil, err
 	}
@@ -344,38 +373,21 @@ func (v *verifier) verifyACS(alg, rest string, r *http.Request, rr *rawRequest, 
 	if !strings.EqualFold(payload, string(bodyHex[:])) {
 		return nil, mismatch("x-acs-content-sha256 is not the SHA-256 of the body")
 	}
-	// The canonical request, hashed; then the string to sign, HMACed. One
-	// buffer, no intermediate strings: this runs for every request.
-	buf := make([]byte, 0, 1024)
-	buf = append(buf, r.Method...)
-	buf = append(buf, "\n/\n"...)
-	buf = appendCanonicalQuery(buf, rr.Query, alg == SchemeACS4)
-	buf = append(buf, '\n')
-	buf = appendCanonicalHeaders(buf, r, signed)
-	buf = append(buf, '\n')
-	buf = append(buf, parts.SignedHeaders...) // = signed joined with ";"
-	buf = append(buf, '\n')
-	buf = append(buf, payload...)
-	creqSum := sha256.Sum256(buf)
-	sts := append(append(buf[:0], alg...), '\n')
-	sts = hex.AppendEncode(sts, creqSum[:])
 	var signingKey []byte
 	if alg == SchemeACS4 {
-		signingKey = acs4SigningKey(key.AccessKeySecret, date, region, product)
+		signingKey = acs4SigningKey(key.AccessKeySecret, cred.date, cred.region, cred.product)
 	} else {
 		signingKey = []byte(key.AccessKeySecret)
 	}
-	m := hmac.New(sha256.New, signingKey)
-	m.Write(sts)
 	var mac [sha256.Size]byte
-	if !hmac.Equal(m.Sum(mac[:0]), sig[:]) {
+	if !hmac.Equal(acsSignature(mac[:0], alg, r, rr, signed, parts.SignedHeaders, payload, signingKey), sig[:]) {
 		return nil, mismatch("the request signature does not match the signature computed with the access key secret")
 	}
 	t, err := parseTimestamp(ts)
 	if err != nil {
 		return nil, err
 	}
-	if alg == SchemeACS4 && t.UTC().Format("20060102") != date {
+	if alg == SchemeACS4 && t.UTC().Format("20060102") != cred.date {
 		return nil, mismatch("the ACS4 credential date does not match x-acs-date")
 	}
 	if err := checkTime(t, now); err != nil {

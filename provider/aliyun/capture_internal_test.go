@@ -115,11 +115,12 @@ func verifyRaw(v *verifier, raw []byte, now time.Time, maxBody int64) (*authResu
 		return nil, err
 	}
 	h := &handler{cfg: Config{MaxBodyBytes: maxBody}}
-	body, err := h.readBody(r)
+	req := wire.NewRequest(r, h.cfg.MaxBodyBytes)
+	body, err := h.readBody(req)
 	if err != nil {
 		return nil, err
 	}
-	rr, err := parseRaw(r.URL.RawQuery, r.Header.Get("Content-Type"), body)
+	rr, err := parseRaw(req, body)
 	if err != nil {
 		return nil, err
 	}

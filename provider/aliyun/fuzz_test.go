@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"github.com/p11kms/p11kms/provider/wire"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -74,12 +75,13 @@ func FuzzVerify(f *testing.F) {
 		if err != nil {
 			return
 		}
-		body, err := h.readBody(r)
+		req := wire.NewRequest(r, h.cfg.MaxBodyBytes)
+		body, err := h.readBody(req)
 		if err != nil {
 			checkWireError(t, err)
 			return
 		}
-		rr, err := parseRaw(r.URL.RawQuery, r.Header.Get("Content-Type"), body)
+		rr, err := parseRaw(req, body)
 		if err != nil {
 			checkWireError(t, err)
 			return
@@ -121,8 +123,9 @@ func FuzzVerify(f *testing.F) {
 			return
 		}
 		if r2, err := ReadRawRequest(tampered); err == nil {
-			if body2, err := h.readBody(r2); err == nil {
-				if rr2, err := parseRaw(r2.URL.RawQuery, r2.Header.Get("Content-Type"), body2); err == nil {
+			req2 := wire.NewRequest(r2, h.cfg.MaxBodyBytes)
+			if body2, err := h.readBody(req2); err == nil {
+				if rr2, err := parseRaw(req2, body2); err == nil {
 					if _, err := v.verify(r2, rr2, body2, fuzzTime); err == nil {
 						t.Fatalf("a tampered signature verifies")
 					}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"reflect"
 	"strconv"
@@ -47,7 +46,10 @@ type handler struct {
 
 // New returns the Alibaba Cloud KMS API handler. It serves POST and GET on
 // "/". It panics if cfg.KMS or cfg.Keys is nil.
-func New(cfg Config) http.Handler {
+func New(cfg Config) http.Handler { return NewHandler(cfg) }
+
+// NewHandler is New, as the router drives it (wire.Handler).
+func NewHandler(cfg Config) wire.Handler {
 	if cfg.KMS == nil || cfg.Keys == nil {
 		panic("aliyun.New: Config.KMS and Config.Keys are required")
 	}
@@ -70,43 +72,53 @@ type errorBody struct {
 
 func newRequestID() string { return strings.ToUpper(provider.NewRequestID()) }
 
+// ServeHTTP serves one request (the handler on its own, without the router).
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	rec := wire.Record{Time: h.cfg.Now().UTC(), RequestId: newRequestID(), SourceAddr: r.RemoteAddr, API: "aliyun"}
-	resp, err := h.serve(r, &rec)
+	h.ServeRequest(w, wire.NewRequest(r, h.cfg.MaxBodyBytes))
+}
+
+// ServeRequest serves one request the router has wrapped, through the
+// pipeline's frame (wire.Serve).
+func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
+	wire.Serve(w, req, h, h.cfg.Observer)
+}
+
+// NewRecord starts a request's record, with its one RequestId (upper case,
+// as Alibaba's).
+func (h *handler) NewRecord(req *wire.Request) wire.Record {
+	return wire.Record{Time: h.cfg.Now().UTC(), RequestId: newRequestID(), SourceAddr: req.HTTP.RemoteAddr, API: "aliyun"}
+}
+
+// Write answers with the response as JSON, or with err as Alibaba's
+// error body and HTTP status.
+func (h *handler) Write(w http.ResponseWriter, req *wire.Request, rec *wire.Record, resp any, err error) {
 	if err == nil {
 		var b []byte
 		if b, err = json.Marshal(resp); err == nil {
 			rec.HTTPStatus = http.StatusOK
 			writeJSON(w, http.StatusOK, rec.RequestId, b)
-		} else {
-			err = provider.Internal("encoding the response", err)
+			return
 		}
+		err = provider.Internal("encoding the response", err)
 	}
-	if err != nil {
-		e := provider.AsError(err)
-		status := e.HTTPStatus
-		if status < 400 || status > 599 {
-			status = http.StatusInternalServerError
-		}
-		if e.Code == CodeUnsupportedMethod {
-			w.Header().Set("Allow", "GET, POST")
-		}
-		host := truncate(r.Host, 255)
-		if host == "" {
-			host = "p11kms"
-		}
-		b, _ := json.Marshal(errorBody{RequestId: rec.RequestId, HostId: host, Code: e.Code, Message: e.Message})
-		rec.Code, rec.HTTPStatus = e.Code, status
-		if e.Code == provider.CodeInternalFailure {
-			rec.Err = err
-		}
-		writeJSON(w, status, rec.RequestId, b)
+	e := provider.AsError(err)
+	status := e.HTTPStatus
+	if status < 400 || status > 599 {
+		status = http.StatusInternalServerError
 	}
-	rec.Latency = time.Since(start)
-	if h.cfg.Observer != nil {
-		h.cfg.Observer.Observe(rec)
+	if e.Code == CodeUnsupportedMethod {
+		w.Header().Set("Allow", "GET, POST")
 	}
+	host := provider.Clip(req.HTTP.Host, 255)
+	if host == "" {
+		host = "p11kms"
+	}
+	b, _ := json.Marshal(errorBody{RequestId: rec.RequestId, HostId: host, Code: e.Code, Message: e.Message})
+	rec.Code, rec.HTTPStatus = e.Code, status
+	if e.Code == provider.CodeInternalFailure {
+		rec.Err = err
+	}
+	writeJSON(w, status, rec.RequestId, b)
 }
 
 func writeJSON(w http.ResponseWriter, status int, requestID string, b []byte) {
@@ -118,45 +130,34 @@ func writeJSON(w http.ResponseWriter, status int, requestID string, b []byte) {
 	w.Write(b)
 }
 
-// readBody reads the body, refusing a request (query and body together)
-// larger than the limit.
-func (h *handler) readBody(r *http.Request) ([]byte, error) {
-	max := h.cfg.MaxBodyBytes
-	tooLarge := func() error {
-		return apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge,
-			"the request (query string and body) exceeds %d bytes", max)
-	}
-	left := max - int64(len(r.URL.RawQuery))
-	if left < 0 || r.ContentLength > left {
-		return nil, tooLarge()
-	}
-	if r.Body == nil {
-		return nil, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, left+1))
-	if err != nil {
+// readBody reads the body once, refusing a request (query and body
+// together) larger than the limit.
+func (h *handler) readBody(req *wire.Request) ([]byte, error) {
+	b, err := req.Body()
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
+		return nil, apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge,
+			"the request (query string and body) exceeds %d bytes", req.Max)
+	case err != nil:
 		return nil, provider.InvalidParam("body", "the request body could not be read")
-	}
-	if int64(len(b)) > left {
-		return nil, tooLarge()
 	}
 	return b, nil
 }
 
-// serve runs one request up to the provider's response.
-func (h *handler) serve(r *http.Request, rec *wire.Record) (resp any, err error) {
-	defer wire.RecoverRequest(&err)
+// Run runs one request up to the provider's response (wire.Dialect).
+func (h *handler) Run(req *wire.Request, rec *wire.Record) (resp any, err error) {
+	r := req.HTTP
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		return nil, apiError(http.StatusMethodNotAllowed, CodeUnsupportedMethod, "the Alibaba Cloud KMS API takes POST or GET")
 	}
 	if r.URL.Path != "/" {
 		return nil, apiError(http.StatusNotFound, CodeActionNotFound, "the Alibaba Cloud KMS API is served at /")
 	}
-	body, err := h.readBody(r)
+	body, err := h.readBody(req)
 	if err != nil {
 		return nil, err
 	}
-	rr, err := parseRaw(r.URL.RawQuery, r.Header.Get("Content-Type"), body)
+	rr, err := parseRaw(req, body)
 	if err != nil {
 		return nil, err
 	}
@@ -180,25 +181,26 @@ func (h *handler) serve(r *http.Request, rec *wire.Record) (resp any, err error)
 	if !known {
 		return nil, apiError(http.StatusNotFound, CodeActionNotFound, "the action %s is not a KMS action p11kms serves", quoteName(a.Action))
 	}
-	req, err := decodeParams(spec, a.Params)
+	preq, err := decodeParams(spec, a.Params)
 	if err != nil {
 		return nil, err
 	}
-	if spec.action.KeyParam != "" {
-		rec.KeyId = reflect.ValueOf(req).Elem().FieldByName(spec.action.KeyParam).String()
+	if spec.action.Touches != nil {
+		if ref := spec.action.Touches(preq).Key; ref != nil {
+			rec.KeyId = *ref
+		}
 	}
-	ctx := r.Context()
-	if err := wire.Authorize(ctx, h.cfg.KMS, a.AccessKey, spec.action, req); err != nil {
+	ctx := provider.WithRequestID(r.Context(), rec.RequestId)
+	if err := wire.Authorize(ctx, h.cfg.KMS, a.AccessKey, spec.action, preq); err != nil {
 		return nil, err
 	}
-	resp, err = spec.action.Call(ctx, h.cfg.KMS, req)
+	resp, err = spec.action.Call(ctx, h.cfg.KMS, preq)
 	if err != nil {
 		return nil, err
 	}
 	if resp == nil || reflect.ValueOf(resp).IsNil() {
 		return nil, provider.Internal(a.Action, errors.New("the provider returned no response"))
 	}
-	setRequestID(resp, rec.RequestId)
 	if id, ver := responseKeyIds(resp); id != "" {
 		rec.KeyId, rec.KeyVersionId = id, ver
 	}
@@ -211,18 +213,6 @@ func (h *handler) serve(r *http.Request, rec *wire.Record) (resp any, err error)
 func nonceKey(accessKeyID, nonce string) string {
 	h := sha256.Sum256([]byte(accessKeyID + "\x00" + nonce))
 	return string(h[:16])
-}
-
-// setRequestID puts the handler's RequestId into the provider's response,
-// so the body, the header and the record agree.
-func setRequestID(resp any, id string) {
-	v := reflect.ValueOf(resp)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return
-	}
-	if f := v.Elem().FieldByName("RequestId"); f.IsValid() && f.Kind() == reflect.String && f.CanSet() {
-		f.SetString(id)
-	}
 }
 
 // responseKeyIds finds KeyId and KeyVersionId in a response, at the top

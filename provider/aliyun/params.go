@@ -3,7 +3,6 @@ package aliyun
 import (
 	"encoding/json"
 	"fmt"
-	"mime"
 	"net/url"
 	"reflect"
 	"slices"
@@ -43,11 +42,11 @@ func quoteName(s string) string {
 	return strconv.Quote(s)
 }
 
-// parseFlat parses a URL-encoded parameter list; a name given twice is an
-// InvalidParameter error.
-func parseFlat(where, s string) (map[string]string, error) {
-	v, err := url.ParseQuery(s)
-	if err != nil {
+// flatParams checks a parsed URL-encoded parameter list (where: "query
+// string" or "body"): a list that did not parse, or a name given twice, is
+// an InvalidParameter error.
+func flatParams(where string, v url.Values, parseErr error) (map[string]string, error) {
+	if parseErr != nil {
 		return nil, provider.InvalidParam(where, "not a valid URL-encoded parameter list")
 	}
 	m := make(map[string]string, len(v))
@@ -62,21 +61,22 @@ func parseFlat(where, s string) (map[string]string, error) {
 	return m, nil
 }
 
-// parseRaw reads the parameters of a request whose body has been read.
-// Only an empty body or a form body (application/x-www-form-urlencoded) is
-// accepted.
-func parseRaw(rawQuery, contentType string, body []byte) (*rawRequest, error) {
-	q, err := parseFlat("query string", rawQuery)
+// parseRaw reads the parameters of a request whose body has been read,
+// from the pipeline's one parse of the query and the form. Only an empty
+// body or a form body (application/x-www-form-urlencoded) is accepted.
+func parseRaw(req *wire.Request, body []byte) (*rawRequest, error) {
+	qv, perr := req.Query()
+	q, err := flatParams("query string", qv, perr)
 	if err != nil {
 		return nil, err
 	}
 	rr := &rawRequest{Query: q, Form: map[string]string{}}
 	if len(body) > 0 {
-		mt, _, err := mime.ParseMediaType(contentType)
-		if err != nil || mt != "application/x-www-form-urlencoded" {
+		if !req.IsForm() {
 			return nil, provider.InvalidParam("Content-Type", "a request body must be application/x-www-form-urlencoded")
 		}
-		if rr.Form, err = parseFlat("body", string(body)); err != nil {
+		fv, perr := req.Form()
+		if rr.Form, err = flatParams("body", fv, perr); err != nil {
 			return nil, err
 		}
 	}

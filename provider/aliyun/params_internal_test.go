@@ -1,6 +1,7 @@
 package aliyun
 
 import (
+	"net/http/httptest"
 	"net/url"
 	"reflect"
 	"slices"
@@ -179,7 +180,7 @@ func FuzzPercentEncode(f *testing.F) {
 }
 
 func TestParseRaw(t *testing.T) {
-	rr, err := parseRaw("A=1&B=two+words", "application/x-www-form-urlencoded; charset=utf-8", []byte("C=3"))
+	rr, err := parseRawText("A=1&B=two+words", "application/x-www-form-urlencoded; charset=utf-8", "C=3")
 	if err != nil || rr.All["A"] != "1" || rr.All["B"] != "two words" || rr.All["C"] != "3" || len(rr.Query) != 2 || len(rr.Form) != 1 {
 		t.Fatalf("%+v %v", rr, err)
 	}
@@ -191,8 +192,21 @@ func TestParseRaw(t *testing.T) {
 		{"", "application/json", "{}"},
 		{"", "", "A=1"},
 	} {
-		if _, err := parseRaw(c.q, c.ct, []byte(c.body)); provider.ErrorCode(err) != provider.CodeInvalidParameter {
+		if _, err := parseRawText(c.q, c.ct, c.body); provider.ErrorCode(err) != provider.CodeInvalidParameter {
 			t.Errorf("%q %q %q: %v", c.q, c.ct, c.body, err)
 		}
 	}
+}
+
+// parseRawText runs parseRaw on a request with this query string,
+// Content-Type and body, read as the pipeline reads it.
+func parseRawText(query, contentType, body string) (*rawRequest, error) {
+	r := httptest.NewRequest("POST", "/?"+query, strings.NewReader(body))
+	r.Header.Set("Content-Type", contentType)
+	req := wire.NewRequest(r, DefaultMaxBodyBytes)
+	b, err := req.Body()
+	if err != nil {
+		return nil, err
+	}
+	return parseRaw(req, b)
 }

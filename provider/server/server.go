@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -83,8 +82,8 @@ func New(cfg Config) *Server {
 	if cfg.Rate > 0 {
 		lim = newKeyLimiter(cfg.Rate, cfg.Burst)
 	}
-	ali := aliyun.New(aliyun.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
-	tc := tencent.New(tencent.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
+	ali := aliyun.NewHandler(aliyun.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
+	tc := tencent.NewHandler(tencent.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -105,7 +104,7 @@ func New(cfg Config) *Server {
 	if cfg.HLSKeys != nil {
 		mux.Handle("GET /hls/key", cfg.HLSKeys)
 	}
-	mux.Handle("/", Route(ali, tc))
+	mux.Handle("/", Route(cfg.MaxBodyBytes, ali, tc))
 	return &Server{mux: mux, metrics: m}
 }
 
@@ -118,32 +117,52 @@ func (s *Server) Metrics() *Metrics { return s.metrics }
 // Route sends each request to the API its SDK speaks (docs/WIRE.md): an
 // X-TC-Action header or a TC3 Authorization → Tencent; a SecretId parameter
 // → Tencent v1; everything else (ACS3/ACS4 Authorization, RPC signatures)
-// → Alibaba.
-func Route(alibaba, tencent http.Handler) http.Handler {
+// → Alibaba. The request is wrapped once (wire.Request, bounded by
+// maxBody): what the router reads or parses to decide — only a v1 form
+// body needs it — the dialect does not read or parse again.
+func Route(maxBody int64, alibaba, tencent wire.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if IsTencent(r) {
-			tencent.ServeHTTP(w, r)
+		req := wire.NewRequest(r, maxBody)
+		if routesToTencent(req) {
+			tencent.ServeRequest(w, req)
 			return
 		}
-		alibaba.ServeHTTP(w, r)
+		alibaba.ServeRequest(w, req)
 	})
 }
 
-// IsTencent reports whether r is a Tencent Cloud API request.
-func IsTencent(r *http.Request) bool {
+// routesToTencent reports whether req is a Tencent Cloud API request:
+// from the headers, else from the query string, else (a form POST) from
+// the form body, each parsed once for the dialect too.
+func routesToTencent(req *wire.Request) bool {
+	r := req.HTTP
 	if r.Header.Get("X-TC-Action") != "" || strings.HasPrefix(r.Header.Get("Authorization"), "TC3-") {
 		return true
 	}
-	// Parsing the query costs a map per request: only when it may hold
-	// SecretId (literally, or with its name percent-encoded).
-	if q := r.URL.RawQuery; (strings.Contains(q, "SecretId") || strings.Contains(q, "%")) && r.URL.Query().Has("SecretId") {
+	if q, err := req.Query(); err == nil && q.Has("SecretId") {
 		return true
 	}
-	if r.Method == http.MethodPost && strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
-		// v1 POST puts SecretId in the form body; peek without consuming it.
-		return formHasSecretId(r)
+	if r.Method == http.MethodPost && req.IsForm() {
+		f, err := req.Form()
+		return err == nil && f.Has("SecretId")
 	}
 	return false
+}
+
+// isTencentMaxBody bounds the body IsTencent reads.
+const isTencentMaxBody = 1 << 20
+
+// IsTencent reports whether r is a Tencent Cloud API request, for callers
+// outside the router: a form body it reads (at most 1 MiB) is left
+// readable (a larger one is not put back). The router itself uses the
+// request it wraps, read once.
+func IsTencent(r *http.Request) bool {
+	req := wire.NewRequest(r, isTencentMaxBody)
+	tencent := routesToTencent(req)
+	if b, err := req.Body(); err == nil && r.Body != nil {
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	return tencent
 }
 
 // failureLog logs the cause of every InternalFailure.
@@ -195,22 +214,4 @@ func (k *keyLimiter) Allow(id string) bool {
 	}
 	k.mu.Unlock()
 	return l.Allow()
-}
-
-// formHasSecretId reports whether a form-encoded body carries SecretId,
-// leaving the body readable for the handler.
-func formHasSecretId(r *http.Request) bool {
-	if r.Body == nil {
-		return false
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
-	r.Body = struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(b), r.Body), r.Body}
-	if err != nil {
-		return false
-	}
-	v, err := url.ParseQuery(string(b))
-	return err == nil && v.Has("SecretId")
 }

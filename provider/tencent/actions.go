@@ -2,10 +2,6 @@ package tencent
 
 import (
 	"context"
-	"crypto"
-	"crypto/rand"
-	"encoding/base64"
-	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -42,10 +38,8 @@ const (
 var (
 	// aliasPattern is Tencent's alias: 1–60 letters, digits, - and _,
 	// starting with a letter or digit.
-	aliasPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$`)
-	// encryptionAlgorithms are Tencent's EncryptionAlgorithm values.
-	encryptionAlgorithms = []string{"SM2", "SM2_C1C3C2_ASN1", "RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"}
-	asymmetricUsages     = []string{"ASYMMETRIC_DECRYPT_RSA_2048", "ASYMMETRIC_DECRYPT_SM2", "ASYMMETRIC_SIGN_VERIFY_SM2",
+	aliasPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,59}$`)
+	asymmetricUsages = []string{"ASYMMETRIC_DECRYPT_RSA_2048", "ASYMMETRIC_DECRYPT_SM2", "ASYMMETRIC_SIGN_VERIFY_SM2",
 		"ASYMMETRIC_SIGN_VERIFY_RSA_2048", "ASYMMETRIC_SIGN_VERIFY_ECC"}
 )
 
@@ -55,17 +49,23 @@ type call struct {
 	h   *handler
 	key wire.AccessKey
 	rec *wire.Record
+	// action is the Tencent action name, from the table: what policies name.
+	action string
 }
 
-// authorize checks the access key's policy for the Tencent action name,
-// with req a provider request struct naming the keys touched.
-func (c *call) authorize(action, keyParam, blobParam string, req any) error {
-	return wire.Authorize(c.ctx, c.h.kms, c.key, wire.Action{Name: action, KeyParam: keyParam, BlobParam: blobParam}, req)
+// authorize checks the access key's policy for the call's action and what
+// the request touches; a key reference in t.Key is replaced by the key id
+// checked (wire.AuthorizeTouched), which the action then uses.
+func (c *call) authorize(t wire.Touched) error {
+	return wire.AuthorizeTouched(c.ctx, c.h.kms, c.key, c.action, t)
 }
+
+// keyParam is the Touched of a request whose KeyId names its key.
+func keyParam(ref *string) wire.Touched { return wire.Touched{KeyParam: "KeyId", Key: ref} }
 
 // setKey records the key a request used.
 func (c *call) setKey(keyID, versionID string) {
-	c.rec.KeyId, c.rec.KeyVersionId = clip(keyID, 128), clip(versionID, 64)
+	c.rec.KeyId, c.rec.KeyVersionId = provider.Clip(keyID, 128), provider.Clip(versionID, 64)
 }
 
 // action is one implemented Tencent action.
@@ -78,29 +78,46 @@ func op[Req any](run func(c *call, req *Req) (any, error)) action {
 	return action{newReq: func() any { return new(Req) }, run: func(c *call, req any) (any, error) { return run(c, req.(*Req)) }}
 }
 
+// onKey is the row of an action whose only parameter is KeyId: the
+// parameter is required and authorized (resolved once) here, and run gets
+// the key reference to use.
+func onKey(run func(c *call, ref string) (any, error)) action {
+	return op(func(c *call, req *keyIDRequest) (any, error) {
+		if err := required("KeyId", req.KeyId); err != nil {
+			return nil, err
+		}
+		if err := c.authorize(keyParam(&req.KeyId)); err != nil {
+			return nil, err
+		}
+		return run(c, req.KeyId)
+	})
+}
+
 // actions are the implemented actions, by Tencent name. Policies name
 // these actions.
 var actions = map[string]action{
 	"CreateKey":            op(createKey),
-	"DescribeKey":          op(describeKey),
+	"DescribeKey":          onKey(describeKey),
 	"DescribeKeys":         op(describeKeys),
 	"ListKeys":             op(listKeys),
-	"EnableKey":            op(enableKey),
-	"DisableKey":           op(disableKey),
-	"EnableKeys":           op(enableKeys),
-	"DisableKeys":          op(disableKeys),
+	"EnableKey":            onKey(func(c *call, ref string) (any, error) { return setState(c, true, ref) }),
+	"DisableKey":           onKey(func(c *call, ref string) (any, error) { return setState(c, false, ref) }),
+	"EnableKeys":           op(func(c *call, req *keyIDsRequest) (any, error) { return batchState(c, true, req) }),
+	"DisableKeys":          op(func(c *call, req *keyIDsRequest) (any, error) { return batchState(c, false, req) }),
 	"ScheduleKeyDeletion":  op(scheduleKeyDeletion),
-	"CancelKeyDeletion":    op(cancelKeyDeletion),
+	"CancelKeyDeletion":    onKey(cancelKeyDeletion),
 	"UpdateAlias":          op(updateAlias),
-	"GetKeyRotationStatus": op(getKeyRotationStatus),
+	"GetKeyRotationStatus": onKey(getKeyRotationStatus),
 	"EnableKeyRotation":    op(enableKeyRotation),
-	"DisableKeyRotation":   op(disableKeyRotation),
-	"GenerateDataKey":      op(generateDataKey),
-	"Encrypt":              op(encrypt),
-	"Decrypt":              op(decrypt),
-	"ReEncrypt":            op(reEncrypt),
-	"GenerateRandom":       op(generateRandom),
-	"GetServiceStatus":     op(getServiceStatus),
+	"DisableKeyRotation": onKey(func(c *call, ref string) (any, error) {
+		return rotation(c, &provider.UpdateRotationPolicyRequest{KeyId: ref})
+	}),
+	"GenerateDataKey":  op(generateDataKey),
+	"Encrypt":          op(encrypt),
+	"Decrypt":          op(decrypt),
+	"ReEncrypt":        op(reEncrypt),
+	"GenerateRandom":   op(generateRandom),
+	"GetServiceStatus": op(getServiceStatus),
 }
 
 // knownActions are the other actions of KMS 2019-01-18 (from the SDK's
@@ -119,162 +136,6 @@ func init() {
 	}
 }
 
-// ---- request and response shapes (field names are the wire names) ----
-
-type tagParam struct {
-	TagKey   string
-	TagValue string
-}
-
-type createKeyRequest struct {
-	Alias        string
-	Description  string
-	KeyUsage     string
-	Type         *uint64
-	Tags         []tagParam
-	HsmClusterId string
-}
-
-type createKeyResponse struct {
-	KeyId        string
-	Alias        string
-	CreateTime   uint64
-	Description  string
-	KeyState     string
-	KeyUsage     string
-	TagCode      uint64
-	TagMsg       string
-	HsmClusterId string
-}
-
-type keyIDRequest struct{ KeyId string }
-type keyIDsRequest struct{ KeyIds []string }
-type emptyRequest struct{}
-type emptyResponse struct{}
-
-type keyMetadata struct {
-	KeyId              string
-	Alias              string
-	CreateTime         uint64
-	Description        string
-	KeyState           string
-	KeyUsage           string
-	Type               int64
-	CreatorUin         uint64
-	KeyRotationEnabled bool
-	Owner              string
-	NextRotateTime     uint64
-	DeletionDate       uint64
-	Origin             string
-	ValidTo            uint64
-	ResourceId         string
-	HsmClusterId       string
-}
-
-type describeKeyResponse struct{ KeyMetadata keyMetadata }
-type describeKeysResponse struct{ KeyMetadatas []keyMetadata }
-
-type listKeysRequest struct {
-	Offset       *uint64
-	Limit        *uint64
-	Role         *uint64
-	HsmClusterId string
-}
-
-type keyRef struct{ KeyId string }
-
-type listKeysResponse struct {
-	Keys       []keyRef
-	TotalCount uint64
-}
-
-type scheduleKeyDeletionRequest struct {
-	KeyId               string
-	PendingWindowInDays *uint64
-}
-
-type scheduleKeyDeletionResponse struct {
-	DeletionDate uint64
-	KeyId        string
-}
-
-type keyIDResponse struct{ KeyId string }
-
-type updateAliasRequest struct {
-	Alias string
-	KeyId string
-}
-
-type rotationStatusResponse struct{ KeyRotationEnabled bool }
-
-type enableKeyRotationRequest struct {
-	KeyId      string
-	RotateDays *uint64
-}
-
-type generateDataKeyRequest struct {
-	KeyId               string
-	KeySpec             string
-	NumberOfBytes       *uint64
-	EncryptionContext   string
-	EncryptionPublicKey string
-	EncryptionAlgorithm string
-}
-
-type generateDataKeyResponse struct {
-	KeyId          string
-	Plaintext      string
-	CiphertextBlob string
-}
-
-type encryptRequest struct {
-	KeyId             string
-	Plaintext         string
-	EncryptionContext string
-}
-
-type encryptResponse struct {
-	CiphertextBlob string
-	KeyId          string
-}
-
-type decryptRequest struct {
-	CiphertextBlob      string
-	EncryptionContext   string
-	EncryptionPublicKey string
-	EncryptionAlgorithm string
-}
-
-type decryptResponse struct {
-	KeyId     string
-	Plaintext string
-}
-
-type reEncryptRequest struct {
-	CiphertextBlob               string
-	DestinationKeyId             string
-	SourceEncryptionContext      string
-	DestinationEncryptionContext string
-}
-
-type reEncryptResponse struct {
-	CiphertextBlob string
-	KeyId          string
-	SourceKeyId    string
-	ReEncrypted    bool
-}
-
-type generateRandomRequest struct{ NumberOfBytes *uint64 }
-type generateRandomResponse struct{ Plaintext string }
-
-type serviceStatusResponse struct {
-	ServiceEnabled      bool
-	InvalidType         int64
-	UserLevel           uint64
-	ExclusiveVSMEnabled bool
-	ExclusiveHSMEnabled bool
-}
-
 // ---- helpers ----
 
 func required(name, v string) error {
@@ -290,10 +151,10 @@ func checkAlias(a string) error {
 		return err
 	}
 	if !aliasPattern.MatchString(a) {
-		return errorf(CodeInvalidAlias, "Alias %q: accepted 1 to 60 letters, digits, - and _, starting with a letter or digit", clip(a, 64))
+		return errorf(CodeInvalidAlias, "Alias %q: accepted 1 to 60 letters, digits, - and _, starting with a letter or digit", provider.Clip(a, 64))
 	}
 	if strings.HasPrefix(strings.ToLower(a), "kms-") || strings.HasPrefix(a, "acs") {
-		return errorf(CodeInvalidAlias, "Alias %q: names starting with kms- (cloud products) or acs (Alibaba) are reserved", clip(a, 64))
+		return errorf(CodeInvalidAlias, "Alias %q: names starting with kms- (cloud products) or acs (Alibaba) are reserved", provider.Clip(a, 64))
 	}
 	return nil
 }
@@ -377,7 +238,7 @@ func createKey(c *call, req *createKeyRequest) (any, error) {
 	case slices.Contains(asymmetricUsages, req.KeyUsage):
 		return nil, errorf(CodeUnsupportedOperation, "KeyUsage %s: p11kms makes only ENCRYPT_DECRYPT keys", req.KeyUsage)
 	default:
-		return nil, errorf(CodeInvalidKeyUsage, "KeyUsage %q: accepted ENCRYPT_DECRYPT", clip(req.KeyUsage, 40))
+		return nil, errorf(CodeInvalidKeyUsage, "KeyUsage %q: accepted ENCRYPT_DECRYPT", provider.Clip(req.KeyUsage, 40))
 	}
 	if req.Type != nil {
 		switch *req.Type {
@@ -400,17 +261,14 @@ func createKey(c *call, req *createKeyRequest) (any, error) {
 			return nil, errorf(CodeMissingParameter, "the parameter Tags.%d.TagKey is required", i)
 		}
 		if tagKeys[t.TagKey] {
-			return nil, errorf(CodeTagKeysDuplicated, "the tag key %q appears more than once", clip(t.TagKey, 64))
+			return nil, errorf(CodeTagKeysDuplicated, "the tag key %q appears more than once", provider.Clip(t.TagKey, 64))
 		}
 		tagKeys[t.TagKey] = true
 	}
 	preq := &provider.CreateKeyRequest{Description: req.Description}
-	if err := c.authorize("CreateKey", "", "", preq); err != nil {
-		return nil, err
-	}
 	alias := aliasName(req.Alias)
-	if !c.key.Policy.AllowsKey(alias) {
-		return nil, provider.NewError(provider.CodeNoPermission, "the access key %s may not use alias %s", c.key.AccessKeyId, req.Alias)
+	if err := c.authorize(wire.Touched{Alias: alias}); err != nil {
+		return nil, err
 	}
 	if _, err := c.resolve(alias); err == nil {
 		return nil, provider.NewError(provider.CodeAliasExists, "the alias %s already exists", req.Alias)
@@ -435,14 +293,8 @@ func createKey(c *call, req *createKeyRequest) (any, error) {
 	return resp, nil
 }
 
-func describeKey(c *call, req *keyIDRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
-		return nil, err
-	}
-	if err := c.authorize("DescribeKey", "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
-		return nil, err
-	}
-	md, err := c.describe(req.KeyId)
+func describeKey(c *call, ref string) (any, error) {
+	md, err := c.describe(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -473,7 +325,7 @@ func describeKeys(c *call, req *keyIDsRequest) (any, error) {
 	}
 	resp := &describeKeysResponse{KeyMetadatas: []keyMetadata{}}
 	for _, id := range req.KeyIds {
-		err := c.authorize("DescribeKeys", "KeyId", "", &provider.KeyIdRequest{KeyId: id})
+		err := c.authorize(keyParam(&id))
 		var md keyMetadata
 		if err == nil {
 			md, err = c.describe(id)
@@ -509,7 +361,7 @@ func listKeys(c *call, req *listKeysRequest) (any, error) {
 	if req.HsmClusterId != "" {
 		return nil, errorf(CodeInvalidHsmClusterId, "HsmClusterId: p11kms has no HSM clusters; leave it empty")
 	}
-	if err := c.authorize("ListKeys", "", "", &provider.ListKeysRequest{}); err != nil {
+	if err := c.authorize(wire.Touched{}); err != nil {
 		return nil, err
 	}
 	resp := &listKeysResponse{Keys: []keyRef{}}
@@ -533,59 +385,39 @@ func listKeys(c *call, req *listKeysRequest) (any, error) {
 	}
 }
 
-// setState runs EnableKey or DisableKey on one key.
-func setState(c *call, action, ref string) error {
+// setState enables or disables one key (authorized by the caller).
+func setState(c *call, enable bool, ref string) (any, error) {
+	c.setKey(ref, "")
 	preq := &provider.KeyIdRequest{KeyId: ref}
 	var err error
-	if action == "EnableKey" {
+	if enable {
 		_, err = c.h.kms.EnableKey(c.ctx, preq)
 	} else {
 		_, err = c.h.kms.DisableKey(c.ctx, preq)
 	}
-	return err
-}
-
-func enableKey(c *call, req *keyIDRequest) (any, error)  { return oneState(c, "EnableKey", req) }
-func disableKey(c *call, req *keyIDRequest) (any, error) { return oneState(c, "DisableKey", req) }
-
-func oneState(c *call, action string, req *keyIDRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
-		return nil, err
-	}
-	if err := c.authorize(action, "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
-		return nil, err
-	}
-	c.setKey(req.KeyId, "")
-	if err := setState(c, action, req.KeyId); err != nil {
+	if err != nil {
 		return nil, err
 	}
 	return &emptyResponse{}, nil
 }
 
-func enableKeys(c *call, req *keyIDsRequest) (any, error) {
-	return batchState(c, "EnableKeys", "EnableKey", req)
-}
-func disableKeys(c *call, req *keyIDsRequest) (any, error) {
-	return batchState(c, "DisableKeys", "DisableKey", req)
-}
-
 // batchState authorizes every key first, then changes them in order; the
 // first failure stops the batch (earlier keys stay changed).
-func batchState(c *call, action, single string, req *keyIDsRequest) (any, error) {
+func batchState(c *call, enable bool, req *keyIDsRequest) (any, error) {
 	if err := checkBatch(req.KeyIds); err != nil {
 		return nil, err
 	}
-	for _, id := range req.KeyIds {
-		if err := c.authorize(action, "KeyId", "", &provider.KeyIdRequest{KeyId: id}); err != nil {
+	for i := range req.KeyIds {
+		if err := c.authorize(keyParam(&req.KeyIds[i])); err != nil {
 			return nil, err
 		}
 	}
 	for _, id := range req.KeyIds {
-		if err := setState(c, single, id); err != nil {
-			c.setKey(id, "")
+		if _, err := setState(c, enable, id); err != nil {
 			return nil, err
 		}
 	}
+	c.setKey("", "")
 	return &emptyResponse{}, nil
 }
 
@@ -603,10 +435,10 @@ func scheduleKeyDeletion(c *call, req *scheduleKeyDeletionRequest) (any, error) 
 		return nil, errorf(CodeInvalidPendingWindow, "PendingWindowInDays %d: accepted %d to %d", days, minPendingDays, maxPendingDays)
 	}
 	preq := &provider.ScheduleKeyDeletionRequest{KeyId: req.KeyId, PendingWindowInDays: int(days)}
-	if err := c.authorize("ScheduleKeyDeletion", "KeyId", "", preq); err != nil {
+	if err := c.authorize(keyParam(&preq.KeyId)); err != nil {
 		return nil, err
 	}
-	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: req.KeyId})
+	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: preq.KeyId})
 	if err != nil {
 		return nil, err
 	}
@@ -627,14 +459,8 @@ func scheduleKeyDeletion(c *call, req *scheduleKeyDeletionRequest) (any, error) 
 }
 
 // cancelKeyDeletion follows Tencent: the key comes back Disabled.
-func cancelKeyDeletion(c *call, req *keyIDRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
-		return nil, err
-	}
-	if err := c.authorize("CancelKeyDeletion", "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
-		return nil, err
-	}
-	id, err := c.resolve(req.KeyId)
+func cancelKeyDeletion(c *call, ref string) (any, error) {
+	id, err := c.resolve(ref)
 	if err != nil {
 		return nil, err
 	}
@@ -658,7 +484,7 @@ func updateAlias(c *call, req *updateAliasRequest) (any, error) {
 		return nil, err
 	}
 	alias := aliasName(req.Alias)
-	if err := c.authorize("UpdateAlias", "KeyId", "", &provider.AliasRequest{AliasName: alias, KeyId: req.KeyId}); err != nil {
+	if err := c.authorize(wire.Touched{KeyParam: "KeyId", Key: &req.KeyId, Alias: alias}); err != nil {
 		return nil, err
 	}
 	id, err := c.resolve(req.KeyId)
@@ -674,31 +500,33 @@ func updateAlias(c *call, req *updateAliasRequest) (any, error) {
 	case !isCode(err, provider.CodeAliasNotFound):
 		return nil, err
 	}
-	if _, err := c.h.kms.CreateAlias(c.ctx, &provider.AliasRequest{AliasName: alias, KeyId: id}); err != nil {
-		return nil, err
-	}
 	old, err := c.h.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: id, PageSize: new(100)})
 	if err != nil {
 		return nil, err
 	}
+	var replaced []string
 	for _, a := range old.Aliases.Alias {
 		if n := strings.TrimPrefix(a.AliasName, "alias/"); a.AliasName != alias && aliasPattern.MatchString(n) {
-			if _, err := c.h.kms.DeleteAlias(c.ctx, &provider.DeleteAliasRequest{AliasName: a.AliasName}); err != nil && !isCode(err, provider.CodeAliasNotFound) {
+			// The aliases replaced are changed too: authorized before anything changes.
+			if err := c.authorize(wire.Touched{Alias: a.AliasName}); err != nil {
 				return nil, err
 			}
+			replaced = append(replaced, a.AliasName)
+		}
+	}
+	if _, err := c.h.kms.CreateAlias(c.ctx, &provider.AliasRequest{AliasName: alias, KeyId: id}); err != nil {
+		return nil, err
+	}
+	for _, name := range replaced {
+		if _, err := c.h.kms.DeleteAlias(c.ctx, &provider.DeleteAliasRequest{AliasName: name}); err != nil && !isCode(err, provider.CodeAliasNotFound) {
+			return nil, err
 		}
 	}
 	return &emptyResponse{}, nil
 }
 
-func getKeyRotationStatus(c *call, req *keyIDRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
-		return nil, err
-	}
-	if err := c.authorize("GetKeyRotationStatus", "KeyId", "", &provider.KeyIdRequest{KeyId: req.KeyId}); err != nil {
-		return nil, err
-	}
-	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: req.KeyId})
+func getKeyRotationStatus(c *call, ref string) (any, error) {
+	d, err := c.h.kms.DescribeKey(c.ctx, &provider.KeyIdRequest{KeyId: ref})
 	if err != nil {
 		return nil, err
 	}
@@ -716,233 +544,18 @@ func enableKeyRotation(c *call, req *enableKeyRotationRequest) (any, error) {
 			return nil, provider.InvalidParam("RotateDays", "%d: accepted %d to %d", days, provider.MinRotationDays, provider.MaxRotationDays)
 		}
 	}
-	return rotation(c, "EnableKeyRotation", &provider.UpdateRotationPolicyRequest{KeyId: req.KeyId, EnableAutomaticRotation: true,
-		RotationInterval: fmt.Sprintf("%dd", days)})
-}
-
-func disableKeyRotation(c *call, req *keyIDRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
+	preq := &provider.UpdateRotationPolicyRequest{KeyId: req.KeyId, EnableAutomaticRotation: true, RotationInterval: fmt.Sprintf("%dd", days)}
+	if err := c.authorize(keyParam(&preq.KeyId)); err != nil {
 		return nil, err
 	}
-	return rotation(c, "DisableKeyRotation", &provider.UpdateRotationPolicyRequest{KeyId: req.KeyId})
+	return rotation(c, preq)
 }
 
-func rotation(c *call, action string, preq *provider.UpdateRotationPolicyRequest) (any, error) {
-	if err := c.authorize(action, "KeyId", "", preq); err != nil {
-		return nil, err
-	}
+// rotation sets a key's rotation policy (authorized by the caller).
+func rotation(c *call, preq *provider.UpdateRotationPolicyRequest) (any, error) {
 	c.setKey(preq.KeyId, "")
 	if _, err := c.h.kms.UpdateRotationPolicy(c.ctx, preq); err != nil {
 		return nil, err
 	}
 	return &emptyResponse{}, nil
-}
-
-// ---- data keys and encryption ----
-
-func generateDataKey(c *call, req *generateDataKeyRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
-		return nil, err
-	}
-	preq := &provider.GenerateDataKeyRequest{KeyId: req.KeyId, KeySpec: req.KeySpec,
-		EncryptionPublicKey: req.EncryptionPublicKey, EncryptionAlgorithm: req.EncryptionAlgorithm}
-	switch n := req.NumberOfBytes; {
-	case req.KeySpec != "" && req.KeySpec != "AES_256" && req.KeySpec != "AES_128":
-		return nil, provider.InvalidParam("KeySpec", "%q: accepted AES_256, AES_128", clip(req.KeySpec, 32))
-	case n == nil && req.KeySpec == "":
-		return nil, errorf(CodeMissingParameter, "one of KeySpec and NumberOfBytes is required")
-	case n != nil && (*n < 1 || *n > provider.MaxDataKeyBytes):
-		return nil, provider.InvalidParam("NumberOfBytes", "%d: accepted 1 to %d", *n, provider.MaxDataKeyBytes)
-	case n != nil:
-		preq.NumberOfBytes = new(int(*n))
-	}
-	var err error
-	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
-		return nil, err
-	}
-	if err := c.authorize("GenerateDataKey", "KeyId", "", preq); err != nil {
-		return nil, err
-	}
-	r, err := c.h.kms.GenerateDataKey(c.ctx, preq)
-	if err != nil {
-		return nil, err
-	}
-	c.setKey(r.KeyId, r.KeyVersionId)
-	return &generateDataKeyResponse{KeyId: r.KeyId, Plaintext: r.Plaintext, CiphertextBlob: r.CiphertextBlob}, nil
-}
-
-func encrypt(c *call, req *encryptRequest) (any, error) {
-	if err := required("KeyId", req.KeyId); err != nil {
-		return nil, err
-	}
-	if err := required("Plaintext", req.Plaintext); err != nil {
-		return nil, err
-	}
-	pt, err := base64.StdEncoding.DecodeString(req.Plaintext)
-	n := len(pt)
-	wrap.ZeroBytes(pt)
-	if err != nil || n == 0 || n > maxPlaintextBytes {
-		return nil, errorf(CodeInvalidPlaintext, "Plaintext: accepted base64 of 1 to %d bytes", maxPlaintextBytes)
-	}
-	preq := &provider.EncryptRequest{KeyId: req.KeyId, Plaintext: req.Plaintext}
-	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
-		return nil, err
-	}
-	if err := c.authorize("Encrypt", "KeyId", "", preq); err != nil {
-		return nil, err
-	}
-	r, err := c.h.kms.Encrypt(c.ctx, preq)
-	if err != nil {
-		return nil, err
-	}
-	c.setKey(r.KeyId, r.KeyVersionId)
-	return &encryptResponse{CiphertextBlob: r.CiphertextBlob, KeyId: r.KeyId}, nil
-}
-
-// exporter is a validated EncryptionPublicKey and EncryptionAlgorithm, as
-// the provider validates them for GenerateDataKey.
-type exporter struct {
-	alg *wrap.Algorithm
-	pub crypto.PublicKey
-}
-
-func newExporter(pemText, alg string) (*exporter, error) {
-	if pemText == "" {
-		return nil, provider.InvalidParam("EncryptionPublicKey", "is required with EncryptionAlgorithm")
-	}
-	if alg == "" {
-		alg = "SM2"
-	}
-	if !slices.Contains(encryptionAlgorithms, alg) {
-		return nil, provider.InvalidParam("EncryptionAlgorithm", "%q: accepted %s", clip(alg, 40), strings.Join(encryptionAlgorithms, ", "))
-	}
-	a, err := wrap.LookupAlgorithm(alg)
-	if err != nil {
-		return nil, provider.InvalidParam("EncryptionAlgorithm", "%q is unknown", clip(alg, 40))
-	}
-	pub, spec, err := wrap.ParsePublicKeyPEM(pemText)
-	if err != nil {
-		var pe *wrap.ParamError
-		if errors.As(err, &pe) {
-			return nil, provider.InvalidParam("EncryptionPublicKey", "%s", pe.Msg)
-		}
-		return nil, err
-	}
-	if err := a.CompatibleWith(spec); err != nil {
-		return nil, provider.InvalidParam("EncryptionAlgorithm", "%s does not fit a %s key (an empty EncryptionAlgorithm means SM2)", alg, spec)
-	}
-	return &exporter{alg: a, pub: pub}, nil
-}
-
-// seal encrypts pt under the public key; the caller zeroes pt.
-func (e *exporter) seal(pt []byte) (string, error) {
-	if max := e.alg.MaxPlaintext(e.pub); len(pt) > max {
-		return "", provider.InvalidParam("EncryptionPublicKey", "the plaintext is %d bytes: %s under this key takes at most %d", len(pt), e.alg.Name, max)
-	}
-	ct, err := e.alg.Encrypt(rand.Reader, e.pub, pt)
-	if err != nil {
-		return "", provider.InvalidParam("EncryptionPublicKey", "the plaintext could not be encrypted under this key")
-	}
-	return base64.StdEncoding.EncodeToString(ct), nil
-}
-
-// decrypt decrypts a blob; with EncryptionPublicKey the plaintext is
-// returned encrypted under that key (base64), as GenerateDataKey does.
-func decrypt(c *call, req *decryptRequest) (any, error) {
-	if err := required("CiphertextBlob", req.CiphertextBlob); err != nil {
-		return nil, err
-	}
-	preq := &provider.DecryptRequest{CiphertextBlob: req.CiphertextBlob}
-	var err error
-	if preq.EncryptionContext, err = parseContext("EncryptionContext", req.EncryptionContext); err != nil {
-		return nil, err
-	}
-	var ex *exporter
-	if req.EncryptionPublicKey != "" || req.EncryptionAlgorithm != "" {
-		if ex, err = newExporter(req.EncryptionPublicKey, req.EncryptionAlgorithm); err != nil {
-			return nil, err
-		}
-	}
-	if err := c.authorize("Decrypt", "", "CiphertextBlob", preq); err != nil {
-		return nil, err
-	}
-	r, err := c.h.kms.Decrypt(c.ctx, preq)
-	if err != nil {
-		return nil, err
-	}
-	c.setKey(r.KeyId, r.KeyVersionId)
-	resp := &decryptResponse{KeyId: r.KeyId, Plaintext: r.Plaintext}
-	if ex != nil {
-		pt, err := base64.StdEncoding.DecodeString(r.Plaintext)
-		if err != nil {
-			return nil, provider.Internal("decoding the plaintext", err)
-		}
-		resp.Plaintext, err = ex.seal(pt)
-		wrap.ZeroBytes(pt)
-		if err != nil {
-			return nil, err
-		}
-	}
-	return resp, nil
-}
-
-// reEncrypt moves a blob under DestinationKeyId (default: the blob's own
-// key, whose primary version may have rotated) and a new context.
-func reEncrypt(c *call, req *reEncryptRequest) (any, error) {
-	if err := required("CiphertextBlob", req.CiphertextBlob); err != nil {
-		return nil, err
-	}
-	preq := &provider.ReEncryptRequest{CiphertextBlob: req.CiphertextBlob, DestinationKeyId: req.DestinationKeyId}
-	var err error
-	if preq.SourceEncryptionContext, err = parseContext("SourceEncryptionContext", req.SourceEncryptionContext); err != nil {
-		return nil, err
-	}
-	if preq.DestinationEncryptionContext, err = parseContext("DestinationEncryptionContext", req.DestinationEncryptionContext); err != nil {
-		return nil, err
-	}
-	if preq.DestinationKeyId == "" {
-		if preq.DestinationKeyId, err = c.h.kms.BlobKeyId(c.ctx, req.CiphertextBlob); err != nil {
-			return nil, err
-		}
-	}
-	if err := c.authorize("ReEncrypt", "DestinationKeyId", "CiphertextBlob", preq); err != nil {
-		return nil, err
-	}
-	r, err := c.h.kms.ReEncrypt(c.ctx, preq)
-	if err != nil {
-		return nil, err
-	}
-	c.setKey(r.KeyId, r.KeyVersionId)
-	return &reEncryptResponse{CiphertextBlob: r.CiphertextBlob, KeyId: r.KeyId, SourceKeyId: r.SourceKeyId, ReEncrypted: true}, nil
-}
-
-// generateRandom returns random bytes from the token's RNG.
-func generateRandom(c *call, req *generateRandomRequest) (any, error) {
-	if req.NumberOfBytes == nil {
-		return nil, errorf(CodeMissingParameter, "the parameter NumberOfBytes is required")
-	}
-	n := *req.NumberOfBytes
-	if n < 1 || n > provider.MaxDataKeyBytes {
-		return nil, provider.InvalidParam("NumberOfBytes", "%d: accepted 1 to %d", n, provider.MaxDataKeyBytes)
-	}
-	if err := c.authorize("GenerateRandom", "", "", &emptyRequest{}); err != nil {
-		return nil, err
-	}
-	b, err := c.h.kms.Token().Random(c.ctx, int(n))
-	if err != nil {
-		return nil, provider.Internal("drawing random bytes from the token", err)
-	}
-	defer wrap.ZeroBytes(b)
-	return &generateRandomResponse{Plaintext: base64.StdEncoding.EncodeToString(b)}, nil
-}
-
-// getServiceStatus answers enabled while the token answers.
-func getServiceStatus(c *call, _ *emptyRequest) (any, error) {
-	if err := c.authorize("GetServiceStatus", "", "", &emptyRequest{}); err != nil {
-		return nil, err
-	}
-	if err := c.h.kms.Ready(c.ctx); err != nil {
-		return nil, provider.Internal("checking the key store", err)
-	}
-	return &serviceStatusResponse{ServiceEnabled: true, InvalidType: 1}, nil
 }

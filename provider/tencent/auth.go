@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
@@ -64,17 +65,24 @@ type request struct {
 // and its parameters. On error the returned request holds what could be
 // parsed (claimed SecretId, action) for the record.
 func (h *handler) authenticate(r *http.Request, body []byte, now time.Time) (*request, error) {
+	return h.authenticateRequest(wire.RequestWithBody(r, body), body, now)
+}
+
+// authenticateRequest is authenticate on the pipeline's request, whose
+// query string and form body are parsed once.
+func (h *handler) authenticateRequest(req *wire.Request, body []byte, now time.Time) (*request, error) {
+	r := req.HTTP
 	p := &request{}
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
-		return p, errorf(CodeUnsupportedProtocol, "the method %s is not accepted: use POST or GET", clip(r.Method, 16))
+		return p, errorf(CodeUnsupportedProtocol, "the method %s is not accepted: use POST or GET", provider.Clip(r.Method, 16))
 	}
 	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
 		if len(auth) > 1 {
 			return p, errorf(CodeInvalidAuthorization, "more than one Authorization header")
 		}
-		return p, h.verifyTC3(p, r, auth[0], body, now)
+		return p, h.verifyTC3(p, req, auth[0], body, now)
 	}
-	return p, h.verifyV1(p, r, body, now)
+	return p, h.verifyV1(p, req, now)
 }
 
 // header returns the one value of a header ("" if absent); several values
@@ -133,7 +141,7 @@ func parseTC3Authorization(s string) (*tc3Authorization, error) {
 		case "Signature":
 			sig = v
 		default:
-			return nil, bad("unknown field " + clip(k, 32))
+			return nil, bad("unknown field " + provider.Clip(k, 32))
 		}
 	}
 	if cred == "" || a.signedHeadersRaw == "" || sig == "" {
@@ -170,7 +178,7 @@ func parseTC3Authorization(s string) (*tc3Authorization, error) {
 // parseTimestamp parses a Unix-seconds timestamp and checks the window.
 func parseTimestamp(s string, now time.Time) (int64, error) {
 	if s == "" || len(s) > 12 || strings.TrimLeft(s, "0123456789") != "" {
-		return 0, errorf(CodeInvalidParameter, "Timestamp %q is not Unix seconds", clip(s, 24))
+		return 0, errorf(CodeInvalidParameter, "Timestamp %q is not Unix seconds", provider.Clip(s, 24))
 	}
 	ts, _ := strconv.ParseInt(s, 10, 64)
 	d := now.Sub(time.Unix(ts, 0))
@@ -229,32 +237,21 @@ func tc3StringToSign(timestamp, scope, canonicalRequest string) string {
 }
 
 // verifyTC3 checks a TC3-HMAC-SHA256 request.
-func (h *handler) verifyTC3(p *request, r *http.Request, authz string, body []byte, now time.Time) error {
+func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []byte, now time.Time) error {
+	r := req.HTTP
 	p.scheme = SchemeTC3
 	a, err := parseTC3Authorization(authz)
 	if err != nil {
 		return err
 	}
 	p.secretID = a.secretID
-	if p.action, err = requiredHeader(r, "X-TC-Action"); err != nil {
-		return err
-	}
-	tsText, err := requiredHeader(r, "X-TC-Timestamp")
+	tsText, err := tc3Headers(p, r)
 	if err != nil {
 		return err
 	}
-	if p.version, err = requiredHeader(r, "X-TC-Version"); err != nil {
-		return err
-	}
-	if p.region, err = header(r, "X-TC-Region"); err != nil {
-		return err
-	}
-	if tok, err := header(r, "X-TC-Token"); err != nil || tok != "" {
-		return errorf(CodeTokenFailure, "temporary credentials (X-TC-Token) are not accepted: sign with a SecretId and SecretKey")
-	}
 	key, ok := h.keys.Lookup(a.secretID)
 	if !ok {
-		return errorf(CodeSecretIdNotFound, "the SecretId %s does not exist", clip(a.secretID, 64))
+		return errorf(CodeSecretIdNotFound, "the SecretId %s does not exist", provider.Clip(a.secretID, 64))
 	}
 	ts, err := parseTimestamp(tsText, now)
 	if err != nil {
@@ -262,9 +259,9 @@ func (h *handler) verifyTC3(p *request, r *http.Request, authz string, body []by
 	}
 	switch {
 	case a.date != time.Unix(ts, 0).UTC().Format("2006-01-02"):
-		return errorf(CodeSignatureFailure, "the credential scope date %s is not the UTC date of X-TC-Timestamp", clip(a.date, 16))
+		return errorf(CodeSignatureFailure, "the credential scope date %s is not the UTC date of X-TC-Timestamp", provider.Clip(a.date, 16))
 	case a.service != tc3Service:
-		return errorf(CodeSignatureFailure, "the credential scope names service %s: this is kms", clip(a.service, 32))
+		return errorf(CodeSignatureFailure, "the credential scope names service %s: this is kms", provider.Clip(a.service, 32))
 	case a.terminator != tc3Terminator:
 		return errorf(CodeSignatureFailure, "the credential scope must end with tc3_request")
 	}
@@ -280,38 +277,11 @@ func (h *handler) verifyTC3(p *request, r *http.Request, authz string, body []by
 			return errorf(CodeInvalidParameter, "a POST request takes its parameters in the JSON body, not the query string")
 		}
 	}
-	values := make([]string, 0, len(a.signedHeaders))
-	for _, name := range a.signedHeaders {
-		v := r.Host
-		if name != "host" {
-			vs := r.Header.Values(name)
-			if len(vs) > 1 {
-				return errorf(CodeSignatureFailure, "the signed header %s appears more than once", name)
-			}
-			v = ""
-			if len(vs) == 1 {
-				v = vs[0]
-			}
-		}
-		values = append(values, strings.TrimSpace(v))
+	values, err := tc3SignedValues(r, a.signedHeaders)
+	if err != nil {
+		return err
 	}
-	signingKey := tc3SigningKey(key.AccessKeySecret, a.date, a.service)
-	scope := a.date + "/" + a.service + "/" + tc3Terminator
-	payloadHash := sha256Hex(body)
-	verify := func(lower bool) bool {
-		headers := make([][2]string, len(values))
-		for i, v := range values {
-			if lower {
-				v = strings.ToLower(v)
-			}
-			headers[i] = [2]string{a.signedHeaders[i], v}
-		}
-		canonical := tc3CanonicalRequest(r.Method, "/", query, headers, a.signedHeadersRaw, payloadHash)
-		return hmac.Equal(hmacSum(sha256.New, signingKey, tc3StringToSign(tsText, scope, canonical)), a.signature)
-	}
-	// Tencent's documentation lower-cases header values; the Go SDK signs
-	// content-type and host as it sends them. Accept either.
-	if !verify(true) && (!hasUpper(values) || !verify(false)) {
+	if !tc3SignatureMatches(r, a, values, query, tsText, sha256Hex(body), key.AccessKeySecret) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
 	if err := h.checkReuse(a, p, now); err != nil {
@@ -326,8 +296,70 @@ func (h *handler) verifyTC3(p *request, r *http.Request, authz string, body []by
 		p.json, p.isJSON = body, true
 		return nil
 	}
-	p.flat, err = flatParams(query)
+	p.flat, err = checkFlat(req.Query())
 	return err
+}
+
+// tc3Headers reads the TC3 headers into p (action, version, region) and
+// returns X-TC-Timestamp; temporary credentials are refused.
+func tc3Headers(p *request, r *http.Request) (timestamp string, err error) {
+	if p.action, err = requiredHeader(r, "X-TC-Action"); err != nil {
+		return "", err
+	}
+	if timestamp, err = requiredHeader(r, "X-TC-Timestamp"); err != nil {
+		return "", err
+	}
+	if p.version, err = requiredHeader(r, "X-TC-Version"); err != nil {
+		return "", err
+	}
+	if p.region, err = header(r, "X-TC-Region"); err != nil {
+		return "", err
+	}
+	if tok, err := header(r, "X-TC-Token"); err != nil || tok != "" {
+		return "", errorf(CodeTokenFailure, "temporary credentials (X-TC-Token) are not accepted: sign with a SecretId and SecretKey")
+	}
+	return timestamp, nil
+}
+
+// tc3SignedValues returns the values of the signed headers (host from the
+// request line), trimmed; a signed header given twice is refused.
+func tc3SignedValues(r *http.Request, signed []string) ([]string, error) {
+	values := make([]string, 0, len(signed))
+	for _, name := range signed {
+		v := r.Host
+		if name != "host" {
+			vs := r.Header.Values(name)
+			if len(vs) > 1 {
+				return nil, errorf(CodeSignatureFailure, "the signed header %s appears more than once", name)
+			}
+			v = ""
+			if len(vs) == 1 {
+				v = vs[0]
+			}
+		}
+		values = append(values, strings.TrimSpace(v))
+	}
+	return values, nil
+}
+
+// tc3SignatureMatches recomputes the TC3 signature (constant-time
+// comparison). Tencent's documentation lower-cases header values; the Go
+// SDK signs content-type and host as it sends them. Either is accepted.
+func tc3SignatureMatches(r *http.Request, a *tc3Authorization, values []string, query, timestamp, payloadHash, secret string) bool {
+	signingKey := tc3SigningKey(secret, a.date, a.service)
+	scope := a.date + "/" + a.service + "/" + tc3Terminator
+	verify := func(lower bool) bool {
+		headers := make([][2]string, len(values))
+		for i, v := range values {
+			if lower {
+				v = strings.ToLower(v)
+			}
+			headers[i] = [2]string{a.signedHeaders[i], v}
+		}
+		canonical := tc3CanonicalRequest(r.Method, "/", query, headers, a.signedHeadersRaw, payloadHash)
+		return hmac.Equal(hmacSum(sha256.New, signingKey, tc3StringToSign(timestamp, scope, canonical)), a.signature)
+	}
+	return verify(true) || (hasUpper(values) && verify(false))
 }
 
 func hasUpper(vs []string) bool {
@@ -365,15 +397,17 @@ func (h *handler) checkReuse(a *tc3Authorization, p *request, now time.Time) err
 }
 
 // flatParams parses a query or form string, refusing repeated names.
-func flatParams(raw string) (map[string]string, error) {
-	vals, err := url.ParseQuery(raw)
+func flatParams(raw string) (map[string]string, error) { return checkFlat(url.ParseQuery(raw)) }
+
+// checkFlat checks a parsed query or form, refusing repeated names.
+func checkFlat(vals url.Values, err error) (map[string]string, error) {
 	if err != nil {
 		return nil, errorf(CodeInvalidParameter, "the parameters are not a valid URL-encoded string")
 	}
 	m := make(map[string]string, len(vals))
 	for k, v := range vals {
 		if len(v) != 1 {
-			return nil, errorf(CodeInvalidParameter, "the parameter %s appears more than once", clip(k, 64))
+			return nil, errorf(CodeInvalidParameter, "the parameter %s appears more than once", provider.Clip(k, 64))
 		}
 		m[k] = v[0]
 	}
@@ -408,8 +442,9 @@ func v1StringToSign(method, host, path string, params map[string]string) string 
 
 // verifyV1 checks a legacy HmacSHA1/HmacSHA256 request (parameters in the
 // query for GET, in a form body for POST).
-func (h *handler) verifyV1(p *request, r *http.Request, body []byte, now time.Time) error {
-	raw := r.URL.RawQuery
+func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
+	r := req.HTTP
+	parsed := req.Query
 	if r.Method == http.MethodPost {
 		mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 		if mt != "application/x-www-form-urlencoded" {
@@ -418,9 +453,9 @@ func (h *handler) verifyV1(p *request, r *http.Request, body []byte, now time.Ti
 		if r.URL.RawQuery != "" {
 			return errorf(CodeInvalidParameter, "a v1 POST request takes its parameters in the form body, not the query string")
 		}
-		raw = string(body)
+		parsed = req.Form
 	}
-	params, err := flatParams(raw)
+	params, err := checkFlat(parsed())
 	if err != nil {
 		return err
 	}
@@ -443,7 +478,7 @@ func (h *handler) verifyV1(p *request, r *http.Request, body []byte, now time.Ti
 	case SchemeV1SHA256:
 		mac = sha256.New
 	default:
-		return errorf(CodeInvalidParameterVal, "SignatureMethod %q: accepted HmacSHA1, HmacSHA256", clip(p.scheme, 32))
+		return errorf(CodeInvalidParameterVal, "SignatureMethod %q: accepted HmacSHA1, HmacSHA256", provider.Clip(p.scheme, 32))
 	}
 	nonce := params["Nonce"]
 	if len(nonce) > 64 {
@@ -451,7 +486,7 @@ func (h *handler) verifyV1(p *request, r *http.Request, body []byte, now time.Ti
 	}
 	key, ok := h.keys.Lookup(p.secretID)
 	if !ok {
-		return errorf(CodeSecretIdNotFound, "the SecretId %s does not exist", clip(p.secretID, 64))
+		return errorf(CodeSecretIdNotFound, "the SecretId %s does not exist", provider.Clip(p.secretID, 64))
 	}
 	if _, err := parseTimestamp(params["Timestamp"], now); err != nil {
 		return err

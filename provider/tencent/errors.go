@@ -65,21 +65,3 @@ func codeAndMessage(err error) (string, string) {
 	pe := provider.AsError(err)
 	return provider.TencentCode(pe), pe.Message
 }
-
-// clip shortens client-supplied text echoed in messages and records, and
-// replaces anything but printable ASCII, so that neither can be used to
-// forge log lines.
-func clip(s string, n int) string {
-	b := make([]byte, 0, min(len(s), n)+3)
-	for i := 0; i < len(s); i++ {
-		if len(b) >= n {
-			return string(b) + "…"
-		}
-		c := s[i]
-		if c < 0x20 || c > 0x7e {
-			c = '?'
-		}
-		b = append(b, c)
-	}
-	return string(b)
-}

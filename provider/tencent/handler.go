@@ -3,9 +3,8 @@ package tencent
 import (
 	"bytes"
 	"encoding/json"
-	"io"
+	"errors"
 	"net/http"
-	"reflect"
 	"time"
 
 	"github.com/p11kms/p11kms/provider"
@@ -50,7 +49,10 @@ type handler struct {
 
 // New returns the Tencent Cloud KMS wire API (version 2019-01-18) in front
 // of cfg.KMS. It panics if cfg.KMS or cfg.Keys is nil.
-func New(cfg Config) http.Handler {
+func New(cfg Config) http.Handler { return NewHandler(cfg) }
+
+// NewHandler is New, as the router drives it (wire.Handler).
+func NewHandler(cfg Config) wire.Handler {
 	if cfg.KMS == nil || cfg.Keys == nil {
 		panic("tencent: Config.KMS and Config.Keys are required")
 	}
@@ -73,10 +75,23 @@ func newHandler(cfg Config) *handler {
 // {"Response":{...,"RequestId"}} (errors as {"Response":{"Error":{"Code","Message"},"RequestId"}}),
 // because the SDK reads nothing else.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	rec := wire.Record{Time: h.now(), RequestId: provider.NewRequestID(), SourceAddr: r.RemoteAddr,
+	h.ServeRequest(w, wire.NewRequest(r, h.maxBody))
+}
+
+// ServeRequest serves one request the router has wrapped, through the
+// pipeline's frame (wire.Serve).
+func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
+	wire.Serve(w, req, h, h.obs)
+}
+
+// NewRecord starts a request's record, with its one RequestId.
+func (h *handler) NewRecord(req *wire.Request) wire.Record {
+	return wire.Record{Time: h.now(), RequestId: provider.NewRequestID(), SourceAddr: req.HTTP.RemoteAddr,
 		API: "tencent", HTTPStatus: http.StatusOK}
-	resp, err := h.serve(r, rec.Time, &rec)
+}
+
+// Write answers with HTTP 200 and the response, or err, in Tencent's envelope.
+func (h *handler) Write(w http.ResponseWriter, _ *wire.Request, rec *wire.Record, resp any, err error) {
 	var out []byte
 	if err != nil {
 		code, msg := codeAndMessage(err)
@@ -92,10 +107,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-TC-RequestId", rec.RequestId)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
-	if h.obs != nil {
-		rec.Latency = time.Since(start)
-		h.obs.Observe(rec)
-	}
 }
 
 type errorDetail struct{ Code, Message string }
@@ -126,62 +137,55 @@ func envelope(resp any, requestID string) []byte {
 	return out.Bytes()
 }
 
-// readBody reads at most max bytes of the body.
-func readBody(r *http.Request, max int64) ([]byte, error) {
-	tooBig := errorf(CodeRequestSizeExceeded, "the request is larger than %d bytes", max)
-	if r.ContentLength > max || int64(len(r.URL.RawQuery)) > max {
-		return nil, tooBig
-	}
-	if r.Body == nil {
-		return nil, nil
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
-	if err != nil {
+// readBody reads the body once (wire.Request.Body).
+func readBody(req *wire.Request) ([]byte, error) {
+	b, err := req.Body()
+	switch {
+	case errors.Is(err, wire.ErrTooLarge):
+		return nil, errorf(CodeRequestSizeExceeded, "the request is larger than %d bytes", req.Max)
+	case err != nil:
 		return nil, errorf(CodeInvalidParameter, "the request body could not be read")
-	}
-	if int64(len(b)) > max {
-		return nil, tooBig
 	}
 	return b, nil
 }
 
-// serve authenticates, limits, decodes and runs one request.
-func (h *handler) serve(r *http.Request, now time.Time, rec *wire.Record) (_ any, err error) {
-	defer wire.RecoverRequest(&err)
-	body, err := readBody(r, h.maxBody)
+// Run authenticates, limits, decodes and runs one request (wire.Dialect).
+func (h *handler) Run(req *wire.Request, rec *wire.Record) (_ any, err error) {
+	now := rec.Time
+	body, err := readBody(req)
 	if err != nil {
 		return nil, err
 	}
-	p, err := h.authenticate(r, body, now)
-	rec.AccessKeyId, rec.Action = clip(p.secretID, 64), clip(p.action, 64)
+	p, err := h.authenticateRequest(req, body, now)
+	rec.AccessKeyId, rec.Action = provider.Clip(p.secretID, 64), provider.Clip(p.action, 64)
 	if err != nil {
 		return nil, err
 	}
 	if h.limiter != nil && !h.limiter.Allow(p.key.AccessKeyId) {
-		return nil, errorf(CodeRequestLimitExceeded, "too many requests for SecretId %s: retry later", clip(p.key.AccessKeyId, 64))
+		return nil, errorf(CodeRequestLimitExceeded, "too many requests for SecretId %s: retry later", provider.Clip(p.key.AccessKeyId, 64))
 	}
 	if p.version != APIVersion {
-		return nil, errorf(CodeNoSuchVersion, "the API version %q does not exist: this is %s", clip(p.version, 32), APIVersion)
+		return nil, errorf(CodeNoSuchVersion, "the API version %q does not exist: this is %s", provider.Clip(p.version, 32), APIVersion)
 	}
 	a, ok := actions[p.action]
 	if !ok {
 		if knownActions[p.action] {
 			return nil, errorf(CodeUnsupportedOperation, "%s is not supported by p11kms", p.action)
 		}
-		return nil, errorf(CodeInvalidAction, "the action %s does not exist", clip(p.action, 64))
+		return nil, errorf(CodeInvalidAction, "the action %s does not exist", provider.Clip(p.action, 64))
 	}
-	req := a.newReq()
+	areq := a.newReq()
 	if p.isJSON {
-		err = decodeJSON(p.json, req)
+		err = decodeJSON(p.json, areq)
 	} else {
-		err = decodeFlat(p.flat, req)
+		err = decodeFlat(p.flat, areq)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if f := reflect.ValueOf(req).Elem().FieldByName("KeyId"); f.IsValid() && f.Kind() == reflect.String {
-		rec.KeyId = clip(f.String(), 128) // as named; replaced by the resolved id once known
+	if k, ok := areq.(namedKey); ok {
+		rec.KeyId = provider.Clip(k.namedKeyId(), 128) // as named; replaced by the resolved id once known
 	}
-	c := &call{ctx: r.Context(), h: h, key: p.key, rec: rec}
-	return a.run(c, req)
+	c := &call{ctx: provider.WithRequestID(req.HTTP.Context(), rec.RequestId), h: h, key: p.key, rec: rec, action: p.action}
+	return a.run(c, areq)
 }

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/p11kms/p11kms/provider"
 )
 
 // maxListLen bounds list parameters (Tencent's largest lists hold 200).
@@ -46,7 +48,7 @@ func decodeJSON(body []byte, v any) error {
 	if err := json.Unmarshal(body, v); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {
-			return errorf(CodeInvalidParameter, "%s: expected %s", clip(te.Field, 64), kindName(te.Type))
+			return errorf(CodeInvalidParameter, "%s: expected %s", provider.Clip(te.Field, 64), kindName(te.Type))
 		}
 		return errorf(CodeInvalidParameter, "the body is not valid JSON")
 	}
@@ -94,7 +96,7 @@ func checkNames(dec *json.Decoder, t reflect.Type, path string) error {
 			name, _ := kt.(string)
 			i, ok := fieldIndex(t, name)
 			if !ok {
-				return errorf(CodeUnknownParameter, "unknown parameter %s%s", path, clip(name, 64))
+				return errorf(CodeUnknownParameter, "unknown parameter %s%s", path, provider.Clip(name, 64))
 			}
 			if seen[name] {
 				return errorf(CodeInvalidParameter, "the parameter %s%s appears more than once", path, name)
@@ -156,7 +158,7 @@ func decodeFlat(params map[string]string, v any) error {
 	for prefix, idx := range lists {
 		for i := range len(idx) {
 			if !idx[i] {
-				return errorf(CodeInvalidParameter, "%s: list elements must be numbered from 0 without gaps", clip(prefix, 64))
+				return errorf(CodeInvalidParameter, "%s: list elements must be numbered from 0 without gaps", provider.Clip(prefix, 64))
 			}
 		}
 	}
@@ -172,24 +174,24 @@ func setFlat(v reflect.Value, segs []string, val, full string, depth int, lists 
 		return setFlat(v.Elem(), segs, val, full, depth, lists)
 	case reflect.Struct:
 		if depth == len(segs) {
-			return errorf(CodeInvalidParameter, "%s is an object: send its fields as %s.<Name>", clip(full, 64), clip(full, 64))
+			return errorf(CodeInvalidParameter, "%s is an object: send its fields as %s.<Name>", provider.Clip(full, 64), provider.Clip(full, 64))
 		}
 		i, ok := fieldIndex(v.Type(), segs[depth])
 		if !ok {
-			return errorf(CodeUnknownParameter, "unknown parameter %s", clip(full, 64))
+			return errorf(CodeUnknownParameter, "unknown parameter %s", provider.Clip(full, 64))
 		}
 		return setFlat(v.Field(i), segs, val, full, depth+1, lists)
 	case reflect.Slice:
 		if depth == len(segs) {
-			return errorf(CodeInvalidParameter, "%s is a list: send its elements as %s.0, %s.1, ...", clip(full, 64), clip(full, 64), clip(full, 64))
+			return errorf(CodeInvalidParameter, "%s is a list: send its elements as %s.0, %s.1, ...", provider.Clip(full, 64), provider.Clip(full, 64), provider.Clip(full, 64))
 		}
 		s := segs[depth]
 		i, err := strconv.Atoi(s)
 		if err != nil || i < 0 || strconv.Itoa(i) != s {
-			return errorf(CodeUnknownParameter, "unknown parameter %s", clip(full, 64))
+			return errorf(CodeUnknownParameter, "unknown parameter %s", provider.Clip(full, 64))
 		}
 		if i >= maxListLen {
-			return errorf(CodeInvalidParameterVal, "%s: at most %d elements", clip(strings.Join(segs[:depth], "."), 64), maxListLen)
+			return errorf(CodeInvalidParameterVal, "%s: at most %d elements", provider.Clip(strings.Join(segs[:depth], "."), 64), maxListLen)
 		}
 		if v.Len() <= i {
 			v.Set(reflect.AppendSlice(v, reflect.MakeSlice(v.Type(), i+1-v.Len(), i+1-v.Len())))
@@ -202,7 +204,7 @@ func setFlat(v reflect.Value, segs []string, val, full string, depth int, lists 
 		return setFlat(v.Index(i), segs, val, full, depth+1, lists)
 	}
 	if depth != len(segs) {
-		return errorf(CodeUnknownParameter, "unknown parameter %s", clip(full, 64))
+		return errorf(CodeUnknownParameter, "unknown parameter %s", provider.Clip(full, 64))
 	}
 	switch v.Kind() {
 	case reflect.String:
@@ -210,13 +212,13 @@ func setFlat(v reflect.Value, segs []string, val, full string, depth int, lists 
 	case reflect.Uint64:
 		n, err := strconv.ParseUint(val, 10, 64)
 		if err != nil {
-			return errorf(CodeInvalidParameter, "%s: expected a non-negative integer", clip(full, 64))
+			return errorf(CodeInvalidParameter, "%s: expected a non-negative integer", provider.Clip(full, 64))
 		}
 		v.SetUint(n)
 	case reflect.Int64:
 		n, err := strconv.ParseInt(val, 10, 64)
 		if err != nil {
-			return errorf(CodeInvalidParameter, "%s: expected an integer", clip(full, 64))
+			return errorf(CodeInvalidParameter, "%s: expected an integer", provider.Clip(full, 64))
 		}
 		v.SetInt(n)
 	case reflect.Bool:
@@ -226,7 +228,7 @@ func setFlat(v reflect.Value, segs []string, val, full string, depth int, lists 
 		case "false":
 			v.SetBool(false)
 		default:
-			return errorf(CodeInvalidParameter, "%s: expected true or false", clip(full, 64))
+			return errorf(CodeInvalidParameter, "%s: expected true or false", provider.Clip(full, 64))
 		}
 	default:
 		return errorf(CodeInternalError, "unsupported parameter type")

@@ -18,57 +18,70 @@ type Action struct {
 	New func() any
 	// Call runs it.
 	Call func(ctx context.Context, s *provider.Service, req any) (any, error)
-	// KeyParam names the request field holding the key reference checked by
-	// policies ("KeyId", "DestinationKeyId"), or "" if none.
-	KeyParam string
-	// BlobParam names the field holding a CiphertextBlob whose key is
-	// checked by policies, or "".
-	BlobParam string
+	// Touches returns the fields of a decoded request (from New) that name
+	// the keys policies check, or is nil when the action names none.
+	Touches func(req any) Touched
 }
 
-func act[Req, Resp any](name string, op func(*provider.Service, context.Context, *Req) (*Resp, error), keyParam, blobParam string) Action {
-	return Action{
+func act[Req, Resp any](name string, op func(*provider.Service, context.Context, *Req) (*Resp, error), touches func(*Req) Touched) Action {
+	a := Action{
 		Name: name,
 		New:  func() any { return new(Req) },
 		Call: func(ctx context.Context, s *provider.Service, req any) (any, error) {
 			return op(s, ctx, req.(*Req))
 		},
-		KeyParam:  keyParam,
-		BlobParam: blobParam,
 	}
+	if touches != nil {
+		a.Touches = func(req any) Touched { return touches(req.(*Req)) }
+	}
+	return a
 }
+
+// keyID is the Touched of a request whose KeyId field names its key.
+func keyID(ref *string) Touched { return Touched{KeyParam: "KeyId", Key: ref} }
 
 // Actions is every KMS action, by API name.
 var Actions = map[string]Action{}
 
 func init() {
+	type p = provider.Service
 	for _, a := range []Action{
-		act("CreateKey", (*provider.Service).CreateKey, "", ""),
-		act("DescribeKey", (*provider.Service).DescribeKey, "KeyId", ""),
-		act("ListKeys", (*provider.Service).ListKeys, "", ""),
-		act("EnableKey", (*provider.Service).EnableKey, "KeyId", ""),
-		act("DisableKey", (*provider.Service).DisableKey, "KeyId", ""),
-		act("ScheduleKeyDeletion", (*provider.Service).ScheduleKeyDeletion, "KeyId", ""),
-		act("CancelKeyDeletion", (*provider.Service).CancelKeyDeletion, "KeyId", ""),
-		act("UpdateRotationPolicy", (*provider.Service).UpdateRotationPolicy, "KeyId", ""),
-		act("CreateKeyVersion", (*provider.Service).CreateKeyVersion, "KeyId", ""),
-		act("ListKeyVersions", (*provider.Service).ListKeyVersions, "KeyId", ""),
-		act("DescribeKeyVersion", (*provider.Service).DescribeKeyVersion, "KeyId", ""),
-		act("CreateAlias", (*provider.Service).CreateAlias, "KeyId", ""),
-		act("UpdateAlias", (*provider.Service).UpdateAlias, "KeyId", ""),
-		act("DeleteAlias", (*provider.Service).DeleteAlias, "", ""),
-		act("ListAliases", (*provider.Service).ListAliases, "", ""),
-		act("ListAliasesByKeyId", (*provider.Service).ListAliasesByKeyId, "KeyId", ""),
-		act("GenerateDataKey", (*provider.Service).GenerateDataKey, "KeyId", ""),
-		act("GenerateDataKeyWithoutPlaintext", (*provider.Service).GenerateDataKeyWithoutPlaintext, "KeyId", ""),
-		act("GenerateAndExportDataKey", (*provider.Service).GenerateAndExportDataKey, "KeyId", ""),
-		act("ExportDataKey", (*provider.Service).ExportDataKey, "", "CiphertextBlob"),
-		act("Encrypt", (*provider.Service).Encrypt, "KeyId", ""),
-		act("Decrypt", (*provider.Service).Decrypt, "", "CiphertextBlob"),
-		act("ReEncrypt", (*provider.Service).ReEncrypt, "DestinationKeyId", "CiphertextBlob"),
+		act("CreateKey", (*p).CreateKey, nil),
+		act("DescribeKey", (*p).DescribeKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("ListKeys", (*p).ListKeys, nil),
+		act("EnableKey", (*p).EnableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("DisableKey", (*p).DisableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("ScheduleKeyDeletion", (*p).ScheduleKeyDeletion, func(r *provider.ScheduleKeyDeletionRequest) Touched { return keyID(&r.KeyId) }),
+		act("CancelKeyDeletion", (*p).CancelKeyDeletion, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("UpdateRotationPolicy", (*p).UpdateRotationPolicy, func(r *provider.UpdateRotationPolicyRequest) Touched { return keyID(&r.KeyId) }),
+		act("CreateKeyVersion", (*p).CreateKeyVersion, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("ListKeyVersions", (*p).ListKeyVersions, func(r *provider.ListKeyVersionsRequest) Touched { return keyID(&r.KeyId) }),
+		act("DescribeKeyVersion", (*p).DescribeKeyVersion, func(r *provider.DescribeKeyVersionRequest) Touched { return keyID(&r.KeyId) }),
+		act("CreateAlias", (*p).CreateAlias, aliasTouched),
+		act("UpdateAlias", (*p).UpdateAlias, aliasTouched),
+		act("DeleteAlias", (*p).DeleteAlias, func(r *provider.DeleteAliasRequest) Touched { return Touched{Alias: r.AliasName} }),
+		act("ListAliases", (*p).ListAliases, nil),
+		act("ListAliasesByKeyId", (*p).ListAliasesByKeyId, func(r *provider.ListAliasesByKeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("GenerateDataKey", (*p).GenerateDataKey, func(r *provider.GenerateDataKeyRequest) Touched { return keyID(&r.KeyId) }),
+		act("GenerateDataKeyWithoutPlaintext", (*p).GenerateDataKeyWithoutPlaintext,
+			func(r *provider.GenerateDataKeyWithoutPlaintextRequest) Touched { return keyID(&r.KeyId) }),
+		act("GenerateAndExportDataKey", (*p).GenerateAndExportDataKey,
+			func(r *provider.GenerateAndExportDataKeyRequest) Touched { return keyID(&r.KeyId) }),
+		act("ExportDataKey", (*p).ExportDataKey, func(r *provider.ExportDataKeyRequest) Touched { return Touched{Blob: r.CiphertextBlob} }),
+		act("Encrypt", (*p).Encrypt, func(r *provider.EncryptRequest) Touched { return keyID(&r.KeyId) }),
+		act("Decrypt", (*p).Decrypt, func(r *provider.DecryptRequest) Touched { return Touched{Blob: r.CiphertextBlob} }),
+		act("ReEncrypt", (*p).ReEncrypt, func(r *provider.ReEncryptRequest) Touched {
+			return Touched{KeyParam: "DestinationKeyId", Key: &r.DestinationKeyId, Blob: r.CiphertextBlob}
+		}),
 	} {
 		Actions[a.Name] = a
 	}
+}
+
+// aliasTouched is what CreateAlias and UpdateAlias touch: the alias, and
+// the key it is to name (a key id or ARN, never another alias).
+func aliasTouched(r *provider.AliasRequest) Touched {
+	return Touched{KeyParam: "KeyId", Key: &r.KeyId, KeyIdOnly: true, Alias: r.AliasName}
 }
 
 // Record is what one request leaves in the audit log and metrics. It never
