@@ -6,10 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/wire"
-	"github.com/p11kms/p11kms/softhsm/softhsmtest"
 )
 
 // countingBody is a request body of unknown length that counts the bytes
