@@ -1,10 +1,10 @@
 // Package bench measures p11kms under load: an operation run for a duration
 // (or a count) at a concurrency, its throughput and latency percentiles, and
-// — in the same run, at the same concurrency — the limit its primitives
-// allow (token RNG + token AES-GCM + public-key encryption for the KMS
-// operations, the token's private-key operation into a session key for the
-// imports; each measured alone, costs summed), with the ratio
-// achieved/limit.
+// — in the same run — the upper bound its primitives allow (token RNG +
+// token AES-GCM + public-key encryption for the KMS operations, the token's
+// private-key operation into a session key for the imports; each measured
+// alone by one goroutine, their CPU costs summed and spread over the cores:
+// see Limit), with the ratio achieved/limit.
 package bench
 
 import (
@@ -26,7 +26,8 @@ type Op struct {
 	// Run performs one operation.
 	Run func(ctx context.Context) error
 	// Primitives are the steps the operation cannot avoid; each is measured
-	// alone and their per-operation costs are summed into the limit.
+	// alone by one goroutine and their CPU costs per operation are summed
+	// into the limit (see Limit).
 	Primitives []Primitive
 }
 
@@ -68,20 +69,28 @@ type Options struct {
 
 // Result is one operation's measurement.
 type Result struct {
-	Op          string             `json:"op"`
-	Concurrency int                `json:"concurrency"`
-	Ops         int64              `json:"ops"`
-	Errors      int64              `json:"errors"`
-	FirstError  string             `json:"firstError,omitempty"`
-	Seconds     float64            `json:"seconds"`
-	OpsPerSec   float64            `json:"opsPerSec"`
-	P50Ms       float64            `json:"p50Ms"`
-	P90Ms       float64            `json:"p90Ms"`
-	P99Ms       float64            `json:"p99Ms"`
-	LimitPerSec float64            `json:"limitOpsPerSec,omitempty"`
-	Ratio       float64            `json:"ratio,omitempty"`
-	RoundRatios []float64          `json:"roundRatios,omitempty"`
-	Primitives  map[string]float64 `json:"primitiveOpsPerSec,omitempty"`
+	Op          string  `json:"op"`
+	Concurrency int     `json:"concurrency"`
+	Ops         int64   `json:"ops"`
+	Errors      int64   `json:"errors"`
+	FirstError  string  `json:"firstError,omitempty"`
+	Seconds     float64 `json:"seconds"`
+	OpsPerSec   float64 `json:"opsPerSec"`
+	P50Ms       float64 `json:"p50Ms"`
+	P90Ms       float64 `json:"p90Ms"`
+	P99Ms       float64 `json:"p99Ms"`
+	// LimitPerSec is Limit(UsableCores(), Concurrency, primitive CPU
+	// costs per call): the upper
+	// bound the primitives allow, and Ratio is OpsPerSec/LimitPerSec.
+	LimitPerSec float64   `json:"limitOpsPerSec,omitempty"`
+	Ratio       float64   `json:"ratio,omitempty"`
+	RoundRatios []float64 `json:"roundRatios,omitempty"`
+	// LimitCores is the cores the limit spreads the primitives' CPU over:
+	// min(UsableCores, Concurrency).
+	LimitCores int `json:"limitCores,omitempty"`
+	// PrimitiveCPUUs is each primitive's CPU time per call in µs, measured
+	// alone by one goroutine (summed over the rounds).
+	PrimitiveCPUUs map[string]float64 `json:"primitiveCpuUsPerOp,omitempty"`
 	// CPUMsPerOp is this process's CPU time (user + system, SoftHSM's
 	// included) per operation.
 	CPUMsPerOp float64 `json:"cpuMsPerOp"`
@@ -139,19 +148,19 @@ func Measure(ctx context.Context, op Op, opt Options) Result {
 		}
 		before := main
 		run(ctx, op.Run, o, &main)
-		cost := 0.0 // seconds per operation, summed over the primitives
+		costs := make([]float64, len(op.Primitives)) // CPU seconds per call, this round
 		for i, p := range op.Primitives {
 			var pt tally
 			run(ctx, p.Run, popts[i], &pt)
-			if pt.ops > 0 {
-				cost += pt.elapsed.Seconds() / float64(pt.ops)
-			}
+			costs[i] = pt.cpuPerOp()
 			prims[i].ops += pt.ops
 			prims[i].elapsed += pt.elapsed
+			prims[i].cpu += pt.cpu
 		}
-		if cost > 0 && main.elapsed > before.elapsed {
+		limit := Limit(UsableCores(), opt.Concurrency, costs)
+		if limit > 0 && main.elapsed > before.elapsed {
 			achieved := float64(main.ops-before.ops) / (main.elapsed - before.elapsed).Seconds()
-			roundRatios = append(roundRatios, achieved*cost)
+			roundRatios = append(roundRatios, achieved/limit)
 		}
 	}
 	return summarize(op, opt, &main, prims, roundRatios)
@@ -159,7 +168,9 @@ func Measure(ctx context.Context, op Op, opt Options) Result {
 
 // roundOptions are the options of one round's operation phase and of each
 // of its n primitive phases: their share of Count, or their Schedule (a
-// primitive the schedule misses runs half as long as the operation).
+// primitive the schedule misses runs half as long as the operation). A
+// primitive runs on one goroutine, alone: its CPU cost is then free of
+// contention (see Limit).
 func roundOptions(opt Options, round, rounds, n int, schedule []RoundPlan) (o Options, prims []Options) {
 	o = opt
 	o.Schedule = nil
@@ -171,7 +182,7 @@ func roundOptions(opt Options, round, rounds, n int, schedule []RoundPlan) (o Op
 	prims = make([]Options, n)
 	for i := range prims {
 		p := o
-		p.Progress, p.ServerCPU = nil, nil
+		p.Progress, p.ServerCPU, p.Concurrency = nil, nil, 1
 		if opt.Count == 0 {
 			p.Duration = o.Duration / 2
 			if i < len(schedule[round].Primitives) {
@@ -202,17 +213,14 @@ func summarize(op Op, opt Options, main *tally, prims []tally, roundRatios []flo
 		}
 	}
 	if len(op.Primitives) > 0 {
-		r.Primitives = map[string]float64{}
-		cost := 0.0
+		r.PrimitiveCPUUs = map[string]float64{}
+		costs := make([]float64, len(op.Primitives))
 		for i, p := range op.Primitives {
-			ps := prims[i].perSec()
-			r.Primitives[p.Name] = ps
-			if ps > 0 {
-				cost += 1 / ps
-			}
+			costs[i] = prims[i].cpuPerOp()
+			r.PrimitiveCPUUs[p.Name] = 1e6 * costs[i]
 		}
-		if cost > 0 {
-			r.LimitPerSec = 1 / cost
+		r.LimitCores = min(UsableCores(), r.Concurrency)
+		if r.LimitPerSec = Limit(UsableCores(), r.Concurrency, costs); r.LimitPerSec > 0 {
 			r.Ratio = r.OpsPerSec / r.LimitPerSec
 		}
 	}
@@ -347,9 +355,13 @@ func run(ctx context.Context, fn func(context.Context) error, opt Options, t *ta
 	}
 }
 
+// LimitNote explains the limit/s column under a table.
+const LimitNote = "limit/s = min(cores, conc) / Σ primitive CPU seconds per op, each primitive measured alone on one goroutine: an upper bound (lower still where the token serialises a call)\n"
+
 // Table formats results for people.
 func Table(rs []Result) string {
 	s := fmt.Sprintf("%-44s %5s %9s %10s %8s %8s %8s %10s %6s %8s %6s\n", "operation", "conc", "ops", "ops/s", "p50 ms", "p90 ms", "p99 ms", "limit/s", "ratio", "cpu µs", "errors")
+	note := ""
 	for _, r := range rs {
 		limit, ratio := "-", "-"
 		if r.LimitPerSec > 0 {
@@ -360,6 +372,9 @@ func Table(rs []Result) string {
 			cpu += fmt.Sprintf("+%.1f", 1000*r.ServerCPUMsPerOp) // client here + server there
 		}
 		s += fmt.Sprintf("%-44s %5d %9d %10.0f %8.3f %8.3f %8.3f %10s %6s %8s %6d\n", r.Op, r.Concurrency, r.Ops, r.OpsPerSec, r.P50Ms, r.P90Ms, r.P99Ms, limit, ratio, cpu, r.Errors)
+		if r.LimitPerSec > 0 {
+			note = LimitNote
+		}
 	}
-	return s
+	return s + note
 }

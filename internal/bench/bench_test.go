@@ -2,6 +2,7 @@ package bench_test
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"math"
 	"os"
@@ -14,7 +15,8 @@ import (
 // Measure sums its rounds: every operation counted once, errors with the
 // first message, one ratio per round, the limit from the primitives.
 func TestMeasureSumsRounds(t *testing.T) {
-	var calls, prim atomic.Int64
+	var calls, prim, inPrim, mostInPrim atomic.Int64
+	work := make([]byte, 4096)
 	op := bench.Op{
 		Name: "test op",
 		Run: func(context.Context) error {
@@ -23,7 +25,17 @@ func TestMeasureSumsRounds(t *testing.T) {
 			}
 			return nil
 		},
-		Primitives: []bench.Primitive{{Name: "p", Run: func(context.Context) error { prim.Add(1); return nil }}},
+		Primitives: []bench.Primitive{{Name: "p", Run: func(context.Context) error {
+			prim.Add(1)
+			if n := inPrim.Add(1); n > mostInPrim.Load() {
+				mostInPrim.Store(n)
+			}
+			defer inPrim.Add(-1)
+			for range 20 { // enough CPU for getrusage to see
+				sha256.Sum256(work)
+			}
+			return nil
+		}}},
 	}
 	r := bench.Measure(context.Background(), op, bench.Options{Concurrency: 3, Count: 300, Rounds: 3})
 	if r.Ops != 300 || calls.Load() != 300 {
@@ -36,8 +48,14 @@ func TestMeasureSumsRounds(t *testing.T) {
 		t.Fatalf("primitive calls %d, round ratios %v: want 300 and 3", prim.Load(), r.RoundRatios)
 	}
 	near := func(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(math.Abs(a), math.Abs(b)) }
-	if r.LimitPerSec <= 0 || !near(r.Ratio, r.OpsPerSec/r.LimitPerSec) || !near(r.Primitives["p"], r.LimitPerSec) {
-		t.Fatalf("limit %v, ratio %v, ops/s %v, primitives %v", r.LimitPerSec, r.Ratio, r.OpsPerSec, r.Primitives)
+	// The limit is derived from the primitive's CPU cost, measured by one
+	// goroutine (it ran at the operation's concurrency, 3, and its wall
+	// time was the limit).
+	cores := min(bench.UsableCores(), 3)
+	want := bench.Limit(bench.UsableCores(), 3, []float64{r.PrimitiveCPUUs["p"] / 1e6})
+	if mostInPrim.Load() != 1 || r.LimitCores != cores || r.LimitPerSec <= 0 || !near(r.LimitPerSec, want) || !near(r.Ratio, r.OpsPerSec/r.LimitPerSec) {
+		t.Fatalf("primitive at %d at once; limit %v over %d cores, want %v over %d; ratio %v, ops/s %v, primitive CPU µs %v",
+			mostInPrim.Load(), r.LimitPerSec, r.LimitCores, want, cores, r.Ratio, r.OpsPerSec, r.PrimitiveCPUUs)
 	}
 	if r.P50Ms > r.P90Ms || r.P90Ms > r.P99Ms || r.Concurrency != 3 {
 		t.Fatalf("percentiles %v %v %v, concurrency %d", r.P50Ms, r.P90Ms, r.P99Ms, r.Concurrency)
@@ -84,5 +102,29 @@ func TestMeasureUnevenCount(t *testing.T) {
 	r = bench.Measure(context.Background(), op, bench.Options{Count: 2, Rounds: 5})
 	if r.Ops != 2 {
 		t.Fatalf("ops %d, want 2 (more rounds than operations)", r.Ops)
+	}
+}
+
+// The limit's arithmetic: min(cores, concurrency) cores over the summed
+// CPU seconds per operation (costs in powers of two, so exact).
+func TestLimitArithmetic(t *testing.T) {
+	costs := []float64{1.0 / 1024, 1.0 / 512} // 3/1024 s per operation
+	for _, c := range []struct {
+		cores, concurrency int
+		costs              []float64
+		want               float64
+	}{
+		{1, 16, costs, 1024.0 / 3},
+		{2, 16, costs, 2048.0 / 3},
+		{2, 1, costs, 1024.0 / 3}, // one caller keeps one core busy
+		{8, 3, costs, 3072.0 / 3},
+		{0, 0, costs, 1024.0 / 3}, // at least one core, one caller
+		{2, 16, []float64{1.0 / 4096}, 8192},
+		{2, 16, nil, 0},
+		{2, 16, []float64{0, 0}, 0},
+	} {
+		if got := bench.Limit(c.cores, c.concurrency, c.costs); got != c.want {
+			t.Errorf("Limit(%d, %d, %v) = %v, want %v", c.cores, c.concurrency, c.costs, got, c.want)
+		}
 	}
 }
