@@ -11,6 +11,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -97,6 +98,15 @@ type Result struct {
 	// ServerCPUMsPerOp is the outside server's CPU time per operation
 	// (Options.ServerCPU).
 	ServerCPUMsPerOp float64 `json:"serverCpuMsPerOp,omitempty"`
+	// CeilingOpsPerSec is, for a server operation, the trivial handler's
+	// rate in the same run (AddCeilings), and CeilingRatio is OpsPerSec
+	// over it.
+	CeilingOpsPerSec float64 `json:"ceilingOpsPerSec,omitempty"`
+	CeilingRatio     float64 `json:"ceilingRatio,omitempty"`
+	// CombinedOpsPerSec is Combined(CeilingOpsPerSec, the in-process
+	// operation's rate), and CombinedRatio is OpsPerSec over it.
+	CombinedOpsPerSec float64 `json:"ceilingWithInProcessOpsPerSec,omitempty"`
+	CombinedRatio     float64 `json:"ceilingWithInProcessRatio,omitempty"`
 }
 
 // tally accumulates the rounds of one operation or primitive.
@@ -358,23 +368,54 @@ func run(ctx context.Context, fn func(context.Context) error, opt Options, t *ta
 // LimitNote explains the limit/s column under a table.
 const LimitNote = "limit/s = min(cores, conc) / Σ primitive CPU seconds per op, each primitive measured alone on one goroutine: an upper bound (lower still where the token serialises a call)\n"
 
-// Table formats results for people.
+// CeilingNote explains the ceiling columns under a table.
+const CeilingNote = "ceil/s = trivial handler (read body, HMAC-SHA1, JSON out), same server settings, client, concurrency and signed requests; " +
+	"ceil+ip/s = 1/(1/ceil/s + 1/in-process ops/s), both whole-machine rates at the same concurrency\n"
+
+// Table formats results for people; with server operations measured
+// against the ceiling (AddCeilings) it adds the ceiling columns.
 func Table(rs []Result) string {
-	s := fmt.Sprintf("%-44s %5s %9s %10s %8s %8s %8s %10s %6s %8s %6s\n", "operation", "conc", "ops", "ops/s", "p50 ms", "p90 ms", "p99 ms", "limit/s", "ratio", "cpu µs", "errors")
-	note := ""
+	withCeiling := slices.ContainsFunc(rs, func(r Result) bool { return r.CeilingOpsPerSec > 0 })
+	s := fmt.Sprintf("%-56s %5s %9s %10s %8s %8s %8s %10s %6s %8s %6s", "operation", "conc", "ops", "ops/s", "p50 ms", "p90 ms", "p99 ms", "limit/s", "ratio", "cpu µs", "errors")
+	if withCeiling {
+		s += fmt.Sprintf(" %9s %7s %10s %8s", "ceil/s", "of ceil", "ceil+ip/s", "of c+ip")
+	}
+	s += "\n"
+	notes := ""
 	for _, r := range rs {
 		limit, ratio := "-", "-"
 		if r.LimitPerSec > 0 {
 			limit, ratio = fmt.Sprintf("%.0f", r.LimitPerSec), fmt.Sprintf("%.0f%%", 100*r.Ratio)
+			notes = LimitNote
 		}
 		cpu := fmt.Sprintf("%.1f", 1000*r.CPUMsPerOp)
 		if r.ServerCPUMsPerOp > 0 {
 			cpu += fmt.Sprintf("+%.1f", 1000*r.ServerCPUMsPerOp) // client here + server there
 		}
-		s += fmt.Sprintf("%-44s %5d %9d %10.0f %8.3f %8.3f %8.3f %10s %6s %8s %6d\n", r.Op, r.Concurrency, r.Ops, r.OpsPerSec, r.P50Ms, r.P90Ms, r.P99Ms, limit, ratio, cpu, r.Errors)
-		if r.LimitPerSec > 0 {
-			note = LimitNote
+		s += fmt.Sprintf("%-56s %5d %9d %10.0f %8.3f %8.3f %8.3f %10s %6s %8s %6d", r.Op, r.Concurrency, r.Ops, r.OpsPerSec, r.P50Ms, r.P90Ms, r.P99Ms, limit, ratio, cpu, r.Errors)
+		if withCeiling {
+			s += fmt.Sprintf(" %9s %7s %10s %8s", rate(r.CeilingOpsPerSec), percent(r.CeilingRatio), rate(r.CombinedOpsPerSec), percent(r.CombinedRatio))
 		}
+		s += "\n"
 	}
-	return s + note
+	if withCeiling {
+		notes += CeilingNote
+	}
+	return s + notes
+}
+
+// rate formats a rate for a table, "-" when there is none.
+func rate(x float64) string {
+	if x <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", x)
+}
+
+// percent formats a ratio for a table, "-" when there is none.
+func percent(x float64) string {
+	if x <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*x)
 }
