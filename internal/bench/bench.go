@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
 )
 
 // Op is one benchmarked operation.
@@ -66,6 +67,9 @@ type Options struct {
 	// measured from outside (see ProcessCPU); its share per operation is
 	// reported as ServerCPUMsPerOp.
 	ServerCPU func() (time.Duration, error)
+	// alone runs fn on one goroutine locked to its OS thread and counts
+	// that thread's CPU time only (a primitive's phase; see Limit).
+	alone bool
 }
 
 // Result is one operation's measurement.
@@ -192,7 +196,7 @@ func roundOptions(opt Options, round, rounds, n int, schedule []RoundPlan) (o Op
 	prims = make([]Options, n)
 	for i := range prims {
 		p := o
-		p.Progress, p.ServerCPU, p.Concurrency = nil, nil, 1
+		p.Progress, p.ServerCPU, p.Concurrency, p.alone = nil, nil, 1, true
 		if opt.Count == 0 {
 			p.Duration = o.Duration / 2
 			if i < len(schedule[round].Primitives) {
@@ -253,6 +257,18 @@ func ProcessCPU() (time.Duration, error) {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
+// ThreadCPU returns the calling OS thread's CPU time so far (user +
+// system; Linux RUSAGE_THREAD): with the goroutine locked to its thread,
+// the CPU it spent, the token module's calls included, and not the Go
+// runtime's other threads (idle spinning, GC workers).
+func ThreadCPU() (time.Duration, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
 // PIDCPU returns a function reading the CPU time so far of process pid
 // (user + system, from /proc), for Options.ServerCPU.
 func PIDCPU(pid int) (func() (time.Duration, error), error) {
@@ -296,11 +312,13 @@ func startProgress(progress func(int64, time.Duration), start time.Time, done *a
 }
 
 // run runs fn for opt's duration or count at opt's concurrency and adds
-// what it did to t.
+// what it did to t: the process's CPU time, or with opt.alone the one
+// worker thread's.
 func run(ctx context.Context, fn func(context.Context) error, opt Options, t *tally) {
-	if opt.Concurrency < 1 {
+	if opt.Concurrency < 1 || opt.alone {
 		opt.Concurrency = 1
 	}
+	var aloneCPU time.Duration // the worker thread's, with opt.alone
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if opt.Count == 0 {
@@ -323,6 +341,12 @@ func run(ctx context.Context, fn func(context.Context) error, opt Options, t *ta
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
+			if opt.alone {
+				runtime.LockOSThread()
+				defer runtime.UnlockOSThread()
+				cpu0, _ := ThreadCPU()
+				defer func() { cpu1, _ := ThreadCPU(); aloneCPU = cpu1 - cpu0 }()
+			}
 			for ctx.Err() == nil {
 				if opt.Count > 0 && issued.Add(1) > int64(opt.Count) {
 					return
@@ -350,7 +374,11 @@ func run(ctx context.Context, fn func(context.Context) error, opt Options, t *ta
 	stopProgress()
 	t.elapsed += time.Since(start)
 	cpu1, _ := ProcessCPU()
-	t.cpu += cpu1 - cpu0
+	if opt.alone {
+		t.cpu += aloneCPU
+	} else {
+		t.cpu += cpu1 - cpu0
+	}
 	if opt.ServerCPU != nil {
 		srv1, _ := opt.ServerCPU()
 		t.serverCPU += srv1 - srv0

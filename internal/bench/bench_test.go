@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"os"
+	"runtime"
 	"sync/atomic"
 	"testing"
 
@@ -62,7 +63,8 @@ func TestMeasureSumsRounds(t *testing.T) {
 	}
 }
 
-// CPU time is read for this process and for another by PID; it only grows.
+// CPU time is read for this process, this thread and another process by
+// PID; it only grows.
 func TestCPUTime(t *testing.T) {
 	read, err := bench.PIDCPU(os.Getpid())
 	if err != nil {
@@ -76,6 +78,12 @@ func TestCPUTime(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	thread0, err := bench.ThreadCPU()
+	if err != nil {
+		t.Fatal(err)
+	}
 	x := 0
 	for i := 0; i < 20_000_000; i++ {
 		x += i ^ x>>3
@@ -83,8 +91,9 @@ func TestCPUTime(t *testing.T) {
 	_ = x
 	b, _ := read()
 	self1, _ := bench.ProcessCPU()
-	if b < a || self1 <= self0 {
-		t.Fatalf("CPU time went back: /proc %v → %v, getrusage %v → %v", a, b, self0, self1)
+	thread1, _ := bench.ThreadCPU()
+	if b < a || self1 <= self0 || thread1 <= thread0 {
+		t.Fatalf("CPU time went back: /proc %v → %v, getrusage %v → %v, this thread %v → %v", a, b, self0, self1, thread0, thread1)
 	}
 	if _, err := bench.PIDCPU(1 << 30); err == nil {
 		t.Fatal("PIDCPU of a process that cannot exist succeeded")

@@ -4,7 +4,10 @@ import "runtime"
 
 // The in-process limit is an upper bound on an operation's throughput
 // derived from the CPU its primitives cost, each measured alone by one
-// goroutine (no contention in the token, the Go runtime or the kernel):
+// goroutine locked to its OS thread, counting that thread's CPU only
+// (ThreadCPU: no contention in the token, the Go runtime or the kernel, and
+// none of the runtime's idle spinning or GC, which the operation's own
+// figure includes):
 //
 //	limit ops/s = min(cores, concurrency) / Σ primitive CPU seconds per op
 //
