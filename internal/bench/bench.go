@@ -394,7 +394,7 @@ func run(ctx context.Context, fn func(context.Context) error, opt Options, t *ta
 }
 
 // LimitNote explains the limit/s column under a table.
-const LimitNote = "limit/s = min(cores, conc) / Σ primitive CPU seconds per op, each primitive measured alone on one goroutine: an upper bound (lower still where the token serialises a call)\n"
+const LimitNote = "limit/s = min(cores, conc) / Σ primitive CPU seconds per op, each primitive alone on one goroutine (its thread's CPU): an upper bound (lower still where the token serialises a call)\n"
 
 // CeilingNote explains the ceiling columns under a table.
 const CeilingNote = "ceil/s = trivial handler (read body, HMAC-SHA1, JSON out), same server settings, client, concurrency and signed requests; " +
