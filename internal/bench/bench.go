@@ -311,6 +311,18 @@ func startProgress(progress func(int64, time.Duration), start time.Time, done *a
 	return func() { close(stopped) }
 }
 
+// onLockedThread locks the calling goroutine to its OS thread; the function
+// it returns stores the thread's CPU time since in *cpu and unlocks it.
+func onLockedThread(cpu *time.Duration) (done func()) {
+	runtime.LockOSThread()
+	cpu0, _ := ThreadCPU()
+	return func() {
+		cpu1, _ := ThreadCPU()
+		*cpu = cpu1 - cpu0
+		runtime.UnlockOSThread()
+	}
+}
+
 // run runs fn for opt's duration or count at opt's concurrency and adds
 // what it did to t: the process's CPU time, or with opt.alone the one
 // worker thread's.
@@ -342,10 +354,7 @@ func run(ctx context.Context, fn func(context.Context) error, opt Options, t *ta
 		go func(w int) {
 			defer wg.Done()
 			if opt.alone {
-				runtime.LockOSThread()
-				defer runtime.UnlockOSThread()
-				cpu0, _ := ThreadCPU()
-				defer func() { cpu1, _ := ThreadCPU(); aloneCPU = cpu1 - cpu0 }()
+				defer onLockedThread(&aloneCPU)()
 			}
 			for ctx.Err() == nil {
 				if opt.Count > 0 && issued.Add(1) > int64(opt.Count) {
