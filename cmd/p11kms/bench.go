@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"runtime/pprof"
 	"slices"
@@ -37,14 +38,17 @@ func newBenchCmd(g *globals) *cobra.Command {
 	f := &benchFlags{}
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Measure operations under load against the primitive-cost limit, in one run",
+		Short: "Measure operations under load against the primitive-cost upper bound, in one run",
 		Long: `bench runs each operation at --concurrency, then measures the primitives it
-cannot avoid alone at the same concurrency — token RNG, token AES-GCM on a
+cannot avoid, each alone on one goroutine — token RNG, token AES-GCM on a
 session key and Go public-key encryption for the KMS operations; the token's
 private-key operation into a session key (C_UnwrapKey; or C_DeriveKey plus
 C_CreateObject) for the session imports, which import a use-once key and
 DeleteKey it — and prints ops/s, p50/p90/p99 latency, errors, the limit those
-primitives allow and the ratio achieved/limit. Operations: ` + strings.Join(bench.OpNames, ", ") + `.
+primitives allow and the ratio achieved/limit. The limit is an upper bound:
+min(cores, --concurrency) / the primitives' summed CPU seconds per operation
+(where the token serialises a call the real ceiling is lower still).
+Operations: ` + strings.Join(bench.OpNames, ", ") + `.
 The run is split into --rounds rounds per operation, each running the
 operation and then each of its primitives for half as long, so the limit is
 measured in the same stretches of time.
@@ -59,7 +63,13 @@ included); with --server-addr and --server-pid it adds the server process's
 --keys N first fills the token to N CMKs (lookup flatness).
 --server and --server-addr add the server operations, called by the bench's
 own client (no SDK) over a keep-alive transport, signed as --server-signature
-says: acs3 (default) or rpc for Alibaba, tc3 for Tencent. --emit N instead
+says: acs3 (default) or rpc for Alibaba, tc3 for Tencent. Each server
+operation is measured next to the machine's HTTP ceiling, ceiling:<op>: a
+trivial handler (read body, HMAC-SHA1, JSON out) served on loopback with the
+same net/http settings and called with the same client, concurrency and signed
+requests; the table adds the ceiling's rate, the ratio to it, and the ceiling
+combined with the in-process cost, 1/(1/ceiling + 1/in-process rate).
+--emit N instead
 writes N pre-signed requests of one server operation for --server-addr to
 stdout as a wrk Lua script, each with a fresh nonce and sent once:
   p11kms bench --server-addr H:P --ops server:GenerateDataKey --emit 100000 >req.lua
@@ -143,7 +153,23 @@ func (f *benchFlags) check() ([]string, error) {
 	if err := f.checkEmit(names, serverNames); err != nil {
 		return nil, err
 	}
-	return names, nil
+	if f.emit > 0 {
+		return names, nil
+	}
+	return withCeilings(names), nil
+}
+
+// withCeilings puts before each server operation in names its HTTP
+// ceiling (bench.CeilingName), measured in the same run.
+func withCeilings(names []string) []string {
+	var out []string
+	for _, n := range names {
+		if strings.HasPrefix(n, "server:") {
+			out = append(out, bench.CeilingName(n))
+		}
+		out = append(out, n)
+	}
+	return out
 }
 
 // checkEmit refuses an --emit without a running server to sign for or
@@ -232,6 +258,7 @@ func runBench(cmd *cobra.Command, g *globals, f *benchFlags, names []string) err
 	if err != nil {
 		return err
 	}
+	bench.AddCeilings(names, results)
 	if f.asJSON {
 		return printJSON(cmd, results)
 	}
@@ -240,32 +267,57 @@ func runBench(cmd *cobra.Command, g *globals, f *benchFlags, names []string) err
 }
 
 // operations returns the named operations, in order, with the server
-// ones if asked for; stop shuts down the in-process server.
+// ones and their HTTP ceilings if asked for; stop shuts down the
+// in-process servers.
 func (f *benchFlags) operations(g *globals, fx *bench.Fixture, names []string) (ops []bench.Op, stop func(), err error) {
 	stop = func() {}
 	all := fx.Ops()
 	if f.server() {
-		var sops map[string]bench.Op
-		opt := bench.ServerOptions{Signature: bench.Signature(f.serverSignature), Concurrency: f.concurrency}
-		if f.serverAddr != "" {
-			key, err := remoteKey(g)
-			if err != nil {
-				return nil, stop, err
-			}
-			if sops, err = fx.RemoteOps(f.serverAddr, key, opt); err != nil {
-				return nil, stop, err
-			}
-		} else if sops, stop, err = fx.ServerOps(opt); err != nil {
+		if stop, err = f.addServerOps(g, fx, all); err != nil {
 			return nil, func() {}, err
-		}
-		for n, op := range sops {
-			all[n] = op
 		}
 	}
 	for _, n := range names {
 		ops = append(ops, all[n])
 	}
 	return ops, stop, nil
+}
+
+// addServerOps adds to all the server operations (to --server-addr, or to
+// an in-process server) and their ceilings; stop shuts down what it started.
+func (f *benchFlags) addServerOps(g *globals, fx *bench.Fixture, all map[string]bench.Op) (stop func(), err error) {
+	opt := bench.ServerOptions{Signature: bench.Signature(f.serverSignature), Concurrency: f.concurrency}
+	cops, stopCeiling, err := fx.CeilingOps(opt)
+	if err != nil {
+		return nil, err
+	}
+	stops := []func(){stopCeiling}
+	stop = func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+	var sops map[string]bench.Op
+	if f.serverAddr != "" {
+		key, err := remoteKey(g)
+		if err == nil {
+			sops, err = fx.RemoteOps(f.serverAddr, key, opt)
+		}
+		if err != nil {
+			stop()
+			return nil, err
+		}
+	} else {
+		var stopServer func()
+		if sops, stopServer, err = fx.ServerOps(opt); err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, stopServer)
+	}
+	maps.Copy(all, sops)
+	maps.Copy(all, cops)
+	return stop, nil
 }
 
 // remoteKey is the access key the requests to --server-addr are signed

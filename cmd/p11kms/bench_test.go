@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -42,24 +43,70 @@ func TestBenchChecksFlagsFirst(t *testing.T) {
 }
 
 // bench --server drives every server operation with the bench's own
-// signing client, with each signature, and the server accepts every call.
+// signing client, with each signature, and the server accepts every call;
+// each is measured next to its HTTP ceiling (the trivial handler, which
+// answers too), and the JSON carries the ratio to it and to the ceiling
+// combined with the in-process rate.
 func TestBenchServerEveryOperationAccepted(t *testing.T) {
 	for _, sig := range bench.Signatures {
 		names := bench.ServerOpsFor(sig)
 		out, errOut, code := cli(t, "bench", "--server", "--server-signature", string(sig), "--count", "4", "--rounds", "1",
-			"--concurrency", "2", "--ops", strings.Join(names, ","), "--json")
+			"--concurrency", "2", "--ops", "GenerateDataKey,"+strings.Join(names, ","), "--json")
 		if code != 0 {
 			t.Fatalf("%s: status %d\n%s", sig, code, errOut)
 		}
 		var results []bench.Result
-		if err := json.Unmarshal([]byte(out), &results); err != nil || len(results) != len(names) {
-			t.Fatalf("%s: %d results for %v, %v:\n%s", sig, len(results), names, err, out)
+		if err := json.Unmarshal([]byte(out), &results); err != nil || len(results) != 1+2*len(names) {
+			t.Fatalf("%s: %d results for GenerateDataKey and %v with their ceilings, %v:\n%s", sig, len(results), names, err, out)
 		}
-		for _, r := range results {
-			if r.Ops != 4 || r.Errors != 0 || !strings.HasPrefix(r.Op, "HTTP+"+strings.ToUpper(string(sig))+" ") {
-				t.Errorf("%s: %s: %d ops, %d errors (first: %s)", sig, r.Op, r.Ops, r.Errors, r.FirstError)
+		inProcess := results[0]
+		for i, r := range results[1:] {
+			label, isCeiling := "HTTP+"+strings.ToUpper(string(sig))+" ", i%2 == 0
+			if isCeiling {
+				label += "ceiling: "
+			}
+			if r.Ops != 4 || r.Errors != 0 || !strings.HasPrefix(r.Op, label) {
+				t.Errorf("%s: %s: %d ops, %d errors (first: %s), want the prefix %q", sig, r.Op, r.Ops, r.Errors, r.FirstError, label)
+			}
+			ceiling := results[1+i-1]
+			if isCeiling {
+				if r.CeilingOpsPerSec != 0 {
+					t.Errorf("%s: %s has a ceiling of its own", sig, r.Op)
+				}
+				continue
+			}
+			if r.CeilingOpsPerSec != ceiling.OpsPerSec || !near(r.CeilingRatio, r.OpsPerSec/ceiling.OpsPerSec) {
+				t.Errorf("%s: %s: ceiling %v (ratio %v), the ceiling's result %v", sig, r.Op, r.CeilingOpsPerSec, r.CeilingRatio, ceiling.OpsPerSec)
+			}
+			combined := bench.Combined(ceiling.OpsPerSec, inProcess.OpsPerSec)
+			if strings.HasSuffix(r.Op, " GenerateDataKey") != (r.CombinedOpsPerSec > 0) ||
+				(r.CombinedOpsPerSec > 0 && (!near(r.CombinedOpsPerSec, combined) || !near(r.CombinedRatio, r.OpsPerSec/combined))) {
+				t.Errorf("%s: %s: ceiling with in-process %v (ratio %v), want %v for GenerateDataKey only", sig, r.Op, r.CombinedOpsPerSec, r.CombinedRatio, combined)
 			}
 		}
+	}
+}
+
+// near is equality to a relative 1e-9 (figures computed in another order).
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(math.Abs(a), math.Abs(b)) }
+
+// The text report of bench --server has the ceiling's columns, filled for
+// the server operation, and the formulas of the limit and the ceilings.
+func TestBenchServerTableHasCeilingColumns(t *testing.T) {
+	out, errOut, code := cli(t, "bench", "--server", "--count", "4", "--rounds", "1", "--concurrency", "2",
+		"--ops", "GenerateDataKey,server:GenerateDataKey")
+	if code != 0 {
+		t.Fatalf("status %d\n%s", code, errOut)
+	}
+	lines := strings.Split(out, "\n")
+	for _, col := range []string{"limit/s", "ceil/s", "of ceil", "ceil+ip/s", "of c+ip"} {
+		if !strings.Contains(lines[0], col) {
+			t.Fatalf("no %q column:\n%s", col, out)
+		}
+	}
+	if len(lines) < 4 || !strings.HasPrefix(lines[2], "HTTP+ACS3 ceiling: GenerateDataKey") || !strings.HasPrefix(lines[3], "HTTP+ACS3 GenerateDataKey") ||
+		strings.Count(lines[3], "%") != 2 || !strings.Contains(out, bench.LimitNote) || !strings.Contains(out, bench.CeilingNote) {
+		t.Fatalf("server GenerateDataKey without its ceiling figures, or a formula missing:\n%s", out)
 	}
 }
 

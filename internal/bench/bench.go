@@ -1,16 +1,17 @@
 // Package bench measures p11kms under load: an operation run for a duration
 // (or a count) at a concurrency, its throughput and latency percentiles, and
-// — in the same run, at the same concurrency — the limit its primitives
-// allow (token RNG + token AES-GCM + public-key encryption for the KMS
-// operations, the token's private-key operation into a session key for the
-// imports; each measured alone, costs summed), with the ratio
-// achieved/limit.
+// — in the same run — the upper bound its primitives allow (token RNG +
+// token AES-GCM + public-key encryption for the KMS operations, the token's
+// private-key operation into a session key for the imports; each measured
+// alone by one goroutine, their CPU costs summed and spread over the cores:
+// see Limit), with the ratio achieved/limit.
 package bench
 
 import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,7 @@ import (
 	"time"
 
 	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
 )
 
 // Op is one benchmarked operation.
@@ -26,7 +28,8 @@ type Op struct {
 	// Run performs one operation.
 	Run func(ctx context.Context) error
 	// Primitives are the steps the operation cannot avoid; each is measured
-	// alone and their per-operation costs are summed into the limit.
+	// alone by one goroutine and their CPU costs per operation are summed
+	// into the limit (see Limit).
 	Primitives []Primitive
 }
 
@@ -64,30 +67,50 @@ type Options struct {
 	// measured from outside (see ProcessCPU); its share per operation is
 	// reported as ServerCPUMsPerOp.
 	ServerCPU func() (time.Duration, error)
+	// alone runs fn on one goroutine locked to its OS thread and counts
+	// that thread's CPU time only (a primitive's phase; see Limit).
+	alone bool
 }
 
 // Result is one operation's measurement.
 type Result struct {
-	Op          string             `json:"op"`
-	Concurrency int                `json:"concurrency"`
-	Ops         int64              `json:"ops"`
-	Errors      int64              `json:"errors"`
-	FirstError  string             `json:"firstError,omitempty"`
-	Seconds     float64            `json:"seconds"`
-	OpsPerSec   float64            `json:"opsPerSec"`
-	P50Ms       float64            `json:"p50Ms"`
-	P90Ms       float64            `json:"p90Ms"`
-	P99Ms       float64            `json:"p99Ms"`
-	LimitPerSec float64            `json:"limitOpsPerSec,omitempty"`
-	Ratio       float64            `json:"ratio,omitempty"`
-	RoundRatios []float64          `json:"roundRatios,omitempty"`
-	Primitives  map[string]float64 `json:"primitiveOpsPerSec,omitempty"`
+	Op          string  `json:"op"`
+	Concurrency int     `json:"concurrency"`
+	Ops         int64   `json:"ops"`
+	Errors      int64   `json:"errors"`
+	FirstError  string  `json:"firstError,omitempty"`
+	Seconds     float64 `json:"seconds"`
+	OpsPerSec   float64 `json:"opsPerSec"`
+	P50Ms       float64 `json:"p50Ms"`
+	P90Ms       float64 `json:"p90Ms"`
+	P99Ms       float64 `json:"p99Ms"`
+	// LimitPerSec is Limit(UsableCores(), Concurrency, primitive CPU
+	// costs per call): the upper
+	// bound the primitives allow, and Ratio is OpsPerSec/LimitPerSec.
+	LimitPerSec float64   `json:"limitOpsPerSec,omitempty"`
+	Ratio       float64   `json:"ratio,omitempty"`
+	RoundRatios []float64 `json:"roundRatios,omitempty"`
+	// LimitCores is the cores the limit spreads the primitives' CPU over:
+	// min(UsableCores, Concurrency).
+	LimitCores int `json:"limitCores,omitempty"`
+	// PrimitiveCPUUs is each primitive's CPU time per call in µs, measured
+	// alone by one goroutine (summed over the rounds).
+	PrimitiveCPUUs map[string]float64 `json:"primitiveCpuUsPerOp,omitempty"`
 	// CPUMsPerOp is this process's CPU time (user + system, SoftHSM's
 	// included) per operation.
 	CPUMsPerOp float64 `json:"cpuMsPerOp"`
 	// ServerCPUMsPerOp is the outside server's CPU time per operation
 	// (Options.ServerCPU).
 	ServerCPUMsPerOp float64 `json:"serverCpuMsPerOp,omitempty"`
+	// CeilingOpsPerSec is, for a server operation, the trivial handler's
+	// rate in the same run (AddCeilings), and CeilingRatio is OpsPerSec
+	// over it.
+	CeilingOpsPerSec float64 `json:"ceilingOpsPerSec,omitempty"`
+	CeilingRatio     float64 `json:"ceilingRatio,omitempty"`
+	// CombinedOpsPerSec is Combined(CeilingOpsPerSec, the in-process
+	// operation's rate), and CombinedRatio is OpsPerSec over it.
+	CombinedOpsPerSec float64 `json:"ceilingWithInProcessOpsPerSec,omitempty"`
+	CombinedRatio     float64 `json:"ceilingWithInProcessRatio,omitempty"`
 }
 
 // tally accumulates the rounds of one operation or primitive.
@@ -139,19 +162,19 @@ func Measure(ctx context.Context, op Op, opt Options) Result {
 		}
 		before := main
 		run(ctx, op.Run, o, &main)
-		cost := 0.0 // seconds per operation, summed over the primitives
+		costs := make([]float64, len(op.Primitives)) // CPU seconds per call, this round
 		for i, p := range op.Primitives {
 			var pt tally
 			run(ctx, p.Run, popts[i], &pt)
-			if pt.ops > 0 {
-				cost += pt.elapsed.Seconds() / float64(pt.ops)
-			}
+			costs[i] = pt.cpuPerOp()
 			prims[i].ops += pt.ops
 			prims[i].elapsed += pt.elapsed
+			prims[i].cpu += pt.cpu
 		}
-		if cost > 0 && main.elapsed > before.elapsed {
+		limit := Limit(UsableCores(), opt.Concurrency, costs)
+		if limit > 0 && main.elapsed > before.elapsed {
 			achieved := float64(main.ops-before.ops) / (main.elapsed - before.elapsed).Seconds()
-			roundRatios = append(roundRatios, achieved*cost)
+			roundRatios = append(roundRatios, achieved/limit)
 		}
 	}
 	return summarize(op, opt, &main, prims, roundRatios)
@@ -159,7 +182,9 @@ func Measure(ctx context.Context, op Op, opt Options) Result {
 
 // roundOptions are the options of one round's operation phase and of each
 // of its n primitive phases: their share of Count, or their Schedule (a
-// primitive the schedule misses runs half as long as the operation).
+// primitive the schedule misses runs half as long as the operation). A
+// primitive runs on one goroutine, alone: its CPU cost is then free of
+// contention (see Limit).
 func roundOptions(opt Options, round, rounds, n int, schedule []RoundPlan) (o Options, prims []Options) {
 	o = opt
 	o.Schedule = nil
@@ -171,7 +196,7 @@ func roundOptions(opt Options, round, rounds, n int, schedule []RoundPlan) (o Op
 	prims = make([]Options, n)
 	for i := range prims {
 		p := o
-		p.Progress, p.ServerCPU = nil, nil
+		p.Progress, p.ServerCPU, p.Concurrency, p.alone = nil, nil, 1, true
 		if opt.Count == 0 {
 			p.Duration = o.Duration / 2
 			if i < len(schedule[round].Primitives) {
@@ -202,17 +227,14 @@ func summarize(op Op, opt Options, main *tally, prims []tally, roundRatios []flo
 		}
 	}
 	if len(op.Primitives) > 0 {
-		r.Primitives = map[string]float64{}
-		cost := 0.0
+		r.PrimitiveCPUUs = map[string]float64{}
+		costs := make([]float64, len(op.Primitives))
 		for i, p := range op.Primitives {
-			ps := prims[i].perSec()
-			r.Primitives[p.Name] = ps
-			if ps > 0 {
-				cost += 1 / ps
-			}
+			costs[i] = prims[i].cpuPerOp()
+			r.PrimitiveCPUUs[p.Name] = 1e6 * costs[i]
 		}
-		if cost > 0 {
-			r.LimitPerSec = 1 / cost
+		r.LimitCores = min(UsableCores(), r.Concurrency)
+		if r.LimitPerSec = Limit(UsableCores(), r.Concurrency, costs); r.LimitPerSec > 0 {
 			r.Ratio = r.OpsPerSec / r.LimitPerSec
 		}
 	}
@@ -230,6 +252,18 @@ func btoi(b bool) int {
 func ProcessCPU() (time.Duration, error) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
+// ThreadCPU returns the calling OS thread's CPU time so far (user +
+// system; Linux RUSAGE_THREAD): with the goroutine locked to its thread,
+// the CPU it spent, the token module's calls included, and not the Go
+// runtime's other threads (idle spinning, GC workers).
+func ThreadCPU() (time.Duration, error) {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
 		return 0, err
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
@@ -277,12 +311,26 @@ func startProgress(progress func(int64, time.Duration), start time.Time, done *a
 	return func() { close(stopped) }
 }
 
+// onLockedThread locks the calling goroutine to its OS thread; the function
+// it returns stores the thread's CPU time since in *cpu and unlocks it.
+func onLockedThread(cpu *time.Duration) (done func()) {
+	runtime.LockOSThread()
+	cpu0, _ := ThreadCPU()
+	return func() {
+		cpu1, _ := ThreadCPU()
+		*cpu = cpu1 - cpu0
+		runtime.UnlockOSThread()
+	}
+}
+
 // run runs fn for opt's duration or count at opt's concurrency and adds
-// what it did to t.
+// what it did to t: the process's CPU time, or with opt.alone the one
+// worker thread's.
 func run(ctx context.Context, fn func(context.Context) error, opt Options, t *tally) {
-	if opt.Concurrency < 1 {
+	if opt.Concurrency < 1 || opt.alone {
 		opt.Concurrency = 1
 	}
+	var aloneCPU time.Duration // the worker thread's, with opt.alone
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if opt.Count == 0 {
@@ -305,6 +353,9 @@ func run(ctx context.Context, fn func(context.Context) error, opt Options, t *ta
 		wg.Add(1)
 		go func(w int) {
 			defer wg.Done()
+			if opt.alone {
+				defer onLockedThread(&aloneCPU)()
+			}
 			for ctx.Err() == nil {
 				if opt.Count > 0 && issued.Add(1) > int64(opt.Count) {
 					return
@@ -332,7 +383,11 @@ func run(ctx context.Context, fn func(context.Context) error, opt Options, t *ta
 	stopProgress()
 	t.elapsed += time.Since(start)
 	cpu1, _ := ProcessCPU()
-	t.cpu += cpu1 - cpu0
+	if opt.alone {
+		t.cpu += aloneCPU
+	} else {
+		t.cpu += cpu1 - cpu0
+	}
 	if opt.ServerCPU != nil {
 		srv1, _ := opt.ServerCPU()
 		t.serverCPU += srv1 - srv0
@@ -347,19 +402,57 @@ func run(ctx context.Context, fn func(context.Context) error, opt Options, t *ta
 	}
 }
 
-// Table formats results for people.
+// LimitNote explains the limit/s column under a table.
+const LimitNote = "limit/s = min(cores, conc) / Σ primitive CPU seconds per op, each primitive alone on one goroutine (its thread's CPU): an upper bound (lower still where the token serialises a call)\n"
+
+// CeilingNote explains the ceiling columns under a table.
+const CeilingNote = "ceil/s = trivial handler (read body, HMAC-SHA1, JSON out), same server settings, client, concurrency and signed requests; " +
+	"ceil+ip/s = 1/(1/ceil/s + 1/in-process ops/s), both whole-machine rates at the same concurrency\n"
+
+// Table formats results for people; with server operations measured
+// against the ceiling (AddCeilings) it adds the ceiling columns.
 func Table(rs []Result) string {
-	s := fmt.Sprintf("%-44s %5s %9s %10s %8s %8s %8s %10s %6s %8s %6s\n", "operation", "conc", "ops", "ops/s", "p50 ms", "p90 ms", "p99 ms", "limit/s", "ratio", "cpu µs", "errors")
+	withCeiling := slices.ContainsFunc(rs, func(r Result) bool { return r.CeilingOpsPerSec > 0 })
+	s := fmt.Sprintf("%-56s %5s %9s %10s %8s %8s %8s %10s %6s %8s %6s", "operation", "conc", "ops", "ops/s", "p50 ms", "p90 ms", "p99 ms", "limit/s", "ratio", "cpu µs", "errors")
+	if withCeiling {
+		s += fmt.Sprintf(" %9s %7s %10s %8s", "ceil/s", "of ceil", "ceil+ip/s", "of c+ip")
+	}
+	s += "\n"
+	notes := ""
 	for _, r := range rs {
 		limit, ratio := "-", "-"
 		if r.LimitPerSec > 0 {
 			limit, ratio = fmt.Sprintf("%.0f", r.LimitPerSec), fmt.Sprintf("%.0f%%", 100*r.Ratio)
+			notes = LimitNote
 		}
 		cpu := fmt.Sprintf("%.1f", 1000*r.CPUMsPerOp)
 		if r.ServerCPUMsPerOp > 0 {
 			cpu += fmt.Sprintf("+%.1f", 1000*r.ServerCPUMsPerOp) // client here + server there
 		}
-		s += fmt.Sprintf("%-44s %5d %9d %10.0f %8.3f %8.3f %8.3f %10s %6s %8s %6d\n", r.Op, r.Concurrency, r.Ops, r.OpsPerSec, r.P50Ms, r.P90Ms, r.P99Ms, limit, ratio, cpu, r.Errors)
+		s += fmt.Sprintf("%-56s %5d %9d %10.0f %8.3f %8.3f %8.3f %10s %6s %8s %6d", r.Op, r.Concurrency, r.Ops, r.OpsPerSec, r.P50Ms, r.P90Ms, r.P99Ms, limit, ratio, cpu, r.Errors)
+		if withCeiling {
+			s += fmt.Sprintf(" %9s %7s %10s %8s", rate(r.CeilingOpsPerSec), percent(r.CeilingRatio), rate(r.CombinedOpsPerSec), percent(r.CombinedRatio))
+		}
+		s += "\n"
 	}
-	return s
+	if withCeiling {
+		notes += CeilingNote
+	}
+	return s + notes
+}
+
+// rate formats a rate for a table, "-" when there is none.
+func rate(x float64) string {
+	if x <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", x)
+}
+
+// percent formats a ratio for a table, "-" when there is none.
+func percent(x float64) string {
+	if x <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f%%", 100*x)
 }

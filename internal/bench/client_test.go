@@ -230,3 +230,31 @@ func signLike(t *testing.T, s *Signer, r capturedRequest) (ours, sdk string) {
 	}
 	return req.Header.Get("Authorization"), r.header.Get("Authorization")
 }
+
+// A real run on SoftHSM2 of the operation that reached 119 % of the old
+// limit (primitives' wall-clock throughput at the operation's
+// concurrency): the limit is now derived from each primitive's CPU cost
+// alone by the formula, and the operation does not beat it by more than
+// LimitTolerance. Both sides are CPU per operation, so a loaded machine
+// slows the operation without raising the ratio.
+func TestLimitIsAnUpperBoundOnSoftHSM(t *testing.T) {
+	fx := newTestFixture(t)
+	op := fx.Ops()["GenerateAndExportDataKey-RSA"]
+	const conc = 4
+	r := Measure(context.Background(), op, Options{Concurrency: conc, Count: 600, Rounds: 2})
+	if r.Errors != 0 || r.Ops != 600 || len(r.PrimitiveCPUUs) != len(op.Primitives) {
+		t.Fatalf("%d ops, %d errors (%s), primitive costs %v", r.Ops, r.Errors, r.FirstError, r.PrimitiveCPUUs)
+	}
+	var costs []float64
+	for _, p := range op.Primitives {
+		costs = append(costs, r.PrimitiveCPUUs[p.Name]/1e6)
+	}
+	want := Limit(UsableCores(), conc, costs)
+	if d := r.LimitPerSec - want; d > 1e-9*want || d < -1e-9*want || r.LimitCores != min(UsableCores(), conc) {
+		t.Fatalf("limit %v over %d cores, want %v = Limit(%d, %d, %v)", r.LimitPerSec, r.LimitCores, want, UsableCores(), conc, costs)
+	}
+	t.Logf("%.0f ops/s, limit %.0f ops/s (%.0f%%), primitive CPU µs %v, round ratios %v", r.OpsPerSec, r.LimitPerSec, 100*r.Ratio, r.PrimitiveCPUUs, r.RoundRatios)
+	if r.Ratio > 1+LimitTolerance {
+		t.Fatalf("achieved %.0f ops/s is %.0f%% of the limit %.0f ops/s (tolerance %.0f%%)", r.OpsPerSec, 100*r.Ratio, r.LimitPerSec, 100*LimitTolerance)
+	}
+}

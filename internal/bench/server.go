@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"slices"
 	"strings"
 
@@ -21,22 +19,20 @@ type ServerOptions struct {
 }
 
 // ServerOps starts the composed server on a loopback port (in this
-// process, over the fixture's KMS) and returns operations that call it
+// process, over the fixture's KMS, with serve's net/http settings) and returns operations that call it
 // with requests signed by the bench's own client (no SDK). stop shuts the
 // server down.
 func (f *Fixture) ServerOps(o ServerOptions) (ops map[string]Op, stop func(), err error) {
 	key := wire.NewAccessKey(accessKeyPrefix(o.Signature), wire.Policy{Actions: []string{"*"}, Keys: []string{"*"}})
-	srv := &http.Server{Handler: server.New(server.Config{KMS: f.KMS, Keys: wire.NewAccessKeys(key)})}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, stop, err := newHTTPServer(server.New(server.Config{KMS: f.KMS, Keys: wire.NewAccessKeys(key)}))
 	if err != nil {
 		return nil, nil, err
 	}
-	go srv.Serve(ln)
-	if ops, err = f.RemoteOps(ln.Addr().String(), key, o); err != nil {
-		srv.Close()
+	if ops, err = f.RemoteOps(addr, key, o); err != nil {
+		stop()
 		return nil, nil, err
 	}
-	return ops, func() { srv.Close() }, nil
+	return ops, stop, nil
 }
 
 // accessKeyPrefix is the prefix of the ids each dialect's keys have
