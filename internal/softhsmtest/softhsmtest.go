@@ -59,12 +59,49 @@ func processEnv() (*softhsm.Env, error) {
 
 // Main runs the tests and removes the process's token directory after.
 // Use it as: func TestMain(m *testing.M) { softhsmtest.Main(m) }.
+//
+// It also gives the run a TMPDIR of its own (removed after), which child
+// processes inherit: the importer keeps a host-wide lock file per token
+// label hash in TMPDIR, and tests make thousands of tokens, whose lock
+// files would otherwise stay in /tmp for ever.
 func Main(m *testing.M) {
+	cleanup := PrivateTempDir()
 	code := m.Run()
 	if env != nil {
 		os.RemoveAll(env.Dir)
 	}
+	cleanup()
 	os.Exit(code)
+}
+
+// privateTempDirVar marks a TMPDIR made by PrivateTempDir, so a test
+// binary re-run as a child process keeps its parent's (the locks in it are
+// shared between the two).
+const privateTempDirVar = "P11KMS_TEST_TMPDIR"
+
+// PrivateTempDir points TMPDIR at a new directory for this process and its
+// children, unless a parent test process already did, and returns what
+// removes it (a no-op in a child).
+func PrivateTempDir() (cleanup func()) {
+	if os.Getenv(privateTempDirVar) != "" {
+		return func() {}
+	}
+	dir, err := os.MkdirTemp("", "p11kms-tmp-")
+	if err != nil {
+		return func() {} // keep the system's TMPDIR; only tidiness is lost
+	}
+	old, had := os.LookupEnv("TMPDIR")
+	os.Setenv("TMPDIR", dir)
+	os.Setenv(privateTempDirVar, dir)
+	return func() {
+		if had {
+			os.Setenv("TMPDIR", old)
+		} else {
+			os.Unsetenv("TMPDIR")
+		}
+		os.Unsetenv(privateTempDirVar)
+		os.RemoveAll(dir)
+	}
 }
 
 // Token is a fresh token and how to reach it again.
