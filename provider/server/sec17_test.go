@@ -1,0 +1,103 @@
+package server_test
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	openapi "github.com/alibabacloud-go/darabonba-openapi/v2/client"
+	util "github.com/alibabacloud-go/tea-utils/v2/service"
+	"github.com/alibabacloud-go/tea/tea"
+
+	"github.com/p11kms/p11kms/internal/softhsmtest"
+	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/server"
+	"github.com/p11kms/p11kms/provider/wire"
+)
+
+// aliRaw signs Alibaba RPC requests with the given access key through the
+// official SDK's generic CallApi.
+type aliRaw struct {
+	c *openapi.Client
+}
+
+func newAliRaw(t *testing.T, addr, id, secret string) aliRaw {
+	t.Helper()
+	c, err := openapi.NewClient(&openapi.Config{Endpoint: tea.String(addr), Protocol: tea.String("HTTP"), RegionId: tea.String("cn-hangzhou"),
+		AccessKeyId: tea.String(id), AccessKeySecret: tea.String(secret)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return aliRaw{c}
+}
+
+// call returns the answer's body (nil on an error), its error code ("" on
+// success) and the error message.
+func (a aliRaw) call(action string, params map[string]string) (map[string]any, string, string) {
+	q := map[string]*string{}
+	for k, v := range params {
+		q[k] = tea.String(v)
+	}
+	out, err := a.c.CallApi(&openapi.Params{Action: tea.String(action), Version: tea.String("2016-01-20"), Protocol: tea.String("HTTP"),
+		Pathname: tea.String("/"), Method: tea.String("POST"), AuthType: tea.String("AK"), Style: tea.String("RPC"),
+		ReqBodyType: tea.String("formData"), BodyType: tea.String("json")}, &openapi.OpenApiRequest{Query: q}, &util.RuntimeOptions{})
+	if err == nil {
+		body, _ := out["body"].(map[string]any)
+		return body, "", ""
+	}
+	if se, ok := err.(*tea.SDKError); ok {
+		return nil, tea.StringValue(se.Code), tea.StringValue(se.Message)
+	}
+	return nil, "not an SDK error", err.Error()
+}
+
+// A key allowed only ReEncrypt cannot get a data key out: the p11kms-only
+// PublicKeyBlob (with WrappingKeySpec and WrappingAlgorithm) is not a
+// ReEncrypt parameter, so the attacker's own RSA key is refused as an
+// unknown parameter and nothing decryptable comes back (issue 17, finding 1).
+func TestReEncryptReleasesNoPlaintext(t *testing.T) {
+	tok := softhsmtest.New(t)
+	kms := provider.New(tok.Token, provider.Options{})
+	const rid, rsecret = "LTAI5tReEncryptOnly00001", "ReEncryptOnlySecretForLocalKMS0001"
+	keys := wire.NewAccessKeys(
+		wire.AccessKey{AccessKeyId: rid, AccessKeySecret: rsecret, Policy: wire.Policy{Actions: []string{"ReEncrypt"}, Keys: []string{"*"}}})
+	srv := httptest.NewServer(server.New(server.Config{KMS: kms, Keys: keys}))
+	defer srv.Close()
+	k, err := kms.CreateKey(t.Context(), &provider.CreateKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := kms.GenerateDataKey(t.Context(), &provider.GenerateDataKeyRequest{KeyId: k.KeyMetadata.KeyId})
+	if err != nil {
+		t.Fatal(err)
+	}
+	attacker, _ := rsa.GenerateKey(rand.Reader, 2048)
+	der, _ := x509.MarshalPKIXPublicKey(&attacker.PublicKey)
+	c := newAliRaw(t, strings.TrimPrefix(srv.URL, "http://"), rid, rsecret)
+	for _, extra := range []map[string]string{
+		{"PublicKeyBlob": base64.StdEncoding.EncodeToString(der), "WrappingKeySpec": "RSA_2048", "WrappingAlgorithm": "RSAES_OAEP_SHA_256"},
+		{"PublicKeyBlob": base64.StdEncoding.EncodeToString(der)},
+	} {
+		params := map[string]string{"CiphertextBlob": g.CiphertextBlob}
+		for k, v := range extra {
+			params[k] = v
+		}
+		body, code, msg := c.call("ReEncrypt", params)
+		if code != provider.CodeInvalidParameter || !strings.Contains(msg, "PublicKeyBlob") {
+			t.Errorf("ReEncrypt with PublicKeyBlob (%d params): code %q message %q body %v; want %s naming PublicKeyBlob",
+				len(params), code, msg, body, provider.CodeInvalidParameter)
+		}
+		if body != nil {
+			t.Errorf("ReEncrypt with PublicKeyBlob answered %v", body)
+		}
+	}
+	// The same key keeps its honest use, and its answer carries no key.
+	body, code, msg := c.call("ReEncrypt", map[string]string{"CiphertextBlob": g.CiphertextBlob, "DestinationKeyId": k.KeyMetadata.KeyId})
+	if code != "" || body["CiphertextBlob"] == nil || body["ExportedDataKey"] != nil {
+		t.Fatalf("honest ReEncrypt: %s %s %v", code, msg, body)
+	}
+}
