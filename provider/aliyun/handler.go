@@ -169,9 +169,7 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (resp any, err error)
 	}
 	rec.AccessKeyId = a.AccessKey.AccessKeyId
 	spec, known := actionSpecs[a.Action]
-	if known {
-		rec.Action = a.Action
-	}
+	rec.SetAction(a.Action, known)
 	if seen, _ := h.nonces.Seen(nonceKey(a.AccessKey.AccessKeyId, a.Nonce), now, ""); seen {
 		return nil, apiError(http.StatusBadRequest, CodeNonceUsed, "the signature nonce has been used already")
 	}

@@ -5,9 +5,14 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"io"
+	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	openapi "github.com/alibabacloud-go/darabonba-openapi/v2/client"
 	util "github.com/alibabacloud-go/tea-utils/v2/service"
@@ -99,5 +104,73 @@ func TestReEncryptReleasesNoPlaintext(t *testing.T) {
 	body, code, msg := c.call("ReEncrypt", map[string]string{"CiphertextBlob": g.CiphertextBlob, "DestinationKeyId": k.KeyMetadata.KeyId})
 	if code != "" || body["CiphertextBlob"] == nil || body["ExportedDataKey"] != nil {
 		t.Fatalf("honest ReEncrypt: %s %s %v", code, msg, body)
+	}
+}
+
+// metricsShape is the /metrics body's size and its number of series.
+func metricsShape(t *testing.T, base string) (size, series int) {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") {
+			series++
+		}
+	}
+	return len(b), series
+}
+
+// unsignedWithAction sends one request that names action but carries no
+// valid signature, in one of the forms the router sends to either dialect.
+func unsignedWithAction(t *testing.T, base string, form int, action string) {
+	t.Helper()
+	var req *http.Request
+	switch form {
+	case 0: // Tencent TC3 headers with a well-formed but false Authorization
+		req, _ = http.NewRequest(http.MethodPost, base+"/", strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-TC-Action", action)
+		req.Header.Set("X-TC-Version", "2019-01-18")
+		req.Header.Set("X-TC-Timestamp", strconv.FormatInt(time.Now().Unix(), 10))
+		req.Header.Set("Authorization", "TC3-HMAC-SHA256 Credential="+tcID+"/"+time.Now().UTC().Format("2006-01-02")+
+			"/kms/tc3_request, SignedHeaders=content-type;host, Signature="+strings.Repeat("0", 64))
+	case 1: // Tencent v1 query string
+		req, _ = http.NewRequest(http.MethodGet, base+"/?SecretId=x&Action="+url.QueryEscape(action), nil)
+	default: // Alibaba RPC query string
+		req, _ = http.NewRequest(http.MethodGet, base+"/?AccessKeyId=x&Action="+url.QueryEscape(action), nil)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+}
+
+// Nothing an unauthenticated caller sends creates a metric series: 500
+// unsigned requests with distinct random actions, in every form the router
+// accepts, leave /metrics with the same series and (but for the counts'
+// digits) the same size (issue 17, finding 2).
+func TestUnsignedRequestsCreateNoMetricSeries(t *testing.T) {
+	tok := softhsmtest.New(t)
+	kms := provider.New(tok.Token, provider.Options{})
+	keys := wire.NewAccessKeys(wire.AccessKey{AccessKeyId: tcID, AccessKeySecret: tcSecret, Policy: all()})
+	srv := httptest.NewServer(server.New(server.Config{KMS: kms, Keys: keys}))
+	defer srv.Close()
+	random := func() string { return "Act" + strings.ToUpper(rand.Text()) }
+	for form := range 3 { // the one series each form's refusal makes
+		unsignedWithAction(t, srv.URL, form, random())
+	}
+	size0, series0 := metricsShape(t, srv.URL)
+	for i := range 500 {
+		unsignedWithAction(t, srv.URL, i%3, random())
+	}
+	size1, series1 := metricsShape(t, srv.URL)
+	if series1 != series0 || size1 > size0+256 { // the counts and sums grow by a few digits
+		t.Fatalf("500 unsigned requests took /metrics from %d series, %d bytes to %d series, %d bytes", series0, size0, series1, size1)
 	}
 }
