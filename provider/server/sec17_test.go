@@ -17,6 +17,8 @@ import (
 	openapi "github.com/alibabacloud-go/darabonba-openapi/v2/client"
 	util "github.com/alibabacloud-go/tea-utils/v2/service"
 	"github.com/alibabacloud-go/tea/tea"
+	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
+	tckms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/kms/v20190118"
 
 	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
@@ -172,5 +174,64 @@ func TestUnsignedRequestsCreateNoMetricSeries(t *testing.T) {
 	size1, series1 := metricsShape(t, srv.URL)
 	if series1 != series0 || size1 > size0+256 { // the counts and sums grow by a few digits
 		t.Fatalf("500 unsigned requests took /metrics from %d series, %d bytes to %d series, %d bytes", series0, size0, series1, size1)
+	}
+}
+
+// A logged v1 GET Decrypt re-split so that its Nonce swallows the Region
+// pair ("777&Region=ap-guangzhou" without Region) signs the same string but
+// is a new nonce: refused, so the victim's plaintext does not come back; the
+// honest v1 request works (issue 17, finding 4).
+func TestTencentV1ResplitReplayIsRefused(t *testing.T) {
+	tok := softhsmtest.New(t)
+	kms := provider.New(tok.Token, provider.Options{})
+	keys := wire.NewAccessKeys(wire.AccessKey{AccessKeyId: tcID, AccessKeySecret: tcSecret, Policy: all()})
+	capture := &capturing{next: server.New(server.Config{KMS: kms, Keys: keys})}
+	srv := httptest.NewServer(capture)
+	defer srv.Close()
+	k, err := kms.CreateKey(t.Context(), &provider.CreateKeyRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	secret := base64.StdEncoding.EncodeToString([]byte("the victim's data key"))
+	en, err := kms.Encrypt(t.Context(), &provider.EncryptRequest{KeyId: k.KeyMetadata.KeyId, Plaintext: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cpf := tcProfile(strings.TrimPrefix(srv.URL, "http://"))
+	cpf.SignMethod = "HmacSHA256"
+	cpf.HttpProfile.ReqMethod = http.MethodGet
+	c, err := tckms.NewClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", cpf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dr := tckms.NewDecryptRequest()
+	dr.CiphertextBlob = common.StringPtr(en.CiphertextBlob)
+	out, err := c.Decrypt(dr)
+	if err != nil || out.Response.Plaintext == nil || *out.Response.Plaintext != secret {
+		t.Fatalf("honest v1 GET Decrypt: %v", err)
+	}
+	logged := capture.lastRequest()
+	u, _ := url.Parse(logged.target)
+	q := u.Query()
+	if q.Get("Region") == "" || q.Get("Nonce") == "" {
+		t.Fatalf("the logged request has no Region or Nonce: %s", logged.target)
+	}
+	for name, resplit := range map[string]func(url.Values){
+		"Nonce swallows Region": func(q url.Values) {
+			q.Set("Nonce", q.Get("Nonce")+"&Region="+q.Get("Region"))
+			q.Del("Region")
+		},
+	} {
+		r := logged.clone()
+		q := u.Query()
+		resplit(q)
+		r.target = "/?" + q.Encode()
+		code, status := r.send(t, srv.URL)
+		if !strings.HasPrefix(code, "AuthFailure") && !strings.HasPrefix(code, "InvalidParameter") {
+			t.Errorf("%s: the re-split replay answered code %q (HTTP %d), want AuthFailure.* or InvalidParameter*", name, code, status)
+		}
+	}
+	if code, _ := logged.send(t, srv.URL); code != "AuthFailure.SignatureExpire" {
+		t.Errorf("the logged request replayed as it was: %q, want AuthFailure.SignatureExpire", code)
 	}
 }

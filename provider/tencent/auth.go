@@ -440,6 +440,38 @@ func v1StringToSign(method, host, path string, params map[string]string) string 
 	return b.String()
 }
 
+// checkV1Split refuses v1 parameters that could make the string to sign
+// split another way (v1StringToSign joins the sorted k=v pairs unencoded):
+// a '&' or '=' in a name, or a '&' in a value followed by "N=" where N would
+// sort between the value's name and the next name, i.e. where the same
+// string reads as other pairs. Without them the string splits only into the
+// pairs sent, so a captured request cannot be re-split into a new nonce (or
+// any other parameter) under the same signature; a value such as
+// {"t":"a&c=d"} whose "c" would sort elsewhere stays accepted.
+func checkV1Split(params map[string]string) error {
+	names := make([]string, 0, len(params))
+	for k := range params {
+		if strings.ContainsAny(k, "&=") {
+			return errorf(CodeInvalidParameter, "the parameter name %q contains '&' or '=': not accepted in a v1 request", provider.Clip(k, 64))
+		}
+		if k != "Signature" {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	for i, k := range names {
+		pieces := strings.Split(params[k], "&")
+		for _, piece := range pieces[1:] {
+			n, _, isPair := strings.Cut(piece, "=")
+			if isPair && n > k && (i+1 == len(names) || n < names[i+1]) {
+				return errorf(CodeInvalidParameter, "the parameter %s contains \"&%s=\", which makes the v1 string to sign ambiguous: "+
+					"accepted are values without a '&' followed by a parameter name (or sign with TC3-HMAC-SHA256)", provider.Clip(k, 64), provider.Clip(n, 64))
+			}
+		}
+	}
+	return nil
+}
+
 // verifyV1 checks a legacy HmacSHA1/HmacSHA256 request (parameters in the
 // query for GET, in a form body for POST).
 func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
@@ -457,6 +489,9 @@ func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
 	}
 	params, err := checkFlat(parsed())
 	if err != nil {
+		return err
+	}
+	if err := checkV1Split(params); err != nil {
 		return err
 	}
 	p.secretID, p.action, p.version, p.region = params["SecretId"], params["Action"], params["Version"], params["Region"]
@@ -481,8 +516,8 @@ func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
 		return errorf(CodeInvalidParameterVal, "SignatureMethod %q: accepted HmacSHA1, HmacSHA256", provider.Clip(p.scheme, 32))
 	}
 	nonce := params["Nonce"]
-	if len(nonce) > 64 {
-		return errorf(CodeInvalidParameterVal, "Nonce is longer than 64 characters")
+	if n, err := strconv.ParseUint(nonce, 10, 64); err != nil || n == 0 || nonce[0] == '0' {
+		return errorf(CodeInvalidParameterVal, "Nonce %q: accepted a positive integer (decimal digits, no sign or leading zero, at most 20 digits)", provider.Clip(nonce, 32))
 	}
 	key, ok := h.keys.Lookup(p.secretID)
 	if !ok {
