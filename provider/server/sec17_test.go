@@ -235,3 +235,53 @@ func TestTencentV1ResplitReplayIsRefused(t *testing.T) {
 		t.Errorf("the logged request replayed as it was: %q, want AuthFailure.SignatureExpire", code)
 	}
 }
+
+// A request refused by the policy or the rate limit leaves no nonce in the
+// replay memory: sent again, it is refused for the same reason, not as a
+// replay — so a key with no permissions, or throttled requests, cannot fill
+// the memory (issue 17, finding 3). Both dialects, official SDKs, the
+// requests as they reached the server.
+func TestRefusedRequestsConsumeNoReplayMemory(t *testing.T) {
+	tok := softhsmtest.New(t)
+	kms := provider.New(tok.Token, provider.Options{})
+	none := wire.Policy{Actions: []string{"GenerateRandom"}, Keys: []string{"*"}}
+	keys := wire.NewAccessKeys(
+		wire.AccessKey{AccessKeyId: aliID, AccessKeySecret: aliSecret, Policy: none},
+		wire.AccessKey{AccessKeyId: tcID, AccessKeySecret: tcSecret, Policy: none})
+	capture := &capturing{next: server.New(server.Config{KMS: kms, Keys: keys, Rate: 1e-6, Burst: 2})}
+	srv := httptest.NewServer(capture)
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	ali := newAliRaw(t, addr, aliID, aliSecret)
+	cpf := tcProfile(addr)
+	cpf.SignMethod = "HmacSHA256"
+	cpf.HttpProfile.ReqMethod = http.MethodGet
+	tc, err := tckms.NewClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", cpf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resend := func(what, want string) {
+		t.Helper()
+		if code, status := capture.lastRequest().send(t, srv.URL); code != want {
+			t.Errorf("%s sent again: code %q (HTTP %d), want %q", what, code, status, want)
+		}
+	}
+	// Refused by the policy (each access key's burst of 2 allows it and its resend).
+	if _, code, _ := ali.call("ListKeys", nil); code != "Forbidden.NoPermission" {
+		t.Fatalf("alibaba ListKeys: %q", code)
+	}
+	resend("alibaba request refused by the policy", "Forbidden.NoPermission")
+	if _, err := tc.ListKeys(tckms.NewListKeysRequest()); err == nil || !strings.Contains(err.Error(), "UnauthorizedOperation") {
+		t.Fatalf("tencent ListKeys: %v", err)
+	}
+	resend("tencent v1 request refused by the policy", "UnauthorizedOperation")
+	// Refused by the rate limit (the burst is spent).
+	if _, code, _ := ali.call("ListKeys", nil); code != "Rejected.Throttling" {
+		t.Fatalf("alibaba after the burst: %q", code)
+	}
+	resend("alibaba throttled request", "Rejected.Throttling")
+	if _, err := tc.ListKeys(tckms.NewListKeysRequest()); err == nil || !strings.Contains(err.Error(), "RequestLimitExceeded") {
+		t.Fatalf("tencent after the burst: %v", err)
+	}
+	resend("tencent throttled request", "RequestLimitExceeded")
+}

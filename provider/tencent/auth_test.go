@@ -501,3 +501,26 @@ func TestV1RefusesAmbiguousParameters(t *testing.T) {
 		t.Fatal("no v1 GET capture")
 	}
 }
+
+// A full replay memory refuses new TC3 signatures and v1 nonces (fail
+// closed) with RequestLimitExceeded; it does not panic on the "replay cache
+// full" marker (issue 17, finding 3).
+func TestFullReplayMemoryRefusesWithoutPanic(t *testing.T) {
+	for _, dir := range []string{"tc3", "tcv1"} {
+		cs := loadCaptures(t, dir)
+		if len(cs) < 2 {
+			t.Fatalf("%s: need two captures", dir)
+		}
+		h := authOnly(cs[0].when)
+		h.signatures = wire.NewReplayCache(100*365*24*time.Hour, 1)
+		h.nonces = wire.NewReplayCache(100*365*24*time.Hour, 1)
+		r, body, _ := readRequest(cs[0].raw)
+		if _, err := h.authenticate(r, body, cs[0].when); err != nil {
+			t.Fatalf("%s: %v", cs[0].name, err)
+		}
+		r, body, _ = readRequest(cs[1].raw)
+		if _, err := h.authenticate(r, body, cs[1].when); codeOf(err) != CodeRequestLimitExceeded {
+			t.Fatalf("%s with the replay memory full: %v; want %s", cs[1].name, err, CodeRequestLimitExceeded)
+		}
+	}
+}

@@ -187,6 +187,14 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (_ any, err error) {
 	if k, ok := areq.(namedKey); ok {
 		rec.KeyId = provider.Clip(k.namedKeyId(), 128) // as named; replaced by the resolved id once known
 	}
-	c := &call{ctx: provider.WithRequestID(req.HTTP.Context(), rec.RequestId), h: h, key: p.key, rec: rec, action: p.action}
-	return a.run(c, areq)
+	c := &call{ctx: provider.WithRequestID(req.HTTP.Context(), rec.RequestId), h: h, key: p.key, rec: rec, action: p.action, replay: p.replay}
+	resp, err := a.run(c, areq)
+	if err == nil && !c.replay.Claimed() {
+		// Every action authorizes before it acts; one that did not still
+		// leaves its nonce or signature in the replay memory.
+		if err := c.replay.Claim(); err != nil {
+			return nil, err
+		}
+	}
+	return resp, err
 }
