@@ -491,38 +491,17 @@ func (s *Service) Decrypt(ctx context.Context, req *DecryptRequest) (*DecryptRes
 }
 
 // ReEncrypt decrypts a blob and encrypts its plaintext under another key
-// and/or context, or exports it under a public key; the plaintext never
-// leaves the service.
+// and/or context; the plaintext never leaves the service, in any form.
 func (s *Service) ReEncrypt(ctx context.Context, req *ReEncryptRequest) (*ReEncryptResponse, error) {
-	var ex *exporter
-	var dest *primaryKey
-	var err error
-	if req.PublicKeyBlob != "" {
-		if req.DestinationKeyId != "" {
-			return nil, InvalidParam("DestinationKeyId", "give either DestinationKeyId or PublicKeyBlob, not both")
-		}
-		if len(req.DestinationEncryptionContext) > 0 {
-			return nil, InvalidParam("DestinationEncryptionContext", "is accepted only with DestinationKeyId (an export under PublicKeyBlob has no context)")
-		}
-		if ex, err = alibabaExporter(req.PublicKeyBlob, req.WrappingKeySpec, req.WrappingAlgorithm); err != nil {
-			return nil, err
-		}
-	} else {
-		if req.DestinationKeyId == "" {
-			return nil, InvalidParam("DestinationKeyId", "is required (or PublicKeyBlob with WrappingKeySpec and WrappingAlgorithm)")
-		}
-		if req.WrappingKeySpec != "" {
-			return nil, InvalidParam("WrappingKeySpec", "is accepted only with PublicKeyBlob")
-		}
-		if req.WrappingAlgorithm != "" {
-			return nil, InvalidParam("WrappingAlgorithm", "is accepted only with PublicKeyBlob")
-		}
-		if err := checkContext("DestinationEncryptionContext", req.DestinationEncryptionContext); err != nil {
-			return nil, err
-		}
-		if dest, err = s.primary(ctx, req.DestinationKeyId); err != nil {
-			return nil, err
-		}
+	if req.DestinationKeyId == "" {
+		return nil, InvalidParam("DestinationKeyId", "is required: a key id, alias or ARN")
+	}
+	if err := checkContext("DestinationEncryptionContext", req.DestinationEncryptionContext); err != nil {
+		return nil, err
+	}
+	dest, err := s.primary(ctx, req.DestinationKeyId)
+	if err != nil {
+		return nil, err
 	}
 	m, vid, pt, err := s.open(ctx, req.CiphertextBlob, req.SourceEncryptionContext, "SourceEncryptionContext")
 	if err != nil {
@@ -533,16 +512,6 @@ func (s *Service) ReEncrypt(ctx context.Context, req *ReEncryptRequest) (*ReEncr
 		return nil, dryRun()
 	}
 	resp := &ReEncryptResponse{SourceKeyId: m.KeyId, SourceKeyVersionId: vid.String(), RequestId: RequestID(ctx)}
-	if ex != nil {
-		if err := ex.check(len(pt)); err != nil {
-			return nil, err
-		}
-		if resp.ExportedDataKey, err = ex.export(pt); err != nil {
-			return nil, err
-		}
-		resp.KeyId, resp.KeyVersionId = m.KeyId, vid.String()
-		return resp, nil
-	}
 	iv, err := s.tok.Random(ctx, hsm.GCMIVSize)
 	if err != nil {
 		return nil, Internal("drawing random bytes from the token", err)

@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"strings"
@@ -209,33 +208,6 @@ func TestEncryptionAlgorithmHintOnlyWhenDefaulted(t *testing.T) {
 		if strings.Contains(provider.AsError(err).Message, hint) {
 			t.Errorf("%s given: %q explains a default that was not used", alg, provider.AsError(err).Message)
 		}
-	}
-}
-
-// ReEncrypt refuses the parameters of the path it does not take rather
-// than ignoring them.
-func TestReEncryptRefusesParametersItWouldIgnore(t *testing.T) {
-	s, _, _ := newService(t)
-	id := createKey(t, s)
-	g, err := s.GenerateDataKey(bg, &provider.GenerateDataKeyRequest{KeyId: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	k, _ := rsa.GenerateKey(rand.Reader, 2048)
-	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	pub := base64.StdEncoding.EncodeToString(der)
-	for _, c := range []struct {
-		req   provider.ReEncryptRequest
-		param string
-	}{
-		{provider.ReEncryptRequest{DestinationKeyId: id, WrappingKeySpec: "RSA_2048"}, "WrappingKeySpec"},
-		{provider.ReEncryptRequest{DestinationKeyId: id, WrappingAlgorithm: "RSAES_OAEP_SHA_256"}, "WrappingAlgorithm"},
-		{provider.ReEncryptRequest{PublicKeyBlob: pub, WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256",
-			DestinationEncryptionContext: map[string]string{"a": "b"}}, "DestinationEncryptionContext"},
-	} {
-		c.req.CiphertextBlob = g.CiphertextBlob
-		_, err := s.ReEncrypt(bg, &c.req)
-		wantParam(t, c.param, err, c.param)
 	}
 }
 

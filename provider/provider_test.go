@@ -440,12 +440,6 @@ func TestReEncryptAndExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	check(ex.ExportedDataKey)
-	re, err := s.ReEncrypt(bg, &provider.ReEncryptRequest{CiphertextBlob: g.CiphertextBlob, SourceEncryptionContext: wrap.EncryptionContext{"x": "1"},
-		PublicKeyBlob: blob, WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	check(re.ExportedDataKey)
 	for name, req := range map[string]provider.ExportDataKeyRequest{
 		"spec mismatch": {CiphertextBlob: g.CiphertextBlob, PublicKeyBlob: blob, WrappingKeySpec: "RSA_3072", WrappingAlgorithm: "RSAES_OAEP_SHA_256"},
 		"alg for SM2":   {CiphertextBlob: g.CiphertextBlob, PublicKeyBlob: blob, WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "SM2PKE"},
@@ -826,11 +820,6 @@ func TestPlaintextBuffersZeroed(t *testing.T) {
 		}},
 		{"ReEncrypt", true, func() error {
 			_, err := s.ReEncrypt(bg, &provider.ReEncryptRequest{CiphertextBlob: g.CiphertextBlob, DestinationKeyId: id})
-			return err
-		}},
-		{"ReEncrypt to a public key", true, func() error {
-			_, err := s.ReEncrypt(bg, &provider.ReEncryptRequest{CiphertextBlob: g.CiphertextBlob, PublicKeyBlob: pub,
-				WrappingKeySpec: "RSA_2048", WrappingAlgorithm: "RSAES_OAEP_SHA_256"})
 			return err
 		}},
 		{"ExportDataKey", true, export(g.CiphertextBlob, false)},

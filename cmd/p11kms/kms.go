@@ -77,7 +77,7 @@ on stderr with exit status 1 (2 for usage errors).`,
 		kmsAction(g, "ExportDataKey", "Re-wrap a CiphertextBlob's key under a public key", (*provider.Service).ExportDataKey),
 		kmsAction(g, "Encrypt", "Encrypt up to 6 KiB under a CMK", (*provider.Service).Encrypt),
 		kmsAction(g, "Decrypt", "Decrypt a CiphertextBlob", (*provider.Service).Decrypt),
-		kmsAction(g, "ReEncrypt", "Re-encrypt a CiphertextBlob under another key or public key", (*provider.Service).ReEncrypt),
+		kmsAction(g, "ReEncrypt", "Re-encrypt a CiphertextBlob under another key (never exports the data key)", (*provider.Service).ReEncrypt),
 		sweepAction(g),
 	})...)
 	return cmd

@@ -144,6 +144,20 @@ func (h *handler) readBody(req *wire.Request) ([]byte, error) {
 	return b, nil
 }
 
+// claimNonce is the Alibaba replay rule: an access key's nonce is used
+// once within the window; a full memory refuses (fail closed).
+func (h *handler) claimNonce(a *authResult, now time.Time) *wire.ReplayClaim {
+	return wire.NewReplayClaim(func() error {
+		switch seen, prev := h.nonces.Seen(nonceKey(a.AccessKey.AccessKeyId, a.Nonce), now, ""); {
+		case seen && prev == wire.ErrReplayCacheFull:
+			return apiError(http.StatusServiceUnavailable, CodeThrottling, "the server's replay memory is full; retry later")
+		case seen:
+			return apiError(http.StatusBadRequest, CodeNonceUsed, "the signature nonce has been used already")
+		}
+		return nil
+	})
+}
+
 // Run runs one request up to the provider's response (wire.Dialect).
 func (h *handler) Run(req *wire.Request, rec *wire.Record) (resp any, err error) {
 	r := req.HTTP
@@ -169,12 +183,7 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (resp any, err error)
 	}
 	rec.AccessKeyId = a.AccessKey.AccessKeyId
 	spec, known := actionSpecs[a.Action]
-	if known {
-		rec.Action = a.Action
-	}
-	if seen, _ := h.nonces.Seen(nonceKey(a.AccessKey.AccessKeyId, a.Nonce), now, ""); seen {
-		return nil, apiError(http.StatusBadRequest, CodeNonceUsed, "the signature nonce has been used already")
-	}
+	rec.SetAction(a.Action, known)
 	if h.cfg.Limiter != nil && !h.cfg.Limiter.Allow(a.AccessKey.AccessKeyId) {
 		return nil, apiError(http.StatusTooManyRequests, CodeThrottling, "the access key's request rate limit is exceeded; retry later")
 	}
@@ -192,6 +201,11 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (resp any, err error)
 	}
 	ctx := provider.WithRequestID(r.Context(), rec.RequestId)
 	if err := wire.Authorize(ctx, h.cfg.KMS, a.AccessKey, spec.action, preq); err != nil {
+		return nil, err
+	}
+	// The nonce is remembered only now: a request refused for its
+	// signature, its rate or its policy consumes no replay memory.
+	if err := h.claimNonce(a, now).Claim(); err != nil {
 		return nil, err
 	}
 	resp, err = spec.action.Call(ctx, h.cfg.KMS, preq)

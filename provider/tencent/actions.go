@@ -51,13 +51,21 @@ type call struct {
 	rec *wire.Record
 	// action is the Tencent action name, from the table: what policies name.
 	action string
+	// replay is the request's replay rule, claimed by the first authorize
+	// that passes.
+	replay *wire.ReplayClaim
 }
 
 // authorize checks the access key's policy for the call's action and what
 // the request touches; a key reference in t.Key is replaced by the key id
-// checked (wire.AuthorizeTouched), which the action then uses.
+// checked (wire.AuthorizeTouched), which the action then uses. Once the
+// policy allows it, the request's replay rule is claimed: a request the
+// policy refuses consumes no replay memory.
 func (c *call) authorize(t wire.Touched) error {
-	return wire.AuthorizeTouched(c.ctx, c.h.kms, c.key, c.action, t)
+	if err := wire.AuthorizeTouched(c.ctx, c.h.kms, c.key, c.action, t); err != nil {
+		return err
+	}
+	return c.replay.Claim()
 }
 
 // keyParam is the Touched of a request whose KeyId names its key.

@@ -58,18 +58,28 @@ type request struct {
 	json     []byte         // TC3 POST: the JSON body
 	flat     map[string]string
 	isJSON   bool
+	// replay is the replay rule (TC3 signature reuse, v1 nonce), built
+	// once the signature verified and claimed only after the rate limit
+	// and the policy check passed (call.authorize).
+	replay *wire.ReplayClaim
 }
 
 // authenticate checks the request's signature (TC3-HMAC-SHA256 or v1
-// HmacSHA1/HmacSHA256), timestamp and replay rules, and returns the action
-// and its parameters. On error the returned request holds what could be
+// HmacSHA1/HmacSHA256), timestamp and replay rules at once, and returns the
+// action and its parameters (for signature tests; the pipeline claims the
+// replay rule later). On error the returned request holds what could be
 // parsed (claimed SecretId, action) for the record.
 func (h *handler) authenticate(r *http.Request, body []byte, now time.Time) (*request, error) {
-	return h.authenticateRequest(wire.RequestWithBody(r, body), body, now)
+	p, err := h.authenticateRequest(wire.RequestWithBody(r, body), body, now)
+	if err == nil {
+		err = p.replay.Claim()
+	}
+	return p, err
 }
 
-// authenticateRequest is authenticate on the pipeline's request, whose
-// query string and form body are parsed once.
+// authenticateRequest checks the signature and timestamp on the
+// pipeline's request (query string and form body parsed once) and leaves
+// the replay rule in p.replay, unclaimed.
 func (h *handler) authenticateRequest(req *wire.Request, body []byte, now time.Time) (*request, error) {
 	r := req.HTTP
 	p := &request{}
@@ -284,9 +294,14 @@ func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []
 	if !tc3SignatureMatches(r, a, values, query, tsText, sha256Hex(body), key.AccessKeySecret) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
-	if err := h.checkReuse(a, p, now); err != nil {
+	if err := h.checkReuse(a, p, now, h.signatures.Peek); err != nil {
 		return err
 	}
+	p.replay = wire.NewReplayClaim(func() error {
+		return h.checkReuse(a, p, now, func(v string, now time.Time) (bool, string) {
+			return h.signatures.Seen(v, now, p.target()+"\n"+strconv.FormatInt(now.UnixNano(), 10))
+		})
+	})
 	p.key = key
 	if r.Method == http.MethodPost {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -381,19 +396,34 @@ func hasUpper(vs []string) bool {
 // RetargetGrace of its first use: honest SDK callers do sign, say,
 // DescribeKey and then DisableKey on the same KeyId within one second, and
 // those two requests carry the same signature.
-func (h *handler) checkReuse(a *tc3Authorization, p *request, now time.Time) error {
-	target := p.action + "\n" + p.region + "\n" + p.version
-	seen, prev := h.signatures.Seen(a.secretID+"\n"+hex.EncodeToString(a.signature), now,
-		target+"\n"+strconv.FormatInt(now.UnixNano(), 10))
+//
+// lookup is the signature memory's Peek while authenticating and its Seen
+// (which records the first use) once the request passed its checks.
+func (h *handler) checkReuse(a *tc3Authorization, p *request, now time.Time, lookup func(string, time.Time) (bool, string)) error {
+	target := p.target()
+	seen, prev := lookup(a.secretID+"\n"+hex.EncodeToString(a.signature), now)
 	if !seen {
 		return nil
 	}
 	i := strings.LastIndexByte(prev, '\n')
+	if prev == wire.ErrReplayCacheFull || i < 0 {
+		return replayMemoryFull()
+	}
 	first, _ := strconv.ParseInt(prev[i+1:], 10, 64)
 	if prev[:i] != target && now.Sub(time.Unix(0, first)) > RetargetGrace {
 		return errorf(CodeSignatureFailure, "this signature was already used for another action, region or version")
 	}
 	return nil
+}
+
+// target is what a TC3 signature does not sign: the action, region and
+// version it is used for.
+func (p *request) target() string { return p.action + "\n" + p.region + "\n" + p.version }
+
+// replayMemoryFull refuses a request the replay memory has no room for
+// (fail closed: it cannot be told from a replay).
+func replayMemoryFull() error {
+	return errorf(CodeRequestLimitExceeded, "the server's replay memory is full: retry later")
 }
 
 // flatParams parses a query or form string, refusing repeated names.
@@ -440,6 +470,38 @@ func v1StringToSign(method, host, path string, params map[string]string) string 
 	return b.String()
 }
 
+// checkV1Split refuses v1 parameters that could make the string to sign
+// split another way (v1StringToSign joins the sorted k=v pairs unencoded):
+// a '&' or '=' in a name, or a '&' in a value followed by "N=" where N would
+// sort between the value's name and the next name, i.e. where the same
+// string reads as other pairs. Without them the string splits only into the
+// pairs sent, so a captured request cannot be re-split into a new nonce (or
+// any other parameter) under the same signature; a value such as
+// {"t":"a&c=d"} whose "c" would sort elsewhere stays accepted.
+func checkV1Split(params map[string]string) error {
+	names := make([]string, 0, len(params))
+	for k := range params {
+		if strings.ContainsAny(k, "&=") {
+			return errorf(CodeInvalidParameter, "the parameter name %q contains '&' or '=': not accepted in a v1 request", provider.Clip(k, 64))
+		}
+		if k != "Signature" {
+			names = append(names, k)
+		}
+	}
+	slices.Sort(names)
+	for i, k := range names {
+		pieces := strings.Split(params[k], "&")
+		for _, piece := range pieces[1:] {
+			n, _, isPair := strings.Cut(piece, "=")
+			if isPair && n > k && (i+1 == len(names) || n < names[i+1]) {
+				return errorf(CodeInvalidParameter, "the parameter %s contains \"&%s=\", which makes the v1 string to sign ambiguous: "+
+					"accepted are values without a '&' followed by a parameter name (or sign with TC3-HMAC-SHA256)", provider.Clip(k, 64), provider.Clip(n, 64))
+			}
+		}
+	}
+	return nil
+}
+
 // verifyV1 checks a legacy HmacSHA1/HmacSHA256 request (parameters in the
 // query for GET, in a form body for POST).
 func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
@@ -457,6 +519,9 @@ func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
 	}
 	params, err := checkFlat(parsed())
 	if err != nil {
+		return err
+	}
+	if err := checkV1Split(params); err != nil {
 		return err
 	}
 	p.secretID, p.action, p.version, p.region = params["SecretId"], params["Action"], params["Version"], params["Region"]
@@ -481,8 +546,8 @@ func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
 		return errorf(CodeInvalidParameterVal, "SignatureMethod %q: accepted HmacSHA1, HmacSHA256", provider.Clip(p.scheme, 32))
 	}
 	nonce := params["Nonce"]
-	if len(nonce) > 64 {
-		return errorf(CodeInvalidParameterVal, "Nonce is longer than 64 characters")
+	if n, err := strconv.ParseUint(nonce, 10, 64); err != nil || n == 0 || nonce[0] == '0' {
+		return errorf(CodeInvalidParameterVal, "Nonce %q: accepted a positive integer (decimal digits, no sign or leading zero, at most 20 digits)", provider.Clip(nonce, 32))
 	}
 	key, ok := h.keys.Lookup(p.secretID)
 	if !ok {
@@ -503,9 +568,18 @@ func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
 	if !hmac.Equal(want, given) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
-	if seen, _ := h.nonces.Seen(p.secretID+"\n"+nonce, now, ""); seen {
+	if seen, _ := h.nonces.Peek(p.secretID+"\n"+nonce, now); seen {
 		return errorf(CodeSignatureExpire, "the Nonce was already used with this SecretId: the request is a replay")
 	}
+	p.replay = wire.NewReplayClaim(func() error {
+		switch seen, prev := h.nonces.Seen(p.secretID+"\n"+nonce, now, ""); {
+		case seen && prev == wire.ErrReplayCacheFull:
+			return replayMemoryFull()
+		case seen:
+			return errorf(CodeSignatureExpire, "the Nonce was already used with this SecretId: the request is a replay")
+		}
+		return nil
+	})
 	p.key = key
 	for _, k := range v1Common {
 		delete(params, k)

@@ -3,11 +3,14 @@ package tencent
 import (
 	"bufio"
 	"bytes"
+	"crypto/sha1"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -437,5 +440,87 @@ func TestTC3SignedHeaders(t *testing.T) {
 	r.Host = "KMS.Example.com:8444"
 	if _, err := h.authenticate(r, body, now); codeOf(err) != CodeSignatureFailure {
 		t.Fatalf("other host: %v", err)
+	}
+}
+
+// resignV1 signs a v1 GET request's parameters with the capture key.
+func resignV1(r *http.Request, params url.Values) {
+	flat := map[string]string{}
+	for k := range params {
+		flat[k] = params.Get(k)
+	}
+	mac := sha1.New
+	if flat["SignatureMethod"] == SchemeV1SHA256 {
+		mac = sha256.New
+	}
+	path := r.URL.Path
+	if path == "" {
+		path = "/"
+	}
+	params.Set("Signature", base64.StdEncoding.EncodeToString(hmacSum(mac, []byte(captureSecretKey), v1StringToSign(r.Method, r.Host, path, flat))))
+	r.URL.RawQuery = params.Encode()
+}
+
+// A v1 Nonce is a positive integer (Tencent's spec), and no parameter may
+// make the unencoded string to sign split another way, even when signed
+// correctly (issue 17, finding 4).
+func TestV1RefusesAmbiguousParameters(t *testing.T) {
+	tried := 0
+	for _, c := range loadCaptures(t, "tcv1") {
+		r, body, _ := readRequest(c.raw)
+		if r.Method != http.MethodGet {
+			continue
+		}
+		h := authOnly(c.when)
+		for _, cs := range []struct {
+			name, value, code string
+		}{
+			{"Nonce", "abc", CodeInvalidParameterVal}, {"Nonce", "0", CodeInvalidParameterVal}, {"Nonce", "-5", CodeInvalidParameterVal},
+			{"Nonce", "007", CodeInvalidParameterVal}, {"Nonce", "1.5", CodeInvalidParameterVal}, {"Nonce", "99999999999999999999999", CodeInvalidParameterVal},
+			{"Nonce", "777&Region=ap-guangzhou", CodeInvalidParameterVal} /* Region is also sent: not a re-split, still no integer */, {"Na=me", "x", CodeInvalidParameter}, {"Na&me", "x", CodeInvalidParameter},
+		} {
+			r, body, _ = readRequest(c.raw)
+			q := r.URL.Query()
+			q.Set(cs.name, cs.value)
+			resignV1(r, q)
+			if _, err := h.authenticate(r, body, c.when); codeOf(err) != cs.code || !strings.Contains(err.Error(), strings.Split(cs.name, "&")[0][:2]) {
+				t.Errorf("%s: %s=%q: %v; want %s naming it", c.name, cs.name, cs.value, err, cs.code)
+			}
+			tried++
+		}
+		// Re-signed honestly with a fresh integer Nonce it passes.
+		r, body, _ = readRequest(c.raw)
+		q := r.URL.Query()
+		q.Set("Nonce", "4242")
+		resignV1(r, q)
+		if _, err := h.authenticate(r, body, c.when); err != nil {
+			t.Errorf("%s re-signed with Nonce 4242: %v", c.name, err)
+		}
+	}
+	if tried == 0 {
+		t.Fatal("no v1 GET capture")
+	}
+}
+
+// A full replay memory refuses new TC3 signatures and v1 nonces (fail
+// closed) with RequestLimitExceeded; it does not panic on the "replay cache
+// full" marker (issue 17, finding 3).
+func TestFullReplayMemoryRefusesWithoutPanic(t *testing.T) {
+	for _, dir := range []string{"tc3", "tcv1"} {
+		cs := loadCaptures(t, dir)
+		if len(cs) < 2 {
+			t.Fatalf("%s: need two captures", dir)
+		}
+		h := authOnly(cs[0].when)
+		h.signatures = wire.NewReplayCache(100*365*24*time.Hour, 1)
+		h.nonces = wire.NewReplayCache(100*365*24*time.Hour, 1)
+		r, body, _ := readRequest(cs[0].raw)
+		if _, err := h.authenticate(r, body, cs[0].when); err != nil {
+			t.Fatalf("%s: %v", cs[0].name, err)
+		}
+		r, body, _ = readRequest(cs[1].raw)
+		if _, err := h.authenticate(r, body, cs[1].when); codeOf(err) != CodeRequestLimitExceeded {
+			t.Fatalf("%s with the replay memory full: %v; want %s", cs[1].name, err, CodeRequestLimitExceeded)
+		}
 	}
 }

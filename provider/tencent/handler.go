@@ -157,18 +157,19 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (_ any, err error) {
 		return nil, err
 	}
 	p, err := h.authenticateRequest(req, body, now)
-	rec.AccessKeyId, rec.Action = provider.Clip(p.secretID, 64), provider.Clip(p.action, 64)
+	rec.AccessKeyId = provider.Clip(p.secretID, 64)
 	if err != nil {
 		return nil, err
 	}
+	a, served := actions[p.action]
+	rec.SetAction(p.action, served || knownActions[p.action])
 	if h.limiter != nil && !h.limiter.Allow(p.key.AccessKeyId) {
 		return nil, errorf(CodeRequestLimitExceeded, "too many requests for SecretId %s: retry later", provider.Clip(p.key.AccessKeyId, 64))
 	}
 	if p.version != APIVersion {
 		return nil, errorf(CodeNoSuchVersion, "the API version %q does not exist: this is %s", provider.Clip(p.version, 32), APIVersion)
 	}
-	a, ok := actions[p.action]
-	if !ok {
+	if !served {
 		if knownActions[p.action] {
 			return nil, errorf(CodeUnsupportedOperation, "%s is not supported by p11kms", p.action)
 		}
@@ -186,6 +187,14 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (_ any, err error) {
 	if k, ok := areq.(namedKey); ok {
 		rec.KeyId = provider.Clip(k.namedKeyId(), 128) // as named; replaced by the resolved id once known
 	}
-	c := &call{ctx: provider.WithRequestID(req.HTTP.Context(), rec.RequestId), h: h, key: p.key, rec: rec, action: p.action}
-	return a.run(c, areq)
+	c := &call{ctx: provider.WithRequestID(req.HTTP.Context(), rec.RequestId), h: h, key: p.key, rec: rec, action: p.action, replay: p.replay}
+	resp, err := a.run(c, areq)
+	if err == nil && !c.replay.Claimed() {
+		// Every action authorizes before it acts; one that did not still
+		// leaves its nonce or signature in the replay memory.
+		if err := c.replay.Claim(); err != nil {
+			return nil, err
+		}
+	}
+	return resp, err
 }

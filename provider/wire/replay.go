@@ -59,6 +59,19 @@ func (c *ReplayCache) Seen(value string, now time.Time, extra string) (bool, str
 	return false, ""
 }
 
+// Peek is Seen without recording: whether value is remembered within the
+// window, and its extra. A dialect peeks while authenticating (so a replay
+// is refused as such at once) and records only when the request passed its
+// checks (ReplayClaim).
+func (c *ReplayCache) Peek(value string, now time.Time) (bool, string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.seen[value]; ok && now.Sub(e.at) <= c.ttl {
+		return true, e.extra
+	}
+	return false, ""
+}
+
 func (c *ReplayCache) expire(now time.Time) {
 	n := 0
 	for n < len(c.order) {
@@ -71,3 +84,32 @@ func (c *ReplayCache) expire(now time.Time) {
 	}
 	c.order = c.order[n:]
 }
+
+// ReplayClaim is a request's replay check, made late: the dialect builds it
+// when the signature verified and claims it only once the rate limit and
+// the policy check passed (AuthorizeTouched's caller), so a request refused
+// for its signature, its rate or its policy consumes no replay memory.
+type ReplayClaim struct {
+	check   func() error
+	claimed bool
+	err     error
+}
+
+// NewReplayClaim wraps check, which records the request's nonce or
+// signature and returns the dialect's error for a replay.
+func NewReplayClaim(check func() error) *ReplayClaim { return &ReplayClaim{check: check} }
+
+// Claim runs the check once; later calls return the first call's answer.
+// A nil claim (no replay rule) claims nothing.
+func (c *ReplayClaim) Claim() error {
+	if c == nil {
+		return nil
+	}
+	if !c.claimed {
+		c.claimed, c.err = true, c.check()
+	}
+	return c.err
+}
+
+// Claimed reports whether Claim ran.
+func (c *ReplayClaim) Claimed() bool { return c == nil || c.claimed }

@@ -92,7 +92,7 @@ type Record struct {
 	AccessKeyId  string
 	SourceAddr   string
 	API          string // "aliyun" or "tencent"
-	Action       string
+	Action       string // set by SetAction: a known action name, UnknownAction or "" (not authenticated)
 	KeyId        string
 	KeyVersionId string
 	Code         string // "" on success, else the wire error code
@@ -102,6 +102,23 @@ type Record struct {
 	// was being done): for the server's own log, never sent to the client
 	// and never written to the audit log.
 	Err error
+}
+
+// UnknownAction is the Record.Action of an authenticated request whose
+// action its dialect does not know: one label, whatever the request said.
+const UnknownAction = "unknown"
+
+// SetAction records the request's action. The dialect calls it only after
+// authentication succeeded, with known saying whether name is one of the
+// dialect's closed set of action names; an unknown name is recorded as
+// UnknownAction. So Action, a metric label, takes values from a closed set
+// and nothing an unauthenticated caller sends creates a series.
+func (r *Record) SetAction(name string, known bool) {
+	if known {
+		r.Action = name
+	} else {
+		r.Action = UnknownAction
+	}
 }
 
 // Observer receives one Record per request (audit log, metrics).
