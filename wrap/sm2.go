@@ -222,6 +222,10 @@ func encryptSM2(rand io.Reader, pub *ecdsa.PublicKey, plaintext []byte, enc SM2E
 	if pub == nil || pub.X == nil || pub.Y == nil || !sm2.P256().IsOnCurve(pub.X, pub.Y) {
 		return nil, errors.New("wrap: SM2 encryption: the public key is not a point on the SM2 curve")
 	}
+	if len(plaintext) == 0 {
+		// t would be empty, hence "all zero", on every draw (step A5).
+		return nil, errors.New("wrap: SM2 encryption: the plaintext is empty")
+	}
 	for range sm2MaxDraws {
 		c, drawAgain, err := sm2EncryptWithFreshK(rand, pub, plaintext)
 		if err != nil {

@@ -148,3 +148,15 @@ func TestSM2EncryptBoundsDraws(t *testing.T) {
 		}
 	}
 }
+
+// An empty plaintext is refused at once, drawing nothing: its KDF output is
+// empty, so every draw would be retried and the error would blame the
+// entropy source.
+func TestSM2EncryptRefusesEmptyPlaintextAtOnce(t *testing.T) {
+	_, priv := gbtKey(t)
+	r := &endlessReader{b: 0x5a}
+	_, err := encryptSM2(r, &priv.PublicKey, nil, SM2C1C3C2)
+	if err == nil || !strings.Contains(err.Error(), "empty") || r.read != 0 {
+		t.Fatalf("err = %v after %d bytes drawn, want an 'empty plaintext' error and no draw", err, r.read)
+	}
+}
