@@ -2,9 +2,8 @@ package provider
 
 import (
 	"context"
-	"encoding/binary"
+	"crypto/rand"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -89,20 +88,14 @@ func (s *Service) Token() *hsm.Token { return s.tok }
 
 func (s *Service) now() time.Time { return s.opt.Now().UTC() }
 
-// requestIDs makes RequestIds: a random per-process prefix and a counter,
-// formatted as a UUID. They must be unique, not unpredictable, and this
-// costs no system call per request.
-var requestIDs = struct {
-	prefix [8]byte
-	n      atomic.Uint64
-}{prefix: func() (p [8]byte) { u := uuid.New(); copy(p[:], u[:8]); return }()}
-
-// NewRequestID returns a fresh RequestId.
+// NewRequestID returns a fresh RequestId: 122 bits from crypto/rand in
+// UUID v4 form (the shape both SDKs accept), so no id tells anything about
+// another; a counter would let a caller guess others' ids and count the
+// server's requests.
 func NewRequestID() string {
 	var u uuid.UUID
-	copy(u[:8], requestIDs.prefix[:])
-	binary.BigEndian.PutUint64(u[8:], requestIDs.n.Add(1))
-	u[6] = u[6]&0x0f | 0x40 // version 4 layout
+	_, _ = rand.Read(u[:])  // crypto/rand.Read never fails (it crashes the program instead)
+	u[6] = u[6]&0x0f | 0x40 // version 4
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
 	return u.String()
 }

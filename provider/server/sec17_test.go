@@ -17,6 +17,7 @@ import (
 	openapi "github.com/alibabacloud-go/darabonba-openapi/v2/client"
 	util "github.com/alibabacloud-go/tea-utils/v2/service"
 	"github.com/alibabacloud-go/tea/tea"
+	"github.com/google/uuid"
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 	tckms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/kms/v20190118"
 
@@ -284,4 +285,41 @@ func TestRefusedRequestsConsumeNoReplayMemory(t *testing.T) {
 		t.Fatalf("tencent after the burst: %v", err)
 	}
 	resend("tencent throttled request", "RequestLimitExceeded")
+}
+
+// RequestIds are unguessable: 128 random bits in UUID v4 form, so two
+// consecutive ids share no counter (issue 17, finding 12, second half).
+func TestRequestIdsAreRandom(t *testing.T) {
+	tok := softhsmtest.New(t)
+	kms := provider.New(tok.Token, provider.Options{})
+	srv := httptest.NewServer(server.New(server.Config{KMS: kms, Keys: wire.NewAccessKeys()}))
+	defer srv.Close()
+	for _, c := range []struct {
+		form   int
+		header string
+	}{{0, "X-TC-RequestId"}, {2, "x-acs-request-id"}} {
+		var ids []string
+		for range 2 {
+			req, _ := http.NewRequest(http.MethodGet, srv.URL+"/?AccessKeyId=x&Action=DescribeKey", nil)
+			if c.form == 0 {
+				req, _ = http.NewRequest(http.MethodGet, srv.URL+"/?SecretId=x&Action=DescribeKey", nil)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			id := strings.ToLower(resp.Header.Get(c.header))
+			u, err := uuid.Parse(id)
+			if err != nil || u.Version() != 4 || u.Variant() != uuid.RFC4122 {
+				t.Fatalf("%s %q: not a UUID v4 (%v)", c.header, id, err)
+			}
+			ids = append(ids, strings.ReplaceAll(id, "-", ""))
+		}
+		lo0, _ := strconv.ParseUint(ids[0][20:], 16, 64)
+		lo1, _ := strconv.ParseUint(ids[1][20:], 16, 64)
+		if lo0 == lo1 || lo1-lo0 <= 1 || lo0-lo1 <= 1 || ids[0][:8] == ids[1][:8] {
+			t.Fatalf("%s: consecutive ids %s and %s share a counter pattern", c.header, ids[0], ids[1])
+		}
+	}
 }
