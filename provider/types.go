@@ -78,13 +78,13 @@ type ListKeysResponse struct {
 
 // ScheduleKeyDeletionRequest schedules a key's destruction.
 type ScheduleKeyDeletionRequest struct {
-	KeyId               string `help:"key id, alias or ARN (required)"`
+	KeyId               string `cli:"required" help:"key id, alias or ARN"`
 	PendingWindowInDays int    `cli:"required" help:"7 to 366"`
 }
 
 // UpdateRotationPolicyRequest changes automatic rotation.
 type UpdateRotationPolicyRequest struct {
-	KeyId                   string `help:"key id, alias or ARN (required)"`
+	KeyId                   string `cli:"required" help:"key id, alias or ARN"`
 	EnableAutomaticRotation bool   `help:"enable automatic rotation"`
 	RotationInterval        string `help:"with EnableAutomaticRotation (required then): 7 to 365 days, as an integer with a unit d, h, m or s (30d, 168h, 10080m, 604800s)"`
 }
@@ -104,7 +104,7 @@ type CreateKeyVersionResponse struct {
 
 // ListKeyVersionsRequest pages through a key's versions.
 type ListKeyVersionsRequest struct {
-	KeyId      string `help:"key id, alias or ARN (required)"`
+	KeyId      string `cli:"required" help:"key id, alias or ARN"`
 	PageNumber *int   `help:"1 or more (default 1)"`
 	PageSize   *int   `help:"1 to 100 (default 10)"`
 }
@@ -120,7 +120,7 @@ type ListKeyVersionsResponse struct {
 
 // DescribeKeyVersionRequest names one version.
 type DescribeKeyVersionRequest struct {
-	KeyId        string `help:"key id, alias or ARN (required)"`
+	KeyId        string `cli:"required" help:"key id, alias or ARN"`
 	KeyVersionId string `cli:"required" help:"version id"`
 }
 
@@ -149,7 +149,7 @@ type ListAliasesRequest struct {
 
 // ListAliasesByKeyIdRequest pages through one key's aliases.
 type ListAliasesByKeyIdRequest struct {
-	KeyId      string `help:"key id, alias or ARN (required)"`
+	KeyId      string `cli:"required" help:"key id, alias or ARN"`
 	PageNumber *int   `help:"1 or more (default 1)"`
 	PageSize   *int   `help:"1 to 100 (default 10)"`
 }
@@ -175,7 +175,7 @@ type ListAliasesResponse struct {
 // key encrypted under that public key with EncryptionAlgorithm (default SM2).
 // A nil NumberOfBytes is absent (KeySpec decides); a given 0 is refused.
 type GenerateDataKeyRequest struct {
-	KeyId               string                 `help:"key id, alias or ARN (required)"`
+	KeyId               string                 `cli:"required" help:"key id, alias or ARN"`
 	KeySpec             string                 `help:"AES_256 or AES_128 (NumberOfBytes wins)"`
 	NumberOfBytes       *int                   `help:"1 to 1024 (default 32)"`
 	EncryptionContext   wrap.EncryptionContext `help:"JSON object of strings"`
@@ -188,7 +188,7 @@ type GenerateDataKeyRequest struct {
 // under the CMK. It has GenerateDataKey's Alibaba parameters and none of
 // Tencent's public-key ones, which this action does not take.
 type GenerateDataKeyWithoutPlaintextRequest struct {
-	KeyId             string                 `help:"key id, alias or ARN (required)"`
+	KeyId             string                 `cli:"required" help:"key id, alias or ARN"`
 	KeySpec           string                 `help:"AES_256 or AES_128 (NumberOfBytes wins)"`
 	NumberOfBytes     *int                   `help:"1 to 1024 (default 32)"`
 	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings"`
@@ -208,7 +208,7 @@ type GenerateDataKeyResponse struct {
 // GenerateAndExportDataKeyRequest asks for a data key returned under a CMK
 // and under a public key.
 type GenerateAndExportDataKeyRequest struct {
-	KeyId             string                 `help:"key id, alias or ARN (required)"`
+	KeyId             string                 `cli:"required" help:"key id, alias or ARN"`
 	KeySpec           string                 `help:"AES_256 or AES_128 (NumberOfBytes wins)"`
 	NumberOfBytes     *int                   `help:"1 to 1024 (default 32)"`
 	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings"`
@@ -240,7 +240,7 @@ type ExportDataKeyRequest struct {
 
 // EncryptRequest encrypts up to 6 KiB under a CMK.
 type EncryptRequest struct {
-	KeyId             string                 `help:"key id, alias or ARN (required)"`
+	KeyId             string                 `cli:"required" help:"key id, alias or ARN"`
 	Plaintext         string                 `cli:"required" help:"base64 of 1 to 6144 bytes"`
 	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings"`
 	DryRun            bool                   `help:"validate only"`
@@ -276,7 +276,7 @@ type DecryptResponse struct {
 type ReEncryptRequest struct {
 	CiphertextBlob               string                 `cli:"required" help:"base64 CiphertextBlob"`
 	SourceEncryptionContext      wrap.EncryptionContext `help:"JSON object of strings of the source blob"`
-	DestinationKeyId             string                 `help:"key id, alias or ARN (required)"`
+	DestinationKeyId             string                 `cli:"required" help:"key id, alias or ARN"`
 	DestinationEncryptionContext wrap.EncryptionContext `help:"JSON object of strings for the new blob"`
 	DryRun                       bool                   `help:"validate only"`
 }
