@@ -278,6 +278,11 @@ func splitAttributes(s, sep, part string) ([]uriAttribute, error) {
 	for i, kv := range strings.Split(s, sep) {
 		name, raw, hasValue := strings.Cut(kv, "=")
 		switch {
+		case part == "query" && !slices.Contains(queryAttributes, name) &&
+			slices.ContainsFunc(out, func(a uriAttribute) bool { return a.name == "pin-value" }):
+			// After pin-value=, a name we do not know may be the rest of a
+			// PIN holding a raw "&": never echo it.
+			return nil, uriError("the query goes on after pin-value=: percent-encode \"&\" in a PIN as %%26, or put pin-value= last, or use pin-source=: %s", uriForm)
 		case kv == "":
 			return nil, uriError("empty %s attribute (a stray %q); write name=value pairs separated by %q: %s", part, sep, sep, uriForm)
 		case !hasValue && part == "path":

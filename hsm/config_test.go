@@ -184,6 +184,8 @@ func TestParseURIErrorsNameTheAttribute(t *testing.T) {
 		{"pkcs11:token=x?pin-source=env:", "pin-source=env: names no variable"},
 		{"pkcs11:token=x?pin-value=se%zzcret", "pin-value=: invalid percent-encoding: write %XX"},
 		{"pkcs11:token=x?pin-valuesecret", `query attribute 1 has no "="`},
+		{"pkcs11:token=x?pin-value=my&secret=pin", "the query goes on after pin-value=: percent-encode"},
+		{"pkcs11:token=x?pin-value=my&secret", "the query goes on after pin-value=: percent-encode"},
 	} {
 		_, err := hsm.ParseURI(c.uri)
 		if !errors.Is(err, hsm.ErrInvalidURI) || !strings.Contains(err.Error(), c.want) {
