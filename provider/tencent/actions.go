@@ -369,7 +369,8 @@ func listKeys(c *call, req *listKeysRequest) (any, error) {
 	if req.HsmClusterId != "" {
 		return nil, errorf(CodeInvalidHsmClusterId, "HsmClusterId: p11kms has no HSM clusters; leave it empty")
 	}
-	if err := c.authorize(wire.Touched{}); err != nil {
+	var visible provider.Visibility
+	if err := c.authorize(wire.Touched{Visible: &visible}); err != nil {
 		return nil, err
 	}
 	resp := &listKeysResponse{Keys: []keyRef{}}
@@ -377,7 +378,7 @@ func listKeys(c *call, req *listKeysRequest) (any, error) {
 		return resp, nil // p11kms has no keys made by cloud products
 	}
 	for pn := offset/listPageSize + 1; ; pn++ {
-		r, err := c.h.kms.ListKeys(c.ctx, &provider.ListKeysRequest{PageNumber: new(pn), PageSize: new(listPageSize)})
+		r, err := c.h.kms.ListKeys(c.ctx, &provider.ListKeysRequest{PageNumber: new(pn), PageSize: new(listPageSize), Visible: visible})
 		if err != nil {
 			return nil, err
 		}

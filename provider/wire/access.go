@@ -57,6 +57,11 @@ func (p *Policy) AllowsKey(names ...string) bool {
 	return false
 }
 
+// visible is the policy as a listing's provider.Visibility: an alias is
+// listed when the policy allows its name or its key's id, a key when it
+// allows its id or one of its aliases.
+func (p *Policy) visible(keyID, alias string) bool { return p.AllowsKey(alias, keyID) }
+
 // AccessKeys is the access-keys file, held in memory; safe for concurrent use.
 type AccessKeys struct {
 	mu   sync.RWMutex

@@ -48,7 +48,7 @@ func init() {
 	for _, a := range []Action{
 		act("CreateKey", (*p).CreateKey, nil),
 		act("DescribeKey", (*p).DescribeKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
-		act("ListKeys", (*p).ListKeys, nil),
+		act("ListKeys", (*p).ListKeys, func(r *provider.ListKeysRequest) Touched { return Touched{Visible: &r.Visible} }),
 		act("EnableKey", (*p).EnableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
 		act("DisableKey", (*p).DisableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
 		act("ScheduleKeyDeletion", (*p).ScheduleKeyDeletion, func(r *provider.ScheduleKeyDeletionRequest) Touched { return keyID(&r.KeyId) }),
@@ -60,8 +60,10 @@ func init() {
 		act("CreateAlias", (*p).CreateAlias, aliasTouched),
 		act("UpdateAlias", (*p).UpdateAlias, aliasTouched),
 		act("DeleteAlias", (*p).DeleteAlias, func(r *provider.DeleteAliasRequest) Touched { return Touched{Alias: r.AliasName} }),
-		act("ListAliases", (*p).ListAliases, nil),
-		act("ListAliasesByKeyId", (*p).ListAliasesByKeyId, func(r *provider.ListAliasesByKeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("ListAliases", (*p).ListAliases, func(r *provider.ListAliasesRequest) Touched { return Touched{Visible: &r.Visible} }),
+		act("ListAliasesByKeyId", (*p).ListAliasesByKeyId, func(r *provider.ListAliasesByKeyIdRequest) Touched {
+			return Touched{KeyParam: "KeyId", Key: &r.KeyId, Visible: &r.Visible}
+		}),
 		act("GenerateDataKey", (*p).GenerateDataKey, func(r *provider.GenerateDataKeyRequest) Touched { return keyID(&r.KeyId) }),
 		act("GenerateDataKeyWithoutPlaintext", (*p).GenerateDataKeyWithoutPlaintext,
 			func(r *provider.GenerateDataKeyWithoutPlaintextRequest) Touched { return keyID(&r.KeyId) }),
