@@ -19,7 +19,7 @@ import (
 )
 
 // leakFixture is a server with three keys: app (aliases alias/app-one and
-// alias/prod-one), other (alias/other) and bare (no alias), and access keys
+// alias/another), other (alias/other) and bare (no alias), and access keys
 // allowed only alias/app-* on both dialects.
 type leakFixture struct {
 	app, other, bare string
@@ -40,7 +40,7 @@ func newLeakFixture(t *testing.T) leakFixture {
 	for _, k := range []struct {
 		id      *string
 		aliases []string
-	}{{&f.app, []string{"alias/app-one", "alias/prod-one"}}, {&f.other, []string{"alias/other"}}, {&f.bare, nil}} {
+	}{{&f.app, []string{"alias/app-one", "alias/another"}}, {&f.other, []string{"alias/other"}}, {&f.bare, nil}} {
 		ck, err := kms.CreateKey(t.Context(), &provider.CreateKeyRequest{})
 		if err != nil {
 			t.Fatal(err)
@@ -96,7 +96,14 @@ func TestListingsFollowThePolicy(t *testing.T) {
 	}
 	body, code, msg = f.ali.call("ListAliasesByKeyId", map[string]string{"KeyId": "alias/app-one"})
 	if got := listed(body, "Aliases", "Alias", "AliasName"); code != "" || !slices.Equal(got, []string{"alias/app-one"}) {
-		t.Errorf("ListAliasesByKeyId alias/app-one: %s %s: %v; want only alias/app-one (not alias/prod-one)", code, msg, got)
+		t.Errorf("ListAliasesByKeyId alias/app-one: %s %s: %v; want only alias/app-one (not alias/another)", code, msg, got)
+	}
+	// Tencent's KeyMetadata.Alias shows an allowed alias, not the one that
+	// sorts first.
+	dr := tckms.NewDescribeKeyRequest()
+	dr.KeyId = common.StringPtr("alias/app-one")
+	if d, err := f.tc.DescribeKey(dr); err != nil || *d.Response.KeyMetadata.Alias != "app-one" {
+		t.Errorf("Tencent DescribeKey alias/app-one: %v; want Alias app-one (not another)", err)
 	}
 	tl, err := f.tc.ListKeys(tckms.NewListKeysRequest())
 	if err != nil {
@@ -114,7 +121,7 @@ func TestListingsFollowThePolicy(t *testing.T) {
 func TestRestrictedKeyCannotProbeNames(t *testing.T) {
 	f := newLeakFixture(t)
 	const ghostID, ghostAlias = "00000000-0000-4000-8000-000000000000", "alias/ghost"
-	for _, pair := range [][2]string{{f.other, ghostID}, {f.bare, ghostID}, {"alias/other", ghostAlias}, {"alias/prod-one", ghostAlias}} {
+	for _, pair := range [][2]string{{f.other, ghostID}, {f.bare, ghostID}, {"alias/other", ghostAlias}, {"alias/another", ghostAlias}} {
 		_, c1, m1 := f.ali.call("DescribeKey", map[string]string{"KeyId": pair[0]})
 		_, c2, m2 := f.ali.call("DescribeKey", map[string]string{"KeyId": pair[1]})
 		if c1 != provider.CodeNoPermission || c1 != c2 || !sameMessage(m1, pair[0], m2, pair[1]) {

@@ -54,6 +54,9 @@ type call struct {
 	// replay is the request's replay rule, claimed by the first authorize
 	// that passes.
 	replay *wire.ReplayClaim
+	// visible is what the policy lets the call show (set by authorize;
+	// nil: everything), for the aliases a key's metadata shows.
+	visible provider.Visibility
 }
 
 // authorize checks the access key's policy for the call's action and what
@@ -62,6 +65,9 @@ type call struct {
 // policy allows it, the request's replay rule is claimed: a request the
 // policy refuses consumes no replay memory.
 func (c *call) authorize(t wire.Touched) error {
+	if t.Visible == nil {
+		t.Visible = &c.visible
+	}
 	if err := wire.AuthorizeTouched(c.ctx, c.h.kms, c.key, c.action, t); err != nil {
 		return err
 	}
@@ -213,7 +219,7 @@ func (c *call) describe(ref string) (keyMetadata, error) {
 		return keyMetadata{}, err
 	}
 	md := d.KeyMetadata
-	al, err := c.h.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: md.KeyId, PageSize: new(100)})
+	al, err := c.h.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: md.KeyId, PageSize: new(100), Visible: c.visible})
 	if err != nil {
 		return keyMetadata{}, err
 	}
