@@ -59,10 +59,17 @@ func (p *Policy) AllowsKey(names ...string) bool {
 	return false
 }
 
-// visible is the policy as a listing's provider.Visibility: an alias is
-// listed when the policy allows its name or its key's id, a key when it
-// allows its id or one of its aliases.
-func (p *Policy) visible(keyID, alias string) bool { return p.AllowsKey(alias, keyID) }
+// Visibility is the policy as a listing's provider.Visibility: an alias is
+// shown when the policy allows its name or its key's id, a key when it
+// allows its id or one of its aliases; nil (everything) when the policy
+// allows every key.
+func (p *Policy) Visibility() provider.Visibility {
+	if matchAny(p.Keys, "*") {
+		return nil
+	}
+	keys := p.Keys
+	return func(keyID, alias string) bool { return (&Policy{Keys: keys}).AllowsKey(alias, keyID) }
+}
 
 // AccessKeys is the access-keys file, held in memory; safe for concurrent
 // use. Reload (and Watch) replace the whole set at once.

@@ -29,16 +29,6 @@ type Touched struct {
 	Visible *provider.Visibility
 }
 
-// Authorize checks the access key's policy for one decoded request of a:
-// the action, then every key the request touches (a.Touches).
-func Authorize(ctx context.Context, s *provider.Service, key AccessKey, a Action, req any) error {
-	var t Touched
-	if a.Touches != nil {
-		t = a.Touches(req)
-	}
-	return AuthorizeTouched(ctx, s, key, a.Name, t)
-}
-
 // AuthorizeTouched checks the access key's policy for one request of the
 // named action touching t: the action, the alias changed, then the key
 // parameter as given (id, alias or ARN) and the key id it resolves to, and
@@ -89,7 +79,7 @@ func AuthorizeTouched(ctx context.Context, s *provider.Service, key AccessKey, a
 		}
 	}
 	if t.Visible != nil {
-		*t.Visible = p.visible
+		*t.Visible = p.Visibility()
 	}
 	if afterAuthorize != nil {
 		afterAuthorize(ctx)
