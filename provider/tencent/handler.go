@@ -43,7 +43,7 @@ type handler struct {
 	limiter    wire.Limiter
 	now        func() time.Time
 	maxBody    int64
-	signatures *wire.ReplayCache // TC3: signature → action/region/version
+	signatures *wire.ReplayCache // TC3: each signature's targets and its first use (reuse.go)
 	nonces     *wire.ReplayCache // v1: SecretId+Nonce
 }
 
