@@ -35,6 +35,9 @@ type Config struct {
 	// since the Alibaba SDKs put every parameter in the query (default
 	// DefaultMaxBodyBytes). A larger request is HTTP 413 InvalidParameter.
 	MaxBodyBytes int64
+	// ExpectedHost, if set, is the only Host a signed request may name
+	// (wire.HostMatches); another is SignatureDoesNotMatch.
+	ExpectedHost string
 }
 
 type handler struct {
@@ -58,7 +61,7 @@ func NewHandler(cfg Config) wire.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys}, nonces: wire.NewReplayCache(NonceMemory, 0)}
+	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys, expectedHost: cfg.ExpectedHost}, nonces: wire.NewReplayCache(NonceMemory, 0)}
 }
 
 // errorBody is what the SDKs parse from an HTTP 4xx/5xx answer.

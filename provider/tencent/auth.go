@@ -87,13 +87,20 @@ func (h *handler) authenticateRequest(req *wire.Request, body []byte, now time.T
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		return p, errorf(CodeUnsupportedProtocol, "the method %s is not accepted: use POST or GET", provider.Clip(r.Method, 16))
 	}
-	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
-		if len(auth) > 1 {
-			return p, errorf(CodeInvalidAuthorization, "more than one Authorization header")
-		}
-		return p, h.verifyTC3(p, req, auth[0], body, now)
+	var err error
+	if auth := r.Header.Values("Authorization"); len(auth) > 1 {
+		return p, errorf(CodeInvalidAuthorization, "more than one Authorization header")
+	} else if len(auth) == 1 {
+		err = h.verifyTC3(p, req, auth[0], body, now)
+	} else {
+		err = h.verifyV1(p, req, now)
 	}
-	return p, h.verifyV1(p, req, now)
+	if err == nil && !wire.HostMatches(h.host, r.Host) {
+		p.replay = nil
+		return p, errorf(CodeSignatureFailure, "the request is signed for host %s; this server accepts %s only (--expected-host)",
+			provider.Clip(r.Host, 128), h.host)
+	}
+	return p, err
 }
 
 // header returns the one value of a header ("" if absent); several values

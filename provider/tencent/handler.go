@@ -34,6 +34,9 @@ type Config struct {
 	// MaxBodyBytes bounds the request body and the query string
 	// (default DefaultMaxBodyBytes); larger requests get RequestSizeLimitExceeded.
 	MaxBodyBytes int64
+	// ExpectedHost, if set, is the only Host a signed request may name
+	// (wire.HostMatches); another is AuthFailure.SignatureFailure.
+	ExpectedHost string
 }
 
 type handler struct {
@@ -43,6 +46,7 @@ type handler struct {
 	limiter    wire.Limiter
 	now        func() time.Time
 	maxBody    int64
+	host       string            // ExpectedHost
 	signatures *wire.ReplayCache // TC3: each signature's targets and its first use (reuse.go)
 	nonces     *wire.ReplayCache // v1: SecretId+Nonce
 }
@@ -60,7 +64,7 @@ func NewHandler(cfg Config) wire.Handler {
 }
 
 func newHandler(cfg Config) *handler {
-	h := &handler{kms: cfg.KMS, keys: cfg.Keys, obs: cfg.Observer, limiter: cfg.Limiter, now: cfg.Now, maxBody: cfg.MaxBodyBytes,
+	h := &handler{kms: cfg.KMS, keys: cfg.Keys, obs: cfg.Observer, limiter: cfg.Limiter, now: cfg.Now, maxBody: cfg.MaxBodyBytes, host: cfg.ExpectedHost,
 		signatures: wire.NewReplayCache(replayTTL, 0), nonces: wire.NewReplayCache(replayTTL, 0)}
 	if h.now == nil {
 		h.now = time.Now
