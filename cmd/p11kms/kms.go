@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/tencent"
 )
 
 // kmsAction adapts a provider method to an action.
@@ -71,7 +72,7 @@ on stderr with exit status 1 (2 for usage errors).`,
 		kmsAction(g, "DeleteAlias", "Delete an alias", (*provider.Service).DeleteAlias),
 		kmsAction(g, "ListAliases", "List aliases", (*provider.Service).ListAliases),
 		kmsAction(g, "ListAliasesByKeyId", "List a CMK's aliases", (*provider.Service).ListAliasesByKeyId),
-		kmsAction(g, "GenerateDataKey", "Generate a data key (Tencent: with EncryptionPublicKey)", (*provider.Service).GenerateDataKey),
+		kmsAction(g, "GenerateDataKey", "Generate a data key (Tencent: with EncryptionPublicKey)", generateDataKey),
 		kmsAction(g, "GenerateDataKeyWithoutPlaintext", "Generate a data key, returned only under the CMK", (*provider.Service).GenerateDataKeyWithoutPlaintext),
 		kmsAction(g, "GenerateAndExportDataKey", "Generate a data key under the CMK and a public key", (*provider.Service).GenerateAndExportDataKey),
 		kmsAction(g, "ExportDataKey", "Re-wrap a CiphertextBlob's key under a public key", (*provider.Service).ExportDataKey),
@@ -81,6 +82,26 @@ on stderr with exit status 1 (2 for usage errors).`,
 		sweepAction(g),
 	})...)
 	return cmd
+}
+
+// generateDataKeyFlags is the core's GenerateDataKey with Tencent's
+// public-key parameters, which the Tencent dialect's parser turns into the
+// core's Exporter (the CLI accepts both APIs' forms).
+type generateDataKeyFlags struct {
+	provider.GenerateDataKeyRequest
+	EncryptionPublicKey string `cli:"file" help:"Tencent: PEM public key to encrypt the returned Plaintext under"`
+	EncryptionAlgorithm string `help:"Tencent: SM2 (default), SM2_C1C3C2_ASN1, RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256"`
+}
+
+// generateDataKey runs GenerateDataKey, under EncryptionPublicKey if given.
+func generateDataKey(s *provider.Service, ctx context.Context, req *generateDataKeyFlags) (*provider.GenerateDataKeyResponse, error) {
+	ex, err := tencent.ParseExporter(req.EncryptionPublicKey, req.EncryptionAlgorithm)
+	if err != nil {
+		return nil, err
+	}
+	r := req.GenerateDataKeyRequest
+	r.Exporter = ex
+	return s.GenerateDataKey(ctx, &r)
 }
 
 // sweepAction runs the periodic work: deletions due, rotations due.

@@ -8,7 +8,7 @@ import (
 )
 
 // Tencent Cloud API error codes this front-end answers with itself (the
-// KMS's own errors are mapped by provider.TencentCode). The names are
+// core's own error kinds are mapped by coreCode). The names are
 // Tencent's common error codes and the KMS codes of the SDK's errors.go.
 const (
 	CodeInvalidAuthorization = "AuthFailure.InvalidAuthorization"
@@ -64,5 +64,40 @@ func codeAndMessage(err error) (string, string) {
 		return ae.Code, ae.Message
 	}
 	pe := provider.AsError(err)
-	return provider.TencentCode(pe), pe.Message
+	return coreCode(pe), pe.Message
+}
+
+// coreCodes maps the core's error kinds to Tencent Cloud KMS error codes.
+var coreCodes = map[string]string{
+	provider.CodeInvalidParameter:   CodeInvalidParameterVal,
+	provider.CodeKeyNotFound:        CodeCmkNotFound,
+	provider.CodeAliasNotFound:      CodeCmkNotFound,
+	provider.CodeAliasExists:        CodeAliasAlreadyExists,
+	provider.CodeNoPermission:       CodeUnauthorized,
+	provider.CodeDisabled:           "ResourceUnavailable.CmkDisabled",
+	provider.CodePendingDeletion:    "ResourceUnavailable.KeyPendingDelete",
+	provider.CodeNotPendingDeletion: "ResourceUnavailable.CmkStateNotSupport",
+	provider.CodeInvalidCiphertext:  CodeInvalidCiphertextCode,
+	provider.CodeDryRun:             "DryRunOperation",
+	provider.CodeInternalFailure:    CodeInternalError,
+	provider.CodeConflict:           "FailedOperation",
+	provider.CodeUnsupportedOp:      CodeUnsupportedOperation,
+}
+
+// coreCode is Tencent's code for a core error. A malformed key id is
+// InvalidParameterValue.InvalidKeyId; a public-key encryption failure is
+// FailedOperation.EncryptionError.
+func coreCode(e *provider.Error) string {
+	if e.Code == provider.CodeInvalidParameter {
+		switch e.Param {
+		case "KeyId":
+			return "InvalidParameterValue.InvalidKeyId"
+		case "EncryptionPublicKey", "EncryptionAlgorithm":
+			return CodeEncryptionError
+		}
+	}
+	if c, ok := coreCodes[e.Code]; ok {
+		return c
+	}
+	return CodeInternalError
 }

@@ -203,6 +203,7 @@ type generateDataKeyRequest struct {
 	EncryptionAlgorithm string
 
 	ec wrap.EncryptionContext
+	ex *provider.PublicKeyExporter
 }
 
 // check: Tencent only requires one of KeySpec and NumberOfBytes; the core
@@ -211,7 +212,10 @@ func (r *generateDataKeyRequest) check() (err error) {
 	if r.NumberOfBytes == nil && r.KeySpec == "" {
 		return errorf(CodeMissingParameter, "one of KeySpec and NumberOfBytes is required")
 	}
-	r.ec, err = parseContext("EncryptionContext", r.EncryptionContext)
+	if r.ec, err = parseContext("EncryptionContext", r.EncryptionContext); err != nil {
+		return err
+	}
+	r.ex, err = ParseExporter(r.EncryptionPublicKey, r.EncryptionAlgorithm)
 	return err
 }
 
@@ -260,9 +264,7 @@ func (r *decryptRequest) check() (err error) {
 	if r.ec, err = parseContext("EncryptionContext", r.EncryptionContext); err != nil {
 		return err
 	}
-	if r.EncryptionPublicKey != "" || r.EncryptionAlgorithm != "" {
-		r.ex, err = provider.NewPublicKeyExporter(r.EncryptionPublicKey, r.EncryptionAlgorithm)
-	}
+	r.ex, err = ParseExporter(r.EncryptionPublicKey, r.EncryptionAlgorithm)
 	return err
 }
 
