@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/wire"
 )
 
 // Tencent Cloud API error codes this front-end answers with itself (the
@@ -62,6 +63,10 @@ func codeAndMessage(err error) (string, string) {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae.Code, ae.Message
+	}
+	var de *wire.DecodeError
+	if errors.As(err, &de) {
+		return decodeCodes[de.Kind], de.Msg
 	}
 	pe := provider.AsError(err)
 	return coreCode(pe), pe.Message

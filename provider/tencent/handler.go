@@ -193,7 +193,7 @@ func (h *handler) Decode(a *wire.Auth, act *wire.Action) (any, error) {
 		err = decodeFlat(p.flat, req)
 	}
 	if err == nil {
-		err = checkRequired(req)
+		err = wire.CheckRequired(req)
 	}
 	if err != nil {
 		return nil, err

@@ -9,7 +9,7 @@ import (
 )
 
 // The request and response shapes of the Tencent actions: field names are
-// the wire names; a field tagged tc:"required" is MissingParameter when
+// the wire names; a field tagged wire:"required" is MissingParameter when
 // absent (checked by Decode), and a request's check method validates the
 // rest before the pipeline authorizes it.
 
@@ -19,7 +19,7 @@ type tagParam struct {
 }
 
 type createKeyRequest struct {
-	Alias        string `tc:"required"`
+	Alias        string `wire:"required"`
 	Description  string
 	KeyUsage     string
 	Type         *uint64
@@ -77,11 +77,11 @@ type createKeyResponse struct {
 }
 
 type keyIDRequest struct {
-	KeyId string `tc:"required"`
+	KeyId string `wire:"required"`
 }
 
 type keyIDsRequest struct {
-	KeyIds []string `tc:"required"`
+	KeyIds []string `wire:"required"`
 }
 
 // check validates a KeyIds list.
@@ -150,8 +150,8 @@ type listKeysResponse struct {
 }
 
 type scheduleKeyDeletionRequest struct {
-	KeyId               string  `tc:"required"`
-	PendingWindowInDays *uint64 `tc:"required"`
+	KeyId               string  `wire:"required"`
+	PendingWindowInDays *uint64 `wire:"required"`
 }
 
 // check follows Tencent: the window is 7 to 30 days.
@@ -170,8 +170,8 @@ type scheduleKeyDeletionResponse struct {
 type keyIDResponse struct{ KeyId string }
 
 type updateAliasRequest struct {
-	Alias string `tc:"required"`
-	KeyId string `tc:"required"`
+	Alias string `wire:"required"`
+	KeyId string `wire:"required"`
 
 	keyID    string   // the key, resolved (UpdateAlias's More)
 	noop     bool     // the alias names the key already
@@ -183,7 +183,7 @@ func (r *updateAliasRequest) check() error { return checkAlias(r.Alias) }
 type rotationStatusResponse struct{ KeyRotationEnabled bool }
 
 type enableKeyRotationRequest struct {
-	KeyId      string `tc:"required"`
+	KeyId      string `wire:"required"`
 	RotateDays *uint64
 }
 
@@ -195,7 +195,7 @@ func (r *enableKeyRotationRequest) check() error {
 }
 
 type generateDataKeyRequest struct {
-	KeyId               string `tc:"required"`
+	KeyId               string `wire:"required"`
 	KeySpec             string
 	NumberOfBytes       *uint64
 	EncryptionContext   string
@@ -226,8 +226,8 @@ type generateDataKeyResponse struct {
 }
 
 type encryptRequest struct {
-	KeyId             string `tc:"required"`
-	Plaintext         string `tc:"required"`
+	KeyId             string `wire:"required"`
+	Plaintext         string `wire:"required"`
 	EncryptionContext string
 
 	ec wrap.EncryptionContext
@@ -251,7 +251,7 @@ type encryptResponse struct {
 }
 
 type decryptRequest struct {
-	CiphertextBlob      string `tc:"required"`
+	CiphertextBlob      string `wire:"required"`
 	EncryptionContext   string
 	EncryptionPublicKey string
 	EncryptionAlgorithm string
@@ -274,7 +274,7 @@ type decryptResponse struct {
 }
 
 type reEncryptRequest struct {
-	CiphertextBlob               string `tc:"required"`
+	CiphertextBlob               string `wire:"required"`
 	DestinationKeyId             string
 	SourceEncryptionContext      string
 	DestinationEncryptionContext string
@@ -298,7 +298,7 @@ type reEncryptResponse struct {
 }
 
 type generateRandomRequest struct {
-	NumberOfBytes *uint64 `tc:"required"`
+	NumberOfBytes *uint64 `wire:"required"`
 }
 type generateRandomResponse struct{ Plaintext string }
 
