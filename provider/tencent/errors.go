@@ -91,7 +91,8 @@ var coreCodes = map[string]string{
 
 // coreCode is Tencent's code for a core error. A malformed key id is
 // InvalidParameterValue.InvalidKeyId; a public-key encryption failure is
-// FailedOperation.EncryptionError.
+// FailedOperation.EncryptionError; a Plaintext that is not base64 is
+// InvalidParameterValue.InvalidPlaintext.
 func coreCode(e *provider.Error) string {
 	if e.Code == provider.CodeInvalidParameter {
 		switch e.Param {
@@ -99,6 +100,8 @@ func coreCode(e *provider.Error) string {
 			return "InvalidParameterValue.InvalidKeyId"
 		case "EncryptionPublicKey", "EncryptionAlgorithm":
 			return CodeEncryptionError
+		case "Plaintext":
+			return CodeInvalidPlaintext
 		}
 	}
 	if c, ok := coreCodes[e.Code]; ok {

@@ -3,6 +3,7 @@ package tencent
 import (
 	"encoding/base64"
 	"slices"
+	"strings"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/wrap"
@@ -212,10 +213,7 @@ func (r *generateDataKeyRequest) check() (err error) {
 	if r.NumberOfBytes == nil && r.KeySpec == "" {
 		return errorf(CodeMissingParameter, "one of KeySpec and NumberOfBytes is required")
 	}
-	if r.ec, err = parseContext("EncryptionContext", r.EncryptionContext); err != nil {
-		return err
-	}
-	r.ex, err = ParseExporter(r.EncryptionPublicKey, r.EncryptionAlgorithm)
+	r.ec, r.ex, err = contextAndExporter(r.EncryptionContext, r.EncryptionPublicKey, r.EncryptionAlgorithm)
 	return err
 }
 
@@ -233,16 +231,27 @@ type encryptRequest struct {
 	ec wrap.EncryptionContext
 }
 
-// check: Tencent's Plaintext is 1 to 4096 bytes, with its own code.
+// check: Tencent's Plaintext is 1 to 4096 bytes, with its own code, judged
+// from its encoded length (no copy of the plaintext is made here; the core
+// decodes it once and refuses what is not base64, coded InvalidPlaintext).
 func (r *encryptRequest) check() (err error) {
-	pt, err := base64.StdEncoding.DecodeString(r.Plaintext)
-	n := len(pt)
-	wrap.ZeroBytes(pt)
-	if err != nil || n == 0 || n > maxPlaintextBytes {
+	p := r.Plaintext
+	if n := base64.StdEncoding.DecodedLen(len(p)) - strings.Count(p[max(0, len(p)-2):], "="); n < 1 || n > maxPlaintextBytes {
 		return errorf(CodeInvalidPlaintext, "Plaintext: accepted base64 of 1 to %d bytes", maxPlaintextBytes)
 	}
 	r.ec, err = parseContext("EncryptionContext", r.EncryptionContext)
 	return err
+}
+
+// contextAndExporter parses an EncryptionContext and the public-key
+// parameters (GenerateDataKey, Decrypt).
+func contextAndExporter(ec, pemText, alg string) (wrap.EncryptionContext, *provider.PublicKeyExporter, error) {
+	c, err := parseContext("EncryptionContext", ec)
+	if err != nil {
+		return nil, nil, err
+	}
+	ex, err := ParseExporter(pemText, alg)
+	return c, ex, err
 }
 
 type encryptResponse struct {
@@ -261,10 +270,7 @@ type decryptRequest struct {
 }
 
 func (r *decryptRequest) check() (err error) {
-	if r.ec, err = parseContext("EncryptionContext", r.EncryptionContext); err != nil {
-		return err
-	}
-	r.ex, err = ParseExporter(r.EncryptionPublicKey, r.EncryptionAlgorithm)
+	r.ec, r.ex, err = contextAndExporter(r.EncryptionContext, r.EncryptionPublicKey, r.EncryptionAlgorithm)
 	return err
 }
 
