@@ -46,6 +46,7 @@ type DecodeError struct {
 	Msg  string
 }
 
+// Error returns the message, which names the parameter.
 func (e *DecodeError) Error() string { return e.Msg }
 
 func decodeErr(kind DecodeKind, format string, args ...any) error {
