@@ -139,6 +139,17 @@ func (h *handler) claimNonce(a *authResult, now time.Time) *wire.ReplayClaim {
 // body read once, the parameters parsed once, then the ACS3/ACS4/RPC
 // signature and timestamp. The nonce is claimed later (Auth.Replay).
 func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error) {
+	now := h.cfg.Now()
+	a, err := h.authenticate(req, rec, now)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(a, now), Params: a.Params}, nil
+}
+
+// authenticate is Verify up to the signature's result (the capture tests
+// check its scheme and nonce).
+func (h *handler) authenticate(req *wire.Request, rec *wire.Record, now time.Time) (*authResult, error) {
 	r := req.HTTP
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		return nil, apiError(http.StatusMethodNotAllowed, CodeUnsupportedMethod, "the Alibaba Cloud KMS API takes POST or GET")
@@ -155,12 +166,7 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 		return nil, err
 	}
 	rec.AccessKeyId = claimedAccessKeyId(r, rr)
-	now := h.cfg.Now()
-	a, err := h.v.verify(r, rr, body, now)
-	if err != nil {
-		return nil, err
-	}
-	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(a, now), Params: a.Params}, nil
+	return h.v.verify(r, rr, body, now)
 }
 
 // Lookup finds the action in the core's table (wire.Actions).
