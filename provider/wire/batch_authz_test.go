@@ -18,6 +18,22 @@ import (
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
+// tencentClient is the official Tencent SDK's client of the composed
+// server over kms, signing with an access key of policy p.
+func tencentClient(t *testing.T, kms *provider.Service, p wire.Policy) *tckms.Client {
+	t.Helper()
+	keys := wire.NewAccessKeys(wire.AccessKey{AccessKeyId: tcID, AccessKeySecret: tcSecret, Policy: p})
+	srv := httptest.NewServer(server.New(server.Config{KMS: kms, Keys: keys}))
+	t.Cleanup(srv.Close)
+	cpf := profile.NewClientProfile()
+	cpf.HttpProfile.Endpoint, cpf.HttpProfile.Scheme = strings.TrimPrefix(srv.URL, "http://"), "http"
+	c, err := tckms.NewClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", cpf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 // A batch names several keys: the pipeline authorizes every one before the
 // action runs (Action.Touches returns one Touched per key). An access key
 // allowed key A only: DescribeKeys of A and a key that does not exist
@@ -35,16 +51,7 @@ func TestTencentBatchesAuthorizeEveryKey(t *testing.T) {
 		}
 		*id = k.KeyMetadata.KeyId
 	}
-	keys := wire.NewAccessKeys(wire.AccessKey{AccessKeyId: tcID, AccessKeySecret: tcSecret,
-		Policy: wire.Policy{Actions: []string{"DescribeKeys", "DisableKeys"}, Keys: []string{a}}})
-	srv := httptest.NewServer(server.New(server.Config{KMS: kms, Keys: keys}))
-	t.Cleanup(srv.Close)
-	cpf := profile.NewClientProfile()
-	cpf.HttpProfile.Endpoint, cpf.HttpProfile.Scheme = strings.TrimPrefix(srv.URL, "http://"), "http"
-	c, err := tckms.NewClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", cpf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := tencentClient(t, kms, wire.Policy{Actions: []string{"DescribeKeys", "DisableKeys"}, Keys: []string{a}})
 	describe := func(ids ...string) (*tckms.DescribeKeysResponse, error) {
 		req := tckms.NewDescribeKeysRequest()
 		req.KeyIds = common.StringPtrs(ids)
