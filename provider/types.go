@@ -299,3 +299,32 @@ type SweepResult struct {
 	Repaired []string // inconsistencies found and repaired
 	Missing  []string // inconsistencies found that cannot be repaired (reported, never hidden)
 }
+
+// KeyIds are the key and version a response names, for the wire record
+// (the responses of the operations that use or describe one key).
+func (r *KeyResponse) KeyIds() (keyID, versionID string) { return r.KeyMetadata.KeyId, "" }
+
+// KeyIds are the key and version the new version is.
+func (r *CreateKeyVersionResponse) KeyIds() (keyID, versionID string) {
+	return r.KeyVersion.KeyId, r.KeyVersion.KeyVersionId
+}
+
+// KeyIds are the key and version described.
+func (r *DescribeKeyVersionResponse) KeyIds() (keyID, versionID string) {
+	return r.KeyVersion.KeyId, r.KeyVersion.KeyVersionId
+}
+
+// KeyIds are the key and version the data key is under.
+func (r *GenerateDataKeyResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }
+
+// KeyIds are the key and version the data key was under.
+func (r *ExportResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }
+
+// KeyIds are the key and version that sealed the blob.
+func (r *EncryptResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }
+
+// KeyIds are the key and version that had sealed the blob.
+func (r *DecryptResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }
+
+// KeyIds are the destination key and version.
+func (r *ReEncryptResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }

@@ -9,7 +9,6 @@ package wire
 
 import (
 	"context"
-	"reflect"
 	"time"
 
 	"github.com/p11kms/p11kms/provider"
@@ -54,8 +53,10 @@ func act[Req, Resp any](name, short string, op func(*provider.Service, context.C
 			if err != nil || resp == nil {
 				return nil, err
 			}
-			if id, ver := responseKeyIds(resp); id != "" {
-				c.SetKey(id, ver)
+			if k, ok := any(resp).(keyedResponse); ok {
+				if id, ver := k.KeyIds(); id != "" {
+					c.SetKey(id, ver)
+				}
 			}
 			return resp, nil
 		},
@@ -64,6 +65,12 @@ func act[Req, Resp any](name, short string, op func(*provider.Service, context.C
 		a.Touches = func(req any) []Touched { return []Touched{touches(req.(*Req))} }
 	}
 	return a
+}
+
+// keyedResponse is a core response that names the key it used
+// (provider.GenerateDataKeyResponse.KeyIds, ...).
+type keyedResponse interface {
+	KeyIds() (keyID, versionID string)
 }
 
 // keyID is the Touched of a request whose KeyId field names its key.
@@ -164,27 +171,4 @@ type Observer interface {
 // Limiter decides whether an access key may make one more request now.
 type Limiter interface {
 	Allow(accessKeyID string) bool
-}
-
-// responseKeyIds finds KeyId and KeyVersionId in a core response, at the
-// top level or in KeyMetadata / KeyVersion.
-func responseKeyIds(resp any) (keyID, versionID string) {
-	v := reflect.ValueOf(resp)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return "", ""
-	}
-	str := func(s reflect.Value, name string) string {
-		if f := s.FieldByName(name); f.IsValid() && f.Kind() == reflect.String {
-			return f.String()
-		}
-		return ""
-	}
-	s := v.Elem()
-	keyID, versionID = str(s, "KeyId"), str(s, "KeyVersionId")
-	for _, nested := range []string{"KeyMetadata", "KeyVersion"} {
-		if n := s.FieldByName(nested); n.IsValid() && n.Kind() == reflect.Struct && keyID == "" {
-			keyID, versionID = str(n, "KeyId"), str(n, "KeyVersionId")
-		}
-	}
-	return keyID, versionID
 }
