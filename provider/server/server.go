@@ -22,6 +22,7 @@ import (
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/aliyun"
+	"github.com/p11kms/p11kms/provider/awskms"
 	"github.com/p11kms/p11kms/provider/tencent"
 	"github.com/p11kms/p11kms/provider/wire"
 )
@@ -84,6 +85,7 @@ func New(cfg Config) *Server {
 	}
 	ali := aliyun.NewHandler(aliyun.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
 	tc := tencent.NewHandler(tencent.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
+	aws := awskms.NewHandler(awskms.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -104,7 +106,7 @@ func New(cfg Config) *Server {
 	if cfg.HLSKeys != nil {
 		mux.Handle("GET /hls/key", cfg.HLSKeys)
 	}
-	mux.Handle("/", Route(cfg.MaxBodyBytes, ali, tc))
+	mux.Handle("/", Route(cfg.MaxBodyBytes, ali, tc, aws))
 	return &Server{mux: mux, metrics: m}
 }
 
@@ -115,14 +117,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // Route sends each request to the API its SDK speaks (docs/WIRE.md): an
+// X-Amz-Target header or an AWS4-HMAC-SHA256 Authorization → AWS; an
 // X-TC-Action header or a TC3 Authorization → Tencent; a SecretId parameter
 // → Tencent v1; everything else (ACS3/ACS4 Authorization, RPC signatures)
 // → Alibaba. The request is wrapped once (wire.Request, bounded by
 // maxBody): what the router reads or parses to decide — only a v1 form
 // body needs it — the dialect does not read or parse again.
-func Route(maxBody int64, alibaba, tencent wire.Handler) http.Handler {
+func Route(maxBody int64, alibaba, tencent, aws wire.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req := wire.NewRequest(r, maxBody)
+		if r.Header.Get("X-Amz-Target") != "" || strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-") {
+			aws.ServeRequest(w, req)
+			return
+		}
 		if routesToTencent(req) {
 			tencent.ServeRequest(w, req)
 			return
