@@ -8,8 +8,8 @@ import (
 )
 
 type aliasRequest struct {
-	AliasName   string
-	TargetKeyId string
+	AliasName   string `cli:"required" help:"alias/<name>: letters, digits, / _ and -, up to 256 characters; alias/aws/ is reserved"`
+	TargetKeyId string `cli:"required" help:"key id or key ARN (not an alias)"`
 }
 
 func (r *aliasRequest) prepare(x refs) error {
@@ -25,13 +25,16 @@ func aliasTouched(r *aliasRequest) wire.Touched {
 	return wire.Touched{KeyParam: "TargetKeyId", Key: &r.TargetKeyId, KeyIdOnly: true, Alias: r.AliasName}
 }
 
-type deleteAliasRequest struct{ AliasName string }
+type deleteAliasRequest struct {
+	AliasName string `cli:"required" help:"alias/<name>"`
+}
 
 func (r *deleteAliasRequest) prepare(refs) error { return checkAliasName(r.AliasName) }
 
 type listAliasesRequest struct {
-	KeyId string
-	paging
+	KeyId  string `help:"only this key's aliases: key id, key ARN, alias/<name> or alias ARN"`
+	Limit  *int   `help:"1 to 1000 (default 100; a page holds at most 100)"`
+	Marker string `help:"the NextMarker of the previous page"`
 }
 
 func (r *listAliasesRequest) prepare(x refs) error { return x.optionalRef("KeyId", &r.KeyId) }
@@ -81,7 +84,7 @@ func (c *call) alias(do func(*provider.Service, context.Context, *provider.Alias
 }
 
 func (c *call) listAliases(r *listAliasesRequest) (any, error) {
-	off, limit, err := r.window()
+	off, limit, err := window(r.Limit, r.Marker)
 	if err != nil {
 		return nil, err
 	}

@@ -53,13 +53,13 @@ func noRecipient(r json.RawMessage) error {
 }
 
 type dataKeyRequest struct {
-	KeyId             string
-	KeySpec           string
-	NumberOfBytes     *int
-	EncryptionContext wrap.EncryptionContext
-	GrantTokens       []string
-	DryRun            bool
-	Recipient         json.RawMessage
+	KeyId             string                 `cli:"required" help:"key id, key ARN, alias/<name> or alias ARN"`
+	KeySpec           string                 `help:"AES_128 or AES_256 (or NumberOfBytes)"`
+	NumberOfBytes     *int                   `help:"1 to 1024 (or KeySpec)"`
+	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings"`
+	GrantTokens       []string               `help:"not supported (p11kms issues no grants): leave out"`
+	DryRun            bool                   `help:"check the request and the key, do nothing (DryRunOperationException)"`
+	Recipient         json.RawMessage        `help:"not supported yet"`
 }
 
 func (r *dataKeyRequest) prepare(x refs) error {
@@ -85,12 +85,12 @@ type dataKeyResponse struct {
 }
 
 type encryptRequest struct {
-	KeyId               string
-	Plaintext           string
-	EncryptionContext   wrap.EncryptionContext
-	GrantTokens         []string
-	EncryptionAlgorithm string
-	DryRun              bool
+	KeyId               string                 `cli:"required" help:"key id, key ARN, alias/<name> or alias ARN"`
+	Plaintext           string                 `cli:"required" help:"base64 of 1 to 4096 bytes"`
+	EncryptionContext   wrap.EncryptionContext `help:"JSON object of strings"`
+	GrantTokens         []string               `help:"not supported (p11kms issues no grants): leave out"`
+	EncryptionAlgorithm string                 `help:"SYMMETRIC_DEFAULT (the only one)"`
+	DryRun              bool                   `help:"check the request and the key, do nothing (DryRunOperationException)"`
 }
 
 func (r *encryptRequest) prepare(x refs) error {
@@ -116,13 +116,13 @@ type encryptResponse struct {
 }
 
 type decryptRequest struct {
-	CiphertextBlob      string
-	EncryptionContext   wrap.EncryptionContext
-	GrantTokens         []string
-	KeyId               string
-	EncryptionAlgorithm string
-	DryRun              bool
-	Recipient           json.RawMessage
+	CiphertextBlob      string                 `cli:"required" help:"base64 CiphertextBlob"`
+	EncryptionContext   wrap.EncryptionContext `help:"JSON object of strings"`
+	GrantTokens         []string               `help:"not supported (p11kms issues no grants): leave out"`
+	KeyId               string                 `help:"optional: the key the blob must be under (IncorrectKeyException otherwise)"`
+	EncryptionAlgorithm string                 `help:"SYMMETRIC_DEFAULT (the only one)"`
+	DryRun              bool                   `help:"check the request and the key, do nothing (DryRunOperationException)"`
+	Recipient           json.RawMessage        `help:"not supported yet"`
 }
 
 func (r *decryptRequest) prepare(x refs) error {
@@ -144,15 +144,15 @@ type decryptResponse struct {
 }
 
 type reEncryptRequest struct {
-	CiphertextBlob                 string
-	SourceEncryptionContext        wrap.EncryptionContext
-	SourceKeyId                    string
-	DestinationKeyId               string
-	DestinationEncryptionContext   wrap.EncryptionContext
-	SourceEncryptionAlgorithm      string
-	DestinationEncryptionAlgorithm string
-	GrantTokens                    []string
-	DryRun                         bool
+	CiphertextBlob                 string                 `cli:"required" help:"base64 CiphertextBlob"`
+	SourceEncryptionContext        wrap.EncryptionContext `help:"JSON object of strings of the source blob"`
+	SourceKeyId                    string                 `help:"optional: the key the blob must be under (IncorrectKeyException otherwise)"`
+	DestinationKeyId               string                 `cli:"required" help:"key id, key ARN, alias/<name> or alias ARN"`
+	DestinationEncryptionContext   wrap.EncryptionContext `help:"JSON object of strings for the new blob"`
+	SourceEncryptionAlgorithm      string                 `help:"SYMMETRIC_DEFAULT (the only one)"`
+	DestinationEncryptionAlgorithm string                 `help:"SYMMETRIC_DEFAULT (the only one)"`
+	GrantTokens                    []string               `help:"not supported (p11kms issues no grants): leave out"`
+	DryRun                         bool                   `help:"check the request and the key, do nothing (DryRunOperationException)"`
 }
 
 func (r *reEncryptRequest) prepare(x refs) error {
@@ -178,9 +178,9 @@ type reEncryptResponse struct {
 }
 
 type randomRequest struct {
-	NumberOfBytes    *int
-	CustomKeyStoreId string
-	Recipient        json.RawMessage
+	NumberOfBytes    *int            `cli:"required" help:"1 to 1024"`
+	CustomKeyStoreId string          `help:"not supported"`
+	Recipient        json.RawMessage `help:"not supported yet"`
 }
 
 func (r *randomRequest) prepare(refs) error {

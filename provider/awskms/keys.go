@@ -69,17 +69,17 @@ func (c *call) metadata(m provider.KeyMetadata) keyMetadata {
 type tag struct{ TagKey, TagValue string }
 
 type createKeyRequest struct {
-	Description                    string
-	KeyUsage                       string
-	KeySpec                        string
-	CustomerMasterKeySpec          string
-	Origin                         string
-	Policy                         string
-	BypassPolicyLockoutSafetyCheck bool
-	Tags                           []tag
-	MultiRegion                    bool
-	CustomKeyStoreId               string
-	XksKeyId                       string
+	Description                    string `help:"free text"`
+	KeyUsage                       string `help:"ENCRYPT_DECRYPT (the only one)"`
+	KeySpec                        string `help:"SYMMETRIC_DEFAULT (the only one)"`
+	CustomerMasterKeySpec          string `help:"SYMMETRIC_DEFAULT (the only one; KeySpec's old name)"`
+	Origin                         string `help:"AWS_KMS (the only one)"`
+	Policy                         string `help:"not supported: access is the access key's policy"`
+	BypassPolicyLockoutSafetyCheck bool   `help:"not supported"`
+	Tags                           []tag  `help:"not supported yet"`
+	MultiRegion                    bool   `help:"false (the only one)"`
+	CustomKeyStoreId               string `help:"not supported"`
+	XksKeyId                       string `help:"not supported"`
 }
 
 func (r *createKeyRequest) prepare(refs) error {
@@ -107,8 +107,8 @@ func (r *createKeyRequest) prepare(refs) error {
 }
 
 type keyRequest struct {
-	KeyId       string
-	GrantTokens []string
+	KeyId       string   `cli:"required" help:"key id, key ARN, alias/<name> or alias ARN"`
+	GrantTokens []string `help:"not supported (p11kms issues no grants): leave out"`
 }
 
 func (r *keyRequest) prepare(x refs) error {
@@ -126,7 +126,10 @@ type keyArnResponse struct{ KeyId string }
 
 type empty struct{}
 
-type listKeysRequest struct{ paging }
+type listKeysRequest struct {
+	Limit  *int   `help:"1 to 1000 (default 100; a page holds at most 100)"`
+	Marker string `help:"the NextMarker of the previous page"`
+}
 
 type keyListEntry struct{ KeyId, KeyArn string }
 
@@ -137,8 +140,8 @@ type listKeysResponse struct {
 }
 
 type scheduleDeletionRequest struct {
-	KeyId               string
-	PendingWindowInDays *int
+	KeyId               string `cli:"required" help:"key id, key ARN, alias/<name> or alias ARN"`
+	PendingWindowInDays *int   `help:"7 to 30 (default 30)"`
 }
 
 func (r *scheduleDeletionRequest) prepare(x refs) error {
@@ -156,8 +159,8 @@ type scheduleDeletionResponse struct {
 }
 
 type enableRotationRequest struct {
-	KeyId                string
-	RotationPeriodInDays *int
+	KeyId                string `cli:"required" help:"key id, key ARN, alias/<name> or alias ARN"`
+	RotationPeriodInDays *int   `help:"90 to 365 (default 365)"`
 }
 
 func (r *enableRotationRequest) prepare(x refs) error {
@@ -176,8 +179,9 @@ type rotationStatusResponse struct {
 }
 
 type listRotationsRequest struct {
-	KeyId string
-	paging
+	KeyId  string `cli:"required" help:"key id, key ARN, alias/<name> or alias ARN"`
+	Limit  *int   `help:"1 to 1000 (default 100; a page holds at most 100)"`
+	Marker string `help:"the NextMarker of the previous page"`
 }
 
 func (r *listRotationsRequest) prepare(x refs) error { return x.coreRef("KeyId", &r.KeyId) }
@@ -261,7 +265,7 @@ func (c *call) describe(ref string) (*keyMetadataResponse, error) {
 }
 
 func (c *call) listKeys(r *listKeysRequest) (any, error) {
-	off, limit, err := r.window()
+	off, limit, err := window(r.Limit, r.Marker)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +327,7 @@ func (c *call) rotationStatus(r *keyRequest) (any, error) {
 
 // listRotations lists the versions made after the first, oldest first.
 func (c *call) listRotations(r *listRotationsRequest) (any, error) {
-	off, limit, err := r.window()
+	off, limit, err := window(r.Limit, r.Marker)
 	if err != nil {
 		return nil, err
 	}

@@ -28,9 +28,20 @@ func (c *call) key(id, version string) {
 	}
 }
 
-// op is one row of the table: decode, prepare, authorize, call.
+// op is one row of the table: a new request, and its run (prepare,
+// authorize, call) once decoded.
 type op struct {
-	run func(c *call, body []byte, authorize func(wire.Touched) error) (any, error)
+	new  func() any
+	exec func(c *call, req any, authorize func(wire.Touched) error) (any, error)
+}
+
+// run decodes the JSON body and runs the operation.
+func (o op) run(c *call, body []byte, authorize func(wire.Touched) error) (any, error) {
+	req := o.new()
+	if err := decode(body, req); err != nil {
+		return nil, err
+	}
+	return o.exec(c, req, authorize)
 }
 
 // preparer is a request that checks its parameters and translates AWS
@@ -41,11 +52,8 @@ type preparer interface{ prepare(r refs) error }
 // it touches for authorization (nil: nothing but the action), do calls
 // the core and returns the AWS response.
 func operation[Req any](touches func(*Req) wire.Touched, do func(*call, *Req) (any, error)) op {
-	return op{run: func(c *call, body []byte, authorize func(wire.Touched) error) (any, error) {
-		req := new(Req)
-		if err := decode(body, req); err != nil {
-			return nil, err
-		}
+	return op{new: func() any { return new(Req) }, exec: func(c *call, anyReq any, authorize func(wire.Touched) error) (any, error) {
+		req := anyReq.(*Req)
 		if p, ok := any(req).(preparer); ok {
 			if err := p.prepare(c.refs); err != nil {
 				return nil, err

@@ -16,28 +16,23 @@ const (
 	markerPrefix = "p11kms-"
 )
 
-// paging is the Limit and Marker of a listing request.
-type paging struct {
-	Limit  *int
-	Marker string
-}
-
-// window returns where the page starts and how many items it may hold.
-func (p paging) window() (offset, limit int, err error) {
-	if err := intRange("Limit", p.Limit, 1, maxLimit); err != nil {
+// window returns where the page a listing's Limit and Marker ask for
+// starts, and how many items it may hold.
+func window(limitParam *int, marker string) (offset, limit int, err error) {
+	if err := intRange("Limit", limitParam, 1, maxLimit); err != nil {
 		return 0, 0, err
 	}
 	limit = defaultLimit
-	if p.Limit != nil {
-		limit = *p.Limit
+	if limitParam != nil {
+		limit = *limitParam
 	}
 	limit = min(limit, provider.MaxPageSize)
-	if p.Marker == "" {
+	if marker == "" {
 		return 0, limit, nil
 	}
-	n, err := strconv.Atoi(strings.TrimPrefix(p.Marker, markerPrefix))
-	if !strings.HasPrefix(p.Marker, markerPrefix) || err != nil || n < 1 {
-		return 0, 0, errorf(CodeInvalidMarker, "Marker %q is not a NextMarker this server returned", provider.Clip(p.Marker, 64))
+	n, err := strconv.Atoi(strings.TrimPrefix(marker, markerPrefix))
+	if !strings.HasPrefix(marker, markerPrefix) || err != nil || n < 1 {
+		return 0, 0, errorf(CodeInvalidMarker, "Marker %q is not a NextMarker this server returned", provider.Clip(marker, 64))
 	}
 	return n, limit, nil
 }
