@@ -52,7 +52,7 @@ type listAliasesResponse struct {
 }
 
 func init() {
-	register(map[string]op{
+	register(map[string]*op{
 		"CreateAlias": operation(aliasTouched, func(c *call, r *aliasRequest) (any, error) {
 			return c.alias((*provider.Service).CreateAlias, r)
 		}),

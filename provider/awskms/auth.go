@@ -61,19 +61,28 @@ func (v *verifier) verify(r *http.Request, body []byte) (*authResult, error) {
 	return &authResult{key: k, signature: a.Signature}, nil
 }
 
-// claim remembers the request's signature (16 bytes of its SHA-256) for
-// the replay window: the same signed request is served once. A full
-// memory refuses (fail closed).
-func (h *handler) claim(a *authResult, now time.Time) error {
+// replay is the AWS replay rule: a signature (16 bytes of its SHA-256)
+// is served once within the window. A signature seen already is refused
+// now; the pipeline remembers it (the claim) once the rate limit and the
+// policy passed. A full memory refuses (fail closed).
+func (h *handler) replay(a *authResult, now time.Time) (*wire.ReplayClaim, error) {
 	sum := sha256.Sum256(a.signature)
-	switch seen, prev := h.signatures.Seen(string(sum[:16]), now, ""); {
-	case seen && prev == wire.ErrReplayCacheFull:
-		return errorf(CodeThrottling, "the server's replay memory is full; retry later")
-	case seen:
-		return errorf(CodeInvalidSignature, "this signed request has been served already; sign the request again")
+	key := string(sum[:16])
+	if seen, _ := h.signatures.Peek(key, now); seen {
+		return nil, errReplayed
 	}
-	return nil
+	return wire.NewReplayClaim(func() error {
+		switch seen, prev := h.signatures.Seen(key, now, ""); {
+		case seen && prev == wire.ErrReplayCacheFull:
+			return errorf(CodeThrottling, "the server's replay memory is full; retry later")
+		case seen:
+			return errReplayed
+		}
+		return nil
+	}), nil
 }
+
+var errReplayed = errorf(CodeInvalidSignature, "this signed request has been served already; sign the request again")
 
 // claimedAccessKeyID is the access key id a request names, before it is
 // verified (for the record of a refused request), clipped.

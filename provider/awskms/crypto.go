@@ -200,7 +200,7 @@ type randomResponse struct{ Plaintext blob }
 
 func init() {
 	dataKeyTouched := func(r *dataKeyRequest) wire.Touched { return keyParam(&r.KeyId) }
-	register(map[string]op{
+	register(map[string]*op{
 		"GenerateDataKey":                 operation(dataKeyTouched, func(c *call, r *dataKeyRequest) (any, error) { return c.dataKey(r, true) }),
 		"GenerateDataKeyWithoutPlaintext": operation(dataKeyTouched, func(c *call, r *dataKeyRequest) (any, error) { return c.dataKey(r, false) }),
 		"Encrypt":                         operation(func(r *encryptRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).encrypt),

@@ -73,9 +73,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.ServeRequest(w, wire.NewRequest(r, h.cfg.MaxBodyBytes))
 }
 
-// ServeRequest serves one request the router has wrapped (wire.Serve).
+// ServeRequest serves one request the router has wrapped, through the
+// pipeline (wire.Serve).
 func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
-	wire.Serve(w, req, h, h.cfg.Observer)
+	wire.Serve(w, req, h, wire.Pipeline{KMS: h.cfg.KMS, Limiter: h.cfg.Limiter, Observer: h.cfg.Observer})
 }
 
 // NewRecord starts a request's record, with its one RequestId.
@@ -129,8 +130,16 @@ func readBody(req *wire.Request) ([]byte, error) {
 	return b, nil
 }
 
-// Run runs one request up to the core's response (wire.Dialect).
-func (h *handler) Run(req *wire.Request, rec *wire.Record) (any, error) {
+// request is what Verify hands Lookup and Decode.
+type request struct {
+	body        []byte
+	contentType string
+	target      string
+}
+
+// Verify is the AWS verifier (wire.Dialect): POST /, the body read once,
+// the SigV4 signature (auth.go) and the replay memory looked up.
+func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error) {
 	r := req.HTTP
 	if r.Method != http.MethodPost || r.URL.Path != "/" {
 		return nil, errorf(CodeUnknownOperation, "the AWS KMS API is POST / (got %s %s)", r.Method, provider.Clip(r.URL.Path, 64))
@@ -144,27 +153,41 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	rec.AccessKeyId = a.key.AccessKeyId
-	name, known := strings.CutPrefix(r.Header.Get("X-Amz-Target"), TargetPrefix)
-	o, served := ops[name]
-	rec.SetAction(name, known && served)
-	if h.cfg.Limiter != nil && !h.cfg.Limiter.Allow(a.key.AccessKeyId) {
-		return nil, errorf(CodeThrottling, "Rate exceeded for access key %s; retry later", a.key.AccessKeyId)
+	replay, err := h.replay(a, rec.Time)
+	if err != nil {
+		return nil, err
 	}
-	if !known || !served {
-		return nil, errorf(CodeUnknownOperation, "X-Amz-Target %q is not a KMS operation p11kms serves: accepted TrentService.<Operation> for %s",
-			provider.Clip(r.Header.Get("X-Amz-Target"), 64), opNames())
+	target := r.Header.Get("X-Amz-Target")
+	name, _ := strings.CutPrefix(target, TargetPrefix)
+	return &wire.Auth{AccessKey: a.key, Action: name, Replay: replay,
+		Dialect: &request{body: body, contentType: r.Header.Get("Content-Type"), target: target}}, nil
+}
+
+// Lookup finds the operation in the table; anything else is
+// UnknownOperationException.
+func (h *handler) Lookup(a *wire.Auth) (*wire.Action, bool, error) {
+	p := a.Dialect.(*request)
+	if o, ok := ops[a.Action]; ok && strings.HasPrefix(p.target, TargetPrefix) {
+		return &o.action, true, nil
 	}
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, ContentType) {
-		return nil, errorf(CodeSerialization, "Content-Type %q: accepted %s", provider.Clip(ct, 64), ContentType)
+	return nil, false, errorf(CodeUnknownOperation, "X-Amz-Target %q is not a KMS operation p11kms serves: accepted TrentService.<Operation> for %s",
+		provider.Clip(p.target, 64), opNames())
+}
+
+// Decode reads the JSON body into the operation's request, strictly, and
+// checks it (prepare), translating AWS key references to the core's.
+func (h *handler) Decode(a *wire.Auth, act *wire.Action) (any, error) {
+	p := a.Dialect.(*request)
+	if !strings.HasPrefix(p.contentType, ContentType) {
+		return nil, errorf(CodeSerialization, "Content-Type %q: accepted %s", provider.Clip(p.contentType, 64), ContentType)
 	}
-	c := &call{ctx: provider.WithRequestID(r.Context(), rec.RequestId), kms: h.cfg.KMS, refs: h.refs, rec: rec}
-	return o.run(c, body, func(t wire.Touched) error {
-		if err := wire.AuthorizeTouched(c.ctx, h.cfg.KMS, a.key, name, t); err != nil {
-			return err
-		}
-		// The signature is remembered only now: a request refused for its
-		// signature, rate or policy consumes no replay memory.
-		return h.claim(a, rec.Time)
-	})
+	return ops[act.Name].prepare(p.body, h.refs)
+}
+
+// Refuse is AWS's answer to the pipeline's own refusals.
+func (h *handler) Refuse(kind wire.Refusal, a *wire.Auth) error {
+	if kind == wire.AuditUnavailable {
+		return errorf(CodeDependencyTimeout, "the audit log cannot be written: requests are refused until it can be; retry later")
+	}
+	return errorf(CodeThrottling, "Rate exceeded for access key %s; retry later", a.AccessKey.AccessKeyId)
 }

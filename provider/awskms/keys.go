@@ -198,7 +198,7 @@ type listRotationsResponse struct {
 }
 
 func init() {
-	register(map[string]op{
+	register(map[string]*op{
 		"CreateKey": operation(nil, func(c *call, r *createKeyRequest) (any, error) {
 			resp, err := c.kms.CreateKey(c.ctx, &provider.CreateKeyRequest{Description: r.Description})
 			if err != nil {
@@ -239,7 +239,7 @@ func init() {
 
 // stateChange is an operation on one key that answers with nothing but
 // the key (CancelKeyDeletion: its ARN; Enable/DisableKey: {}).
-func stateChange(change func(*provider.Service, context.Context, *provider.KeyIdRequest) (*provider.RequestIdResponse, error), withArn bool) op {
+func stateChange(change func(*provider.Service, context.Context, *provider.KeyIdRequest) (*provider.RequestIdResponse, error), withArn bool) *op {
 	return operation(keyTouched, func(c *call, r *keyRequest) (any, error) {
 		if _, err := change(c.kms, c.ctx, &provider.KeyIdRequest{KeyId: r.KeyId}); err != nil {
 			return nil, err

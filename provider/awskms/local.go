@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/p11kms/p11kms/provider"
-	"github.com/p11kms/p11kms/provider/wire"
 )
 
 // Local runs the dialect's operations in process, for the operator on the
@@ -29,7 +28,7 @@ func NewRequest(operation string) any {
 	if !ok {
 		return nil
 	}
-	return o.new()
+	return o.action.New()
 }
 
 // Call runs the operation on req, a request from NewRequest.
@@ -38,9 +37,11 @@ func (l *Local) Call(ctx context.Context, operation string, req any) (any, error
 	if !ok {
 		return nil, errorf(CodeUnknownOperation, "%s is not a KMS operation p11kms serves: accepted %s", provider.Clip(operation, 64), opNames())
 	}
-	ctx = provider.WithRequestID(ctx, provider.NewRequestID())
-	c := &call{ctx: ctx, kms: l.kms, refs: l.refs, rec: &wire.Record{}}
-	return o.exec(c, req, func(wire.Touched) error { return nil })
+	if err := prepareRequest(req, l.refs); err != nil {
+		return nil, err
+	}
+	c := &call{ctx: provider.WithRequestID(ctx, provider.NewRequestID()), kms: l.kms, refs: l.refs, setKey: func(string, string) {}}
+	return o.do(c, req)
 }
 
 // ErrorBody is AWS's error shape for err: its name (__type), HTTP status

@@ -19,6 +19,7 @@ import (
 	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/audit"
+	"github.com/p11kms/p11kms/provider/awskms"
 	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/wire"
 )
@@ -142,4 +143,37 @@ func TestSeededKeys(t *testing.T) {
 	}
 	_, err = c.Encrypt(ctx(), &kms.EncryptInput{KeyId: aws.String("6f1c2a3b-0000-4000-8000-00000000aa02"), Plaintext: []byte("x")})
 	wantErr(t, "Encrypt under the seeded disabled key", err, "DisabledException", 409)
+}
+
+// sick is an Observer whose health is false (an audit log that cannot write).
+type sick struct{}
+
+func (sick) Observe(wire.Record) {}
+func (sick) Healthy() bool       { return false }
+
+type refuseAll struct{}
+
+func (refuseAll) Allow(string) bool { return false }
+
+// TestPipelineRefusals: the pipeline's own refusals in AWS's words: an
+// audit log that cannot write is DependencyTimeoutException (503, fail
+// closed); a rate limit is ThrottlingException.
+func TestPipelineRefusals(t *testing.T) {
+	tok := softhsmtest.New(t)
+	svc := provider.New(tok.Token, provider.Options{Region: region, Account: account})
+	keys := wire.NewAccessKeys(wire.AccessKey{AccessKeyId: accessID, AccessKeySecret: secret, Policy: wire.Policy{Actions: []string{"*"}, Keys: []string{"*"}}})
+	for _, cs := range []struct {
+		cfg    awskms.Config
+		code   string
+		status int
+	}{
+		{awskms.Config{KMS: svc, Keys: keys, Observer: sick{}}, "DependencyTimeoutException", 503},
+		{awskms.Config{KMS: svc, Keys: keys, Limiter: refuseAll{}}, "ThrottlingException", 400},
+	} {
+		srv := httptest.NewServer(awskms.New(cs.cfg))
+		e := &env{srv: srv}
+		_, err := e.admin().ListKeys(ctx(), &kms.ListKeysInput{})
+		srv.Close()
+		wantErr(t, cs.code, err, cs.code, cs.status)
+	}
 }

@@ -13,76 +13,84 @@ import (
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
-// call is one authorized operation's context.
+// call is one authorized operation's context: the core, the ARNs' region
+// and account, and where the key used is recorded.
 type call struct {
-	ctx  context.Context
-	kms  *provider.Service
-	refs refs
-	rec  *wire.Record
+	ctx    context.Context
+	kms    *provider.Service
+	refs   refs
+	setKey func(keyID, versionID string)
 }
 
 // key records the key id (and version) the operation used.
 func (c *call) key(id, version string) {
 	if id != "" {
-		c.rec.KeyId, c.rec.KeyVersionId = id, version
+		c.setKey(id, version)
 	}
 }
 
-// op is one row of the table: a new request, and its run (prepare,
-// authorize, call) once decoded.
+// op is one row of the table: the pipeline's wire.Action (request shape,
+// what it touches, the core call) and the call itself, which Local runs
+// without the pipeline.
 type op struct {
-	new  func() any
-	exec func(c *call, req any, authorize func(wire.Touched) error) (any, error)
-}
-
-// run decodes the JSON body and runs the operation.
-func (o op) run(c *call, body []byte, authorize func(wire.Touched) error) (any, error) {
-	req := o.new()
-	if err := decode(body, req); err != nil {
-		return nil, err
-	}
-	return o.exec(c, req, authorize)
+	action wire.Action
+	do     func(c *call, req any) (any, error)
 }
 
 // preparer is a request that checks its parameters and translates AWS
-// key references to the core's, before it is authorized.
+// key references to the core's, once decoded and before it is authorized.
 type preparer interface{ prepare(r refs) error }
+
+// refsOf is the ARN form of the core's region and account.
+func refsOf(kms *provider.Service) refs { return refs{region: kms.Region(), account: kms.Account()} }
 
 // operation builds a row: Req is the AWS request shape, touches says what
 // it touches for authorization (nil: nothing but the action), do calls
 // the core and returns the AWS response.
-func operation[Req any](touches func(*Req) wire.Touched, do func(*call, *Req) (any, error)) op {
-	return op{new: func() any { return new(Req) }, exec: func(c *call, anyReq any, authorize func(wire.Touched) error) (any, error) {
-		req := anyReq.(*Req)
-		if p, ok := any(req).(preparer); ok {
-			if err := p.prepare(c.refs); err != nil {
-				return nil, err
-			}
-		}
-		var t wire.Touched
-		if touches != nil {
-			t = touches(req)
-		}
-		if t.Key != nil {
-			c.rec.KeyId = provider.Clip(*t.Key, 128) // as named; the key used replaces it
-		}
-		if err := authorize(t); err != nil {
-			return nil, err
-		}
-		return do(c, req)
-	}}
+func operation[Req any](touches func(*Req) wire.Touched, do func(*call, *Req) (any, error)) *op {
+	o := &op{do: func(c *call, req any) (any, error) { return do(c, req.(*Req)) }}
+	o.action = wire.Action{
+		New: func() any { return new(Req) },
+		Call: func(wc *wire.Call, req any) (any, error) {
+			return o.do(&call{ctx: wc.Ctx, kms: wc.KMS, refs: refsOf(wc.KMS), setKey: wc.SetKey}, req)
+		},
+	}
+	if touches != nil {
+		o.action.Touches = func(req any) []wire.Touched { return []wire.Touched{touches(req.(*Req))} }
+	}
+	return o
 }
 
 // keyParam is the Touched of a request whose KeyId names its key.
 func keyParam(ref *string) wire.Touched { return wire.Touched{KeyParam: "KeyId", Key: ref} }
 
-// ops is every operation served, by its X-Amz-Target name.
-var ops = map[string]op{}
+// ops is every operation served, by its X-Amz-Target name: what
+// policies name.
+var ops = map[string]*op{}
 
-func register(table map[string]op) {
+func register(table map[string]*op) {
 	for name, o := range table {
+		o.action.Name = name
 		ops[name] = o
 	}
+}
+
+// prepare decodes the JSON body into a new request of the row, strictly,
+// and checks and translates it.
+func (o *op) prepare(body []byte, r refs) (any, error) {
+	req := o.action.New()
+	if err := decode(body, req); err != nil {
+		return nil, err
+	}
+	return req, prepareRequest(req, r)
+}
+
+// prepareRequest runs a decoded (or CLI-filled) request's own checks.
+func prepareRequest(req any, r refs) error {
+	if p, ok := req.(preparer); ok {
+		return p.prepare(r)
+	}
+	return nil
 }
 
 // opNames is the sorted list of operations served, for messages.
