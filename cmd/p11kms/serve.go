@@ -44,9 +44,10 @@ func newServeCmd(g *globals) *cobra.Command {
 	f := &serveFlags{}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the Alibaba- and Tencent-compatible KMS APIs on one port",
-		Long: `serve answers the official Alibaba Cloud KMS and Tencent Cloud KMS SDKs,
-unchanged, pointed at --listen: requests are routed by how they are signed.
+		Short: "Serve the Alibaba-, Tencent- and AWS-compatible KMS APIs on one port",
+		Long: `serve answers the official Alibaba Cloud KMS, Tencent Cloud KMS and AWS KMS
+SDKs (and the AWS CLI and Encryption SDK), unchanged, pointed at --listen:
+requests are routed by how they are signed.
 Every request is authenticated with the API's own signature against the
 access-keys file, checked against that key's policy, rate limited, and
 appended to the hash-chained audit log. /healthz, /readyz and /metrics

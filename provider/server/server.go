@@ -1,5 +1,5 @@
-// Package server composes the KMS HTTP service: the Alibaba- and
-// Tencent-compatible front-ends on one port (routed as the SDKs' requests
+// Package server composes the KMS HTTP service: the Alibaba-, Tencent- and
+// AWS-compatible front-ends on one port (routed as the SDKs' requests
 // identify themselves), health and readiness, Prometheus metrics, the audit
 // log, per-access-key rate limits and the request size limit. It holds no
 // crypto; cmd/p11kms's `serve` adds flags, TLS, timeouts and signals.
