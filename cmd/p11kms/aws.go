@@ -36,6 +36,9 @@ var awsShort = map[string]string{
 	"GetKeyRotationStatus":            "Whether and when a key rotates",
 	"RotateKeyOnDemand":               "Rotate a key now",
 	"ListKeyRotations":                "List a key's rotations",
+	"TagResource":                     "Add or replace a key's tags",
+	"UntagResource":                   "Remove tags from a key",
+	"ListResourceTags":                "List a key's tags",
 }
 
 func newAWSCmd(g *globals) *cobra.Command {

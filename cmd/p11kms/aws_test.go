@@ -70,6 +70,14 @@ func TestAWSActions(t *testing.T) {
 	if l := jsonOut(t, out); code != 0 || len(l["Keys"].([]any)) != 1 {
 		t.Fatalf("ListKeys: %s", out)
 	}
+	if _, errOut, code := cli(t, aws("TagResource", "--KeyId", id, "--Tags", `[{"TagKey":"team","TagValue":"cli"}]`)...); code != 0 {
+		t.Fatal(errOut)
+	}
+	out, _, _ = cli(t, aws("ListResourceTags", "--KeyId", arn)...)
+	if tags := jsonOut(t, out)["Tags"].([]any); len(tags) != 1 || tags[0].(map[string]any)["TagValue"] != "cli" {
+		t.Fatalf("ListResourceTags: %s", out)
+	}
+	awsError(t, "TagException", aws("TagResource", "--KeyId", id, "--Tags", `[{"TagKey":"aws:x","TagValue":"y"}]`)...)
 	for _, args := range [][]string{aws("Encrypt", "--Plaintext", pt), aws("DescribeKey", "--Bogus", "1"), aws("NoSuchOperation")} {
 		if _, _, code := cli(t, args...); code != 2 {
 			t.Errorf("%v: exit %d, want 2", args, code)

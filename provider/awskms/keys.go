@@ -76,10 +76,11 @@ type createKeyRequest struct {
 	Origin                         string `help:"AWS_KMS (the only one)"`
 	Policy                         string `help:"not supported: access is the access key's policy"`
 	BypassPolicyLockoutSafetyCheck bool   `help:"not supported"`
-	Tags                           []tag  `help:"not supported yet"`
+	Tags                           []tag  `help:"JSON list of {\"TagKey\":\"k\",\"TagValue\":\"v\"}"`
 	MultiRegion                    bool   `help:"false (the only one)"`
 	CustomKeyStoreId               string `help:"not supported"`
 	XksKeyId                       string `help:"not supported"`
+	tags                           map[string]string
 }
 
 func (r *createKeyRequest) prepare(refs) error {
@@ -96,14 +97,14 @@ func (r *createKeyRequest) prepare(refs) error {
 	switch {
 	case r.Policy != "" || r.BypassPolicyLockoutSafetyCheck:
 		return unsupported("Policy", "key policies are not supported; what an access key may do is its policy (p11kms accesskey create --actions --keys)")
-	case len(r.Tags) > 0:
-		return unsupported("Tags", "tags are not supported yet")
 	case r.MultiRegion:
 		return unsupported("MultiRegion", "multi-Region keys are not supported; accepted false")
 	case r.CustomKeyStoreId != "" || r.XksKeyId != "":
 		return unsupported("CustomKeyStoreId", "every key is in this server's PKCS#11 token; custom key stores are not supported")
 	}
-	return nil
+	var err error
+	r.tags, err = tagMap("Tags", r.Tags)
+	return err
 }
 
 type keyRequest struct {
@@ -200,7 +201,7 @@ type listRotationsResponse struct {
 func init() {
 	register(map[string]*op{
 		"CreateKey": operation(nil, func(c *call, r *createKeyRequest) (any, error) {
-			resp, err := c.kms.CreateKey(c.ctx, &provider.CreateKeyRequest{Description: r.Description})
+			resp, err := c.kms.CreateKey(c.ctx, &provider.CreateKeyRequest{Description: r.Description, Tags: r.tags})
 			if err != nil {
 				return nil, err
 			}

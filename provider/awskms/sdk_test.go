@@ -357,3 +357,46 @@ func TestUnknownOperation(t *testing.T) {
 		t.Fatalf("record of an unknown operation: %+v", rec)
 	}
 }
+
+// TestTags: CreateKey with Tags, TagResource (adds, replaces),
+// ListResourceTags (sorted, paged), UntagResource, and the refusals.
+func TestTags(t *testing.T) {
+	e := newEnv(t)
+	c := e.admin()
+	tag := func(k, v string) types.Tag { return types.Tag{TagKey: aws.String(k), TagValue: aws.String(v)} }
+	id := must[*kms.CreateKeyOutput](t, "CreateKey")(c.CreateKey(ctx(), &kms.CreateKeyInput{Tags: []types.Tag{tag("team", "payments")}})).KeyMetadata.KeyId
+	must[*kms.TagResourceOutput](t, "TagResource")(c.TagResource(ctx(), &kms.TagResourceInput{KeyId: id, Tags: []types.Tag{tag("env", "prod"), tag("team", "cards")}}))
+	var got []string
+	for p := kms.NewListResourceTagsPaginator(c, &kms.ListResourceTagsInput{KeyId: id, Limit: aws.Int32(1)}); p.HasMorePages(); {
+		for _, tg := range must[*kms.ListResourceTagsOutput](t, "ListResourceTags")(p.NextPage(ctx())).Tags {
+			got = append(got, aws.ToString(tg.TagKey)+"="+aws.ToString(tg.TagValue))
+		}
+	}
+	if strings.Join(got, ",") != "env=prod,team=cards" {
+		t.Fatalf("ListResourceTags: %v", got)
+	}
+	must[*kms.UntagResourceOutput](t, "UntagResource")(c.UntagResource(ctx(), &kms.UntagResourceInput{KeyId: id, TagKeys: []string{"env", "absent"}}))
+	if l := must[*kms.ListResourceTagsOutput](t, "ListResourceTags")(c.ListResourceTags(ctx(), &kms.ListResourceTagsInput{KeyId: id})); len(l.Tags) != 1 || l.Truncated {
+		t.Fatalf("after UntagResource: %+v", l.Tags)
+	}
+	for name, tags := range map[string][]types.Tag{
+		"aws: prefix":       {tag("aws:owner", "x")},
+		"duplicate key":     {tag("a", "1"), tag("a", "2")},
+		"key of 129 chars":  {tag(strings.Repeat("k", 129), "x")},
+		"value of 257 char": {tag("k", strings.Repeat("v", 257))},
+	} {
+		_, err := c.TagResource(ctx(), &kms.TagResourceInput{KeyId: id, Tags: tags})
+		wantErr(t, "TagResource "+name, err, "TagException", 400)
+		_, err = c.CreateKey(ctx(), &kms.CreateKeyInput{Tags: tags})
+		wantErr(t, "CreateKey with "+name, err, "TagException", 400)
+	}
+	var many []types.Tag
+	for i := 0; i < 50; i++ {
+		many = append(many, tag("k"+strings.Repeat("x", i), "v"))
+	}
+	_, err := c.TagResource(ctx(), &kms.TagResourceInput{KeyId: id, Tags: many})
+	wantErr(t, "a 51st tag", err, "LimitExceededException", 400)
+	must[*kms.ScheduleKeyDeletionOutput](t, "ScheduleKeyDeletion")(c.ScheduleKeyDeletion(ctx(), &kms.ScheduleKeyDeletionInput{KeyId: id, PendingWindowInDays: aws.Int32(7)}))
+	_, err = c.TagResource(ctx(), &kms.TagResourceInput{KeyId: id, Tags: []types.Tag{tag("a", "b")}})
+	wantErr(t, "TagResource on a key pending deletion", err, "KMSInvalidStateException", 409)
+}
