@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/binary"
+	"encoding/pem"
 	"math/big"
 	"testing"
 	"time"
@@ -48,6 +49,11 @@ func NewCA(tb testing.TB) *CA {
 	pool := x509.NewCertPool()
 	pool.AddCert(rootCert)
 	return &CA{Roots: pool, rootDER: rootDER, leafDER: leafDER, leaf: leafKey}
+}
+
+// RootPEM is the root certificate in PEM, for a roots file.
+func (ca *CA) RootPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.rootDER})
 }
 
 // Signed is a document naming publicKey (DER SPKI), signed by the leaf.

@@ -1,12 +1,14 @@
 package awskms
 
 import (
+	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
 	"github.com/p11kms/p11kms/wrap"
+	"github.com/p11kms/p11kms/wrap/cms"
 )
 
 // AWS's limits for the symmetric operations.
@@ -44,12 +46,49 @@ func symmetric(param, v string) error {
 	return oneOf(param, v, keySpecSymmetric)
 }
 
-// noRecipient refuses Recipient until attested export is served.
-func noRecipient(r json.RawMessage) error {
-	if len(r) > 0 && string(r) != "null" {
-		return unsupported("Recipient", "exporting to an attested enclave's public key is not supported yet")
+// recipientInfo is AWS's RecipientInfo: an attestation document naming
+// the enclave's public key, and how to wrap for it.
+type recipientInfo struct {
+	KeyEncryptionAlgorithm string
+	AttestationDocument    []byte
+}
+
+// recipientKey checks a Recipient (absent: nil) and returns the RSA key
+// its attestation document names.
+func recipientKey(r *recipientInfo, x refs) (*rsa.PublicKey, error) {
+	if r == nil {
+		return nil, nil
 	}
-	return nil
+	if err := oneOf("Recipient.KeyEncryptionAlgorithm", r.KeyEncryptionAlgorithm, "RSAES_OAEP_SHA_256"); err != nil {
+		return nil, err
+	}
+	if len(r.AttestationDocument) == 0 {
+		return nil, invalid("Recipient.AttestationDocument", "is required: a Nitro Enclaves attestation document")
+	}
+	d, err := x.attest.Verify(r.AttestationDocument)
+	if err != nil {
+		return nil, invalid("Recipient.AttestationDocument", "%s", provider.Clip(err.Error(), 256))
+	}
+	pub, err := cms.RecipientKey(d.PublicKey)
+	if err != nil {
+		return nil, invalid("Recipient.AttestationDocument", "its public_key: %s", provider.Clip(err.Error(), 256))
+	}
+	return pub, nil
+}
+
+// forRecipient envelopes the core's base64 plaintext for the recipient
+// (AWS's CiphertextForRecipient), clearing the decoded bytes.
+func forRecipient(pub *rsa.PublicKey, plaintextB64 string) ([]byte, error) {
+	pt, err := base64.StdEncoding.DecodeString(plaintextB64)
+	defer clear(pt)
+	if err != nil {
+		return nil, provider.Internal("decoding the plaintext", err)
+	}
+	env, err := cms.Envelope(pub, pt)
+	if err != nil {
+		return nil, provider.Internal("enveloping for the Recipient", err)
+	}
+	return env, nil
 }
 
 type dataKeyRequest struct {
@@ -59,7 +98,8 @@ type dataKeyRequest struct {
 	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings"`
 	GrantTokens       []string               `help:"not supported (p11kms issues no grants): leave out"`
 	DryRun            bool                   `help:"check the request and the key, do nothing (DryRunOperationException)"`
-	Recipient         json.RawMessage        `help:"not supported yet"`
+	Recipient         *recipientInfo         `help:"JSON {\"KeyEncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\",\"AttestationDocument\":\"<base64>\"}: the data key goes to the attested key (CiphertextForRecipient), not in Plaintext"`
+	recipient         *rsa.PublicKey
 }
 
 func (r *dataKeyRequest) prepare(x refs) error {
@@ -70,18 +110,23 @@ func (r *dataKeyRequest) prepare(x refs) error {
 		return invalid("KeySpec", "give KeySpec or NumberOfBytes, not both")
 	}
 	for _, err := range []error{oneOf("KeySpec", r.KeySpec, "AES_128", "AES_256"), intRange("NumberOfBytes", r.NumberOfBytes, 1, maxDataKey),
-		noGrants(r.GrantTokens), noRecipient(r.Recipient)} {
+		noGrants(r.GrantTokens)} {
 		if err != nil {
 			return err
 		}
+	}
+	var err error
+	if r.recipient, err = recipientKey(r.Recipient, x); err != nil {
+		return err
 	}
 	return x.coreRef("KeyId", &r.KeyId)
 }
 
 type dataKeyResponse struct {
-	CiphertextBlob blob
-	KeyId          string
-	Plaintext      blob `json:",omitempty"`
+	CiphertextBlob         blob
+	KeyId                  string
+	Plaintext              blob   `json:",omitempty"`
+	CiphertextForRecipient []byte `json:",omitempty"`
 }
 
 type encryptRequest struct {
@@ -122,25 +167,31 @@ type decryptRequest struct {
 	KeyId               string                 `help:"optional: the key the blob must be under (IncorrectKeyException otherwise)"`
 	EncryptionAlgorithm string                 `help:"SYMMETRIC_DEFAULT (the only one)"`
 	DryRun              bool                   `help:"check the request and the key, do nothing (DryRunOperationException)"`
-	Recipient           json.RawMessage        `help:"not supported yet"`
+	Recipient           *recipientInfo         `help:"JSON {\"KeyEncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\",\"AttestationDocument\":\"<base64>\"}: the plaintext goes to the attested key (CiphertextForRecipient)"`
+	recipient           *rsa.PublicKey
 }
 
 func (r *decryptRequest) prepare(x refs) error {
 	if r.CiphertextBlob == "" {
 		return invalid("CiphertextBlob", "is required")
 	}
-	for _, err := range []error{symmetric("EncryptionAlgorithm", r.EncryptionAlgorithm), noGrants(r.GrantTokens), noRecipient(r.Recipient)} {
+	for _, err := range []error{symmetric("EncryptionAlgorithm", r.EncryptionAlgorithm), noGrants(r.GrantTokens)} {
 		if err != nil {
 			return err
 		}
+	}
+	var err error
+	if r.recipient, err = recipientKey(r.Recipient, x); err != nil {
+		return err
 	}
 	return x.optionalRef("KeyId", &r.KeyId)
 }
 
 type decryptResponse struct {
-	KeyId               string
-	Plaintext           blob
-	EncryptionAlgorithm string
+	KeyId                  string
+	Plaintext              blob `json:",omitempty"`
+	EncryptionAlgorithm    string
+	CiphertextForRecipient []byte `json:",omitempty"`
 }
 
 type reEncryptRequest struct {
@@ -178,25 +229,31 @@ type reEncryptResponse struct {
 }
 
 type randomRequest struct {
-	NumberOfBytes    *int            `cli:"required" help:"1 to 1024"`
-	CustomKeyStoreId string          `help:"not supported"`
-	Recipient        json.RawMessage `help:"not supported yet"`
+	NumberOfBytes    *int           `cli:"required" help:"1 to 1024"`
+	CustomKeyStoreId string         `help:"not supported"`
+	Recipient        *recipientInfo `help:"JSON {\"KeyEncryptionAlgorithm\":\"RSAES_OAEP_SHA_256\",\"AttestationDocument\":\"<base64>\"}: the bytes go to the attested key (CiphertextForRecipient)"`
+	recipient        *rsa.PublicKey
 }
 
-func (r *randomRequest) prepare(refs) error {
+func (r *randomRequest) prepare(x refs) error {
 	if r.NumberOfBytes == nil {
 		return invalid("NumberOfBytes", "is required: 1 to %d", maxDataKey)
 	}
 	if r.CustomKeyStoreId != "" {
 		return unsupported("CustomKeyStoreId", "the random bytes come from this server's PKCS#11 token; custom key stores are not supported")
 	}
-	if err := noRecipient(r.Recipient); err != nil {
+	if err := intRange("NumberOfBytes", r.NumberOfBytes, 1, maxDataKey); err != nil {
 		return err
 	}
-	return intRange("NumberOfBytes", r.NumberOfBytes, 1, maxDataKey)
+	var err error
+	r.recipient, err = recipientKey(r.Recipient, x)
+	return err
 }
 
-type randomResponse struct{ Plaintext blob }
+type randomResponse struct {
+	Plaintext              blob   `json:",omitempty"`
+	CiphertextForRecipient []byte `json:",omitempty"`
+}
 
 func init() {
 	dataKeyTouched := func(r *dataKeyRequest) wire.Touched { return keyParam(&r.KeyId) }
@@ -215,6 +272,9 @@ func init() {
 }
 
 func (c *call) dataKey(r *dataKeyRequest, withPlaintext bool) (any, error) {
+	if !withPlaintext && r.Recipient != nil {
+		return nil, errorf(CodeSerialization, "Recipient is not a parameter of GenerateDataKeyWithoutPlaintext")
+	}
 	var resp *provider.GenerateDataKeyResponse
 	var err error
 	if withPlaintext {
@@ -228,7 +288,14 @@ func (c *call) dataKey(r *dataKeyRequest, withPlaintext bool) (any, error) {
 		return nil, err
 	}
 	c.key(resp.KeyId, resp.KeyVersionId)
-	return &dataKeyResponse{CiphertextBlob: blob(resp.CiphertextBlob), KeyId: c.refs.keyArn(resp.KeyId), Plaintext: blob(resp.Plaintext)}, nil
+	out := &dataKeyResponse{CiphertextBlob: blob(resp.CiphertextBlob), KeyId: c.refs.keyArn(resp.KeyId), Plaintext: blob(resp.Plaintext)}
+	if r.recipient != nil {
+		if out.CiphertextForRecipient, err = forRecipient(r.recipient, resp.Plaintext); err != nil {
+			return nil, err
+		}
+		out.Plaintext = ""
+	}
+	return out, nil
 }
 
 func (c *call) encrypt(r *encryptRequest) (any, error) {
@@ -269,7 +336,14 @@ func (c *call) decrypt(r *decryptRequest) (any, error) {
 		return nil, err
 	}
 	c.key(resp.KeyId, resp.KeyVersionId)
-	return &decryptResponse{KeyId: c.refs.keyArn(resp.KeyId), Plaintext: blob(resp.Plaintext), EncryptionAlgorithm: keySpecSymmetric}, nil
+	out := &decryptResponse{KeyId: c.refs.keyArn(resp.KeyId), Plaintext: blob(resp.Plaintext), EncryptionAlgorithm: keySpecSymmetric}
+	if r.recipient != nil {
+		if out.CiphertextForRecipient, err = forRecipient(r.recipient, resp.Plaintext); err != nil {
+			return nil, err
+		}
+		out.Plaintext = ""
+	}
+	return out, nil
 }
 
 func (c *call) reEncrypt(r *reEncryptRequest) (any, error) {
@@ -292,5 +366,12 @@ func (c *call) random(r *randomRequest) (any, error) {
 		return nil, err
 	}
 	defer clear(b)
+	if r.recipient != nil {
+		env, err := cms.Envelope(r.recipient, b)
+		if err != nil {
+			return nil, provider.Internal("enveloping for the Recipient", err)
+		}
+		return &randomResponse{CiphertextForRecipient: env}, nil
+	}
 	return &randomResponse{Plaintext: blob(base64.StdEncoding.EncodeToString(b))}, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
+	"github.com/p11kms/p11kms/wrap/nitro"
 )
 
 // DefaultMaxBodyBytes is the request size limit when Config.MaxBodyBytes is 0.
@@ -40,6 +41,10 @@ type Config struct {
 	Now func() time.Time
 	// MaxBodyBytes bounds a request body (default DefaultMaxBodyBytes).
 	MaxBodyBytes int64
+	// Attestation checks the attestation document of a Recipient
+	// (GenerateDataKey, Decrypt, GenerateRandom): its Roots are the
+	// operator's; the zero value refuses every Recipient.
+	Attestation nitro.Verifier
 }
 
 type handler struct {
@@ -64,7 +69,7 @@ func NewHandler(cfg Config) wire.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	return &handler{cfg: cfg, auth: newVerifier(cfg.Keys, cfg.Now), refs: refs{region: cfg.KMS.Region(), account: cfg.KMS.Account()},
+	return &handler{cfg: cfg, auth: newVerifier(cfg.Keys, cfg.Now), refs: refs{region: cfg.KMS.Region(), account: cfg.KMS.Account(), attest: cfg.Attestation},
 		signatures: wire.NewReplayCache(replayWindow, 0)}
 }
 

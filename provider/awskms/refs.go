@@ -3,12 +3,18 @@ package awskms
 import (
 	"strings"
 
+	"github.com/p11kms/p11kms/wrap/nitro"
+
 	"github.com/p11kms/p11kms/provider"
 )
 
 // refs translates between AWS key references and the core's, for one
-// region and account.
-type refs struct{ region, account string }
+// region and account, and checks Recipient attestation documents with
+// attest.
+type refs struct {
+	region, account string
+	attest          nitro.Verifier
+}
 
 // keyArn is arn:aws:kms:<region>:<account>:key/<id>.
 func (r refs) keyArn(id string) string {

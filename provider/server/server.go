@@ -25,6 +25,7 @@ import (
 	"github.com/p11kms/p11kms/provider/awskms"
 	"github.com/p11kms/p11kms/provider/tencent"
 	"github.com/p11kms/p11kms/provider/wire"
+	"github.com/p11kms/p11kms/wrap/nitro"
 )
 
 // Config configures the service.
@@ -47,6 +48,9 @@ type Config struct {
 	// Log, if set, receives one error line per InternalFailure with its
 	// cause, which the client is not told.
 	Log *slog.Logger
+	// AWSAttestation checks the attestation documents of AWS Recipients
+	// (awskms.Config.Attestation; the zero value refuses them).
+	AWSAttestation nitro.Verifier
 	// HLSKeys, if set, serves HLS key delivery at GET /hls/key (see
 	// provider/vod): players cannot sign requests, the play token is the
 	// credential.
@@ -85,7 +89,8 @@ func New(cfg Config) *Server {
 	}
 	ali := aliyun.NewHandler(aliyun.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
 	tc := tencent.NewHandler(tencent.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
-	aws := awskms.NewHandler(awskms.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
+	aws := awskms.NewHandler(awskms.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
+		Attestation: cfg.AWSAttestation})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
