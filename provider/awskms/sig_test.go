@@ -120,3 +120,57 @@ func TestSignatureRefusals(t *testing.T) {
 type clientFunc func(*http.Request) (*http.Response, error)
 
 func (f clientFunc) Do(r *http.Request) (*http.Response, error) { return f(r) }
+
+// withBuild changes the request in the SDK's build step, before it is
+// signed.
+func withBuild(change func(r *smithyhttp.Request) *smithyhttp.Request) func(*kms.Options) {
+	return func(o *kms.Options) {
+		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
+			return st.Build.Add(middleware.BuildMiddlewareFunc("p11kmsChange", func(ctx context.Context, in middleware.BuildInput, next middleware.BuildHandler) (middleware.BuildOutput, middleware.Metadata, error) {
+				in.Request = change(in.Request.(*smithyhttp.Request))
+				return next.HandleBuild(ctx, in)
+			}), middleware.After)
+		})
+	}
+}
+
+func withBody(body string) func(*kms.Options) {
+	return withBuild(func(r *smithyhttp.Request) *smithyhttp.Request {
+		r, _ = r.SetStream(strings.NewReader(body))
+		r.ContentLength = int64(len(body))
+		return r
+	})
+}
+
+// TestMalformedRequests: signed requests whose body or Content-Type is
+// wrong get AWS's SerializationException (or 413 for a body over the
+// limit), naming what is wrong.
+func TestMalformedRequests(t *testing.T) {
+	e := newEnv(t)
+	call := func(opts ...func(*kms.Options)) error {
+		_, err := e.client(accessID, secret, opts...).DescribeKey(ctx(), &kms.DescribeKeyInput{KeyId: aws.String("k")})
+		return err
+	}
+	for name, cs := range map[string]struct {
+		opt    func(*kms.Options)
+		code   string
+		status int
+		names  string
+	}{
+		"unknown member": {withBody(`{"KeyId":"k","Bogus":1}`), "SerializationException", 400, "Bogus"},
+		"wrong type":     {withBody(`{"KeyId":7}`), "SerializationException", 400, "KeyId"},
+		"not JSON":       {withBody(`KeyId=k`), "SerializationException", 400, "JSON"},
+		"trailing data":  {withBody(`{"KeyId":"k"} {}`), "SerializationException", 400, "after"},
+		"content type": {withBuild(func(r *smithyhttp.Request) *smithyhttp.Request {
+			r.Header.Set("Content-Type", "application/json")
+			return r
+		}), "SerializationException", 400, "Content-Type"},
+		"body over limit": {withBody(`{"KeyId":"` + strings.Repeat("k", 70<<10) + `"}`), "RequestEntityTooLargeException", 413, "bytes"},
+	} {
+		err := call(cs.opt)
+		wantErr(t, name, err, cs.code, cs.status)
+		if !strings.Contains(err.Error(), cs.names) {
+			t.Fatalf("%s: %v does not name %s", name, err, cs.names)
+		}
+	}
+}
