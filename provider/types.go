@@ -33,6 +33,9 @@ type CreateKeyRequest struct {
 	RotationInterval        string `help:"with EnableAutomaticRotation: 7 to 365 days, as an integer with a unit d, h, m or s (30d, 168h, 10080m, 604800s)"`
 	// KeyId fixes the new key's id (seeded test mode); empty means a new UUID.
 	KeyId string `cli:"-"`
+	// Tags are the new key's tags (CheckTags), written with it (AWS's
+	// CreateKey Tags).
+	Tags map[string]string `cli:"-"`
 }
 
 // KeyResponse returns a key's metadata.

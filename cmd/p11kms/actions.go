@@ -31,6 +31,9 @@ type action struct {
 	New func() any
 	// Run performs the operation with the filled request.
 	Run func(ctx context.Context, req any) (any, error)
+	// PrintError, if set, prints an API error in the group's own shape
+	// (default printAPIError) and returns the exit status marker.
+	PrintError func(error) error
 }
 
 // actionCommands turns actions into cobra commands.
@@ -45,6 +48,10 @@ func actionCommands(actions []action) []*cobra.Command {
 			Args:  noArgs,
 		}
 		fields := bindFields(cmd, req)
+		printErr := a.PrintError
+		if printErr == nil {
+			printErr = printAPIError
+		}
 		cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 			for _, f := range fields {
 				if f.required && !cmd.Flags().Changed(f.name) {
@@ -53,12 +60,12 @@ func actionCommands(actions []action) []*cobra.Command {
 			}
 			for _, f := range fields {
 				if f.err != nil {
-					return printAPIError(f.err)
+					return printErr(f.err)
 				}
 			}
 			resp, err := a.Run(cmd.Context(), req)
 			if err != nil {
-				return printAPIError(err)
+				return printErr(err)
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
