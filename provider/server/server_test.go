@@ -205,10 +205,13 @@ func (s *routeSpy) ServeRequest(_ http.ResponseWriter, req *wire.Request) {
 }
 
 // routesTo runs r through server.Route and reports whether Tencent got it,
-// and the body the handler read.
+// and the body the handler read (AWS must get none of these).
 func routesTo(r *http.Request) (tencent bool, body []byte) {
-	ali, tc := &routeSpy{}, &routeSpy{}
-	server.Route(1<<20, ali, tc).ServeHTTP(httptest.NewRecorder(), r)
+	ali, tc, aws := &routeSpy{}, &routeSpy{}, &routeSpy{}
+	server.Route(1<<20, ali, tc, aws).ServeHTTP(httptest.NewRecorder(), r)
+	if aws.served {
+		panic("an Alibaba or Tencent request was routed to AWS")
+	}
 	if tc.served {
 		return true, tc.body
 	}
