@@ -60,9 +60,18 @@ type RequestIdResponse struct {
 // ListKeysRequest pages through keys. In every listing a nil PageNumber or
 // PageSize is absent (the defaults apply); a given 0 is refused.
 type ListKeysRequest struct {
-	PageNumber *int `help:"1 or more (default 1)"`
-	PageSize   *int `help:"1 to 100 (default 10)"`
+	PageNumber *int       `help:"1 or more (default 1)"`
+	PageSize   *int       `help:"1 to 100 (default 10)"`
+	Visible    Visibility `cli:"-" json:"-"`
 }
+
+// Visibility, when set on a listing request, limits the listing (and its
+// TotalCount) to what it allows: Visibility(keyID, "") asks about a key by
+// its id, Visibility(keyID, alias) about one alias of it; a key is listed
+// when its id or any of its aliases is allowed, an alias when it is. It is
+// never a wire parameter: the wire pipeline's authorization sets it from
+// the access key's policy (nil: everything is listed).
+type Visibility func(keyID, alias string) bool
 
 // KeyRef is one key in a listing.
 type KeyRef struct {
@@ -146,15 +155,17 @@ type DeleteAliasRequest struct {
 
 // ListAliasesRequest pages through aliases.
 type ListAliasesRequest struct {
-	PageNumber *int `help:"1 or more (default 1)"`
-	PageSize   *int `help:"1 to 100 (default 10)"`
+	PageNumber *int       `help:"1 or more (default 1)"`
+	PageSize   *int       `help:"1 to 100 (default 10)"`
+	Visible    Visibility `cli:"-" json:"-"`
 }
 
 // ListAliasesByKeyIdRequest pages through one key's aliases.
 type ListAliasesByKeyIdRequest struct {
-	KeyId      string `cli:"required" help:"key id, alias or ARN"`
-	PageNumber *int   `help:"1 or more (default 1)"`
-	PageSize   *int   `help:"1 to 100 (default 10)"`
+	KeyId      string     `cli:"required" help:"key id, alias or ARN"`
+	PageNumber *int       `help:"1 or more (default 1)"`
+	PageSize   *int       `help:"1 to 100 (default 10)"`
+	Visible    Visibility `cli:"-" json:"-"`
 }
 
 // Alias is one alias.

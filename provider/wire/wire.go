@@ -89,7 +89,7 @@ func init() {
 	CoreActions = []Action{
 		act("CreateKey", "Create a CMK (AES-256 in the token)", (*p).CreateKey, nil),
 		act("DescribeKey", "Describe a CMK", (*p).DescribeKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
-		act("ListKeys", "List CMKs", (*p).ListKeys, nil),
+		act("ListKeys", "List CMKs", (*p).ListKeys, func(r *provider.ListKeysRequest) Touched { return Touched{Visible: &r.Visible} }),
 		act("EnableKey", "Enable a CMK", (*p).EnableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
 		act("DisableKey", "Disable a CMK", (*p).DisableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
 		act("ScheduleKeyDeletion", "Schedule a CMK's destruction after 7-366 days", (*p).ScheduleKeyDeletion, func(r *provider.ScheduleKeyDeletionRequest) Touched { return keyID(&r.KeyId) }),
@@ -101,8 +101,10 @@ func init() {
 		act("CreateAlias", "Create an alias", (*p).CreateAlias, aliasTouched),
 		act("UpdateAlias", "Point an alias at another key", (*p).UpdateAlias, aliasTouched),
 		act("DeleteAlias", "Delete an alias", (*p).DeleteAlias, func(r *provider.DeleteAliasRequest) Touched { return Touched{Alias: r.AliasName} }),
-		act("ListAliases", "List aliases", (*p).ListAliases, nil),
-		act("ListAliasesByKeyId", "List a CMK's aliases", (*p).ListAliasesByKeyId, func(r *provider.ListAliasesByKeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("ListAliases", "List aliases", (*p).ListAliases, func(r *provider.ListAliasesRequest) Touched { return Touched{Visible: &r.Visible} }),
+		act("ListAliasesByKeyId", "List a CMK's aliases", (*p).ListAliasesByKeyId, func(r *provider.ListAliasesByKeyIdRequest) Touched {
+			return Touched{KeyParam: "KeyId", Key: &r.KeyId, Visible: &r.Visible}
+		}),
 		act("GenerateDataKey", "Generate a data key (Tencent: with EncryptionPublicKey)", (*p).GenerateDataKey, func(r *provider.GenerateDataKeyRequest) Touched { return keyID(&r.KeyId) }),
 		act("GenerateDataKeyWithoutPlaintext", "Generate a data key, returned only under the CMK", (*p).GenerateDataKeyWithoutPlaintext,
 			func(r *provider.GenerateDataKeyWithoutPlaintextRequest) Touched { return keyID(&r.KeyId) }),
