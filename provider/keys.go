@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -62,6 +63,9 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckTags("Tags", req.Tags); err != nil {
+		return nil, err
+	}
 	keyID := req.KeyId
 	if keyID == "" {
 		keyID = uuid.NewString()
@@ -74,7 +78,7 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 		CreationDate: now, PrimaryKeyVersion: versionID.String(),
 		Versions:          []versionMeta{{KeyVersionId: versionID.String(), CreationDate: now}},
 		AutomaticRotation: req.EnableAutomaticRotation, RotationInterval: interval,
-		LastRotationDate: now,
+		LastRotationDate: now, Tags: maps.Clone(req.Tags),
 	}
 	// The version key first: a crash before the metadata leaves an orphan
 	// version object that Sweep removes, never metadata naming a missing key.

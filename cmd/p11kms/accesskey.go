@@ -33,8 +33,8 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 		Short: "Create an access key; its secret is printed once",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if prefix != "LTAI" && prefix != "AKID" {
-				return usageError{fmt.Errorf("--id-prefix %q: accepted LTAI (Alibaba style) or AKID (Tencent style)", prefix)}
+			if prefix != "LTAI" && prefix != "AKID" && prefix != "AKIA" {
+				return usageError{fmt.Errorf("--id-prefix %q: accepted LTAI (Alibaba style), AKID (Tencent style) or AKIA (AWS style)", prefix)}
 			}
 			k := wire.NewAccessKey(prefix, wire.Policy{Actions: splitList(actions), Keys: splitList(keys)})
 			k.Description = desc
@@ -54,7 +54,7 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 	}
 	create.Flags().StringVar(&actions, "actions", "*", "comma-separated allowed actions (wildcards: GenerateDataKey,Decrypt or *)")
 	create.Flags().StringVar(&keys, "keys", "*", "comma-separated allowed key ids or aliases (wildcards: alias/payments*,key-1)")
-	create.Flags().StringVar(&prefix, "id-prefix", "LTAI", "LTAI or AKID")
+	create.Flags().StringVar(&prefix, "id-prefix", "LTAI", "LTAI, AKID or AKIA (AWS: the SDKs and CLI sign with any id; AKIA keeps the AWS look)")
 	create.Flags().StringVar(&desc, "description", "", "free text")
 	list := &cobra.Command{
 		Use:   "list",

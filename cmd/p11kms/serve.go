@@ -38,16 +38,18 @@ type serveFlags struct {
 	region, account, expectedHost                           string
 	processes                                               int
 
-	audit auditFlags // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
+	audit auditFlags    // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
+	aws   awsServeFlags // --aws-attestation-roots, --aws-accept-unsigned-attestation-for-tests
 }
 
 func newServeCmd(g *globals) *cobra.Command {
 	f := &serveFlags{}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the Alibaba- and Tencent-compatible KMS APIs on one port",
-		Long: `serve answers the official Alibaba Cloud KMS and Tencent Cloud KMS SDKs,
-unchanged, pointed at --listen: requests are routed by how they are signed.
+		Short: "Serve the Alibaba-, Tencent- and AWS-compatible KMS APIs on one port",
+		Long: `serve answers the official Alibaba Cloud KMS, Tencent Cloud KMS and AWS KMS
+SDKs (and the AWS CLI and Encryption SDK), unchanged, pointed at --listen:
+requests are routed by how they are signed.
 Every request is authenticated with the API's own signature against the
 access-keys file, checked against that key's policy, rate limited, and
 appended to the hash-chained audit log. /healthz, /readyz and /metrics
@@ -78,6 +80,7 @@ logged and the last good set stays in force.`,
 	fl.StringVar(&f.region, "region", "cn-hangzhou", "region used in ARNs")
 	fl.StringVar(&f.account, "account", "1234567890123456", "account id used in ARNs")
 	fl.StringVar(&f.expectedHost, "expected-host", "", "the only Host signed requests may name (name: any port; name:port); a request signed for another host is refused with the API's signature error (default: any)")
+	f.aws.register(fl)
 	fl.IntVar(&f.processes, "processes", 1, "serve processes sharing the port (SO_REUSEPORT); SoftHSM2 serialises calls within a process, so use one per core")
 	return cmd
 }
@@ -228,8 +231,12 @@ func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Se
 	if err := media.Init(ctx); err != nil {
 		return nil, closeAudit, fmt.Errorf("media keys: %w", err)
 	}
+	attestation, err := f.aws.verifier()
+	if err != nil {
+		return nil, closeAudit, err
+	}
 	scfg := server.Config{KMS: kms, Keys: keys, Rate: f.rate, Burst: f.burst, MaxBodyBytes: f.maxBody, Metrics: reg,
-		HLSKeys: media.KeyHandler(), Log: log, ExpectedHost: f.expectedHost}
+		HLSKeys: media.KeyHandler(), Log: log, AWSAttestation: attestation, ExpectedHost: f.expectedHost}
 	if auditLog != nil {
 		scfg.Audit = auditLog
 	}

@@ -95,10 +95,10 @@ func (h *handler) authenticateRequest(req *wire.Request, body []byte, now time.T
 	} else {
 		err = h.verifyV1(p, req, now)
 	}
-	if err == nil && !wire.HostMatches(h.host, r.Host) {
+	if err == nil && !wire.HostMatches(h.cfg.ExpectedHost, r.Host) {
 		p.replay = nil
 		return p, errorf(CodeSignatureFailure, "the request is signed for host %s; this server accepts %s only (--expected-host)",
-			provider.Clip(r.Host, 128), h.host)
+			provider.Clip(r.Host, 128), h.cfg.ExpectedHost)
 	}
 	return p, err
 }

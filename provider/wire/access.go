@@ -180,7 +180,8 @@ func sortKeys(ks []AccessKey) {
 }
 
 // NewAccessKey returns a fresh random access key with the policy. prefix
-// is "LTAI" for Alibaba-style or "AKID" for Tencent-style ids.
+// is "LTAI" for Alibaba-style, "AKID" for Tencent-style or "AKIA" for
+// AWS-style ids.
 func NewAccessKey(prefix string, p Policy) AccessKey {
 	id := make([]byte, 12)
 	sec := make([]byte, 24)
