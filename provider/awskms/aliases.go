@@ -55,23 +55,23 @@ func init() {
 	register(map[string]*op{
 		"CreateAlias": operation(aliasTouched, func(c *call, r *aliasRequest) (any, error) {
 			return c.alias((*provider.Service).CreateAlias, r)
-		}),
+		}).says("Create an alias"),
 		"UpdateAlias": operation(aliasTouched, func(c *call, r *aliasRequest) (any, error) {
 			return c.alias((*provider.Service).UpdateAlias, r)
-		}),
+		}).says("Point an alias at another key"),
 		"DeleteAlias": operation(func(r *deleteAliasRequest) wire.Touched { return wire.Touched{Alias: r.AliasName} },
 			func(c *call, r *deleteAliasRequest) (any, error) {
 				if _, err := c.kms.DeleteAlias(c.ctx, &provider.DeleteAliasRequest{AliasName: r.AliasName}); err != nil {
 					return nil, err
 				}
 				return &empty{}, nil
-			}),
+			}).says("Delete an alias"),
 		"ListAliases": operation(func(r *listAliasesRequest) wire.Touched {
 			if r.KeyId == "" {
 				return wire.Touched{}
 			}
 			return keyParam(&r.KeyId)
-		}, (*call).listAliases),
+		}, (*call).listAliases).says("List aliases (of one key with KeyId)"),
 	})
 }
 

@@ -206,26 +206,26 @@ func init() {
 				return nil, err
 			}
 			return &keyMetadataResponse{c.metadata(resp.KeyMetadata)}, nil
-		}),
+		}).says("Create a KMS key (SYMMETRIC_DEFAULT: AES-256 in the token)"),
 		"DescribeKey": operation(keyTouched, func(c *call, r *keyRequest) (any, error) {
 			return c.describe(r.KeyId)
-		}),
-		"ListKeys":            operation(nil, (*call).listKeys),
-		"EnableKey":           stateChange((*provider.Service).EnableKey, false),
-		"DisableKey":          stateChange((*provider.Service).DisableKey, false),
-		"CancelKeyDeletion":   stateChange((*provider.Service).CancelKeyDeletion, true),
-		"ScheduleKeyDeletion": operation(func(r *scheduleDeletionRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).scheduleDeletion),
+		}).says("Describe a key"),
+		"ListKeys":            operation(nil, (*call).listKeys).says("List keys (Limit, Marker)"),
+		"EnableKey":           stateChange((*provider.Service).EnableKey, false).says("Enable a key"),
+		"DisableKey":          stateChange((*provider.Service).DisableKey, false).says("Disable a key"),
+		"CancelKeyDeletion":   stateChange((*provider.Service).CancelKeyDeletion, true).says("Cancel a scheduled destruction"),
+		"ScheduleKeyDeletion": operation(func(r *scheduleDeletionRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).scheduleDeletion).says("Schedule a key's destruction after 7-30 days"),
 		"EnableKeyRotation": operation(func(r *enableRotationRequest) wire.Touched { return keyParam(&r.KeyId) }, func(c *call, r *enableRotationRequest) (any, error) {
 			days := defaultRotation
 			if r.RotationPeriodInDays != nil {
 				days = *r.RotationPeriodInDays
 			}
 			return c.rotationPolicy(r.KeyId, true, fmt.Sprintf("%dd", days))
-		}),
+		}).says("Rotate a key automatically every 90-365 days"),
 		"DisableKeyRotation": operation(keyTouched, func(c *call, r *keyRequest) (any, error) {
 			return c.rotationPolicy(r.KeyId, false, "")
-		}),
-		"GetKeyRotationStatus": operation(keyTouched, (*call).rotationStatus),
+		}).says("Stop automatic rotation"),
+		"GetKeyRotationStatus": operation(keyTouched, (*call).rotationStatus).says("Whether and when a key rotates"),
 		"RotateKeyOnDemand": operation(keyTouched, func(c *call, r *keyRequest) (any, error) {
 			v, err := c.kms.CreateKeyVersion(c.ctx, &provider.KeyIdRequest{KeyId: r.KeyId})
 			if err != nil {
@@ -233,8 +233,8 @@ func init() {
 			}
 			c.key(v.KeyVersion.KeyId, v.KeyVersion.KeyVersionId)
 			return &keyArnResponse{c.refs.keyArn(v.KeyVersion.KeyId)}, nil
-		}),
-		"ListKeyRotations": operation(func(r *listRotationsRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).listRotations),
+		}).says("Rotate a key now"),
+		"ListKeyRotations": operation(func(r *listRotationsRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).listRotations).says("List a key's rotations"),
 	})
 }
 

@@ -33,8 +33,15 @@ func (c *call) key(id, version string) {
 // what it touches, the core call) and the call itself, which Local runs
 // without the pipeline.
 type op struct {
-	action wire.Action
-	do     func(c *call, req any) (any, error)
+	action  wire.Action
+	do      func(c *call, req any) (any, error)
+	summary string // one line, for `p11kms aws` help
+}
+
+// says sets the row's one-line summary.
+func (o *op) says(summary string) *op {
+	o.summary = summary
+	return o
 }
 
 // preparer is a request that checks its parameters and translates AWS
@@ -105,6 +112,14 @@ func opNames() string {
 
 // Operations returns the names of the operations served, sorted.
 func Operations() []string { return strings.Split(opNames(), ", ") }
+
+// Summary is an operation's one-line description ("" if not served).
+func Summary(operation string) string {
+	if o, ok := ops[operation]; ok {
+		return o.summary
+	}
+	return ""
+}
 
 // decode reads the JSON body into req strictly: an unknown member or a
 // wrong type is SerializationException naming it. An empty body is {}.
