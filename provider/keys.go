@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -129,6 +130,11 @@ func (s *Service) ListKeys(ctx context.Context, req *ListKeysRequest) (*ListKeys
 	if err != nil {
 		return nil, err
 	}
+	if req.Visible != nil {
+		if keys, err = s.visibleKeys(ctx, keys, req.Visible); err != nil {
+			return nil, err
+		}
+	}
 	from, to := pg.bounds(len(keys))
 	resp := &ListKeysResponse{TotalCount: len(keys), PageNumber: pg.number, PageSize: pg.size, RequestId: RequestID(ctx)}
 	resp.Keys.Key = []KeyRef{}
@@ -136,6 +142,25 @@ func (s *Service) ListKeys(ctx context.Context, req *ListKeysRequest) (*ListKeys
 		resp.Keys.Key = append(resp.Keys.Key, KeyRef{KeyId: m.KeyId, KeyArn: s.arn(m.KeyId)})
 	}
 	return resp, nil
+}
+
+// visibleKeys keeps the keys v allows by id or by one of their aliases.
+func (s *Service) visibleKeys(ctx context.Context, keys []*keyMeta, v Visibility) ([]*keyMeta, error) {
+	aliases, err := s.allAliases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byKey := map[string][]string{}
+	for _, a := range aliases {
+		byKey[a.KeyId] = append(byKey[a.KeyId], a.AliasName)
+	}
+	out := make([]*keyMeta, 0, len(keys))
+	for _, m := range keys {
+		if v(m.KeyId, "") || slices.ContainsFunc(byKey[m.KeyId], func(a string) bool { return v(m.KeyId, a) }) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // setState runs a state transition to the state to.

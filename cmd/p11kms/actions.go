@@ -98,13 +98,18 @@ type boundField struct {
 	err      error // InvalidParameter for a value that could not be parsed
 }
 
-// bindFields adds one flag per exported field of the struct req points to.
+// bindFields adds one flag per exported field of the struct req points to
+// (and of the structs it embeds).
 func bindFields(cmd *cobra.Command, req any) []*boundField {
 	v := reflect.ValueOf(req).Elem()
 	t := v.Type()
 	var out []*boundField
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
+		if sf.Anonymous && sf.Type.Kind() == reflect.Struct {
+			out = append(out, bindFields(cmd, v.Field(i).Addr().Interface())...) // an embedded request: its flags
+			continue
+		}
 		if !sf.IsExported() || sf.Tag.Get("cli") == "-" {
 			continue
 		}

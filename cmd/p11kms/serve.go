@@ -54,7 +54,10 @@ access-keys file, checked against that key's policy, rate limited, and
 appended to the hash-chained audit log. /healthz, /readyz and /metrics
 (Prometheus) are served on the same port. SIGTERM or SIGINT stops it
 gracefully: requests in flight finish. Several serve processes on one token
-are interchangeable.`,
+are interchangeable. Changes to the access-keys file (p11kms accesskey
+create/delete) take effect within 1 s in every running serve (file watch
+and a check every second); SIGHUP reloads at once. A malformed file is
+logged and the last good set stays in force.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), g, f) },
 	}
@@ -154,6 +157,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer closeAudit()
+	watchAccessKeys(ctx, keys, log)
 	if !isChild {
 		stopChildren, err := startChildren(f.processes)
 		defer stopChildren()
@@ -299,6 +303,14 @@ func runServer(ctx context.Context, f *serveFlags, handler http.Handler, ln net.
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// watchAccessKeys keeps keys equal to the access-keys file while serve
+// runs: a file watch, a check every wire.WatchInterval, and SIGHUP.
+func watchAccessKeys(ctx context.Context, keys *wire.AccessKeys, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go keys.Watch(ctx, wire.WatchInterval, hup, log)
 }
 
 // childEnv marks a serve process started by another for --processes.

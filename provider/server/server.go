@@ -6,10 +6,8 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -159,22 +157,6 @@ func routesToTencent(req *wire.Request) bool {
 		return err == nil && f.Has("SecretId")
 	}
 	return false
-}
-
-// isTencentMaxBody bounds the body IsTencent reads.
-const isTencentMaxBody = 1 << 20
-
-// IsTencent reports whether r is a Tencent Cloud API request, for callers
-// outside the router: a form body it reads (at most 1 MiB) is left
-// readable (a larger one is not put back). The router itself uses the
-// request it wraps, read once.
-func IsTencent(r *http.Request) bool {
-	req := wire.NewRequest(r, isTencentMaxBody)
-	tencent := routesToTencent(req)
-	if b, err := req.Body(); err == nil && r.Body != nil {
-		r.Body = io.NopCloser(bytes.NewReader(b))
-	}
-	return tencent
 }
 
 // failureLog logs the cause of every InternalFailure.

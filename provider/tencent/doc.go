@@ -31,7 +31,7 @@
 //     EncryptionPublicKey returns the plaintext encrypted under that key.
 //   - The response envelope: every answer, success or error, is HTTP 200
 //     {"Response":{...,"RequestId"}}, errors {"Response":{"Error":{"Code",
-//     "Message"},"RequestId"}}, codes from provider.TencentCode or this
+//     "Message"},"RequestId"}}, codes from coreCode (errors.go) or this
 //     package's Code constants. Messages never hold plaintext, keys or secrets.
 //   - Access policy (the pipeline, wire.Serve, with Tencent action names: a refusal is
 //     UnauthorizedOperation), the per-SecretId Limiter (RequestLimitExceeded),

@@ -92,7 +92,8 @@ func FuzzRequest(f *testing.F) {
 }
 
 // FuzzParams feeds parameter text, as a JSON body and as a query string,
-// to every action's decoder.
+// to every action's decoder and its checks (wire.CheckRequired, the
+// request's check).
 func FuzzParams(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		flat, ferr := flatParams(string(data))
@@ -115,6 +116,19 @@ func checkDecode(t *testing.T, name string, a *wire.Action, isJSON bool, body []
 		err = decodeFlat(flat, req)
 	}
 	if err == nil {
+		// What decoded validates without a panic, refusing with a code
+		// that names the caller's fault, never InternalError.
+		if err = wire.CheckRequired(req); err == nil {
+			if c, ok := req.(checker); ok {
+				err = c.check()
+			}
+		}
+		if err == nil {
+			return
+		}
+		if code, msg := codeAndMessage(err); code == CodeInternalError || msg == "" {
+			t.Fatalf("%s: check error %v", name, err)
+		}
 		return
 	}
 	switch code, _ := codeAndMessage(err); code {
