@@ -128,8 +128,9 @@ type keyArnResponse struct{ KeyId string }
 type empty struct{}
 
 type listKeysRequest struct {
-	Limit  *int   `help:"1 to 1000 (default 100; a page holds at most 100)"`
-	Marker string `help:"the NextMarker of the previous page"`
+	Limit   *int                `help:"1 to 1000 (default 100; a page holds at most 100)"`
+	Marker  string              `help:"the NextMarker of the previous page"`
+	visible provider.Visibility // set by authorization: what the policy lets the caller see
 }
 
 type keyListEntry struct{ KeyId, KeyArn string }
@@ -210,7 +211,7 @@ func init() {
 		"DescribeKey": operation(keyTouched, func(c *call, r *keyRequest) (any, error) {
 			return c.describe(r.KeyId)
 		}).says("Describe a key"),
-		"ListKeys":            operation(nil, (*call).listKeys).says("List keys (Limit, Marker)"),
+		"ListKeys":            operation(func(r *listKeysRequest) wire.Touched { return wire.Touched{Visible: &r.visible} }, (*call).listKeys).says("List keys (Limit, Marker)"),
 		"EnableKey":           stateChange((*provider.Service).EnableKey, false).says("Enable a key"),
 		"DisableKey":          stateChange((*provider.Service).DisableKey, false).says("Disable a key"),
 		"CancelKeyDeletion":   stateChange((*provider.Service).CancelKeyDeletion, true).says("Cancel a scheduled destruction"),
@@ -271,7 +272,7 @@ func (c *call) listKeys(r *listKeysRequest) (any, error) {
 		return nil, err
 	}
 	keys, next, err := slice(off, limit, func(number, size int) ([]provider.KeyRef, int, error) {
-		resp, err := c.kms.ListKeys(c.ctx, &provider.ListKeysRequest{PageNumber: &number, PageSize: &size})
+		resp, err := c.kms.ListKeys(c.ctx, &provider.ListKeysRequest{PageNumber: &number, PageSize: &size, Visible: r.visible})
 		if err != nil {
 			return nil, 0, err
 		}
