@@ -214,7 +214,7 @@ func init() {
 		"ListKeys":            operation(func(r *listKeysRequest) wire.Touched { return wire.Touched{Visible: &r.visible} }, (*call).listKeys).says("List keys (Limit, Marker)"),
 		"EnableKey":           stateChange((*provider.Service).EnableKey, false).says("Enable a key"),
 		"DisableKey":          stateChange((*provider.Service).DisableKey, false).says("Disable a key"),
-		"CancelKeyDeletion":   stateChange((*provider.Service).CancelKeyDeletion, true).says("Cancel a scheduled destruction"),
+		"CancelKeyDeletion":   stateChange((*provider.Service).CancelKeyDeletionToDisabled, true).says("Cancel a scheduled destruction (the key is then Disabled, as on AWS)"),
 		"ScheduleKeyDeletion": operation(func(r *scheduleDeletionRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).scheduleDeletion).says("Schedule a key's destruction after 7-30 days"),
 		"EnableKeyRotation": operation(func(r *enableRotationRequest) wire.Touched { return keyParam(&r.KeyId) }, func(c *call, r *enableRotationRequest) (any, error) {
 			days := defaultRotation

@@ -117,6 +117,10 @@ func TestKeyStates(t *testing.T) {
 	if !strings.HasSuffix(aws.ToString(cancel.KeyId), ":key/"+aws.ToString(id)) {
 		t.Fatalf("CancelKeyDeletion: %+v", cancel)
 	}
+	// As on AWS, the key leaves PendingDeletion Disabled.
+	if d := must[*kms.DescribeKeyOutput](t, "DescribeKey")(c.DescribeKey(ctx(), &kms.DescribeKeyInput{KeyId: id})); d.KeyMetadata.KeyState != types.KeyStateDisabled {
+		t.Fatalf("after CancelKeyDeletion: %s, want Disabled", d.KeyMetadata.KeyState)
+	}
 	_, err = c.CancelKeyDeletion(ctx(), &kms.CancelKeyDeletionInput{KeyId: id})
 	wantErr(t, "CancelKeyDeletion of a key not pending deletion", err, "KMSInvalidStateException", 409)
 }
