@@ -36,9 +36,11 @@ func tencentClient(t *testing.T, kms *provider.Service, p wire.Policy) *tckms.Cl
 
 // A batch names several keys: the pipeline authorizes every one before the
 // action runs (Action.Touches returns one Touched per key). An access key
-// allowed key A only: DescribeKeys of A and a key that does not exist
-// describes A (the missing key is left out, SkipMissing); of A and B it is
-// refused; DisableKeys of A and B is refused and leaves A enabled.
+// allowed key A only: DescribeKeys of A and B is refused, and so is A and
+// a key that does not exist (the same answer, so the policy cannot probe
+// which ids exist); DisableKeys of A and B is refused and leaves A
+// enabled. An access key whose policy also names the missing id describes
+// A alone (the missing key is left out, SkipMissing).
 func TestTencentBatchesAuthorizeEveryKey(t *testing.T) {
 	tok := softhsmtest.New(t)
 	kms := provider.New(tok.Token, provider.Options{})
@@ -57,11 +59,18 @@ func TestTencentBatchesAuthorizeEveryKey(t *testing.T) {
 		req.KeyIds = common.StringPtrs(ids)
 		return c.DescribeKeys(req)
 	}
-	r, err := describe(a, "00000000-0000-4000-8000-000000000000")
-	if err != nil || len(r.Response.KeyMetadatas) != 1 || *r.Response.KeyMetadatas[0].KeyId != a {
-		t.Fatalf("DescribeKeys of A and a missing key: %v %v", r, err)
-	}
+	const missing = "00000000-0000-4000-8000-000000000000"
 	var se *tcerr.TencentCloudSDKError
+	if _, err := describe(a, missing); !errors.As(err, &se) || se.Code != "UnauthorizedOperation" {
+		t.Fatalf("DescribeKeys of A and a missing key outside the policy: %v", err)
+	}
+	wide := tencentClient(t, kms, wire.Policy{Actions: []string{"DescribeKeys"}, Keys: []string{a, missing}})
+	wreq := tckms.NewDescribeKeysRequest()
+	wreq.KeyIds = common.StringPtrs([]string{a, missing})
+	r, err := wide.DescribeKeys(wreq)
+	if err != nil || len(r.Response.KeyMetadatas) != 1 || *r.Response.KeyMetadatas[0].KeyId != a {
+		t.Fatalf("DescribeKeys of A and a missing key the policy names: %v %v", r, err)
+	}
 	if _, err := describe(a, b); !errors.As(err, &se) || se.Code != "UnauthorizedOperation" {
 		t.Fatalf("DescribeKeys of A and B: %v", err)
 	}
