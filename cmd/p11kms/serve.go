@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,7 +35,7 @@ type serveFlags struct {
 	burst                                                   int
 	maxBody                                                 int64
 	readTimeout, writeTimeout, sweepEvery, shutdownWait     time.Duration
-	region, account                                         string
+	region, account, expectedHost                           string
 	processes                                               int
 
 	audit auditFlags    // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
@@ -78,6 +79,7 @@ logged and the last good set stays in force.`,
 	fl.DurationVar(&f.shutdownWait, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
 	fl.StringVar(&f.region, "region", "cn-hangzhou", "region used in ARNs")
 	fl.StringVar(&f.account, "account", "1234567890123456", "account id used in ARNs")
+	fl.StringVar(&f.expectedHost, "expected-host", "", "the only Host signed requests may name (name: any port; name:port); a request signed for another host is refused with the API's signature error (default: any)")
 	f.aws.register(fl)
 	fl.IntVar(&f.processes, "processes", 1, "serve processes sharing the port (SO_REUSEPORT); SoftHSM2 serialises calls within a process, so use one per core")
 	return cmd
@@ -97,6 +99,8 @@ func (f *serveFlags) check() error {
 		return bad("--burst %d: accepted 0 (the rate) or more", f.burst)
 	case f.maxBody < 1:
 		return bad("--max-body %d: accepted 1 or more (bytes)", f.maxBody)
+	case strings.ContainsAny(f.expectedHost, "/@?# \t"):
+		return bad("--expected-host %q: accepted a host name or host:port as clients sign it (kms.example.com, kms.example.com:8443), no scheme or path", truncate(f.expectedHost, 80))
 	}
 	if err := f.audit.check(); err != nil {
 		return err
@@ -232,7 +236,7 @@ func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Se
 		return nil, closeAudit, err
 	}
 	scfg := server.Config{KMS: kms, Keys: keys, Rate: f.rate, Burst: f.burst, MaxBodyBytes: f.maxBody, Metrics: reg,
-		HLSKeys: media.KeyHandler(), Log: log, AWSAttestation: attestation}
+		HLSKeys: media.KeyHandler(), Log: log, AWSAttestation: attestation, ExpectedHost: f.expectedHost}
 	if auditLog != nil {
 		scfg.Audit = auditLog
 	}

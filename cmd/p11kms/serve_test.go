@@ -278,6 +278,7 @@ func TestServeChecksFlagsBeforeOpeningTheToken(t *testing.T) {
 		{[]string{"--rate", "-1"}, 2, "--rate -1: accepted 0 (unlimited) or more"},
 		{[]string{"--burst", "-1"}, 2, "--burst -1: accepted 0"},
 		{[]string{"--max-body", "0"}, 2, "--max-body 0: accepted 1 or more"},
+		{[]string{"--expected-host", "https://kms.example.com/"}, 2, `--expected-host "https://kms.example.com/": accepted a host name or host:port`},
 		{[]string{"--read-timeout", "-1s"}, 2, "--read-timeout -1s: accepted 0 or more"},
 		{[]string{"--shutdown-timeout", "-1s"}, 2, "--shutdown-timeout -1s: accepted 0 or more"},
 		{[]string{"--seed", badSeed}, 1, `--seed ` + badSeed + `: InvalidParameter: seed: keys[0] (keyId key-a): state: "Frozen"`},
