@@ -237,11 +237,22 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, req *ScheduleKeyDelet
 
 // CancelKeyDeletion returns a PendingDeletion key to Enabled.
 func (s *Service) CancelKeyDeletion(ctx context.Context, req *KeyIdRequest) (*RequestIdResponse, error) {
-	return s.setState(ctx, req, StateEnabled, func(m *keyMeta) error {
+	return s.cancelDeletion(ctx, req, StateEnabled)
+}
+
+// CancelKeyDeletionToDisabled returns a PendingDeletion key to Disabled,
+// in one metadata write: AWS KMS's CancelKeyDeletion (the key must be
+// enabled again before it is used).
+func (s *Service) CancelKeyDeletionToDisabled(ctx context.Context, req *KeyIdRequest) (*RequestIdResponse, error) {
+	return s.cancelDeletion(ctx, req, StateDisabled)
+}
+
+func (s *Service) cancelDeletion(ctx context.Context, req *KeyIdRequest, to string) (*RequestIdResponse, error) {
+	return s.setState(ctx, req, to, func(m *keyMeta) error {
 		if m.KeyState != StatePendingDeletion {
 			return NewError(CodeNotPendingDeletion, "the key %s is not pending deletion", m.KeyId)
 		}
-		m.KeyState, m.DeleteDate = StateEnabled, time.Time{}
+		m.KeyState, m.DeleteDate = to, time.Time{}
 		return nil
 	})
 }

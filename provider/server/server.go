@@ -92,7 +92,8 @@ func New(cfg Config) *Server {
 		ExpectedHost: cfg.ExpectedHost})
 	tc := tencent.NewHandler(tencent.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
 		ExpectedHost: cfg.ExpectedHost})
-	aws := awskms.NewHandler(awskms.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
+	aws := awskms.NewHandler(awskms.Config{Config: wire.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
+		ExpectedHost: cfg.ExpectedHost},
 		Attestation: cfg.AWSAttestation})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
