@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/internal/secretseal"
 	"github.com/p11kms/p11kms/internal/seed"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/server"
@@ -133,10 +134,6 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 			return fmt.Errorf("--seed %s: %w", f.seedFile, err)
 		}
 	}
-	keys, err := wire.LoadAccessKeys(g.accessKeysPath(f.accessKeys))
-	if err != nil {
-		return fmt.Errorf("%w (create one with `p11kms init` or `p11kms accesskey create`)", err)
-	}
 	ln, err := listen(ctx, f)
 	if err != nil {
 		return err
@@ -150,6 +147,10 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer tok.Close()
+	keys, err := loadAccessKeys(ctx, g, f, tok)
+	if err != nil {
+		return err
+	}
 	kms := provider.New(tok, provider.Options{Region: f.region, Account: f.account})
 	if sf != nil {
 		if err := applySeed(ctx, kms, sf, f.seedFile, log); err != nil {
@@ -307,6 +308,20 @@ func runServer(ctx context.Context, f *serveFlags, handler http.Handler, ln net.
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// loadAccessKeys reads the access-keys file, its secrets opened with the
+// token (plaintext ones sealed first: internal/secretseal).
+func loadAccessKeys(ctx context.Context, g *globals, f *serveFlags, tok *hsm.Token) (*wire.AccessKeys, error) {
+	sealer, err := secretseal.New(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := wire.LoadSealedAccessKeys(g.accessKeysPath(f.accessKeys), sealer)
+	if err != nil {
+		return nil, fmt.Errorf("%w (create one with `p11kms init` or `p11kms accesskey create`)", err)
+	}
+	return keys, nil
 }
 
 // watchAccessKeys keeps keys equal to the access-keys file while serve
