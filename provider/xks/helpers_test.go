@@ -192,4 +192,3 @@ func decryptBody(e answer, aad string) string {
 	}
 	return s + `}`
 }
-
