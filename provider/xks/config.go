@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/p11kms/p11kms/provider/wire"
 )
@@ -55,6 +56,11 @@ var (
 	externalKeyIDPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
 	uriPrefixPattern     = regexp.MustCompile(`^[A-Za-z0-9/_-]*$`)
 )
+
+// ownLabels starts the label of every key p11kms makes for itself: its
+// CMK versions are used under another AAD format and must not become an
+// XKS encryption and decryption oracle.
+const ownLabels = "p11kms/"
 
 // maxURIPath bounds XksProxyUriPath ([/prefix]/kms/xks/v1): 128 characters.
 const maxURIPath = 128
@@ -108,6 +114,9 @@ func (f *File) Check() error {
 	for _, id := range f.keyIDs() {
 		if !externalKeyIDPattern.MatchString(id) {
 			return fmt.Errorf("keys: externalKeyId %q: accepted 1 to 128 characters A-Z, a-z, 0-9, '.', '-' and '_'", id)
+		}
+		if l := f.Keys[id].label(id); strings.HasPrefix(l, ownLabels) {
+			return fmt.Errorf("keys.%s.label %q: labels starting with %s are p11kms's own keys (CMK versions, audit, health), never external keys", id, l, ownLabels)
 		}
 	}
 	return nil

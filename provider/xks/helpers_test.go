@@ -64,7 +64,7 @@ func (r *records) last() wire.Record {
 // (decrypt only), none, aes128, ghost (configured, not in the token) and
 // alice (only Alice's Decrypt).
 type fixture struct {
-	t    *testing.T
+	t    testing.TB
 	url  string
 	recs *records
 	tok  *softhsmtest.Token
@@ -82,7 +82,7 @@ func (a *allowN) Allow(string) bool {
 	return a.n >= 0
 }
 
-func newFixture(t *testing.T, limiter wire.Limiter) *fixture {
+func newFixture(t testing.TB, limiter wire.Limiter) *fixture {
 	t.Helper()
 	tok := softhsmtest.New(t)
 	both := hsm.UsageEncrypt | hsm.UsageDecrypt
@@ -143,7 +143,7 @@ func (f *fixture) signed(method, path, body, secret string) *http.Request {
 	return req
 }
 
-func do(t *testing.T, req *http.Request) answer {
+func do(t testing.TB, req *http.Request) answer {
 	t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

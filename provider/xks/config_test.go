@@ -1,0 +1,41 @@
+package xks_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/p11kms/p11kms/provider/xks"
+)
+
+// TestLoadFileNamesTheField: every bad configuration is refused naming
+// the field and what it accepts.
+func TestLoadFileNamesTheField(t *testing.T) {
+	cred := `"credentials":[{"accessKeyId":"` + testID + `","secretAccessKey":"` + testSecret + `"}]`
+	for _, c := range []struct{ name, json, want string }{
+		{"unknown field", `{` + cred + `,"keyz":{}}`, `unknown field "keyz"`},
+		{"no credentials", `{"keys":{}}`, "credentials: at least one"},
+		{"short id", `{"credentials":[{"accessKeyId":"AKID","secretAccessKey":"` + testSecret + `"}]}`, "credentials[0].accessKeyId: accepted 20 to 30"},
+		{"lower-case id", `{"credentials":[{"accessKeyId":"` + strings.ToLower(testID) + `","secretAccessKey":"` + testSecret + `"}]}`, "A-Z and 2-7"},
+		{"short secret", `{"credentials":[{"accessKeyId":"` + testID + `","secretAccessKey":"short"}]}`, "credentials[0].secretAccessKey: accepted 43 to 64"},
+		{"duplicate id", `{"credentials":[{"accessKeyId":"` + testID + `","secretAccessKey":"` + testSecret + `"},{"accessKeyId":"` + testID + `","secretAccessKey":"` + testSecret + `"}]}`, "appears twice"},
+		{"prefix slash", `{"uriPrefix":"/a",` + cred + `}`, "uriPrefix \"/a\": accepted"},
+		{"prefix chars", `{"uriPrefix":"a b",` + cred + `}`, "uriPrefix \"a b\": accepted"},
+		{"prefix long", `{"uriPrefix":"` + strings.Repeat("a", 120) + `",` + cred + `}`, "at most 128"},
+		{"key id", `{` + cred + `,"keys":{"a/b":{}}}`, `externalKeyId "a/b": accepted`},
+		{"own label", `{` + cred + `,"keys":{"k":{"label":"p11kms/1234/5678"}}}`, "p11kms's own keys"},
+		{"fleet", `{` + cred + `,"fleetSize":-1}`, "fleetSize -1"},
+	} {
+		p := filepath.Join(t.TempDir(), "xks.json")
+		os.WriteFile(p, []byte(c.json), 0o600)
+		if _, err := xks.LoadFile(p); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: %v, want %q", c.name, err, c.want)
+		}
+	}
+	p := filepath.Join(t.TempDir(), "xks.json")
+	os.WriteFile(p, []byte(`{"uriPrefix":"a/b-c_d",`+cred+`,"keys":{"k.1":{"label":"hsm key","principals":["*"]}}}`), 0o600)
+	if f, err := xks.LoadFile(p); err != nil || f.URIPrefix != "a/b-c_d" {
+		t.Fatalf("good file: %v", err)
+	}
+}
