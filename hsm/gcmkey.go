@@ -21,8 +21,9 @@ var ErrExtractable = errors.New("hsm: key is extractable or not sensitive")
 type AESKey struct {
 	Handle ObjectHandle
 	Label  string
-	Usage  Usage // from CKA_ENCRYPT, CKA_DECRYPT, CKA_WRAP, CKA_UNWRAP, CKA_SIGN, CKA_VERIFY
-	Derive bool  // CKA_DERIVE
+	ID     []byte // CKA_ID
+	Usage  Usage  // from CKA_ENCRYPT, CKA_DECRYPT, CKA_WRAP, CKA_UNWRAP, CKA_SIGN, CKA_VERIFY
+	Derive bool   // CKA_DERIVE
 }
 
 // AESKeyByLabel finds the secret key labelled label and checks that it is
@@ -34,7 +35,7 @@ func (t *Token) AESKeyByLabel(ctx context.Context, label string) (AESKey, error)
 	if err != nil {
 		return AESKey{}, err
 	}
-	a, err := t.Attributes(ctx, h, pkcs11.CKA_KEY_TYPE, pkcs11.CKA_VALUE_LEN, pkcs11.CKA_SENSITIVE,
+	a, err := t.Attributes(ctx, h, pkcs11.CKA_ID, pkcs11.CKA_KEY_TYPE, pkcs11.CKA_VALUE_LEN, pkcs11.CKA_SENSITIVE,
 		pkcs11.CKA_EXTRACTABLE, pkcs11.CKA_ENCRYPT, pkcs11.CKA_DECRYPT, pkcs11.CKA_WRAP, pkcs11.CKA_UNWRAP,
 		pkcs11.CKA_SIGN, pkcs11.CKA_VERIFY, pkcs11.CKA_DERIVE)
 	if err != nil {
@@ -49,7 +50,7 @@ func (t *Token) AESKeyByLabel(ctx context.Context, label string) (AESKey, error)
 	if !on(pkcs11.CKA_SENSITIVE) || on(pkcs11.CKA_EXTRACTABLE) {
 		return AESKey{}, fmt.Errorf("%w: secret key labelled %q", ErrExtractable, label)
 	}
-	k := AESKey{Handle: h, Label: label, Derive: on(pkcs11.CKA_DERIVE)}
+	k := AESKey{Handle: h, Label: label, ID: a[pkcs11.CKA_ID], Derive: on(pkcs11.CKA_DERIVE)}
 	for typ, u := range map[uint]Usage{pkcs11.CKA_ENCRYPT: UsageEncrypt, pkcs11.CKA_DECRYPT: UsageDecrypt,
 		pkcs11.CKA_WRAP: UsageWrap, pkcs11.CKA_UNWRAP: UsageUnwrap, pkcs11.CKA_SIGN: UsageSign, pkcs11.CKA_VERIFY: UsageVerify} {
 		if on(typ) {

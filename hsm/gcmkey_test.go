@@ -99,11 +99,11 @@ func TestOpenGCMRefusesTampering(t *testing.T) {
 func TestAESKeyByLabel(t *testing.T) {
 	tok := softhsmtest.New(t)
 	for label, u := range map[string]hsm.Usage{"both": hsm.UsageEncrypt | hsm.UsageDecrypt, "enc": hsm.UsageEncrypt, "none": 0} {
-		if _, err := tok.GenerateAESKey(bg, 256, hsm.SecretKeyOptions{Label: label, Usage: u}); err != nil {
+		if _, err := tok.GenerateAESKey(bg, 256, hsm.SecretKeyOptions{ID: []byte("id-" + label), Label: label, Usage: u}); err != nil {
 			t.Fatal(err)
 		}
 		k, err := tok.AESKeyByLabel(bg, label)
-		if err != nil || k.Usage != u || k.Label != label {
+		if err != nil || k.Usage != u || k.Label != label || string(k.ID) != "id-"+label {
 			t.Fatalf("%s: usage %b, want %b (%v)", label, k.Usage, u, err)
 		}
 	}

@@ -137,7 +137,12 @@ func newXKSCmd(g *globals) *cobra.Command {
 			} else if !errors.Is(err, hsm.ErrNotFound) {
 				return err
 			}
-			if _, err := tok.GenerateAESKey(cmd.Context(), 256, hsm.SecretKeyOptions{Label: args[0], Usage: u}); err != nil {
+			rnd, err := tok.Random(cmd.Context(), 16)
+			if err != nil {
+				return err
+			}
+			id := append([]byte(xks.KeyIDPrefix), rnd...)
+			if _, err := tok.GenerateAESKey(cmd.Context(), 256, hsm.SecretKeyOptions{ID: id, Label: args[0], Usage: u}); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created AES-256 key %q (usage: %s)\n", args[0], strings.Join(usage, ","))

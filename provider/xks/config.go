@@ -47,7 +47,17 @@ type Key struct {
 	// Operations are the requestMetadata.kmsOperation patterns allowed
 	// (e.g. "Encrypt", "GenerateDataKey*"; absent: any operation).
 	Operations []string `json:"operations,omitempty"`
+	// Foreign allows a token key not made by `p11kms xks create-key` (whose
+	// CKA_ID starts with KeyIDPrefix), e.g. one an HSM administrator made.
+	// Without it such a key is refused: a key that something else uses
+	// under its own AAD format (an imported data key) must not become an
+	// XKS encryption and decryption oracle by a typo in the file.
+	Foreign bool `json:"foreign,omitempty"`
 }
+
+// KeyIDPrefix starts the CKA_ID of every key `p11kms xks create-key`
+// makes (then 16 random bytes): what marks a token key as made for XKS.
+const KeyIDPrefix = "p11kms-xks:"
 
 // The spec's character sets (Appendix A and "API operations").
 var (

@@ -86,19 +86,26 @@ func newFixture(t testing.TB, limiter wire.Limiter) *fixture {
 	t.Helper()
 	tok := softhsmtest.New(t)
 	both := hsm.UsageEncrypt | hsm.UsageDecrypt
-	if _, err := tok.CreateSecretKey(bg, pkcs11.CKK_AES, knownKey, hsm.SecretKeyOptions{Label: "foo", Usage: both}); err != nil {
+	xksID := func(label string) []byte { return []byte(xks.KeyIDPrefix + label) }
+	if _, err := tok.CreateSecretKey(bg, pkcs11.CKK_AES, knownKey, hsm.SecretKeyOptions{ID: xksID("foo"), Label: "foo", Usage: both}); err != nil {
 		t.Fatal(err)
 	}
 	for label, u := range map[string]hsm.Usage{"enc": hsm.UsageEncrypt, "dec": hsm.UsageDecrypt, "none": 0, "alice-key": both} {
-		if _, err := tok.GenerateAESKey(bg, 256, hsm.SecretKeyOptions{Label: label, Usage: u}); err != nil {
+		if _, err := tok.GenerateAESKey(bg, 256, hsm.SecretKeyOptions{ID: xksID(label), Label: label, Usage: u}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := tok.GenerateAESKey(bg, 128, hsm.SecretKeyOptions{Label: "aes128", Usage: both}); err != nil {
+	if _, err := tok.GenerateAESKey(bg, 128, hsm.SecretKeyOptions{ID: xksID("aes128"), Label: "aes128", Usage: both}); err != nil {
 		t.Fatal(err)
 	}
+	// Two keys not made for XKS (a random CKA_ID, like an imported key's).
+	for _, label := range []string{"imported", "hsm-admin"} {
+		if _, err := tok.GenerateAESKey(bg, 256, hsm.SecretKeyOptions{Label: label, Usage: both}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	f := &xks.File{URIPrefix: prefix, Credentials: []xks.Credential{{AccessKeyID: testID, SecretAccessKey: testSecret}},
-		Keys: map[string]xks.Key{"foo": {}, "enc": {}, "dec": {}, "none": {}, "aes128": {}, "ghost": {},
+		Keys: map[string]xks.Key{"foo": {}, "enc": {}, "dec": {}, "none": {}, "aes128": {}, "ghost": {}, "imported": {}, "hsm-admin": {Foreign: true},
 			"alice": {Label: "alice-key", Principals: []string{"arn:aws:iam::*:user/Alice"}, Operations: []string{"Decrypt", "Generate*"}}}}
 	recs := &records{}
 	h, err := xks.New(bg, xks.Config{Token: tok.Token, File: f, Observer: recs, Limiter: limiter, Timeout: 5 * time.Second})

@@ -1,6 +1,7 @@
 package xks
 
 import (
+	"bytes"
 	"context"
 	"errors"
 
@@ -55,6 +56,9 @@ func (s *service) configured(id string) (Key, error) {
 func (s *service) find(ctx context.Context, id string, cfg Key) (*externalKey, error) {
 	a, err := s.tok.AESKeyByLabel(ctx, cfg.label(id))
 	switch {
+	case err == nil && !cfg.Foreign && !bytes.HasPrefix(a.ID, []byte(KeyIDPrefix)):
+		return nil, fail(InvalidStateException, "the token key of external key %s was not made for XKS "+
+			"(p11kms xks create-key); set \"foreign\": true for it in the XKS configuration if it is meant to be one", id)
 	case err == nil:
 		return &externalKey{id: id, cfg: cfg, aes: a}, nil
 	case errors.Is(err, hsm.ErrNotFound):

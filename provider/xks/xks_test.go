@@ -65,6 +65,9 @@ func TestRoundTrip(t *testing.T) {
 			}
 		}
 	}
+	if a := f.post("keys/hsm-admin/encrypt", encryptBody("x", "", "")); a.status != 200 {
+		t.Fatalf("a foreign key allowed by the file: %s", a.raw)
+	}
 	h := f.post("health", `{"requestMetadata":{"kmsOperation":"KmsHealthCheck","kmsRequestId":"r1"}}`)
 	details, _ := h.body["ekmFleetDetails"].([]any)
 	if h.status != 200 || h.body["xksProxyFleetSize"] != 1.0 || len(details) != 1 ||
@@ -145,6 +148,7 @@ func TestErrorPaths(t *testing.T) {
 		{"wrong type", "POST", p + "keys/foo/encrypt", `{` + meta("Encrypt") + `,"plaintext":5}`, 400, xks.ValidationException, "plaintext"},
 		{"unlisted key", "POST", p + "keys/bar/metadata", `{` + meta("DescribeKey") + `}`, 404, xks.KeyNotFoundException, "bar"},
 		{"listed, not in the token", "POST", p + "keys/ghost/metadata", `{` + meta("DescribeKey") + `}`, 404, xks.KeyNotFoundException, "ghost"},
+		{"not made for XKS", "POST", p + "keys/imported/encrypt", encryptBody("x", "", ""), 400, xks.InvalidStateException, "foreign"},
 		{"AES-128", "POST", p + "keys/aes128/metadata", `{` + meta("DescribeKey") + `}`, 400, xks.InvalidStateException, "256-bit"},
 		{"principal refused", "POST", p + "keys/alice/metadata", strings.Replace(`{`+meta("Decrypt")+`}`, "user/Alice", "user/Bob", 1), 403, xks.AccessDeniedException, "awsPrincipalArn"},
 		{"operation refused", "POST", p + "keys/alice/metadata", `{` + meta("Encrypt") + `}`, 403, xks.AccessDeniedException, "kmsOperation"},
