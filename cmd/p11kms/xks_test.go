@@ -78,7 +78,17 @@ const (
 // another CA or no certificate fails the handshake with handshake_failure;
 // the XKS requests are in the metrics and in the audit log with their
 // requestMetadata.
-func TestServeXKSMutualTLS(t *testing.T) {
+// mtlsServe is a running `p11kms serve --xks` with mutual TLS.
+type mtlsServe struct {
+	base, audit       string
+	clientCA, otherCA *testCA
+	roots             *x509.CertPool
+	stop              func()
+}
+
+// startMTLSServe inits a home with the XKS key foo and an xks.json, makes
+// the CAs and starts serve with --tls-client-ca (CN cks.kms.*.amazonaws.com).
+func startMTLSServe(t *testing.T) *mtlsServe {
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	home := filepath.Join(dir, "home")
@@ -91,42 +101,55 @@ func TestServeXKSMutualTLS(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(home, "xks.json"), []byte(xksJSON), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	serverCA, clientCA, otherCA := newCA(t, "server CA"), newCA(t, "client CA"), newCA(t, "other CA")
+	serverCA := newCA(t, "server CA")
+	m := &mtlsServe{clientCA: newCA(t, "client CA"), otherCA: newCA(t, "other CA"), roots: x509.NewCertPool(),
+		audit: filepath.Join(dir, "audit.log")}
+	m.roots.AddCert(serverCA.cert)
 	srvCert := serverCA.issue(t, "localhost", true)
 	writePEM(t, filepath.Join(dir, "server.pem"), "CERTIFICATE", srvCert.Certificate[0])
 	keyDER, _ := x509.MarshalPKCS8PrivateKey(srvCert.PrivateKey)
 	writePEM(t, filepath.Join(dir, "server.key"), "PRIVATE KEY", keyDER)
-	writePEM(t, filepath.Join(dir, "client-ca.pem"), "CERTIFICATE", clientCA.cert.Raw)
+	writePEM(t, filepath.Join(dir, "client-ca.pem"), "CERTIFICATE", m.clientCA.cert.Raw)
 	addr := freePort(t)
-	audit := filepath.Join(dir, "audit.log")
-	cmd := exec.Command(bin, "--home", home, "serve", "--listen", addr, "--sweep-interval", "0", "--xks", "--audit-log", audit,
+	cmd := exec.Command(bin, "--home", home, "serve", "--listen", addr, "--sweep-interval", "0", "--xks", "--audit-log", m.audit,
 		"--tls-cert", filepath.Join(dir, "server.pem"), "--tls-key", filepath.Join(dir, "server.key"),
 		"--tls-client-ca", filepath.Join(dir, "client-ca.pem"), "--tls-client-cn", "cks.kms.*.amazonaws.com")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	stopped := false
-	stop := func() {
+	m.stop = func() {
 		if !stopped {
 			stopped = true
 			stopServe(t, cmd)
 		}
 	}
-	defer stop()
-	roots := x509.NewCertPool()
-	roots.AddCert(serverCA.cert)
-	// client presents certs[0] (if any) whatever CAs the server names.
-	client := func(certs ...tls.Certificate) *http.Client {
-		cfg := &tls.Config{RootCAs: roots, GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			if len(certs) == 0 {
-				return &tls.Certificate{}, nil
-			}
-			return &certs[0], nil
-		}}
-		return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
-	}
-	kms := client(clientCA.issue(t, "cks.kms.eu-west-1.amazonaws.com", false))
-	base := "https://localhost" + addr[strings.LastIndex(addr, ":"):]
+	t.Cleanup(m.stop)
+	m.base = "https://localhost" + addr[strings.LastIndex(addr, ":"):]
+	return m
+}
+
+// client presents certs[0] (if any) whatever CAs the server names.
+func (m *mtlsServe) client(certs ...tls.Certificate) *http.Client {
+	cfg := &tls.Config{RootCAs: m.roots, GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+		if len(certs) == 0 {
+			return &tls.Certificate{}, nil
+		}
+		return &certs[0], nil
+	}}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}}
+}
+
+// TestServeXKSMutualTLS runs `p11kms serve --xks` with mutual TLS: a
+// client certificate from the client CA with an accepted CN gets signed XKS
+// answers (and the KMS dialects' port still serves /healthz); a wrong CN,
+// another CA or no certificate fails the handshake with handshake_failure;
+// the XKS requests are in the metrics and in the audit log with their
+// requestMetadata.
+func TestServeXKSMutualTLS(t *testing.T) {
+	m := startMTLSServe(t)
+	kms := m.client(m.clientCA.issue(t, "cks.kms.eu-west-1.amazonaws.com", false))
+	base := m.base
 	var err error
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		var resp *http.Response
@@ -167,9 +190,9 @@ func TestServeXKSMutualTLS(t *testing.T) {
 		t.Fatalf("wrong prefix: %d %s", code, body)
 	}
 	for name, c := range map[string]*http.Client{
-		"wrong CN":       client(clientCA.issue(t, "cks.kms.example.com", false)),
-		"other CA":       client(otherCA.issue(t, "cks.kms.eu-west-1.amazonaws.com", false)),
-		"no certificate": client(),
+		"wrong CN":       m.client(m.clientCA.issue(t, "cks.kms.example.com", false)),
+		"other CA":       m.client(m.otherCA.issue(t, "cks.kms.eu-west-1.amazonaws.com", false)),
+		"no certificate": m.client(),
 	} {
 		_, _, err := post(c, "/tenant-1/kms/xks/v1/health", health)
 		if err == nil || !strings.Contains(err.Error(), "handshake failure") {
@@ -188,8 +211,8 @@ func TestServeXKSMutualTLS(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	stop()
-	log, _ := os.ReadFile(audit)
+	m.stop()
+	log, _ := os.ReadFile(m.audit)
 	for _, want := range []string{`"kmsRequestId":"req-enc-1"`, `"awsPrincipalArn":"arn:aws:iam::1:user/A"`, `"api":"xks"`} {
 		if !strings.Contains(string(log), want) {
 			t.Errorf("audit log lacks %s", want)
