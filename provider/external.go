@@ -43,8 +43,9 @@ func (s *Service) DescribeExternal(ctx context.Context, ref string) (ExternalKey
 
 // SealExternal encrypts pt under the primary version of the Enabled CMK
 // ref, in the token, with a fresh 12-byte IV from the token's RNG and AAD
-// ExternalAADTag ‖ aad. It returns the version used.
-func (s *Service) SealExternal(ctx context.Context, ref string, pt, aad []byte) (uuid.UUID, hsm.Sealed, error) {
+// ExternalAADTag ‖ aadFor(version) (the caller's AAD may name the version
+// used). It returns the version used.
+func (s *Service) SealExternal(ctx context.Context, ref string, pt []byte, aadFor func(version uuid.UUID) []byte) (uuid.UUID, hsm.Sealed, error) {
 	k, err := s.primary(ctx, ref)
 	if err != nil {
 		return uuid.UUID{}, hsm.Sealed{}, err
@@ -56,10 +57,11 @@ func (s *Service) SealExternal(ctx context.Context, ref string, pt, aad []byte) 
 	if err != nil {
 		return uuid.UUID{}, hsm.Sealed{}, Internal("drawing random bytes from the token", err)
 	}
+	aad := externalAAD(aadFor(k.version))
 	var out []byte
 	err = s.withVersionKey(ctx, k.version, k.ref, func(h hsm.ObjectHandle) error {
 		var err error
-		out, err = s.tok.EncryptGCM(ctx, h, iv, pt, externalAAD(aad))
+		out, err = s.tok.EncryptGCM(ctx, h, iv, pt, aad)
 		return err
 	})
 	if err != nil {

@@ -24,7 +24,7 @@ func TestExternalSealOpen(t *testing.T) {
 	if err != nil || ek.KeyId != id || !ek.Enabled {
 		t.Fatalf("describe: %+v %v", ek, err)
 	}
-	v, sealed, err := s.SealExternal(bg, "alias/xks", []byte("data key"), []byte("aad"))
+	v, sealed, err := s.SealExternal(bg, "alias/xks", []byte("data key"), func(uuid.UUID) []byte { return []byte("aad") })
 	if err != nil || len(sealed.IV) != 12 || len(sealed.Tag) != 16 {
 		t.Fatalf("seal: %v", err)
 	}
@@ -41,7 +41,7 @@ func TestExternalSealOpen(t *testing.T) {
 	if _, err := s.DisableKey(bg, &provider.KeyIdRequest{KeyId: id}); err != nil {
 		t.Fatal(err)
 	}
-	_, _, err = s.SealExternal(bg, id, []byte("x"), nil)
+	_, _, err = s.SealExternal(bg, id, []byte("x"), func(uuid.UUID) []byte { return nil })
 	wantCode(t, err, provider.CodeDisabled)
 	if ek, _ := s.DescribeExternal(bg, id); ek.Enabled {
 		t.Fatal("a disabled key is reported enabled")

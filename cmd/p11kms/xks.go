@@ -14,6 +14,7 @@ import (
 
 	"github.com/p11kms/p11kms/hsm"
 	"github.com/p11kms/p11kms/internal/state"
+	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/wire"
 	"github.com/p11kms/p11kms/provider/xks"
@@ -70,7 +71,7 @@ func (x *xksFlags) load(g *globals) (*xks.File, error) {
 // /kms/xks/v1/ goes to XKS (which answers a wrong prefix with
 // InvalidUriPathException), everything else to kmsHandler. XKS requests
 // are counted in the server's metrics (api="xks") and audited.
-func withXKS(ctx context.Context, f *xks.File, tok *hsm.Token, kmsHandler *server.Server, audit wire.Observer, sf *serveFlags) (http.Handler, error) {
+func withXKS(ctx context.Context, f *xks.File, kms *provider.Service, kmsHandler *server.Server, audit wire.Observer, sf *serveFlags) (http.Handler, error) {
 	obs := observers{kmsHandler.Metrics()}
 	if audit != nil {
 		obs = append(obs, audit)
@@ -83,7 +84,7 @@ func withXKS(ctx context.Context, f *xks.File, tok *hsm.Token, kmsHandler *serve
 		}
 		lim = localLimiter{l}
 	}
-	h, err := xks.New(ctx, xks.Config{Token: tok, File: f, Observer: obs, Limiter: lim, MaxBodyBytes: sf.maxBody,
+	h, err := xks.New(ctx, xks.Config{Token: kms.Token(), KMS: kms, File: f, Observer: obs, Limiter: lim, MaxBodyBytes: sf.maxBody,
 		Model: "p11kms XKS proxy (XKS Proxy API v1.0.3)"})
 	if err != nil {
 		return nil, err

@@ -41,6 +41,10 @@ type Key struct {
 	// Label is the CKA_LABEL of the AES-256 key in the token (default: the
 	// externalKeyId itself).
 	Label string `json:"label,omitempty"`
+	// CMK, instead, names a p11kms CMK (key id, alias/… or ARN): its
+	// primary version encrypts, the version in the ciphertextMetadata
+	// decrypts, and its state is the key's status.
+	CMK string `json:"cmk,omitempty"`
 	// Principals are the requestMetadata.awsPrincipalArn patterns allowed
 	// (* and ? wildcards; absent: any principal).
 	Principals []string `json:"principals,omitempty"`
@@ -125,7 +129,10 @@ func (f *File) Check() error {
 		if !externalKeyIDPattern.MatchString(id) {
 			return fmt.Errorf("keys: externalKeyId %q: accepted 1 to 128 characters A-Z, a-z, 0-9, '.', '-' and '_'", id)
 		}
-		if l := f.Keys[id].label(id); strings.HasPrefix(l, ownLabels) {
+		if k := f.Keys[id]; k.CMK != "" && (k.Label != "" || k.Foreign) {
+			return fmt.Errorf("keys.%s: cmk names a CMK: label and foreign are for token keys", id)
+		}
+		if l := f.Keys[id].label(id); f.Keys[id].CMK == "" && strings.HasPrefix(l, ownLabels) {
 			return fmt.Errorf("keys.%s.label %q: labels starting with %s are p11kms's own keys (CMK versions, audit, health), never external keys", id, l, ownLabels)
 		}
 	}

@@ -26,6 +26,7 @@ func TestLoadFileNamesTheField(t *testing.T) {
 		{"key id", `{` + cred + `,"keys":{"a/b":{}}}`, `externalKeyId "a/b": accepted`},
 		{"own label", `{` + cred + `,"keys":{"k":{"label":"p11kms/1234/5678"}}}`, "p11kms's own keys"},
 		{"fleet", `{` + cred + `,"fleetSize":-1}`, "fleetSize -1"},
+		{"cmk and label", `{` + cred + `,"keys":{"k":{"cmk":"alias/a","label":"x"}}}`, "keys.k: cmk names a CMK"},
 	} {
 		p := filepath.Join(t.TempDir(), "xks.json")
 		os.WriteFile(p, []byte(c.json), 0o600)

@@ -22,6 +22,9 @@ const Service = "kms-xks-proxy"
 type Config struct {
 	Token *hsm.Token
 	File  *File
+	// KMS serves the external keys backed by a CMK (File.Keys[…].CMK);
+	// nil refuses them (InternalException).
+	KMS *provider.Service
 	// Observer receives one wire.Record per request (metrics, audit).
 	Observer wire.Observer
 	// Limiter limits each access key (nil: no limit): ThrottlingException.
@@ -85,7 +88,7 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 		return nil, err
 	}
 	return &Handler{cfg: cfg, verifier: v, replay: wire.NewReplayCache(replayWindow, 0),
-		svc: &service{tok: cfg.Token, file: file, model: cfg.Model, probe: probe}}, nil
+		svc: &service{tok: cfg.Token, kms: cfg.KMS, file: file, model: cfg.Model, probe: probe}}, nil
 }
 
 // ServeHTTP serves one request through the pipeline.

@@ -22,6 +22,7 @@ import (
 
 	"github.com/p11kms/p11kms/hsm"
 	"github.com/p11kms/p11kms/internal/softhsmtest"
+	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
 	"github.com/p11kms/p11kms/provider/xks"
 )
@@ -68,6 +69,9 @@ type fixture struct {
 	url  string
 	recs *records
 	tok  *softhsmtest.Token
+	// kms holds the CMK orders (alias/xks-orders, external key "cmk").
+	kms    *provider.Service
+	orders string
 }
 
 type allowN struct {
@@ -107,14 +111,34 @@ func newFixture(t testing.TB, limiter wire.Limiter) *fixture {
 	f := &xks.File{URIPrefix: prefix, Credentials: []xks.Credential{{AccessKeyID: testID, SecretAccessKey: testSecret}},
 		Keys: map[string]xks.Key{"foo": {}, "enc": {}, "dec": {}, "none": {}, "aes128": {}, "ghost": {}, "imported": {}, "hsm-admin": {Foreign: true},
 			"alice": {Label: "alice-key", Principals: []string{"arn:aws:iam::*:user/Alice"}, Operations: []string{"Decrypt", "Generate*"}}}}
+	kms := provider.New(tok.Token, provider.Options{})
+	orders, disabled := newCMK(t, kms), newCMK(t, kms)
+	if _, err := kms.CreateAlias(bg, &provider.AliasRequest{AliasName: "alias/xks-orders", KeyId: orders}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kms.DisableKey(bg, &provider.KeyIdRequest{KeyId: disabled}); err != nil {
+		t.Fatal(err)
+	}
+	f.Keys["cmk"] = xks.Key{CMK: "alias/xks-orders"}
+	f.Keys["cmk-disabled"] = xks.Key{CMK: disabled}
+	f.Keys["cmk-gone"] = xks.Key{CMK: "alias/none"}
 	recs := &records{}
-	h, err := xks.New(bg, xks.Config{Token: tok.Token, File: f, Observer: recs, Limiter: limiter, Timeout: 5 * time.Second})
+	h, err := xks.New(bg, xks.Config{Token: tok.Token, KMS: kms, File: f, Observer: recs, Limiter: limiter, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
-	return &fixture{t: t, url: srv.URL, recs: recs, tok: tok}
+	return &fixture{t: t, url: srv.URL, recs: recs, tok: tok, kms: kms, orders: orders}
+}
+
+func newCMK(t testing.TB, kms *provider.Service) string {
+	t.Helper()
+	r, err := kms.CreateKey(bg, &provider.CreateKeyRequest{Description: "xks"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.KeyMetadata.KeyId
 }
 
 // answer is one HTTP response, its JSON body decoded.

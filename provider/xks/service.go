@@ -9,11 +9,13 @@ import (
 	"strings"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/provider"
 )
 
 // service runs the four operations on the token.
 type service struct {
 	tok   *hsm.Token
+	kms   *provider.Service // nil: no CMK-backed keys
 	file  *File
 	model string
 	// probe is a session AES key made at start for the deep health check
@@ -61,7 +63,11 @@ type EkmDetails struct {
 var b64 = base64.StdEncoding
 
 func (s *service) metadata(k *externalKey) *MetadataResponse {
-	return &MetadataResponse{KeySpec: "AES_256", KeyUsage: k.usage(), KeyStatus: "ENABLED"}
+	status := "ENABLED"
+	if !k.enabled {
+		status = "DISABLED"
+	}
+	return &MetadataResponse{KeySpec: "AES_256", KeyUsage: k.usageNames(), KeyStatus: status}
 }
 
 // encrypt seals in the token. With a CDIV asked for it follows Appendix C:
@@ -76,16 +82,18 @@ func (s *service) encrypt(ctx context.Context, k *externalKey, in *encryptInput)
 	if err := k.can(what, need); err != nil {
 		return nil, err
 	}
-	md := ciphertextMetadata
-	sealed, err := s.tok.SealGCM(ctx, k.aes.Handle, in.plaintext, aeadInput(in.aad, md))
+	if !k.enabled {
+		return nil, fail(InvalidStateException, "the key %s is disabled", k.id)
+	}
+	md, sealed, err := k.backend.seal(ctx, in.plaintext, in.aad)
 	if err != nil {
-		return nil, tokenError("encrypting in the token", err)
+		return nil, err
 	}
 	out := &EncryptResponse{Ciphertext: b64.EncodeToString(sealed.Ciphertext), CiphertextMetadata: b64.EncodeToString(md),
 		InitializationVector: b64.EncodeToString(sealed.IV), AuthenticationTag: b64.EncodeToString(sealed.Tag)}
 	if in.cdiv {
 		out.CiphertextDataIntegrityValue = b64.EncodeToString(cdiv(in.aad, md, sealed.IV, sealed.Ciphertext, sealed.Tag))
-		pt, err := s.tok.OpenGCM(ctx, k.aes.Handle, sealed, aeadInput(in.aad, md))
+		pt, err := k.backend.open(ctx, md, sealed, in.aad)
 		defer clear(pt)
 		if err != nil || subtle.ConstantTimeCompare(pt, in.plaintext) != 1 {
 			return nil, internal("checking the ciphertext by decrypting it", errors.Join(errors.New("round trip failed"), err))
@@ -101,14 +109,12 @@ func (s *service) decrypt(ctx context.Context, k *externalKey, in *decryptInput)
 	if len(in.iv) != hsm.GCMIVSize {
 		return nil, fail(InvalidCiphertextException, "initializationVector: this proxy makes 12-byte IVs only")
 	}
-	pt, err := s.tok.OpenGCM(ctx, k.aes.Handle, hsm.Sealed{IV: in.iv, Ciphertext: in.ciphertext, Tag: in.tag},
-		aeadInput(in.aad, in.metadata))
-	if errors.Is(err, hsm.ErrDecryption) {
-		return nil, fail(InvalidCiphertextException, "the ciphertext, initializationVector, authenticationTag, "+
-			"additionalAuthenticatedData or ciphertextMetadata is not what was encrypted under this key")
+	if !k.enabled {
+		return nil, fail(InvalidStateException, "the key %s is disabled", k.id)
 	}
+	pt, err := k.backend.open(ctx, in.metadata, hsm.Sealed{IV: in.iv, Ciphertext: in.ciphertext, Tag: in.tag}, in.aad)
 	if err != nil {
-		return nil, tokenError("decrypting in the token", err)
+		return nil, err
 	}
 	defer clear(pt)
 	return &DecryptResponse{Plaintext: b64.EncodeToString(pt)}, nil
