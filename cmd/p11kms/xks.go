@@ -107,12 +107,24 @@ func (l localLimiter) Allow(id string) bool {
 	return err == nil && ok
 }
 
+// observers are the XKS requests' metrics and audit log.
 type observers []wire.Observer
 
 func (o observers) Observe(r wire.Record) {
 	for _, x := range o {
 		x.Observe(r)
 	}
+}
+
+// Healthy is false while the audit log cannot be written: the pipeline
+// then refuses signed XKS requests too (wire.Health).
+func (o observers) Healthy() bool {
+	for _, x := range o {
+		if h, ok := x.(wire.Health); ok && !h.Healthy() {
+			return false
+		}
+	}
+	return true
 }
 
 // newXKSCmd is `p11kms xks`: the token keys an XKS proxy serves.

@@ -71,3 +71,31 @@ func TestTokenFailures(t *testing.T) {
 		t.Fatalf("health of a closed token: %s", h.raw)
 	}
 }
+
+// sickLog is an observer whose writes fail, as an audit log on a full disk.
+type sickLog struct{ records }
+
+func (*sickLog) Healthy() bool { return false }
+
+// TestAuditUnavailableRefuses: while the audit log cannot be written, a
+// signed XKS request is refused (InternalException, 500) before the token
+// is used, and its record is still offered to the log.
+func TestAuditUnavailableRefuses(t *testing.T) {
+	tok := softhsmtest.New(t)
+	log := &sickLog{}
+	h, err := xks.New(bg, xks.Config{Token: tok.Token, Observer: log,
+		File: &xks.File{URIPrefix: prefix, Credentials: []xks.Credential{{AccessKeyID: testID, SecretAccessKey: testSecret}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	f := &fixture{t: t, url: srv.URL}
+	a := f.post("health", `{"requestMetadata":{"kmsOperation":"KmsHealthCheck","kmsRequestId":"r"}}`)
+	if a.status != 500 || a.str("errorName") != xks.InternalException || !strings.Contains(a.str("errorMessage"), "audit log") {
+		t.Fatalf("%d %s", a.status, a.raw)
+	}
+	if r := log.last(); r.Code != xks.InternalException || r.Action != xks.OpGetHealthStatus {
+		t.Fatalf("record %+v", r)
+	}
+}

@@ -47,6 +47,7 @@ type Handler struct {
 	svc      *service
 	verifier *sigv4.Verifier
 	replay   *wire.ReplayCache
+	actions  map[string]*wire.Action
 }
 
 // replayWindow is how long a signature is remembered: X-Amz-Date may be
@@ -87,8 +88,10 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{cfg: cfg, verifier: v, replay: wire.NewReplayCache(replayWindow, 0),
-		svc: &service{tok: cfg.Token, kms: cfg.KMS, file: file, model: cfg.Model, probe: probe}}, nil
+	h := &Handler{cfg: cfg, verifier: v, replay: wire.NewReplayCache(replayWindow, 0),
+		svc: &service{tok: cfg.Token, kms: cfg.KMS, file: file, model: cfg.Model, probe: probe}}
+	h.actions = h.newActions()
+	return h, nil
 }
 
 // ServeHTTP serves one request through the pipeline.
@@ -98,7 +101,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // ServeRequest serves a request already wrapped by a router.
 func (h *Handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
-	wire.Serve(w, req, h, h.cfg.Observer)
+	wire.Serve(w, req, h, wire.Pipeline{KMS: h.cfg.KMS, Limiter: h.cfg.Limiter, Observer: h.cfg.Observer})
 }
 
 // NewRecord starts the request's record with its RequestId.
@@ -107,9 +110,22 @@ func (h *Handler) NewRecord(req *wire.Request) wire.Record {
 		API: "xks", HTTPStatus: http.StatusOK}
 }
 
-// Run checks the method and path, authenticates, limits, decodes,
-// authorizes and calls the token.
-func (h *Handler) Run(req *wire.Request, rec *wire.Record) (any, error) {
+// params is what Verify read for Decode.
+type params struct {
+	rt   route
+	body *body // nil if the body is not JSON (Decode says why)
+	raw  []byte
+}
+
+// xksPolicy is every XKS credential's access-key policy: the pipeline's
+// check of the action passes; what a request may do is the external key's
+// policy (secondary authorization, Action.More).
+var xksPolicy = wire.Policy{Actions: []string{"*"}, Keys: []string{"*"}}
+
+// Verify checks the method and the path, reads the body, verifies the
+// SigV4 signature and looks it up in the replay memory; once the signature
+// holds, the record gets the key id and the requestMetadata.
+func (h *Handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error) {
 	r := req.HTTP
 	if r.Method != http.MethodPost {
 		return nil, fail(MethodNotAllowed, "the XKS API accepts POST only")
@@ -125,38 +141,6 @@ func (h *Handler) Run(req *wire.Request, rec *wire.Record) (any, error) {
 	if err != nil {
 		return nil, fail(ValidationException, "the request body could not be read")
 	}
-	claim, err := h.authenticate(r, raw, rec)
-	if err != nil {
-		return nil, err
-	}
-	rec.SetAction(rt.op, true)
-	rec.KeyId = rt.keyID
-	b, err := decodeBody(raw, rt.op)
-	if err != nil {
-		return nil, err
-	}
-	rec.Metadata = b.RequestMetadata.record()
-	ctx, cancel := context.WithTimeout(provider.WithRequestID(r.Context(), rec.RequestId), h.cfg.Timeout)
-	defer cancel()
-	if rt.op == OpGetHealthStatus { // excluded from secondary authorization (the spec)
-		if err := claim.Claim(); err != nil {
-			return nil, err
-		}
-		return h.svc.health(ctx), nil
-	}
-	k, err := h.authorize(ctx, rt, b.RequestMetadata)
-	if err != nil {
-		return nil, err
-	}
-	if err := claim.Claim(); err != nil {
-		return nil, err
-	}
-	return h.call(ctx, rt.op, k, b)
-}
-
-// authenticate verifies the SigV4 signature and the rate limit, and
-// returns the replay claim for the signature.
-func (h *Handler) authenticate(r *http.Request, raw []byte, rec *wire.Record) (*wire.ReplayClaim, error) {
 	a, err := h.verifier.Verify(r, raw)
 	if err != nil {
 		var se *sigv4.Error
@@ -167,20 +151,116 @@ func (h *Handler) authenticate(r *http.Request, raw []byte, rec *wire.Record) (*
 		return nil, fail(AuthenticationFailedException, "%s", msg)
 	}
 	rec.AccessKeyId = a.AccessKeyID
-	sig := hex.EncodeToString(a.Signature)
-	now := h.cfg.Now()
+	sig, now := hex.EncodeToString(a.Signature), h.cfg.Now()
 	if seen, _ := h.replay.Peek(sig, now); seen {
 		return nil, fail(AuthenticationFailedException, "this signed request was already received")
 	}
-	if h.cfg.Limiter != nil && !h.cfg.Limiter.Allow(a.AccessKeyID) {
-		return nil, fail(ThrottlingException, "too many requests for access key %s", a.AccessKeyID)
+	rec.KeyId = rt.keyID
+	p := &params{rt: rt, raw: raw}
+	if b, err := parseBody(raw); err == nil {
+		p.body = b
+		if b.RequestMetadata != nil {
+			rec.Metadata = b.RequestMetadata.record()
+		}
 	}
-	return wire.NewReplayClaim(func() error {
+	claim := wire.NewReplayClaim(func() error {
 		if seen, _ := h.replay.Seen(sig, now, ""); seen {
 			return fail(AuthenticationFailedException, "this signed request was already received")
 		}
 		return nil
-	}), nil
+	})
+	return &wire.Auth{AccessKey: wire.AccessKey{AccessKeyId: a.AccessKeyID, Policy: xksPolicy}, Action: rt.op,
+		Replay: claim, Params: p}, nil
+}
+
+// Lookup is the table of the four operations.
+func (h *Handler) Lookup(a *wire.Auth) (*wire.Action, bool, error) {
+	act, ok := h.actions[a.Action]
+	if !ok {
+		return nil, false, internal("routing", errors.New("no action "+a.Action))
+	}
+	return act, true, nil
+}
+
+// request is a decoded XKS request: the route and the checked body.
+type request struct {
+	rt   route
+	body *body
+	key  *externalKey // found by the secondary authorization (More)
+	// deadline bounds the token work of the request, from its first token
+	// call (Config.Timeout).
+	deadline time.Time
+}
+
+// Decode checks the body: JSON, requestMetadata for the operation.
+func (h *Handler) Decode(a *wire.Auth, _ *wire.Action) (any, error) {
+	p := a.Params.(*params)
+	if p.body == nil { // Verify could not parse it: say why
+		_, err := parseBody(p.raw)
+		return nil, err
+	}
+	if err := p.body.checkMetadata(p.rt.op); err != nil {
+		return nil, err
+	}
+	return &request{rt: p.rt, body: p.body}, nil
+}
+
+// Refuse is the spec's answer to the pipeline's own refusals.
+func (h *Handler) Refuse(kind wire.Refusal, a *wire.Auth) error {
+	if kind == wire.Throttled {
+		return fail(ThrottlingException, "too many requests for access key %s", a.AccessKey.AccessKeyId)
+	}
+	return &Error{Name: InternalException, Message: "the audit log cannot be written: requests are refused until it can",
+		Cause: errors.New("audit log unavailable")}
+}
+
+// newActions is the action table: health has no key and no secondary
+// authorization (the spec); the key operations find their key and check
+// its policy in More, before the replay memory is claimed.
+func (h *Handler) newActions() map[string]*wire.Action {
+	keyOp := func(name string, call func(ctx context.Context, r *request) (any, error)) *wire.Action {
+		return &wire.Action{Name: name, New: func() any { return new(request) },
+			More: func(c *wire.Call, req any) ([]wire.Touched, error) {
+				r := req.(*request)
+				r.deadline = time.Now().Add(h.cfg.Timeout)
+				ctx, cancel := context.WithDeadline(c.Ctx, r.deadline)
+				defer cancel()
+				k, err := h.authorize(ctx, r.rt, r.body.RequestMetadata)
+				r.key = k
+				return nil, err
+			},
+			Call: func(c *wire.Call, req any) (any, error) {
+				r := req.(*request)
+				ctx, cancel := context.WithDeadline(c.Ctx, r.deadline)
+				defer cancel()
+				return call(ctx, r)
+			}}
+	}
+	return map[string]*wire.Action{
+		OpGetHealthStatus: {Name: OpGetHealthStatus, New: func() any { return new(request) },
+			Call: func(c *wire.Call, _ any) (any, error) {
+				ctx, cancel := context.WithTimeout(c.Ctx, h.cfg.Timeout)
+				defer cancel()
+				return h.svc.health(ctx), nil
+			}},
+		OpGetKeyMetadata: keyOp(OpGetKeyMetadata, func(_ context.Context, r *request) (any, error) {
+			return h.svc.metadata(r.key), nil
+		}),
+		OpEncrypt: keyOp(OpEncrypt, func(ctx context.Context, r *request) (any, error) {
+			in, err := r.body.encryptInput()
+			if err != nil {
+				return nil, err
+			}
+			return h.svc.encrypt(ctx, r.key, in)
+		}),
+		OpDecrypt: keyOp(OpDecrypt, func(ctx context.Context, r *request) (any, error) {
+			in, err := r.body.decryptInput()
+			if err != nil {
+				return nil, err
+			}
+			return h.svc.decrypt(ctx, r.key, in)
+		}),
+	}
 }
 
 // authorize finds the configured key and applies its policy to the
@@ -195,26 +275,6 @@ func (h *Handler) authorize(ctx context.Context, rt route, m *Metadata) (*extern
 			"(principals) or kmsOperation (operations)", rt.keyID)
 	}
 	return h.svc.find(ctx, rt.keyID, cfg)
-}
-
-// call runs the operation.
-func (h *Handler) call(ctx context.Context, op string, k *externalKey, b *body) (any, error) {
-	switch op {
-	case OpGetKeyMetadata:
-		return h.svc.metadata(k), nil
-	case OpEncrypt:
-		in, err := b.encryptInput()
-		if err != nil {
-			return nil, err
-		}
-		return h.svc.encrypt(ctx, k, in)
-	default:
-		in, err := b.decryptInput()
-		if err != nil {
-			return nil, err
-		}
-		return h.svc.decrypt(ctx, k, in)
-	}
 }
 
 // record is the requestMetadata as audited.

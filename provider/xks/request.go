@@ -45,6 +45,18 @@ const (
 
 // decodeBody parses the JSON body and checks requestMetadata for op.
 func decodeBody(raw []byte, op string) (*body, error) {
+	b, err := parseBody(raw)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.checkMetadata(op); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// parseBody parses the JSON body: one object, nothing after it.
+func parseBody(raw []byte) (*body, error) {
 	var b body
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(&b); err != nil {
@@ -52,9 +64,6 @@ func decodeBody(raw []byte, op string) (*body, error) {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, fail(ValidationException, "the request body holds more than one JSON value")
-	}
-	if err := b.checkMetadata(op); err != nil {
-		return nil, err
 	}
 	return &b, nil
 }
