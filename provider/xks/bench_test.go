@@ -11,12 +11,14 @@ import (
 // BenchmarkUnderLoad measures Encrypt and Decrypt through the whole path —
 // aws-sdk-go-v2 signing, loopback HTTP, SigV4 verification, replay memory,
 // policy, the token's AES-GCM — with GOMAXPROCS×4 concurrent clients, and
-// reports the latency percentiles (AWS KMS gives up at 250 ms):
+// reports the latency percentiles (AWS KMS gives up at 250 ms), for a
+// token key (foo) and a CMK-backed key (cmk):
 //
 //	go test -run '^$' -bench BenchmarkUnderLoad -benchtime 3000x ./provider/xks
 func BenchmarkUnderLoad(b *testing.B) {
 	f := newFixture(b, nil)
 	sealed := f.post("keys/foo/encrypt", encryptBody(string(make([]byte, 32)), "aad", ""))
+	sealedCMK := f.post("keys/cmk/encrypt", encryptBody(string(make([]byte, 32)), "aad", ""))
 	for _, op := range []struct {
 		name string
 		path string
@@ -24,6 +26,8 @@ func BenchmarkUnderLoad(b *testing.B) {
 	}{
 		{"Encrypt", "keys/foo/encrypt", func() string { return encryptBody(string(make([]byte, 32)), "aad", "") }},
 		{"Decrypt", "keys/foo/decrypt", func() string { return decryptBody(sealed, "aad") }},
+		{"Encrypt-CMK", "keys/cmk/encrypt", func() string { return encryptBody(string(make([]byte, 32)), "aad", "") }},
+		{"Decrypt-CMK", "keys/cmk/decrypt", func() string { return decryptBody(sealedCMK, "aad") }},
 	} {
 		b.Run(op.name, func(b *testing.B) {
 			var mu sync.Mutex
