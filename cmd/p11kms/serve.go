@@ -241,7 +241,7 @@ func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Se
 	if f.xks.file == nil {
 		return srv, closeAudit, nil
 	}
-	handler, err = withXKS(ctx, f.xks.file, kms, srv, scfg.Audit, f)
+	handler, err = withXKS(ctx, f.xks.file, kms, srv, scfg.Audit, f, g, log)
 	return handler, closeAudit, err
 }
 

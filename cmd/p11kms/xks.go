@@ -4,10 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -30,6 +34,7 @@ type xksFlags struct {
 	prefix string
 	set    bool      // --xks-prefix given
 	file   *xks.File // loaded by loadTLSAndXKS
+	path   string    // the file loaded (for SIGHUP)
 }
 
 func (x *xksFlags) register(fl *pflag.FlagSet) {
@@ -54,6 +59,7 @@ func (x *xksFlags) load(g *globals) (*xks.File, error) {
 	if p == "" {
 		p = filepath.Join(g.home, xksFileName)
 	}
+	x.path = p
 	f, err := xks.LoadFile(p)
 	if err != nil {
 		return nil, fmt.Errorf("--xks-config: %w", err)
@@ -71,7 +77,8 @@ func (x *xksFlags) load(g *globals) (*xks.File, error) {
 // /kms/xks/v1/ goes to XKS (which answers a wrong prefix with
 // InvalidUriPathException), everything else to kmsHandler. XKS requests
 // are counted in the server's metrics (api="xks") and audited.
-func withXKS(ctx context.Context, f *xks.File, kms *provider.Service, kmsHandler *server.Server, audit wire.Observer, sf *serveFlags) (http.Handler, error) {
+func withXKS(ctx context.Context, f *xks.File, kms *provider.Service, kmsHandler *server.Server, audit wire.Observer,
+	sf *serveFlags, g *globals, log *slog.Logger) (http.Handler, error) {
 	obs := observers{kmsHandler.Metrics()}
 	if audit != nil {
 		obs = append(obs, audit)
@@ -89,6 +96,7 @@ func withXKS(ctx context.Context, f *xks.File, kms *provider.Service, kmsHandler
 	if err != nil {
 		return nil, err
 	}
+	go reloadOnHUP(ctx, h, &sf.xks, g, log)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, xks.APIRoot) {
 			h.ServeHTTP(w, r)
@@ -96,6 +104,31 @@ func withXKS(ctx context.Context, f *xks.File, kms *provider.Service, kmsHandler
 		}
 		kmsHandler.ServeHTTP(w, r)
 	}), nil
+}
+
+// reloadOnHUP reads the XKS configuration again on every SIGHUP (until ctx
+// ends): new credentials and keys take effect without a restart; a file
+// that does not load is logged and the running configuration kept.
+func reloadOnHUP(ctx context.Context, h *xks.Handler, x *xksFlags, g *globals, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+		}
+		f, err := x.load(g)
+		if err == nil {
+			err = h.Reload(f)
+		}
+		if err != nil {
+			log.Error("XKS configuration not reloaded: the running one stays", "file", x.path, "err", err)
+			continue
+		}
+		log.Info("XKS configuration reloaded", "file", x.path, "credentials", len(f.Credentials), "keys", len(f.Keys))
+	}
 }
 
 // localLimiter is a state.LocalLimiter as a wire.Limiter (the XKS

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -263,5 +264,57 @@ func TestXKSCreateKey(t *testing.T) {
 	}
 	if _, errOut, code := cli(t, "xks", "create-key", "x3", "--usage", "none,encrypt"); code != 2 || !strings.Contains(errOut, "cannot be combined") {
 		t.Fatalf("none with encrypt: %d %s", code, errOut)
+	}
+}
+
+// TestServeXKSReloadsOnHUP rotates the SigV4 credentials of a running
+// serve: after the file lists only a new credential and serve gets SIGHUP,
+// the new one is accepted and the old one refused (a broken file is
+// refused by Handler.Reload: TestReloadRefusesABrokenFile).
+func TestServeXKSReloadsOnHUP(t *testing.T) {
+	bin := buildBinary(t)
+	home := filepath.Join(t.TempDir(), "home")
+	if out, err := exec.Command(bin, "--home", home, "init").CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	const newID, newSecret = "AKIDXKSROTATEDKEY234567ABC", "AnotherSecretOfFortyThreeCharactersOrMore12345"
+	write := func(id, secret string) {
+		t.Helper()
+		j := `{"credentials":[{"accessKeyId":"` + id + `","secretAccessKey":"` + secret + `"}]}`
+		if err := os.WriteFile(filepath.Join(home, "xks.json"), []byte(j), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(xksTestID, xksTestSecret)
+	addr := freePort(t)
+	cmd := startServe(t, bin, home, addr, "--xks", "--audit-log", "-")
+	defer stopServe(t, cmd)
+	health := func(id, secret string) int {
+		body := `{"requestMetadata":{"kmsOperation":"KmsHealthCheck","kmsRequestId":"` + rand.Text() + `"}}`
+		req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/kms/xks/v1/health", strings.NewReader(body))
+		sum := sha256.Sum256([]byte(body))
+		if err := v4.NewSigner().SignHTTP(t.Context(), aws.Credentials{AccessKeyID: id, SecretAccessKey: secret},
+			req, hex.EncodeToString(sum[:]), "kms-xks-proxy", "us-east-1", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if c := health(xksTestID, xksTestSecret); c != 200 {
+		t.Fatalf("old credential before the reload: %d", c)
+	}
+	write(newID, newSecret)
+	cmd.Process.Signal(syscall.SIGHUP)
+	for deadline := time.Now().Add(20 * time.Second); health(newID, newSecret) != 200; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the new credential was never accepted after SIGHUP")
+		}
+	}
+	if c := health(xksTestID, xksTestSecret); c != 401 {
+		t.Fatalf("old credential after the reload: %d, want 401", c)
 	}
 }

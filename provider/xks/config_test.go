@@ -1,11 +1,14 @@
 package xks_test
 
 import (
+	"crypto/rand"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider/xks"
 )
 
@@ -38,5 +41,39 @@ func TestLoadFileNamesTheField(t *testing.T) {
 	os.WriteFile(p, []byte(`{"uriPrefix":"a/b-c_d",`+cred+`,"keys":{"k.1":{"label":"hsm key","principals":["*"]}}}`), 0o600)
 	if f, err := xks.LoadFile(p); err != nil || f.URIPrefix != "a/b-c_d" {
 		t.Fatalf("good file: %v", err)
+	}
+}
+
+// TestReloadRefusesABrokenFile: Reload swaps credentials for the next
+// requests; a configuration that does not check is refused and the running
+// one stays.
+func TestReloadRefusesABrokenFile(t *testing.T) {
+	tok := softhsmtest.New(t)
+	h, err := xks.New(bg, xks.Config{Token: tok.Token,
+		File: &xks.File{Credentials: []xks.Credential{{AccessKeyID: testID, SecretAccessKey: testSecret}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	f := &fixture{t: t, url: srv.URL}
+	health := func(secret string) int {
+		return f.send("POST", "/kms/xks/v1/health", `{"requestMetadata":{"kmsOperation":"KmsHealthCheck","kmsRequestId":"`+rand.Text()+`"}}`, secret).status
+	}
+	if c := health(testSecret); c != 200 {
+		t.Fatalf("before: %d", c)
+	}
+	if err := h.Reload(&xks.File{}); err == nil || !strings.Contains(err.Error(), "credentials") {
+		t.Fatalf("an empty configuration was accepted: %v", err)
+	}
+	if c := health(testSecret); c != 200 {
+		t.Fatalf("after the refused reload: %d", c)
+	}
+	const other = "AnotherSecretOfFortyThreeCharactersOrMore12345"
+	if err := h.Reload(&xks.File{Credentials: []xks.Credential{{AccessKeyID: testID, SecretAccessKey: other}}}); err != nil {
+		t.Fatal(err)
+	}
+	if health(testSecret) != 401 || health(other) != 200 {
+		t.Fatal("the reloaded secret is not the one used")
 	}
 }

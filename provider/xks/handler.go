@@ -79,19 +79,32 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("xks: the health check's test key: %w", err)
 	}
-	file := cfg.File
+	svc := &service{tok: cfg.Token, kms: cfg.KMS, model: cfg.Model, probe: probe}
+	svc.file.Store(cfg.File)
 	v, err := sigv4.New(sigv4.Config{Service: Service, NormalizePath: true, Now: cfg.Now,
 		Lookup: func(id string) (sigv4.Key, bool) {
-			s, ok := file.secret(id)
+			s, ok := svc.file.Load().secret(id)
 			return sigv4.Key{Secret: s}, ok
 		}})
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, verifier: v, replay: wire.NewReplayCache(replayWindow, 0),
-		svc: &service{tok: cfg.Token, kms: cfg.KMS, file: file, model: cfg.Model, probe: probe}}
+	h := &Handler{cfg: cfg, verifier: v, replay: wire.NewReplayCache(replayWindow, 0), svc: svc}
 	h.actions = h.newActions()
 	return h, nil
+}
+
+// Reload replaces the configuration — credentials, keys, prefix — for
+// the requests that start from now on, without dropping a connection (the
+// spec's credentials rotation: add the new credential, update AWS KMS,
+// remove the old one). A configuration that does not Check is refused and
+// the current one stays.
+func (h *Handler) Reload(f *File) error {
+	if err := f.Check(); err != nil {
+		return fmt.Errorf("xks: %w", err)
+	}
+	h.svc.file.Store(f)
+	return nil
 }
 
 // ServeHTTP serves one request through the pipeline.
@@ -130,7 +143,7 @@ func (h *Handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 	if r.Method != http.MethodPost {
 		return nil, fail(MethodNotAllowed, "the XKS API accepts POST only")
 	}
-	rt, err := parsePath(r.URL.Path, h.cfg.File.URIPrefix)
+	rt, err := parsePath(r.URL.Path, h.svc.file.Load().URIPrefix)
 	if err != nil {
 		return nil, err
 	}

@@ -90,7 +90,7 @@ func (k *externalKey) can(what string, flags hsm.Usage) error {
 // configured returns the external key's configuration: KeyNotFoundException
 // for an externalKeyId the configuration does not list.
 func (s *service) configured(id string) (Key, error) {
-	k, ok := s.file.Keys[id]
+	k, ok := s.file.Load().Keys[id]
 	if !ok {
 		return Key{}, fail(KeyNotFoundException, "no external key %s in this proxy", id)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/p11kms/p11kms/hsm"
 	"github.com/p11kms/p11kms/provider"
@@ -15,8 +16,8 @@ import (
 // service runs the four operations on the token.
 type service struct {
 	tok   *hsm.Token
-	kms   *provider.Service // nil: no CMK-backed keys
-	file  *File
+	kms   *provider.Service    // nil: no CMK-backed keys
+	file  atomic.Pointer[File] // replaced whole by Handler.Reload
 	model string
 	// probe is a session AES key made at start for the deep health check
 	// (the spec: test keys, not a customer's key).
@@ -137,7 +138,7 @@ func (s *service) health(ctx context.Context) *HealthResponse {
 		status = "UNAVAILABLE"
 	}
 	info := s.tok.Info()
-	fleet := s.file.FleetSize
+	fleet := s.file.Load().FleetSize
 	if fleet == 0 {
 		fleet = 1
 	}
