@@ -95,6 +95,7 @@ func cnAllowed(patterns []string, cn string) bool {
 // alertListener wraps every accepted connection in handshakeFailureConn.
 type alertListener struct{ net.Listener }
 
+// Accept wraps the next connection.
 func (l alertListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -113,6 +114,7 @@ func (l alertListener) Accept() (net.Conn, error) {
 // so nothing after the handshake is touched.
 type handshakeFailureConn struct{ net.Conn }
 
+// Write sends b, a refused-certificate alert as handshake_failure.
 func (c *handshakeFailureConn) Write(b []byte) (int, error) {
 	const alertRecord, fatal, handshakeFailure = 21, 2, 40
 	if len(b) == 7 && b[0] == alertRecord && b[3] == 0 && b[4] == 2 && b[5] == fatal {

@@ -135,6 +135,7 @@ func reloadOnHUP(ctx context.Context, h *xks.Handler, x *xksFlags, g *globals, l
 // credentials are few: one bucket each).
 type localLimiter struct{ l *state.LocalLimiter }
 
+// Allow takes one token from the credential's bucket.
 func (l localLimiter) Allow(id string) bool {
 	ok, err := l.l.Allow(context.Background(), id)
 	return err == nil && ok
@@ -143,6 +144,7 @@ func (l localLimiter) Allow(id string) bool {
 // observers are the XKS requests' metrics and audit log.
 type observers []wire.Observer
 
+// Observe offers the record to each.
 func (o observers) Observe(r wire.Record) {
 	for _, x := range o {
 		x.Observe(r)

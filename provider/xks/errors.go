@@ -50,6 +50,7 @@ type Error struct {
 	Cause   error
 }
 
+// Error is the name, the message and the cause (for logs).
 func (e *Error) Error() string {
 	if e.Cause != nil {
 		return e.Name + ": " + e.Message + ": " + e.Cause.Error()
