@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -41,6 +40,8 @@ type serveFlags struct {
 
 	audit auditFlags    // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
 	aws   awsServeFlags // --aws-attestation-roots, --aws-accept-unsigned-attestation-for-tests
+	tls   tlsFlags      // --tls-client-ca, --tls-client-cn (tls.go)
+	xks   xksFlags      // --xks, --xks-config, --xks-prefix (xks.go)
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -61,13 +62,18 @@ create/delete) take effect within 1 s in every running serve (file watch
 and a check every second); SIGHUP reloads at once. A malformed file is
 logged and the last good set stays in force.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), g, f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.xks.check(cmd.Flags())
+			return serve(cmd.Context(), g, f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	fl.StringVar(&f.accessKeys, "access-keys", "", "access-keys file (default $P11KMS_HOME/access-keys.json)")
 	fl.StringVar(&f.auditLog, "audit-log", "", "this node's audit log file (default <audit-dir>/audit-<node-name>.log; \"-\" disables)")
 	f.audit.register(fl)
+	f.tls.register(fl)
+	f.xks.register(fl)
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM); with --tls-key serves HTTPS")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fl.StringVar(&f.seedFile, "seed", "", "YAML seed file applied (idempotently) at start-up, once the port is bound; checked whole before anything is written (an alias of another key is refused unless the file says moveAliases: true)")
@@ -106,6 +112,9 @@ func (f *serveFlags) check() error {
 	if err := f.audit.check(); err != nil {
 		return err
 	}
+	if err := f.tls.check(f.tlsCert != ""); err != nil {
+		return err
+	}
 	for _, d := range []struct {
 		flag string
 		v    time.Duration
@@ -133,6 +142,9 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		if sf, err = seed.Load(f.seedFile); err != nil {
 			return fmt.Errorf("--seed %s: %w", f.seedFile, err)
 		}
+	}
+	if err := f.loadTLSAndXKS(g); err != nil {
+		return err
 	}
 	ln, err := listen(ctx, f)
 	if err != nil {
@@ -241,7 +253,12 @@ func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Se
 	if auditLog != nil {
 		scfg.Audit = auditLog
 	}
-	return server.New(scfg), closeAudit, nil
+	srv := server.New(scfg)
+	if f.xks.file == nil {
+		return srv, closeAudit, nil
+	}
+	handler, err = withXKS(ctx, f.xks.file, kms, srv, scfg.Audit, f, g, log)
+	return handler, closeAudit, err
 }
 
 // startChildren starts the other processes of --processes; stop signals
@@ -276,7 +293,8 @@ func runServer(ctx context.Context, f *serveFlags, handler http.Handler, ln net.
 	srv := &http.Server{Handler: handler, ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout,
 		ReadHeaderTimeout: f.readTimeout, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if f.tlsCert != "" {
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		srv.TLSConfig = f.tls.cfg
+		ln = f.tls.listener(ln)
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
