@@ -51,6 +51,9 @@ func (s *Service) primary(ctx context.Context, ref string) (*primaryKey, error) 
 	if err := usable(m); err != nil {
 		return nil, err
 	}
+	if err := symmetricOnly(m); err != nil {
+		return nil, err
+	}
 	if s.rotationDue(m) {
 		if _, err := s.rotate(ctx, m.KeyId, s.rotationDue); err != nil {
 			return nil, err
