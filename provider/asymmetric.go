@@ -216,7 +216,7 @@ func (s *Service) asymVersion(ctx context.Context, ref, versionID, usage, alg st
 	if err != nil {
 		return nil, err
 	}
-	if err := s.checkState(ctx, m, usable); err != nil {
+	if err := s.checkState(ctx, m, s.usableNow); err != nil {
 		return nil, err
 	}
 	spec, ok := lookupAsymSpec(m.KeySpec)

@@ -42,7 +42,7 @@ func (s *Service) GetPublicKey(ctx context.Context, req *GetPublicKeyRequest) (*
 	if !ok {
 		return nil, InvalidParam("KeyId", "the key %s is a symmetric key (%s): only asymmetric keys have a public key", m.KeyId, m.KeySpec)
 	}
-	if err := s.checkState(ctx, m, usable); err != nil {
+	if err := s.checkState(ctx, m, s.usableNow); err != nil {
 		return nil, err
 	}
 	vid, err := s.ownVersion(m, req.KeyVersionId)
@@ -163,6 +163,13 @@ func (s *Service) decryptInToken(ctx context.Context, kp hsm.KeyPair, bits int, 
 	}
 	if len(ct) != bits/8 {
 		return nil, errAsymDecrypt
+	}
+	if alg.Kind == wrap.KindRSAPKCS1 { // key import only (see wrap.AlgRSAPKCS1v15)
+		pt, err := s.tok.DecryptRSA(ctx, kp.Private, hsm.RSAMechanism{Kind: hsm.RSAPKCS1v15}, ct)
+		if err != nil {
+			return nil, errAsymDecrypt // one answer for every failure, whatever the token said
+		}
+		return s.plain.fill(pt), nil
 	}
 	mech := hsm.RSAMechanism{Kind: hsm.RSAOAEP, Hash: alg.Hash}
 	inToken, err := s.tok.SupportsRSA(ctx, kp, mech)

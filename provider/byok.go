@@ -40,3 +40,21 @@ func checkOrigin(origin string, nk *newKey) error {
 	}
 	return nil
 }
+
+// materialExpired reports whether an imported key's material has expired
+// (on the service's clock).
+func (s *Service) materialExpired(m *keyMeta) bool {
+	return m.Origin == OriginExternal && m.KeyState == StateEnabled && !m.MaterialExpire.IsZero() && !s.now().Before(m.MaterialExpire)
+}
+
+// usableNow is usable with imported key material's expiry: an EXTERNAL key
+// whose material expired is PendingImport.
+func (s *Service) usableNow(m *keyMeta) error {
+	if err := usable(m); err != nil {
+		return err
+	}
+	if s.materialExpired(m) {
+		return pendingImport(m.KeyId)
+	}
+	return nil
+}

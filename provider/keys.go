@@ -138,7 +138,10 @@ func (s *Service) makeFirstVersion(ctx context.Context, nk *newKey, m *keyMeta, 
 	bg := context.WithoutCancel(ctx)
 	switch {
 	case nk.origin == OriginExternal:
-		m.KeyState, m.PrimaryKeyVersion, m.Versions = StatePendingImport, "", []versionMeta{}
+		// The version is named now and gets its object on ImportKeyMaterial,
+		// so material imported again after DeleteKeyMaterial or expiry
+		// decrypts the blobs made before.
+		m.KeyState = StatePendingImport
 		return func() {}, func() {}, nil
 	case nk.asym != nil:
 		kp, err := s.generateKeyPairVersion(ctx, *nk.asym, nk.usage, m.KeyId, versionID)
@@ -419,6 +422,11 @@ func (s *Service) Sweep(ctx context.Context) (*SweepResult, error) {
 				return res, err
 			}
 			res.Deleted = append(res.Deleted, m.KeyId)
+		case s.materialExpired(m):
+			if _, err := s.DeleteKeyMaterial(ctx, &KeyIdRequest{KeyId: m.KeyId}); err != nil {
+				return res, err
+			}
+			res.Repaired = append(res.Repaired, "destroyed the expired key material of "+m.KeyId)
 		case s.rotationDue(m):
 			if _, err := s.rotate(ctx, m.KeyId, s.rotationDue); err != nil {
 				return res, err
@@ -447,6 +455,9 @@ const DefaultOrphanGrace = 10 * time.Minute
 func (s *Service) repairOrphans(ctx context.Context, keys []*keyMeta, res *SweepResult) error {
 	known := map[string]bool{}
 	for _, m := range keys {
+		if m.KeySpec != KeySpecAES256 || m.KeyState == StatePendingImport {
+			continue // key-pair versions, or no key material: no secret key object to find
+		}
 		for _, v := range m.Versions {
 			known[m.KeyId+"/"+v.KeyVersionId] = true
 		}
@@ -523,6 +534,9 @@ func (s *Service) destroyKey(ctx context.Context, m *keyMeta) error {
 	}
 	s.forgetKey(m.KeyId)
 	s.cache.dropKey(m.KeyId)
+	if m.Origin == OriginExternal {
+		s.destroyWrappingKeys(ctx, m.KeyId)
+	}
 	for _, v := range m.Versions {
 		id, err := uuid.Parse(v.KeyVersionId)
 		if err != nil {

@@ -17,3 +17,16 @@ func init() {
 		Actions[a.Name] = a
 	}
 }
+
+// The key-import (BYOK) actions.
+func init() {
+	type p = provider.Service
+	for _, a := range []Action{
+		act("GetParametersForImport", (*p).GetParametersForImport,
+			func(r *provider.GetParametersForImportRequest) Touched { return keyID(&r.KeyId) }),
+		act("ImportKeyMaterial", (*p).ImportKeyMaterial, func(r *provider.ImportKeyMaterialRequest) Touched { return keyID(&r.KeyId) }),
+		act("DeleteKeyMaterial", (*p).DeleteKeyMaterial, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+	} {
+		Actions[a.Name] = a
+	}
+}
