@@ -21,6 +21,7 @@ const (
 	CodeInvalidVersion        = "InvalidVersion"              // not API version 2016-01-20
 	CodeThrottling            = "Rejected.Throttling"         // the access key's rate limit
 	CodeUnsupportedMethod     = "UnsupportedHTTPMethod"       // neither GET nor POST
+	CodeServiceUnavailable    = "ServiceUnavailable"          // the audit log cannot be written (HTTP 503)
 	CodeRequestTooLarge       = provider.CodeInvalidParameter // with HTTP 413
 )
 

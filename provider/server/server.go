@@ -189,6 +189,18 @@ func (m multiObserver) Observe(r wire.Record) {
 	}
 }
 
+// Healthy is false while any observer that tells its health (the audit
+// log, after a failed write) reports false: the pipeline then refuses
+// signed requests (wire.Health, fail closed).
+func (m multiObserver) Healthy() bool {
+	for _, o := range m {
+		if h, ok := o.(wire.Health); ok && !h.Healthy() {
+			return false
+		}
+	}
+	return true
+}
+
 // keyLimiter holds one token bucket per access key.
 type keyLimiter struct {
 	mu    sync.Mutex

@@ -26,6 +26,7 @@ const (
 	CodeUnsupportedProtocol  = "UnsupportedProtocol"
 	CodeRequestLimitExceeded = "RequestLimitExceeded"
 	CodeRequestSizeExceeded  = "RequestSizeLimitExceeded"
+	CodeServiceUnavailable   = "ServiceUnavailable"
 	CodeUnauthorized         = "UnauthorizedOperation"
 	CodeInternalError        = "InternalError"
 
