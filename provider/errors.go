@@ -120,6 +120,7 @@ var tencentCodes = map[string]string{
 	CodeInternalFailure:    "InternalError",
 	CodeConflict:           "FailedOperation",
 	CodeUnsupportedOp:      "UnsupportedOperation",
+	CodePendingImport:      "ResourceUnavailable.CmkStateNotSupport",
 }
 
 // TencentCode maps an error to Tencent's code. A malformed key id is

@@ -113,13 +113,13 @@ func init() {
 		a.Name = name
 		actions[name] = &a
 	}
-	for _, a := range strings.Fields(`ArchiveKey AsymmetricRsaDecrypt AsymmetricSm2Decrypt BindCloudResource
+	for _, a := range strings.Fields(`ArchiveKey BindCloudResource
 		CancelKeyArchive CreateWhiteBoxKey DeleteImportedKeyMaterial DeleteWhiteBoxKey DescribeWhiteBoxDecryptKey
 		DescribeWhiteBoxDeviceFingerprints DescribeWhiteBoxKey DescribeWhiteBoxKeyDetails DescribeWhiteBoxServiceStatus
 		DisableWhiteBoxKey DisableWhiteBoxKeys EnableWhiteBoxKey EnableWhiteBoxKeys EncryptByWhiteBox
-		GetParametersForImport GetPublicKey GetRegions ImportKeyMaterial ListAlgorithms ListKeyDetail
+		GetParametersForImport GetRegions ImportKeyMaterial ListKeyDetail
 		OverwriteWhiteBoxDeviceFingerprints PostQuantumCryptoDecrypt PostQuantumCryptoEncrypt PostQuantumCryptoSign
-		PostQuantumCryptoVerify SignByAsymmetricKey UnbindCloudResource UpdateKeyDescription VerifyByAsymmetricKey`) {
+		PostQuantumCryptoVerify UnbindCloudResource UpdateKeyDescription`) {
 		knownActions[a] = true
 	}
 }
@@ -198,7 +198,7 @@ func describe(c *wire.Call, ref string) (keyMetadata, error) {
 		return keyMetadata{}, err
 	}
 	km := keyMetadata{KeyId: md.KeyId, Alias: tencentAlias(al.Aliases.Alias), CreateTime: unixTime(md.CreationDate),
-		Description: md.Description, KeyState: keyState(md.KeyState), KeyUsage: keyUsageSymmetric, Type: keyTypeFIPS,
+		Description: md.Description, KeyState: keyState(md.KeyState), KeyUsage: tencentUsage(md.KeySpec, md.KeyUsage), Type: keyTypeFIPS,
 		KeyRotationEnabled: md.AutomaticRotation == "Enabled", Owner: ownerUser, DeletionDate: unixTime(md.DeleteDate),
 		Origin: originKMS, ResourceId: "creatorUin/0/" + md.KeyId}
 	if km.KeyRotationEnabled {
@@ -225,7 +225,8 @@ func createKey(c *wire.Call, req *createKeyRequest) (any, error) {
 	} else if !isCode(err, provider.CodeAliasNotFound) {
 		return nil, err
 	}
-	kr, err := c.KMS.CreateKey(c.Ctx, &provider.CreateKeyRequest{Description: req.Description})
+	k := asymmetricKeys[req.KeyUsage] // zero for ENCRYPT_DECRYPT: the core's default
+	kr, err := c.KMS.CreateKey(c.Ctx, &provider.CreateKeyRequest{Description: req.Description, KeySpec: k[0], KeyUsage: k[1]})
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +237,7 @@ func createKey(c *wire.Call, req *createKeyRequest) (any, error) {
 		return nil, err
 	}
 	resp := &createKeyResponse{KeyId: md.KeyId, Alias: req.Alias, CreateTime: unixTime(md.CreationDate), Description: md.Description,
-		KeyState: keyState(md.KeyState), KeyUsage: keyUsageSymmetric}
+		KeyState: keyState(md.KeyState), KeyUsage: tencentUsage(md.KeySpec, md.KeyUsage)}
 	if len(req.Tags) > 0 {
 		resp.TagCode, resp.TagMsg = tagCodeError, "p11kms does not store tags: the key was created without them"
 	}

@@ -2,7 +2,7 @@ package tencent
 
 import (
 	"encoding/base64"
-	"slices"
+	"strings"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/wrap"
@@ -31,12 +31,8 @@ func (r *createKeyRequest) check() error {
 	if err := checkAlias(r.Alias); err != nil {
 		return err
 	}
-	switch {
-	case r.KeyUsage == "" || r.KeyUsage == keyUsageSymmetric:
-	case slices.Contains(asymmetricUsages, r.KeyUsage):
-		return errorf(CodeUnsupportedOperation, "KeyUsage %s: p11kms makes only ENCRYPT_DECRYPT keys", r.KeyUsage)
-	default:
-		return errorf(CodeInvalidKeyUsage, "KeyUsage %q: accepted ENCRYPT_DECRYPT", provider.Clip(r.KeyUsage, 40))
+	if _, asym := asymmetricKeys[r.KeyUsage]; r.KeyUsage != "" && r.KeyUsage != keyUsageSymmetric && !asym {
+		return errorf(CodeInvalidKeyUsage, "KeyUsage %q: accepted ENCRYPT_DECRYPT, %s", provider.Clip(r.KeyUsage, 40), strings.Join(asymmetricUsages, ", "))
 	}
 	switch {
 	case r.Type == nil || *r.Type == 1:
