@@ -114,10 +114,10 @@ func init() {
 		actions[name] = &a
 	}
 	for _, a := range strings.Fields(`ArchiveKey BindCloudResource
-		CancelKeyArchive CreateWhiteBoxKey DeleteImportedKeyMaterial DeleteWhiteBoxKey DescribeWhiteBoxDecryptKey
+		CancelKeyArchive CreateWhiteBoxKey DeleteWhiteBoxKey DescribeWhiteBoxDecryptKey
 		DescribeWhiteBoxDeviceFingerprints DescribeWhiteBoxKey DescribeWhiteBoxKeyDetails DescribeWhiteBoxServiceStatus
 		DisableWhiteBoxKey DisableWhiteBoxKeys EnableWhiteBoxKey EnableWhiteBoxKeys EncryptByWhiteBox
-		GetParametersForImport GetRegions ImportKeyMaterial ListKeyDetail
+		GetRegions ListKeyDetail
 		OverwriteWhiteBoxDeviceFingerprints PostQuantumCryptoDecrypt PostQuantumCryptoEncrypt PostQuantumCryptoSign
 		PostQuantumCryptoVerify UnbindCloudResource UpdateKeyDescription`) {
 		knownActions[a] = true
@@ -200,7 +200,10 @@ func describe(c *wire.Call, ref string) (keyMetadata, error) {
 	km := keyMetadata{KeyId: md.KeyId, Alias: tencentAlias(al.Aliases.Alias), CreateTime: unixTime(md.CreationDate),
 		Description: md.Description, KeyState: keyState(md.KeyState), KeyUsage: tencentUsage(md.KeySpec, md.KeyUsage), Type: keyTypeFIPS,
 		KeyRotationEnabled: md.AutomaticRotation == "Enabled", Owner: ownerUser, DeletionDate: unixTime(md.DeleteDate),
-		Origin: originKMS, ResourceId: "creatorUin/0/" + md.KeyId}
+		Origin: originKMS, ResourceId: "creatorUin/0/" + md.KeyId, ValidTo: unixTime(md.MaterialExpireTime)}
+	if md.Origin == provider.OriginExternal {
+		km.Origin = provider.OriginExternal
+	}
 	if km.KeyRotationEnabled {
 		km.NextRotateTime = unixTime(md.NextRotationDate)
 	}
@@ -226,7 +229,11 @@ func createKey(c *wire.Call, req *createKeyRequest) (any, error) {
 		return nil, err
 	}
 	k := asymmetricKeys[req.KeyUsage] // zero for ENCRYPT_DECRYPT: the core's default
-	kr, err := c.KMS.CreateKey(c.Ctx, &provider.CreateKeyRequest{Description: req.Description, KeySpec: k[0], KeyUsage: k[1]})
+	preq := &provider.CreateKeyRequest{Description: req.Description, KeySpec: k[0], KeyUsage: k[1]}
+	if req.Type != nil && *req.Type == 2 {
+		preq.Origin = provider.OriginExternal
+	}
+	kr, err := c.KMS.CreateKey(c.Ctx, preq)
 	if err != nil {
 		return nil, err
 	}

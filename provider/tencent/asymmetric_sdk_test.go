@@ -2,6 +2,8 @@ package tencent_test
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -12,6 +14,8 @@ import (
 
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 	kms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/kms/v20190118"
+
+	"github.com/p11kms/p11kms/wrap"
 )
 
 // asymTencent is the official Tencent SDK (TC3) with OpenSSL beside it.
@@ -157,4 +161,60 @@ func TestTencentSignVerify(t *testing.T) {
 	if len(l.Response.AsymmetricAlgorithms) != 2 || len(l.Response.AsymmetricSignVerifyAlgorithms) != 2 || len(l.Response.SymmetricAlgorithms) != 1 {
 		t.Fatalf("ListAlgorithms: %s", l.ToJsonString())
 	}
+}
+
+// TestTencentImportKeyMaterial: a Type 2 key is PendingImport; OpenSSL
+// wraps 32 bytes under GetParametersForImport's public key; a forged token
+// is refused; ImportKeyMaterial takes the material and the KMS's Encrypt
+// opens with it here; DeleteImportedKeyMaterial makes it PendingImport.
+func TestTencentImportKeyMaterial(t *testing.T) {
+	a := newAsymTencent(t)
+	ck := kms.NewCreateKeyRequest()
+	ck.Alias, ck.Type = common.StringPtr("byok"), common.Uint64Ptr(2)
+	id := *must[*kms.CreateKeyResponse](t, "CreateKey Type 2")(a.c.CreateKey(ck)).Response.KeyId
+	state := func() string {
+		d := kms.NewDescribeKeyRequest()
+		d.KeyId = &id
+		return *must[*kms.DescribeKeyResponse](t, "DescribeKey")(a.c.DescribeKey(d)).Response.KeyMetadata.KeyState
+	}
+	if st := state(); st != "PendingImport" {
+		t.Fatalf("Type 2 key is %s", st)
+	}
+	g := kms.NewGetParametersForImportRequest()
+	g.KeyId, g.WrappingAlgorithm, g.WrappingKeySpec = &id, common.StringPtr("RSAES_OAEP_SHA_256"), common.StringPtr("RSA_2048")
+	p := must[*kms.GetParametersForImportResponse](t, "GetParametersForImport")(a.c.GetParametersForImport(g))
+	der, _ := base64.StdEncoding.DecodeString(*p.Response.PublicKey)
+	material := make([]byte, 32)
+	rand.Read(material)
+	ct := a.openssl("pkeyutl", "-encrypt", "-pubin", "-keyform", "DER", "-inkey", a.file("wrap.der", der), "-in", a.file("m", material),
+		"-pkeyopt", "rsa_padding_mode:oaep", "-pkeyopt", "rsa_oaep_md:sha256", "-pkeyopt", "rsa_mgf1_md:sha256")
+	im := kms.NewImportKeyMaterialRequest()
+	im.KeyId, im.EncryptedKeyMaterial = &id, common.StringPtr(base64.StdEncoding.EncodeToString(ct))
+	forged, _ := base64.StdEncoding.DecodeString(*p.Response.ImportToken)
+	forged[len(forged)-1] ^= 1
+	im.ImportToken = common.StringPtr(base64.StdEncoding.EncodeToString(forged))
+	_, err := a.c.ImportKeyMaterial(im)
+	wantSDKCode(t, "forged ImportToken", err, "InvalidParameterValue")
+	im.ImportToken = p.Response.ImportToken
+	must[*kms.ImportKeyMaterialResponse](t, "ImportKeyMaterial")(a.c.ImportKeyMaterial(im))
+	if st := state(); st != "Enabled" {
+		t.Fatalf("imported key is %s", st)
+	}
+	e := kms.NewEncryptRequest()
+	e.KeyId, e.Plaintext = &id, common.StringPtr(base64.StdEncoding.EncodeToString([]byte("same key")))
+	blob, _ := base64.StdEncoding.DecodeString(*must[*kms.EncryptResponse](t, "Encrypt")(a.c.Encrypt(e)).Response.CiphertextBlob)
+	b, err := wrap.ParseBlob(blob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _ := aes.NewCipher(material)
+	gcm, _ := cipher.NewGCM(blk)
+	if pt, err := gcm.Open(nil, b.IV[:], b.Sealed, wrap.AAD(b.Header(), nil)); err != nil || string(pt) != "same key" {
+		t.Fatalf("the KMS's blob does not open with the imported material: %q %v", pt, err)
+	}
+	del := kms.NewDeleteImportedKeyMaterialRequest()
+	del.KeyId = &id
+	must[*kms.DeleteImportedKeyMaterialResponse](t, "DeleteImportedKeyMaterial")(a.c.DeleteImportedKeyMaterial(del))
+	_, err = a.c.Encrypt(e)
+	wantSDKCode(t, "Encrypt after DeleteImportedKeyMaterial", err, "ResourceUnavailable.CmkStateNotSupport")
 }

@@ -37,9 +37,11 @@ func (r *createKeyRequest) check() error {
 	switch {
 	case r.Type == nil || *r.Type == 1:
 	case *r.Type == 2:
-		return errorf(CodeUnsupportedOperation, "Type 2 (EXTERNAL, imported key material) is not supported by p11kms")
+		if r.KeyUsage != "" && r.KeyUsage != keyUsageSymmetric {
+			return errorf(CodeInvalidKeyUsage, "KeyUsage %s with Type 2 (EXTERNAL): accepted ENCRYPT_DECRYPT", provider.Clip(r.KeyUsage, 40))
+		}
 	default:
-		return errorf(CodeInvalidType, "Type %d: accepted 1", *r.Type)
+		return errorf(CodeInvalidType, "Type %d: accepted 1 (key material made by the KMS) or 2 (imported)", *r.Type)
 	}
 	if err := noHsmCluster(r.HsmClusterId); err != nil {
 		return err
