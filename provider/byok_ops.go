@@ -74,7 +74,7 @@ func (s *Service) GetParametersForImport(ctx context.Context, req *GetParameters
 	if err != nil {
 		return nil, err
 	}
-	live, err := s.wrappingKeys(ctx, m.KeyId)
+	live, err := s.liveWrappingKeys(ctx, m.KeyId)
 	if err != nil {
 		return nil, err
 	}
@@ -147,6 +147,30 @@ func (s *Service) destroyWrappingKeys(ctx context.Context, keyID string) {
 	for _, h := range hs {
 		_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
 	}
+}
+
+// liveWrappingKeys destroys a key's wrapping key pairs whose tokens have
+// expired (their label carries the expiry) and returns the others' halves.
+func (s *Service) liveWrappingKeys(ctx context.Context, keyID string) ([]hsm.ObjectHandle, error) {
+	hs, err := s.wrappingKeys(ctx, keyID)
+	if err != nil {
+		return nil, err
+	}
+	prefix := "p11kms-import/" + keyID + "/"
+	var live []hsm.ObjectHandle
+	for _, h := range hs {
+		a, err := s.tok.Attributes(ctx, h, hsm.CKA_LABEL)
+		if err != nil {
+			continue // destroyed meanwhile
+		}
+		exp, err := strconv.ParseInt(strings.TrimPrefix(string(a[hsm.CKA_LABEL]), prefix), 10, 64)
+		if err == nil && !s.now().Before(time.Unix(exp, 0)) {
+			_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
+			continue
+		}
+		live = append(live, h)
+	}
+	return live, nil
 }
 
 // parseMaterialExpiry parses KeyMaterialExpireUnix ("" or "0": never).

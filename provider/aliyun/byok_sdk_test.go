@@ -229,3 +229,33 @@ func TestImportKeyMaterialHostile(t *testing.T) {
 		t.Fatalf("re-imported key decrypts to %q", tea.StringValue(d.Body.Plaintext))
 	}
 }
+
+// TestImportTokensAreBounded: a key has at most 8 live wrapping keys in
+// the token (GetParametersForImport is then Rejected.Conflict); expired
+// ones are destroyed before counting, so a day later it works again and
+// the token holds only the new one.
+func TestImportTokensAreBounded(t *testing.T) {
+	b := newBYOKEnv(t)
+	id := b.externalKey()
+	objects := func() int {
+		n, err := b.tok.CountObjects(context.Background())
+		mustOK(t, err)
+		return n
+	}
+	b.params(id, "EC_SM2", "SM2PKE")
+	before := objects() - 2 // the key's metadata and the import-token HMAC key
+	for range 7 {
+		b.params(id, "EC_SM2", "SM2PKE")
+	}
+	_, err := b.c.GetParametersForImport(&kms.GetParametersForImportRequest{KeyId: tea.String(id),
+		WrappingKeySpec: tea.String("EC_SM2"), WrappingAlgorithm: tea.String("SM2PKE")})
+	wantErr(t, err, "Rejected.Conflict")
+	if n := objects(); n != before+16 {
+		t.Fatalf("%d objects after 8 tokens, want %d", n, before+16)
+	}
+	b.clk.Set(25 * time.Hour)
+	b.params(id, "EC_SM2", "SM2PKE")
+	if n := objects(); n != before+2 {
+		t.Fatalf("%d objects a day later, want %d (the expired wrapping keys destroyed)", n, before+2)
+	}
+}
