@@ -146,18 +146,14 @@ func (s *Service) decryptInToken(ctx context.Context, kp hsm.KeyPair, bits int, 
 		return nil, fromWrap(err)
 	}
 	if alg.Kind == wrap.KindSM2 {
-		c, err := wrap.ParseSM2Ciphertext(ct, alg.SM2Encoding) // C1 on the curve, not infinity
-		if err != nil {
+		pt, err := wrap.DecryptSM2Split(ct, alg.SM2Encoding, func(c1 []byte) ([]byte, error) {
+			return s.tok.DeriveECDH1(ctx, kp.Private, c1, 32)
+		})
+		if errors.Is(err, wrap.ErrDecryption) {
 			return nil, errAsymDecrypt
 		}
-		x2, err := s.tok.DeriveECDH1(ctx, kp.Private, c.C1, 32)
 		if err != nil {
 			return nil, Internal("deriving the SM2 shared point", err)
-		}
-		pt, err := c.FinishWithSharedX(x2)
-		wrap.ZeroBytes(x2)
-		if err != nil {
-			return nil, errAsymDecrypt
 		}
 		return s.plain.fill(pt), nil
 	}
@@ -194,17 +190,14 @@ func (s *Service) decryptInToken(ctx context.Context, kp hsm.KeyPair, bits int, 
 // rawOAEP is RSA-OAEP for a token that refuses the hash: CKM_RSA_X_509 in
 // the token, the OAEP decoding here in constant time.
 func (s *Service) rawOAEP(ctx context.Context, kp hsm.KeyPair, h crypto.Hash, k int, ct []byte) ([]byte, error) {
-	raw, err := s.tok.DecryptRSA(ctx, kp.Private, hsm.RSAMechanism{Kind: hsm.RSARaw}, ct)
-	if errors.Is(err, hsm.ErrDecryption) {
+	pt, err := wrap.DecryptOAEPSplit(h, k, ct, func(ct []byte) ([]byte, error) {
+		return s.tok.DecryptRSA(ctx, kp.Private, hsm.RSAMechanism{Kind: hsm.RSARaw}, ct)
+	})
+	if errors.Is(err, wrap.ErrDecryption) || errors.Is(err, hsm.ErrDecryption) {
 		return nil, errAsymDecrypt
 	}
 	if err != nil {
 		return nil, Internal("decrypting in the token", err)
-	}
-	pt, err := wrap.DecodeOAEP(h, raw, k, nil)
-	wrap.ZeroBytes(raw)
-	if err != nil {
-		return nil, errAsymDecrypt
 	}
 	return s.plain.fill(pt), nil
 }
