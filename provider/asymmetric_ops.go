@@ -78,7 +78,7 @@ func (s *Service) AsymmetricEncrypt(ctx context.Context, req *AsymmetricEncryptR
 	defer s.plain.put(pt)
 	alg, err := wrap.LookupAlgorithm(req.Algorithm)
 	if err != nil {
-		return nil, fromWrap(err)
+		return nil, FromWrap(err)
 	}
 	if err := s.withPair(ctx, k); err != nil {
 		return nil, err
@@ -95,7 +95,7 @@ func (s *Service) AsymmetricEncrypt(ctx context.Context, req *AsymmetricEncryptR
 	}
 	ct, err := alg.Encrypt(nil, pub, pt)
 	if err != nil {
-		return nil, fromWrap(err)
+		return nil, FromWrap(err)
 	}
 	return &AsymmetricEncryptResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(),
 		CiphertextBlob: base64.StdEncoding.EncodeToString(ct), RequestId: RequestID(ctx)}, nil
@@ -143,7 +143,7 @@ func (s *Service) AsymmetricDecrypt(ctx context.Context, req *AsymmetricDecryptR
 func (s *Service) decryptInToken(ctx context.Context, kp hsm.KeyPair, bits int, algName string, ct []byte) ([]byte, error) {
 	alg, err := wrap.LookupAlgorithm(algName)
 	if err != nil {
-		return nil, fromWrap(err)
+		return nil, FromWrap(err)
 	}
 	if alg.Kind == wrap.KindSM2 {
 		pt, err := wrap.DecryptSM2Split(ct, alg.SM2Encoding, func(c1 []byte) ([]byte, error) {

@@ -14,28 +14,11 @@ import (
 )
 
 // DefaultMaxBodyBytes is the request size limit when Config.MaxBodyBytes is 0.
-const DefaultMaxBodyBytes = 64 << 10
+const DefaultMaxBodyBytes = wire.DefaultMaxBodyBytes
 
-// Config configures the handler.
-type Config struct {
-	// KMS runs the operations (required).
-	KMS *provider.Service
-	// Keys are the access keys whose signatures are accepted, with their
-	// policies (required).
-	Keys *wire.AccessKeys
-	// Observer receives one Record per request (nil: none).
-	Observer wire.Observer
-	// Limiter, if set, is asked once per authenticated request; a refusal
-	// is HTTP 429 Rejected.Throttling.
-	Limiter wire.Limiter
-	// Now is the clock the request timestamps are checked against and the
-	// records are stamped with (default time.Now).
-	Now func() time.Time
-	// MaxBodyBytes bounds a request: its query string and body together,
-	// since the Alibaba SDKs put every parameter in the query (default
-	// DefaultMaxBodyBytes). A larger request is HTTP 413 InvalidParameter.
-	MaxBodyBytes int64
-}
+// Config configures the handler (a request over MaxBodyBytes is HTTP 413
+// InvalidParameter; a refusal of the Limiter HTTP 429 Rejected.Throttling).
+type Config = wire.Config
 
 type handler struct {
 	cfg    Config
@@ -52,13 +35,8 @@ func NewHandler(cfg Config) wire.Handler {
 	if cfg.KMS == nil || cfg.Keys == nil {
 		panic("aliyun.New: Config.KMS and Config.Keys are required")
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys}, nonces: wire.NewReplayCache(NonceMemory, 0)}
+	cfg = cfg.WithDefaults()
+	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys, expectedHost: cfg.ExpectedHost}, nonces: wire.NewReplayCache(NonceMemory, 0)}
 }
 
 // errorBody is what the SDKs parse from an HTTP 4xx/5xx answer.
@@ -79,7 +57,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ServeRequest serves one request the router has wrapped, through the
 // pipeline's frame (wire.Serve).
 func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
-	wire.Serve(w, req, h, wire.Pipeline{KMS: h.cfg.KMS, Limiter: h.cfg.Limiter, Observer: h.cfg.Observer})
+	wire.Serve(w, req, h, h.cfg.Pipeline())
 }
 
 // NewRecord starts a request's record, with its one RequestId (upper case,
@@ -161,6 +139,17 @@ func (h *handler) claimNonce(a *authResult, now time.Time) *wire.ReplayClaim {
 // body read once, the parameters parsed once, then the ACS3/ACS4/RPC
 // signature and timestamp. The nonce is claimed later (Auth.Replay).
 func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error) {
+	now := h.cfg.Now()
+	a, err := h.authenticate(req, rec, now)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(a, now), Params: a.Params}, nil
+}
+
+// authenticate is Verify up to the signature's result (the capture tests
+// check its scheme and nonce).
+func (h *handler) authenticate(req *wire.Request, rec *wire.Record, now time.Time) (*authResult, error) {
 	r := req.HTTP
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		return nil, apiError(http.StatusMethodNotAllowed, CodeUnsupportedMethod, "the Alibaba Cloud KMS API takes POST or GET")
@@ -177,12 +166,7 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 		return nil, err
 	}
 	rec.AccessKeyId = claimedAccessKeyId(r, rr)
-	now := h.cfg.Now()
-	a, err := h.v.verify(r, rr, body, now)
-	if err != nil {
-		return nil, err
-	}
-	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(a, now), Params: a.Params}, nil
+	return h.v.verify(r, rr, body, now)
 }
 
 // Lookup finds the action in the core's table (wire.Actions).
