@@ -629,14 +629,14 @@ func TestSDKErrors(t *testing.T) {
 	ck.Alias = common.StringPtr("bad alias")
 	_, err = c.CreateKey(ck)
 	wantSDKCode(t, "bad alias", err, "InvalidParameterValue.InvalidAlias")
-	ck.Alias, ck.KeyUsage = common.StringPtr("asym"), common.StringPtr("ASYMMETRIC_DECRYPT_SM2")
+	ck.Alias, ck.KeyUsage = common.StringPtr("asym"), common.StringPtr("ASYMMETRIC_SIGN_VERIFY_SM2")
 	_, err = c.CreateKey(ck)
-	wantSDKCode(t, "asymmetric key", err, "UnsupportedOperation")
+	wantSDKCode(t, "SM2 signing key", err, "UnsupportedOperation")
 	sk := kms.NewScheduleKeyDeletionRequest()
 	sk.KeyId, sk.PendingWindowInDays = &id, common.Uint64Ptr(31)
 	_, err = c.ScheduleKeyDeletion(sk)
 	wantSDKCode(t, "pending window", err, "InvalidParameter.InvalidPendingWindowInDays")
-	_, err = c.GetPublicKey(kms.NewGetPublicKeyRequest())
+	_, err = c.ArchiveKey(kms.NewArchiveKeyRequest())
 	wantSDKCode(t, "unsupported action", err, "UnsupportedOperation")
 
 	// Through the SDK's common client: unknown actions, parameters,

@@ -117,6 +117,7 @@ func init() {
 			return Touched{KeyParam: "DestinationKeyId", Key: &r.DestinationKeyId, Blob: r.CiphertextBlob}
 		}),
 	}
+	CoreActions = append(CoreActions, asymmetricActions()...) // asymmetric.go
 	for _, a := range CoreActions {
 		Actions[a.Name] = a
 	}
