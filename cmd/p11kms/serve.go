@@ -39,6 +39,7 @@ type serveFlags struct {
 
 	audit auditFlags    // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
 	aws   awsServeFlags // --aws-attestation-roots, --aws-accept-unsigned-attestation-for-tests
+	pprof pprofFlags    // --pprof
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -79,6 +80,7 @@ logged and the last good set stays in force.`,
 	fl.StringVar(&f.region, "region", "cn-hangzhou", "region used in ARNs")
 	fl.StringVar(&f.account, "account", "1234567890123456", "account id used in ARNs")
 	f.aws.register(fl)
+	f.pprof.register(fl)
 	fl.IntVar(&f.processes, "processes", 1, "serve processes sharing the port (SO_REUSEPORT); SoftHSM2 serialises calls within a process, so use one per core")
 	return cmd
 }
@@ -99,6 +101,9 @@ func (f *serveFlags) check() error {
 		return bad("--max-body %d: accepted 1 or more (bytes)", f.maxBody)
 	}
 	if err := f.audit.check(); err != nil {
+		return err
+	}
+	if err := f.pprof.check(); err != nil {
 		return err
 	}
 	for _, d := range []struct {
@@ -139,6 +144,13 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}
 	defer ln.Close()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if !isChild {
+		stopPprof, err := f.pprof.start(ctx, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	tok, err := openInstrumented(ctx, g, reg)
