@@ -45,7 +45,10 @@ func (s *Service) primary(ctx context.Context, ref string) (*primaryKey, error) 
 	if err != nil {
 		return nil, err
 	}
-	if err := usable(m); err != nil {
+	if err := s.usableNow(m); err != nil {
+		return nil, err
+	}
+	if err := symmetricOnly(m); err != nil {
 		return nil, err
 	}
 	if s.rotationDue(m) {
@@ -153,7 +156,7 @@ func (s *Service) open(ctx context.Context, blobB64 string, ec wrap.EncryptionCo
 		}
 		return nil, uuid.UUID{}, nil, err
 	}
-	if err := usable(m); err != nil {
+	if err := s.usableNow(m); err != nil {
 		return nil, uuid.UUID{}, nil, err
 	}
 	aad := wrap.AAD(b.Header(), ec)

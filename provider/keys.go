@@ -35,31 +35,57 @@ func ValidateCreateKey(req *CreateKeyRequest) error {
 	return err
 }
 
-// checkCreateKey validates req and returns its rotation interval in seconds.
-func checkCreateKey(req *CreateKeyRequest) (interval int64, err error) {
-	if req.KeySpec != "" && req.KeySpec != KeySpecAES256 {
-		return 0, InvalidParam("KeySpec", "%q: accepted %s", Clip(req.KeySpec, 32), KeySpecAES256)
-	}
-	if req.KeyUsage != "" && req.KeyUsage != KeyUsageEncrypt {
-		return 0, InvalidParam("KeyUsage", "%q: accepted %s", Clip(req.KeyUsage, 32), KeyUsageEncrypt)
-	}
-	if n := len([]rune(req.Description)); n > MaxDescriptionChars {
-		return 0, InvalidParam("Description", "%d characters: at most %d", n, MaxDescriptionChars)
-	}
-	if interval, err = rotationPolicy(req.EnableAutomaticRotation, req.RotationInterval); err != nil {
-		return 0, err
-	}
-	if req.KeyId != "" {
-		if err := checkKeyID("KeyId", req.KeyId); err != nil {
-			return 0, err
-		}
-	}
-	return interval, nil
+// newKey is a validated CreateKey request.
+type newKey struct {
+	spec     string
+	usage    string
+	origin   string
+	asym     *asymSpec // nil for a symmetric key
+	interval int64     // rotation interval in seconds
 }
 
-// CreateKey creates a CMK with its first version.
+// checkCreateKey validates req.
+func checkCreateKey(req *CreateKeyRequest) (*newKey, error) {
+	nk := &newKey{spec: KeySpecAES256, usage: KeyUsageEncrypt, origin: OriginKMS}
+	switch spec, isAsym := lookupAsymSpec(req.KeySpec); {
+	case isAsym:
+		usage, err := checkAsymUsage(spec, req.KeyUsage)
+		if err != nil {
+			return nil, err
+		}
+		nk.spec, nk.usage, nk.asym = spec.name, usage, &spec
+	case req.KeySpec != "" && req.KeySpec != KeySpecAES256:
+		return nil, InvalidParam("KeySpec", "%q: accepted %s", Clip(req.KeySpec, 32), keySpecNames())
+	case req.KeyUsage != "" && req.KeyUsage != KeyUsageEncrypt:
+		return nil, InvalidParam("KeyUsage", "%q with KeySpec %s: accepted %s", Clip(req.KeyUsage, 32), KeySpecAES256, KeyUsageEncrypt)
+	}
+	if err := checkOrigin(req.Origin, nk); err != nil {
+		return nil, err
+	}
+	if n := len([]rune(req.Description)); n > MaxDescriptionChars {
+		return nil, InvalidParam("Description", "%d characters: at most %d", n, MaxDescriptionChars)
+	}
+	interval, err := rotationPolicy(req.EnableAutomaticRotation, req.RotationInterval)
+	if err != nil {
+		return nil, err
+	}
+	if req.EnableAutomaticRotation && (nk.asym != nil || nk.origin == OriginExternal) {
+		return nil, InvalidParam("EnableAutomaticRotation", "accepted only for %s keys with Origin %s; a %s key with Origin %s does not rotate", KeySpecAES256, OriginKMS, nk.spec, nk.origin)
+	}
+	nk.interval = interval
+	if req.KeyId != "" {
+		if err := checkKeyID("KeyId", req.KeyId); err != nil {
+			return nil, err
+		}
+	}
+	return nk, nil
+}
+
+// CreateKey creates a CMK with its first version: an AES key or a key pair
+// generated in the token, or, with Origin EXTERNAL, no key material yet
+// (the key is PendingImport until ImportKeyMaterial).
 func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyResponse, error) {
-	interval, err := checkCreateKey(req)
+	nk, err := checkCreateKey(req)
 	if err != nil {
 		return nil, err
 	}
@@ -73,19 +99,18 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 	now := s.now()
 	versionID := uuid.New()
 	m := &keyMeta{
-		KeyId: keyID, Description: req.Description, KeySpec: KeySpecAES256, KeyUsage: KeyUsageEncrypt,
-		KeyState: StateEnabled, Origin: "Aliyun_KMS", ProtectionLevel: "HSM", Creator: s.opt.Creator,
+		KeyId: keyID, Description: req.Description, KeySpec: nk.spec, KeyUsage: nk.usage,
+		KeyState: StateEnabled, Origin: nk.origin, ProtectionLevel: "HSM", Creator: s.opt.Creator,
 		CreationDate: now, PrimaryKeyVersion: versionID.String(),
 		Versions:          []versionMeta{{KeyVersionId: versionID.String(), CreationDate: now}},
-		AutomaticRotation: req.EnableAutomaticRotation, RotationInterval: interval,
+		AutomaticRotation: req.EnableAutomaticRotation, RotationInterval: nk.interval,
 		LastRotationDate: now, Tags: maps.Clone(req.Tags),
 	}
 	// The version key first: a crash before the metadata leaves an orphan
 	// version object that Sweep removes, never metadata naming a missing key.
-	h, err := s.tok.GenerateAESKey(ctx, 256, hsm.SecretKeyOptions{ID: versionID[:], Label: versionLabel(keyID, versionID.String()),
-		Usage: hsm.UsageEncrypt | hsm.UsageDecrypt})
+	remember, destroy, err := s.makeFirstVersion(ctx, nk, m, versionID)
 	if err != nil {
-		return nil, Internal("generating the key in the token", err)
+		return nil, err
 	}
 	b, _ := json.Marshal(m)
 	create := s.tok.CreateData
@@ -96,19 +121,46 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 	if err != nil {
 		if errors.Is(err, hsm.ErrExists) {
 			// Another key has this id: ours was never named by metadata.
-			_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
+			destroy()
 			return nil, InvalidParam("KeyId", "a key with id %s already exists", keyID)
 		}
 		if errors.Is(err, hsm.ErrNotWritten) {
-			_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
+			destroy()
 		}
 		// Otherwise Sweep removes the version object once it is sure no
 		// metadata names it (see rotate).
 		return nil, Internal("writing key metadata", err)
 	}
-	s.rememberVersion(versionID, keyID, h)
+	remember()
 	s.cache.putKey(m, obj)
 	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: RequestID(ctx)}, nil
+}
+
+// makeFirstVersion makes the token object(s) of a new key's first version
+// and returns how to remember them once the metadata names them and how to
+// destroy them if it never will.
+func (s *Service) makeFirstVersion(ctx context.Context, nk *newKey, m *keyMeta, versionID uuid.UUID) (remember, destroy func(), err error) {
+	bg := context.WithoutCancel(ctx)
+	switch {
+	case nk.origin == OriginExternal:
+		// The version is named now and gets its object on ImportKeyMaterial,
+		// so material imported again after DeleteKeyMaterial or expiry
+		// decrypts the blobs made before.
+		m.KeyState = StatePendingImport
+		return func() {}, func() {}, nil
+	case nk.asym != nil:
+		kp, err := s.generateKeyPairVersion(ctx, *nk.asym, nk.usage, m.KeyId, versionID)
+		if err != nil {
+			return nil, nil, err
+		}
+		return func() {}, func() { s.asym.forget(m.KeyId); s.destroyPair(bg, kp) }, nil
+	}
+	h, err := s.tok.GenerateAESKey(ctx, 256, hsm.SecretKeyOptions{ID: versionID[:], Label: versionLabel(m.KeyId, versionID.String()),
+		Usage: hsm.UsageEncrypt | hsm.UsageDecrypt})
+	if err != nil {
+		return nil, nil, Internal("generating the key in the token", err)
+	}
+	return func() { s.rememberVersion(versionID, m.KeyId, h) }, func() { _ = s.tok.DestroyObject(bg, h) }, nil
 }
 
 // DescribeKey returns a key's metadata, in any state.
@@ -237,11 +289,22 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, req *ScheduleKeyDelet
 
 // CancelKeyDeletion returns a PendingDeletion key to Enabled.
 func (s *Service) CancelKeyDeletion(ctx context.Context, req *KeyIdRequest) (*RequestIdResponse, error) {
-	return s.setState(ctx, req, StateEnabled, func(m *keyMeta) error {
+	return s.cancelDeletion(ctx, req, StateEnabled)
+}
+
+// CancelKeyDeletionToDisabled returns a PendingDeletion key to Disabled,
+// in one metadata write: AWS KMS's CancelKeyDeletion (the key must be
+// enabled again before it is used).
+func (s *Service) CancelKeyDeletionToDisabled(ctx context.Context, req *KeyIdRequest) (*RequestIdResponse, error) {
+	return s.cancelDeletion(ctx, req, StateDisabled)
+}
+
+func (s *Service) cancelDeletion(ctx context.Context, req *KeyIdRequest, to string) (*RequestIdResponse, error) {
+	return s.setState(ctx, req, to, func(m *keyMeta) error {
 		if m.KeyState != StatePendingDeletion {
 			return NewError(CodeNotPendingDeletion, "the key %s is not pending deletion", m.KeyId)
 		}
-		m.KeyState, m.DeleteDate = StateEnabled, time.Time{}
+		m.KeyState, m.DeleteDate = to, time.Time{}
 		return nil
 	})
 }
@@ -255,6 +318,9 @@ func (s *Service) UpdateRotationPolicy(ctx context.Context, req *UpdateRotationP
 	}
 	m, err := s.resolve(ctx, "KeyId", req.KeyId)
 	if err != nil {
+		return nil, err
+	}
+	if err := rotatable(m); err != nil && req.EnableAutomaticRotation {
 		return nil, err
 	}
 	_, err = s.updateKey(ctx, m.KeyId, func(m *keyMeta) error {
@@ -277,6 +343,9 @@ func (s *Service) UpdateRotationPolicy(ctx context.Context, req *UpdateRotationP
 func (s *Service) CreateKeyVersion(ctx context.Context, req *KeyIdRequest) (*CreateKeyVersionResponse, error) {
 	m, err := s.resolve(ctx, "KeyId", req.KeyId)
 	if err != nil {
+		return nil, err
+	}
+	if err := rotatable(m); err != nil {
 		return nil, err
 	}
 	// Checked before a version key is made (a token-object write); rotate
@@ -393,6 +462,11 @@ func (s *Service) Sweep(ctx context.Context) (*SweepResult, error) {
 				return res, err
 			}
 			res.Deleted = append(res.Deleted, m.KeyId)
+		case s.materialExpired(m):
+			if _, err := s.DeleteKeyMaterial(ctx, &KeyIdRequest{KeyId: m.KeyId}); err != nil {
+				return res, err
+			}
+			res.Repaired = append(res.Repaired, "destroyed the expired key material of "+m.KeyId)
 		case s.rotationDue(m):
 			if _, err := s.rotate(ctx, m.KeyId, s.rotationDue); err != nil {
 				return res, err
@@ -421,6 +495,9 @@ const DefaultOrphanGrace = 10 * time.Minute
 func (s *Service) repairOrphans(ctx context.Context, keys []*keyMeta, res *SweepResult) error {
 	known := map[string]bool{}
 	for _, m := range keys {
+		if m.KeySpec != KeySpecAES256 || m.KeyState == StatePendingImport {
+			continue // key-pair versions, or no key material: no secret key object to find
+		}
 		for _, v := range m.Versions {
 			known[m.KeyId+"/"+v.KeyVersionId] = true
 		}
@@ -497,12 +574,15 @@ func (s *Service) destroyKey(ctx context.Context, m *keyMeta) error {
 	}
 	s.forgetKey(m.KeyId)
 	s.cache.dropKey(m.KeyId)
+	if m.Origin == OriginExternal {
+		s.destroyWrappingKeys(ctx, m.KeyId)
+	}
 	for _, v := range m.Versions {
 		id, err := uuid.Parse(v.KeyVersionId)
 		if err != nil {
 			continue
 		}
-		hs, err := s.tok.FindObjects(ctx, hsm.SecretKeyByIDTemplate(id[:]))
+		hs, err := s.tok.ObjectsByID(ctx, id[:]) // a secret key, or both halves of a key pair
 		if err != nil {
 			return Internal("finding key versions", err)
 		}

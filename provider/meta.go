@@ -42,6 +42,11 @@ type keyMeta struct {
 	RotationInterval  int64             `json:",omitempty"` // seconds
 	LastRotationDate  time.Time         `json:",omitzero"`
 	Tags              map[string]string `json:",omitempty"` // see tags.go
+	// MaterialExpire and MaterialKCV describe imported key material (Origin
+	// EXTERNAL): when it stops working (zero: never), and its check value,
+	// which material imported again must match.
+	MaterialExpire time.Time `json:",omitzero"`
+	MaterialKCV    string    `json:",omitempty"`
 }
 
 type versionMeta struct {
@@ -79,7 +84,10 @@ func (s *Service) metadata(m *keyMeta) KeyMetadata {
 		Description: m.Description, KeySpec: m.KeySpec, KeyUsage: m.KeyUsage, KeyState: m.KeyState,
 		Origin: m.Origin, ProtectionLevel: m.ProtectionLevel, PrimaryKeyVersion: m.PrimaryKeyVersion,
 		AutomaticRotation: "Disabled", DeleteDate: fmtTime(m.DeleteDate),
-		LastRotationDate: fmtTime(m.LastRotationDate),
+		LastRotationDate: fmtTime(m.LastRotationDate), MaterialExpireTime: fmtTime(m.MaterialExpire),
+	}
+	if s.materialExpired(m) {
+		km.KeyState = StatePendingImport
 	}
 	if m.AutomaticRotation {
 		km.AutomaticRotation = "Enabled"

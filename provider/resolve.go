@@ -145,6 +145,8 @@ func usable(m *keyMeta) error {
 		return NewError(CodeDisabled, "the key %s is disabled", m.KeyId)
 	case StatePendingDeletion:
 		return NewError(CodePendingDeletion, "the key %s is pending deletion", m.KeyId)
+	case StatePendingImport:
+		return pendingImport(m.KeyId)
 	}
 	return Internal("key state", errors.New("unknown key state "+m.KeyState))
 }

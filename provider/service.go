@@ -54,6 +54,8 @@ type Service struct {
 	orphans        map[string]time.Time // "<KeyId>/<KeyVersionId>" of unnamed version objects, first seen
 
 	plain plaintextPool // every plaintext buffer the operations hold
+
+	asym asymCache // asymmetric versions' key-pair handles (asymmetric.go)
 }
 
 type versionRef struct {

@@ -26,8 +26,9 @@ type KeyMetadata struct {
 
 // CreateKeyRequest creates a CMK.
 type CreateKeyRequest struct {
-	KeySpec                 string `help:"Aliyun_AES_256 (default)"`
-	KeyUsage                string `help:"ENCRYPT/DECRYPT (default)"`
+	KeySpec                 string `help:"Aliyun_AES_256 (default), RSA_2048, RSA_3072, RSA_4096, EC_P256, EC_P256K, EC_SM2"`
+	KeyUsage                string `help:"ENCRYPT/DECRYPT (default; RSA and EC_SM2 keys) or SIGN/VERIFY (RSA, EC_P256, EC_P256K keys)"`
+	Origin                  string `help:"Aliyun_KMS (default: the key material is made in the token) or EXTERNAL (Aliyun_AES_256 only: imported with GetParametersForImport and ImportKeyMaterial)"`
 	Description             string `help:"free text, up to 8192 characters"`
 	EnableAutomaticRotation bool   `help:"rotate the key every RotationInterval"`
 	RotationInterval        string `help:"with EnableAutomaticRotation: 7 to 365 days, as an integer with a unit d, h, m or s (30d, 168h, 10080m, 604800s)"`

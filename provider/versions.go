@@ -22,6 +22,7 @@ func (s *Service) rememberVersion(id uuid.UUID, keyID string, h hsm.ObjectHandle
 // session copies (on disable and deletion, so the key stops working here at once).
 func (s *Service) forgetKey(keyID string) {
 	var copies []hsm.ObjectHandle
+	s.asym.forget(keyID)
 	s.mu.Lock()
 	for id, v := range s.versions {
 		if v.keyID == keyID {

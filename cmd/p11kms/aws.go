@@ -12,35 +12,6 @@ import (
 	"github.com/p11kms/p11kms/provider/awskms"
 )
 
-// awsShort is the one-line help of each AWS KMS operation.
-var awsShort = map[string]string{
-	"CreateKey":                       "Create a KMS key (SYMMETRIC_DEFAULT: AES-256 in the token)",
-	"DescribeKey":                     "Describe a key",
-	"ListKeys":                        "List keys (Limit, Marker)",
-	"EnableKey":                       "Enable a key",
-	"DisableKey":                      "Disable a key",
-	"ScheduleKeyDeletion":             "Schedule a key's destruction after 7-30 days",
-	"CancelKeyDeletion":               "Cancel a scheduled destruction",
-	"CreateAlias":                     "Create an alias",
-	"UpdateAlias":                     "Point an alias at another key",
-	"DeleteAlias":                     "Delete an alias",
-	"ListAliases":                     "List aliases (of one key with KeyId)",
-	"GenerateDataKey":                 "Generate a data key, in plaintext and under the key",
-	"GenerateDataKeyWithoutPlaintext": "Generate a data key, returned only under the key",
-	"Encrypt":                         "Encrypt up to 4096 bytes under a key",
-	"Decrypt":                         "Decrypt a CiphertextBlob",
-	"ReEncrypt":                       "Re-encrypt a CiphertextBlob under another key",
-	"GenerateRandom":                  "Random bytes from the token",
-	"EnableKeyRotation":               "Rotate a key automatically every 90-365 days",
-	"DisableKeyRotation":              "Stop automatic rotation",
-	"GetKeyRotationStatus":            "Whether and when a key rotates",
-	"RotateKeyOnDemand":               "Rotate a key now",
-	"ListKeyRotations":                "List a key's rotations",
-	"TagResource":                     "Add or replace a key's tags",
-	"UntagResource":                   "Remove tags from a key",
-	"ListResourceTags":                "List a key's tags",
-}
-
 func newAWSCmd(g *globals) *cobra.Command {
 	var region, account string
 	cmd := &cobra.Command{
@@ -60,7 +31,7 @@ to serve.`,
 	var actions []action
 	for _, name := range awskms.Operations() {
 		actions = append(actions, action{
-			Name: name, Short: awsShort[name],
+			Name: name, Short: awskms.Summary(name),
 			New: func() any { return awskms.NewRequest(name) },
 			Run: func(ctx context.Context, req any) (any, error) {
 				tok, err := g.openToken(ctx)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -11,6 +10,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/internal/secretseal"
 	"github.com/p11kms/p11kms/internal/seed"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/server"
@@ -34,12 +35,14 @@ type serveFlags struct {
 	burst                                                   int
 	maxBody                                                 int64
 	readTimeout, writeTimeout, sweepEvery, shutdownWait     time.Duration
-	region, account                                         string
+	region, account, expectedHost                           string
 	processes                                               int
 
 	audit auditFlags    // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
 	aws   awsServeFlags // --aws-attestation-roots, --aws-accept-unsigned-attestation-for-tests
-	pprof pprofFlags    // --pprof
+	tls   tlsFlags      // --tls-client-ca, --tls-client-cn (tls.go)
+	xks   xksFlags      // --xks, --xks-config, --xks-prefix (xks.go)
+	pprof pprofFlags    // --pprof (pprof.go)
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -60,13 +63,18 @@ create/delete) take effect within 1 s in every running serve (file watch
 and a check every second); SIGHUP reloads at once. A malformed file is
 logged and the last good set stays in force.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), g, f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.xks.check(cmd.Flags())
+			return serve(cmd.Context(), g, f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on")
 	fl.StringVar(&f.accessKeys, "access-keys", "", "access-keys file (default $P11KMS_HOME/access-keys.json)")
 	fl.StringVar(&f.auditLog, "audit-log", "", "this node's audit log file (default <audit-dir>/audit-<node-name>.log; \"-\" disables)")
 	f.audit.register(fl)
+	f.tls.register(fl)
+	f.xks.register(fl)
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM); with --tls-key serves HTTPS")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fl.StringVar(&f.seedFile, "seed", "", "YAML seed file applied (idempotently) at start-up, once the port is bound; checked whole before anything is written (an alias of another key is refused unless the file says moveAliases: true)")
@@ -79,6 +87,7 @@ logged and the last good set stays in force.`,
 	fl.DurationVar(&f.shutdownWait, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
 	fl.StringVar(&f.region, "region", "cn-hangzhou", "region used in ARNs")
 	fl.StringVar(&f.account, "account", "1234567890123456", "account id used in ARNs")
+	fl.StringVar(&f.expectedHost, "expected-host", "", "the only Host signed requests may name (name: any port; name:port); a request signed for another host is refused with the API's signature error (default: any)")
 	f.aws.register(fl)
 	f.pprof.register(fl)
 	fl.IntVar(&f.processes, "processes", 1, "serve processes sharing the port (SO_REUSEPORT); SoftHSM2 serialises calls within a process, so use one per core")
@@ -99,8 +108,13 @@ func (f *serveFlags) check() error {
 		return bad("--burst %d: accepted 0 (the rate) or more", f.burst)
 	case f.maxBody < 1:
 		return bad("--max-body %d: accepted 1 or more (bytes)", f.maxBody)
+	case strings.ContainsAny(f.expectedHost, "/@?# \t"):
+		return bad("--expected-host %q: accepted a host name or host:port as clients sign it (kms.example.com, kms.example.com:8443), no scheme or path", truncate(f.expectedHost, 80))
 	}
 	if err := f.audit.check(); err != nil {
+		return err
+	}
+	if err := f.tls.check(f.tlsCert != ""); err != nil {
 		return err
 	}
 	if err := f.pprof.check(); err != nil {
@@ -134,9 +148,8 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 			return fmt.Errorf("--seed %s: %w", f.seedFile, err)
 		}
 	}
-	keys, err := wire.LoadAccessKeys(g.accessKeysPath(f.accessKeys))
-	if err != nil {
-		return fmt.Errorf("%w (create one with `p11kms init` or `p11kms accesskey create`)", err)
+	if err := f.loadTLSAndXKS(g); err != nil {
+		return err
 	}
 	ln, err := listen(ctx, f)
 	if err != nil {
@@ -158,6 +171,10 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer tok.Close()
+	keys, err := loadAccessKeys(ctx, g, f, tok)
+	if err != nil {
+		return err
+	}
 	kms := provider.New(tok, provider.Options{Region: f.region, Account: f.account})
 	if sf != nil {
 		if err := applySeed(ctx, kms, sf, f.seedFile, log); err != nil {
@@ -244,11 +261,16 @@ func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Se
 		return nil, closeAudit, err
 	}
 	scfg := server.Config{KMS: kms, Keys: keys, Rate: f.rate, Burst: f.burst, MaxBodyBytes: f.maxBody, Metrics: reg,
-		HLSKeys: media.KeyHandler(), Log: log, AWSAttestation: attestation}
+		HLSKeys: media.KeyHandler(), Log: log, AWSAttestation: attestation, ExpectedHost: f.expectedHost}
 	if auditLog != nil {
 		scfg.Audit = auditLog
 	}
-	return server.New(scfg), closeAudit, nil
+	srv := server.New(scfg)
+	if f.xks.file == nil {
+		return srv, closeAudit, nil
+	}
+	handler, err = withXKS(ctx, f.xks.file, kms, srv, scfg.Audit, f, g, log)
+	return handler, closeAudit, err
 }
 
 // startChildren starts the other processes of --processes; stop signals
@@ -283,7 +305,8 @@ func runServer(ctx context.Context, f *serveFlags, handler http.Handler, ln net.
 	srv := &http.Server{Handler: handler, ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout,
 		ReadHeaderTimeout: f.readTimeout, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if f.tlsCert != "" {
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		srv.TLSConfig = f.tls.cfg
+		ln = f.tls.listener(ln)
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -315,6 +338,20 @@ func runServer(ctx context.Context, f *serveFlags, handler http.Handler, ln net.
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// loadAccessKeys reads the access-keys file, its secrets opened with the
+// token (plaintext ones sealed first: internal/secretseal).
+func loadAccessKeys(ctx context.Context, g *globals, f *serveFlags, tok *hsm.Token) (*wire.AccessKeys, error) {
+	sealer, err := secretseal.New(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := wire.LoadSealedAccessKeys(g.accessKeysPath(f.accessKeys), sealer)
+	if err != nil {
+		return nil, fmt.Errorf("%w (create one with `p11kms init` or `p11kms accesskey create`)", err)
+	}
+	return keys, nil
 }
 
 // watchAccessKeys keeps keys equal to the access-keys file while serve

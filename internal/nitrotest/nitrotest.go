@@ -12,11 +12,12 @@ import (
 	"crypto/sha512"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/binary"
 	"encoding/pem"
 	"math/big"
 	"testing"
 	"time"
+
+	"github.com/p11kms/p11kms/wrap/nitro"
 )
 
 // CA is a root and a leaf certificate (with its key) that signs documents.
@@ -63,7 +64,7 @@ func (ca *CA) Signed(tb testing.TB, publicKey []byte) []byte {
 	protected = appendHead(protected, 0, 1)
 	protected = appendHead(protected, 1, 34) // -35: ES384
 	payload := Payload(publicKey, ca.leafDER, [][]byte{ca.rootDER})
-	h := sha512.Sum384(sigStructure(protected, payload))
+	h := sha512.Sum384(nitro.SigStructure(protected, payload))
 	r, s, err := ecdsa.Sign(rand.Reader, ca.leaf, h[:])
 	if err != nil {
 		tb.Fatal(err)
@@ -125,30 +126,10 @@ func sign1(protected, payload, sig []byte) []byte {
 	return appendBytes(b, sig)
 }
 
-func sigStructure(protected, payload []byte) []byte {
-	b := appendHead(nil, 4, 4)
-	b = appendText(b, "Signature1")
-	b = appendBytes(b, protected)
-	b = appendBytes(b, nil)
-	return appendBytes(b, payload)
-}
-
 func appendMap(b []byte, n uint64) []byte { return appendHead(b, 5, n) }
 func appendText(b []byte, s string) []byte {
 	return append(appendHead(b, 3, uint64(len(s))), s...)
 }
 func appendBytes(b, v []byte) []byte { return append(appendHead(b, 2, uint64(len(v))), v...) }
 
-func appendHead(b []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(b, major<<5|byte(n))
-	case n <= 0xff:
-		return append(b, major<<5|24, byte(n))
-	case n <= 0xffff:
-		return binary.BigEndian.AppendUint16(append(b, major<<5|25), uint16(n))
-	case n <= 0xffffffff:
-		return binary.BigEndian.AppendUint32(append(b, major<<5|26), uint32(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, major<<5|27), n)
-}
+var appendHead = nitro.AppendHead

@@ -208,7 +208,8 @@ func TestLegacyCommonRequests(t *testing.T) {
 		status       int
 	}{
 		{"unknown action", "NoSuchAction", nil, nil, aliyun.CodeActionNotFound, 404},
-		{"asymmetric action", "AsymmetricSign", map[string]string{"KeyId": id}, nil, aliyun.CodeActionNotFound, 404},
+		{"asymmetric action on a symmetric key", "AsymmetricSign", map[string]string{"KeyId": id, "KeyVersionId": g.KeyVersionId, "Algorithm": "RSA_PSS_SHA_256",
+			"Digest": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="}, nil, provider.CodeInvalidParameter, 400},
 		{"unknown parameter", "DescribeKey", map[string]string{"KeyId": id, "Bogus": "1"}, nil, provider.CodeInvalidParameter, 400},
 		{"Tencent-only parameter", "GenerateDataKey", map[string]string{"KeyId": id, "EncryptionPublicKey": "x"}, nil, provider.CodeInvalidParameter, 400},
 		{"bad int", "GenerateDataKey", map[string]string{"KeyId": id, "NumberOfBytes": "12x"}, nil, provider.CodeInvalidParameter, 400},
@@ -216,7 +217,7 @@ func TestLegacyCommonRequests(t *testing.T) {
 		{"bad context", "GenerateDataKey", map[string]string{"KeyId": id, "EncryptionContext": `{"a":1}`}, nil, provider.CodeInvalidParameter, 400},
 		{"context not JSON", "Decrypt", map[string]string{"CiphertextBlob": g.CiphertextBlob, "EncryptionContext": "a=b"}, nil, provider.CodeInvalidParameter, 400},
 		{"query and body", "DescribeKey", map[string]string{"KeyId": id}, map[string]string{"KeyId": id}, provider.CodeInvalidParameter, 400},
-		{"Origin", "CreateKey", map[string]string{"Origin": "EXTERNAL"}, nil, provider.CodeInvalidParameter, 400},
+		{"Origin", "CreateKey", map[string]string{"Origin": "Aliyun_HSM"}, nil, provider.CodeInvalidParameter, 400},
 		{"ProtectionLevel", "CreateKey", map[string]string{"ProtectionLevel": "CLOUD"}, nil, provider.CodeInvalidParameter, 400},
 		{"DKMSInstanceId", "CreateKey", map[string]string{"DKMSInstanceId": "kst-1"}, nil, provider.CodeInvalidParameter, 400},
 		{"Filters", "ListKeys", map[string]string{"Filters": `[{"Key":"KeyState","Values":["Enabled"]}]`}, nil, provider.CodeInvalidParameter, 400},

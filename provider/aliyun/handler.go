@@ -36,7 +36,7 @@ func NewHandler(cfg Config) wire.Handler {
 		panic("aliyun.New: Config.KMS and Config.Keys are required")
 	}
 	cfg = cfg.WithDefaults()
-	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys}, nonces: wire.NewReplayCache(NonceMemory, 0)}
+	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys, expectedHost: cfg.ExpectedHost}, nonces: wire.NewReplayCache(NonceMemory, 0)}
 }
 
 // errorBody is what the SDKs parse from an HTTP 4xx/5xx answer.

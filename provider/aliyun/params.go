@@ -173,7 +173,6 @@ func emptyFilters(name, v string) error {
 // them would change the meaning of the call.
 var toleratedParams = map[string]map[string]func(name, v string) error{
 	"CreateKey": {
-		"Origin":          oneOf("Aliyun_KMS"),
 		"ProtectionLevel": oneOf("HSM", "SOFTWARE"),
 		"Tags":            jsonArray,
 		"DKMSInstanceId":  mustBeEmpty("p11kms has no dedicated KMS instances"),

@@ -35,6 +35,8 @@ type listAliasesRequest struct {
 	KeyId  string `help:"only this key's aliases: key id, key ARN, alias/<name> or alias ARN"`
 	Limit  *int   `help:"1 to 1000 (default 100; a page holds at most 100)"`
 	Marker string `help:"the NextMarker of the previous page"`
+	// visible is set by authorization: what the policy lets the caller see.
+	visible provider.Visibility
 }
 
 func (r *listAliasesRequest) prepare(x refs) error { return x.optionalRef("KeyId", &r.KeyId) }
@@ -55,23 +57,23 @@ func init() {
 	register(map[string]*op{
 		"CreateAlias": operation(aliasTouched, func(c *call, r *aliasRequest) (any, error) {
 			return c.alias((*provider.Service).CreateAlias, r)
-		}),
+		}).says("Create an alias"),
 		"UpdateAlias": operation(aliasTouched, func(c *call, r *aliasRequest) (any, error) {
 			return c.alias((*provider.Service).UpdateAlias, r)
-		}),
+		}).says("Point an alias at another key"),
 		"DeleteAlias": operation(func(r *deleteAliasRequest) wire.Touched { return wire.Touched{Alias: r.AliasName} },
 			func(c *call, r *deleteAliasRequest) (any, error) {
 				if _, err := c.kms.DeleteAlias(c.ctx, &provider.DeleteAliasRequest{AliasName: r.AliasName}); err != nil {
 					return nil, err
 				}
 				return &empty{}, nil
-			}),
+			}).says("Delete an alias"),
 		"ListAliases": operation(func(r *listAliasesRequest) wire.Touched {
 			if r.KeyId == "" {
-				return wire.Touched{}
+				return wire.Touched{Visible: &r.visible}
 			}
-			return keyParam(&r.KeyId)
-		}, (*call).listAliases),
+			return wire.Touched{KeyParam: "KeyId", Key: &r.KeyId, Visible: &r.visible}
+		}, (*call).listAliases).says("List aliases (of one key with KeyId)"),
 	})
 }
 
@@ -92,9 +94,9 @@ func (c *call) listAliases(r *listAliasesRequest) (any, error) {
 		var resp *provider.ListAliasesResponse
 		var err error
 		if r.KeyId != "" {
-			resp, err = c.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: r.KeyId, PageNumber: &number, PageSize: &size})
+			resp, err = c.kms.ListAliasesByKeyId(c.ctx, &provider.ListAliasesByKeyIdRequest{KeyId: r.KeyId, PageNumber: &number, PageSize: &size, Visible: r.visible})
 		} else {
-			resp, err = c.kms.ListAliases(c.ctx, &provider.ListAliasesRequest{PageNumber: &number, PageSize: &size})
+			resp, err = c.kms.ListAliases(c.ctx, &provider.ListAliasesRequest{PageNumber: &number, PageSize: &size, Visible: r.visible})
 		}
 		if err != nil {
 			return nil, 0, err

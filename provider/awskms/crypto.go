@@ -258,16 +258,16 @@ type randomResponse struct {
 func init() {
 	dataKeyTouched := func(r *dataKeyRequest) wire.Touched { return keyParam(&r.KeyId) }
 	register(map[string]*op{
-		"GenerateDataKey":                 operation(dataKeyTouched, func(c *call, r *dataKeyRequest) (any, error) { return c.dataKey(r, true) }),
-		"GenerateDataKeyWithoutPlaintext": operation(dataKeyTouched, func(c *call, r *dataKeyRequest) (any, error) { return c.dataKey(r, false) }),
-		"Encrypt":                         operation(func(r *encryptRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).encrypt),
+		"GenerateDataKey":                 operation(dataKeyTouched, func(c *call, r *dataKeyRequest) (any, error) { return c.dataKey(r, true) }).says("Generate a data key, in plaintext (or for a Recipient) and under the key"),
+		"GenerateDataKeyWithoutPlaintext": operation(dataKeyTouched, func(c *call, r *dataKeyRequest) (any, error) { return c.dataKey(r, false) }).says("Generate a data key, returned only under the key"),
+		"Encrypt":                         operation(func(r *encryptRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).encrypt).says("Encrypt up to 4096 bytes under a key"),
 		"Decrypt": operation(func(r *decryptRequest) wire.Touched {
 			return wire.Touched{KeyParam: "KeyId", Key: &r.KeyId, Blob: r.CiphertextBlob}
-		}, (*call).decrypt),
+		}, (*call).decrypt).says("Decrypt a CiphertextBlob (or re-encrypt it for a Recipient)"),
 		"ReEncrypt": operation(func(r *reEncryptRequest) wire.Touched {
 			return wire.Touched{KeyParam: "DestinationKeyId", Key: &r.DestinationKeyId, Blob: r.CiphertextBlob}
-		}, (*call).reEncrypt),
-		"GenerateRandom": operation(nil, (*call).random),
+		}, (*call).reEncrypt).says("Re-encrypt a CiphertextBlob under another key"),
+		"GenerateRandom": operation(nil, (*call).random).says("Random bytes from the token"),
 	})
 }
 

@@ -42,3 +42,15 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// TestEveryOperationHasASummary: the CLI's help comes from the table.
+func TestEveryOperationHasASummary(t *testing.T) {
+	for _, name := range Operations() {
+		if Summary(name) == "" || ops[name].action.Name != name {
+			t.Errorf("%s: summary %q, row name %q", name, Summary(name), ops[name].action.Name)
+		}
+	}
+	if len(Operations()) != 25 {
+		t.Fatalf("%d operations served, want 25", len(Operations()))
+	}
+}

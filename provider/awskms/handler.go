@@ -6,15 +6,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
 	"github.com/p11kms/p11kms/wrap/nitro"
 )
-
-// DefaultMaxBodyBytes is the request size limit when Config.MaxBodyBytes is 0.
-const DefaultMaxBodyBytes = 64 << 10
 
 // ContentType is the JSON protocol's media type, of requests and answers.
 const ContentType = "application/x-amz-json-1.1"
@@ -25,22 +21,11 @@ const TargetPrefix = "TrentService."
 // API is the dialect's name in records, metrics and the audit log.
 const API = "aws"
 
-// Config configures the handler.
+// Config configures the handler: the dialects' shared configuration
+// (wire.Config: the core, the access keys, observer, limiter, clock, body
+// limit) and how a Recipient's attestation document is checked.
 type Config struct {
-	// KMS runs the operations. Required.
-	KMS *provider.Service
-	// Keys are the access keys whose signatures are accepted, with their
-	// policies. Required.
-	Keys *wire.AccessKeys
-	// Observer receives one wire.Record per request (nil: none).
-	Observer wire.Observer
-	// Limiter, if set, is asked once per authenticated request; a refusal
-	// is ThrottlingException.
-	Limiter wire.Limiter
-	// Now is the clock signatures are checked against (default time.Now).
-	Now func() time.Time
-	// MaxBodyBytes bounds a request body (default DefaultMaxBodyBytes).
-	MaxBodyBytes int64
+	wire.Config
 	// Attestation checks the attestation document of a Recipient
 	// (GenerateDataKey, Decrypt, GenerateRandom): its Roots are the
 	// operator's; the zero value refuses every Recipient.
@@ -63,12 +48,7 @@ func NewHandler(cfg Config) wire.Handler {
 	if cfg.KMS == nil || cfg.Keys == nil {
 		panic("awskms: Config.KMS and Config.Keys are required")
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
+	cfg.Config = cfg.WithDefaults()
 	return &handler{cfg: cfg, auth: newVerifier(cfg.Keys, cfg.Now), refs: refs{region: cfg.KMS.Region(), account: cfg.KMS.Account(), attest: cfg.Attestation},
 		signatures: wire.NewReplayCache(replayWindow, 0)}
 }
@@ -81,7 +61,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ServeRequest serves one request the router has wrapped, through the
 // pipeline (wire.Serve).
 func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
-	wire.Serve(w, req, h, wire.Pipeline{KMS: h.cfg.KMS, Limiter: h.cfg.Limiter, Observer: h.cfg.Observer})
+	wire.Serve(w, req, h, h.cfg.Pipeline())
 }
 
 // NewRecord starts a request's record, with its one RequestId.
@@ -157,6 +137,11 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 	a, err := h.auth.verify(r, body)
 	if err != nil {
 		return nil, err
+	}
+	// host is a required signed header: the signature binds the Host.
+	if !wire.HostMatches(h.cfg.ExpectedHost, r.Host) {
+		return nil, errorf(CodeInvalidSignature, "the request is signed for host %s; this server accepts %s only (--expected-host)",
+			provider.Clip(r.Host, 128), h.cfg.ExpectedHost)
 	}
 	replay, err := h.replay(a, rec.Time)
 	if err != nil {

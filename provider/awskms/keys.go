@@ -128,8 +128,9 @@ type keyArnResponse struct{ KeyId string }
 type empty struct{}
 
 type listKeysRequest struct {
-	Limit  *int   `help:"1 to 1000 (default 100; a page holds at most 100)"`
-	Marker string `help:"the NextMarker of the previous page"`
+	Limit   *int                `help:"1 to 1000 (default 100; a page holds at most 100)"`
+	Marker  string              `help:"the NextMarker of the previous page"`
+	visible provider.Visibility // set by authorization: what the policy lets the caller see
 }
 
 type keyListEntry struct{ KeyId, KeyArn string }
@@ -206,26 +207,26 @@ func init() {
 				return nil, err
 			}
 			return &keyMetadataResponse{c.metadata(resp.KeyMetadata)}, nil
-		}),
+		}).says("Create a KMS key (SYMMETRIC_DEFAULT: AES-256 in the token)"),
 		"DescribeKey": operation(keyTouched, func(c *call, r *keyRequest) (any, error) {
 			return c.describe(r.KeyId)
-		}),
-		"ListKeys":            operation(nil, (*call).listKeys),
-		"EnableKey":           stateChange((*provider.Service).EnableKey, false),
-		"DisableKey":          stateChange((*provider.Service).DisableKey, false),
-		"CancelKeyDeletion":   stateChange((*provider.Service).CancelKeyDeletion, true),
-		"ScheduleKeyDeletion": operation(func(r *scheduleDeletionRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).scheduleDeletion),
+		}).says("Describe a key"),
+		"ListKeys":            operation(func(r *listKeysRequest) wire.Touched { return wire.Touched{Visible: &r.visible} }, (*call).listKeys).says("List keys (Limit, Marker)"),
+		"EnableKey":           stateChange((*provider.Service).EnableKey, false).says("Enable a key"),
+		"DisableKey":          stateChange((*provider.Service).DisableKey, false).says("Disable a key"),
+		"CancelKeyDeletion":   stateChange((*provider.Service).CancelKeyDeletionToDisabled, true).says("Cancel a scheduled destruction (the key is then Disabled, as on AWS)"),
+		"ScheduleKeyDeletion": operation(func(r *scheduleDeletionRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).scheduleDeletion).says("Schedule a key's destruction after 7-30 days"),
 		"EnableKeyRotation": operation(func(r *enableRotationRequest) wire.Touched { return keyParam(&r.KeyId) }, func(c *call, r *enableRotationRequest) (any, error) {
 			days := defaultRotation
 			if r.RotationPeriodInDays != nil {
 				days = *r.RotationPeriodInDays
 			}
 			return c.rotationPolicy(r.KeyId, true, fmt.Sprintf("%dd", days))
-		}),
+		}).says("Rotate a key automatically every 90-365 days"),
 		"DisableKeyRotation": operation(keyTouched, func(c *call, r *keyRequest) (any, error) {
 			return c.rotationPolicy(r.KeyId, false, "")
-		}),
-		"GetKeyRotationStatus": operation(keyTouched, (*call).rotationStatus),
+		}).says("Stop automatic rotation"),
+		"GetKeyRotationStatus": operation(keyTouched, (*call).rotationStatus).says("Whether and when a key rotates"),
 		"RotateKeyOnDemand": operation(keyTouched, func(c *call, r *keyRequest) (any, error) {
 			v, err := c.kms.CreateKeyVersion(c.ctx, &provider.KeyIdRequest{KeyId: r.KeyId})
 			if err != nil {
@@ -233,8 +234,8 @@ func init() {
 			}
 			c.key(v.KeyVersion.KeyId, v.KeyVersion.KeyVersionId)
 			return &keyArnResponse{c.refs.keyArn(v.KeyVersion.KeyId)}, nil
-		}),
-		"ListKeyRotations": operation(func(r *listRotationsRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).listRotations),
+		}).says("Rotate a key now"),
+		"ListKeyRotations": operation(func(r *listRotationsRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).listRotations).says("List a key's rotations"),
 	})
 }
 
@@ -271,7 +272,7 @@ func (c *call) listKeys(r *listKeysRequest) (any, error) {
 		return nil, err
 	}
 	keys, next, err := slice(off, limit, func(number, size int) ([]provider.KeyRef, int, error) {
-		resp, err := c.kms.ListKeys(c.ctx, &provider.ListKeysRequest{PageNumber: &number, PageSize: &size})
+		resp, err := c.kms.ListKeys(c.ctx, &provider.ListKeysRequest{PageNumber: &number, PageSize: &size, Visible: r.visible})
 		if err != nil {
 			return nil, 0, err
 		}

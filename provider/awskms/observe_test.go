@@ -167,8 +167,8 @@ func TestPipelineRefusals(t *testing.T) {
 		code   string
 		status int
 	}{
-		{awskms.Config{KMS: svc, Keys: keys, Observer: sick{}}, "DependencyTimeoutException", 503},
-		{awskms.Config{KMS: svc, Keys: keys, Limiter: refuseAll{}}, "ThrottlingException", 400},
+		{awskms.Config{Config: wire.Config{KMS: svc, Keys: keys, Observer: sick{}}}, "DependencyTimeoutException", 503},
+		{awskms.Config{Config: wire.Config{KMS: svc, Keys: keys, Limiter: refuseAll{}}}, "ThrottlingException", 400},
 	} {
 		srv := httptest.NewServer(awskms.New(cs.cfg))
 		e := &env{srv: srv}

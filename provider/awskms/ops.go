@@ -1,11 +1,8 @@
 package awskms
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"io"
 	"slices"
 	"strings"
 
@@ -33,8 +30,15 @@ func (c *call) key(id, version string) {
 // what it touches, the core call) and the call itself, which Local runs
 // without the pipeline.
 type op struct {
-	action wire.Action
-	do     func(c *call, req any) (any, error)
+	action  wire.Action
+	do      func(c *call, req any) (any, error)
+	summary string // one line, for `p11kms aws` help
+}
+
+// says sets the row's one-line summary.
+func (o *op) says(summary string) *op {
+	o.summary = summary
+	return o
 }
 
 // preparer is a request that checks its parameters and translates AWS
@@ -106,43 +110,25 @@ func opNames() string {
 // Operations returns the names of the operations served, sorted.
 func Operations() []string { return strings.Split(opNames(), ", ") }
 
-// decode reads the JSON body into req strictly: an unknown member or a
-// wrong type is SerializationException naming it. An empty body is {}.
-func decode(body []byte, req any) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		return nil
+// Summary is an operation's one-line description ("" if not served).
+func Summary(operation string) string {
+	if o, ok := ops[operation]; ok {
+		return o.summary
 	}
-	d := json.NewDecoder(bytes.NewReader(body))
-	d.DisallowUnknownFields()
-	err := d.Decode(req)
-	if err == nil {
-		if _, extra := d.Token(); extra != io.EOF {
-			return errorf(CodeSerialization, "the body holds data after its JSON object")
-		}
-		return nil
-	}
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &te):
-		return errorf(CodeSerialization, "%s: expected a JSON %s, got %s", provider.Clip(te.Field, 64), jsonKind(te.Type.Kind().String()), te.Value)
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		return errorf(CodeSerialization, "%s is not a parameter of this operation", provider.Clip(strings.TrimPrefix(err.Error(), "json: unknown field "), 64))
-	}
-	return errorf(CodeSerialization, "the body is not a JSON object: %s", provider.Clip(err.Error(), 128))
+	return ""
 }
 
-func jsonKind(k string) string {
-	switch k {
-	case "string":
-		return "string"
-	case "bool":
-		return "boolean"
-	case "map", "struct":
-		return "object"
-	case "slice":
-		return "array"
+// decode reads the JSON body into req with the pipeline's strict decoder
+// (wire.DecodeJSON: exact, known, unrepeated names and matching types; an
+// empty body is {}), its refusals as SerializationException naming the
+// parameter.
+func decode(body []byte, req any) error {
+	err := wire.DecodeJSON(body, req)
+	var de *wire.DecodeError
+	if errors.As(err, &de) {
+		return errorf(CodeSerialization, "%s", de.Msg)
 	}
-	return "number"
+	return err
 }
 
 // oneOf checks an enum parameter: "" (absent) or one of the values.

@@ -62,7 +62,7 @@ func recipientEnv(t *testing.T, v nitro.Verifier) *env {
 	tok := softhsmtest.New(t)
 	svc := provider.New(tok.Token, provider.Options{Region: region, Account: account})
 	keys := wire.NewAccessKeys(wire.AccessKey{AccessKeyId: accessID, AccessKeySecret: secret, Policy: wire.Policy{Actions: []string{"*"}, Keys: []string{"*"}}})
-	srv := httptest.NewServer(awskms.New(awskms.Config{KMS: svc, Keys: keys, Attestation: v}))
+	srv := httptest.NewServer(awskms.New(awskms.Config{Config: wire.Config{KMS: svc, Keys: keys}, Attestation: v}))
 	t.Cleanup(srv.Close)
 	return &env{srv: srv, kms: svc}
 }

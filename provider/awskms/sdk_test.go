@@ -117,6 +117,10 @@ func TestKeyStates(t *testing.T) {
 	if !strings.HasSuffix(aws.ToString(cancel.KeyId), ":key/"+aws.ToString(id)) {
 		t.Fatalf("CancelKeyDeletion: %+v", cancel)
 	}
+	// As on AWS, the key leaves PendingDeletion Disabled.
+	if d := must[*kms.DescribeKeyOutput](t, "DescribeKey")(c.DescribeKey(ctx(), &kms.DescribeKeyInput{KeyId: id})); d.KeyMetadata.KeyState != types.KeyStateDisabled {
+		t.Fatalf("after CancelKeyDeletion: %s, want Disabled", d.KeyMetadata.KeyState)
+	}
 	_, err = c.CancelKeyDeletion(ctx(), &kms.CancelKeyDeletionInput{KeyId: id})
 	wantErr(t, "CancelKeyDeletion of a key not pending deletion", err, "KMSInvalidStateException", 409)
 }
@@ -344,6 +348,20 @@ func TestAccessDenied(t *testing.T) {
 	blob := must[*kms.EncryptOutput](t, "Encrypt")(admin.Encrypt(ctx(), &kms.EncryptInput{KeyId: other, Plaintext: []byte("x")})).CiphertextBlob
 	_, err = c.Decrypt(ctx(), &kms.DecryptInput{CiphertextBlob: blob})
 	wantErr(t, "Decrypt of a blob under another key", err, "AccessDeniedException", 400)
+
+	// Listings show only what the policy allows (issue 17's rule, on AWS).
+	must[*kms.CreateAliasOutput](t, "CreateAlias")(admin.CreateAlias(ctx(), &kms.CreateAliasInput{AliasName: aws.String("alias/hidden"), TargetKeyId: other}))
+	must[*kms.CreateAliasOutput](t, "CreateAlias")(admin.CreateAlias(ctx(), &kms.CreateAliasInput{AliasName: aws.String("alias/also-allowed-key"), TargetKeyId: allowed}))
+	keys := must[*kms.ListKeysOutput](t, "ListKeys")(c.ListKeys(ctx(), &kms.ListKeysInput{}))
+	if len(keys.Keys) != 1 || aws.ToString(keys.Keys[0].KeyId) != aws.ToString(allowed) {
+		t.Fatalf("ListKeys under alias/allowed*: %+v", keys.Keys)
+	}
+	for _, in := range []*kms.ListAliasesInput{{}, {KeyId: aws.String("alias/allowed")}} {
+		l := must[*kms.ListAliasesOutput](t, "ListAliases")(c.ListAliases(ctx(), in))
+		if len(l.Aliases) != 1 || aws.ToString(l.Aliases[0].AliasName) != "alias/allowed" {
+			t.Fatalf("ListAliases %+v under alias/allowed*: %d aliases", in, len(l.Aliases))
+		}
+	}
 }
 
 // TestUnknownOperation: a signed X-Amz-Target naming no operation served

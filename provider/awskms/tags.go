@@ -87,15 +87,15 @@ func init() {
 			}
 			c.key(r.KeyId, "")
 			return &empty{}, nil
-		}),
+		}).says("Add or replace a key's tags"),
 		"UntagResource": operation(func(r *untagRequest) wire.Touched { return keyParam(&r.KeyId) }, func(c *call, r *untagRequest) (any, error) {
 			if _, err := c.kms.UntagKey(c.ctx, &provider.UntagKeyRequest{KeyId: r.KeyId, TagKeys: r.TagKeys}); err != nil {
 				return nil, err
 			}
 			c.key(r.KeyId, "")
 			return &empty{}, nil
-		}),
-		"ListResourceTags": operation(func(r *listTagsRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).listTags),
+		}).says("Remove tags from a key"),
+		"ListResourceTags": operation(func(r *listTagsRequest) wire.Touched { return keyParam(&r.KeyId) }, (*call).listTags).says("List a key's tags"),
 	})
 }
 

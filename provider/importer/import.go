@@ -450,19 +450,16 @@ func checkExpected(in *importInput, kcv string) error {
 // hostOAEP is PathHostOAEP: CKM_RSA_X_509 in the token, OAEP decoded here
 // in constant time, the key created from the plaintext, which is zeroed.
 func (s *Service) hostOAEP(ctx context.Context, wk *wrappingKey, in *importInput, opt hsm.SecretKeyOptions, pending bool) (*imported, error) {
-	raw, err := s.tok.DecryptRSA(ctx, wk.pair.Private, hsm.RSAMechanism{Kind: hsm.RSARaw}, in.ct)
+	pt, err := wrap.DecryptOAEPSplit(in.alg.Hash, wk.k, in.ct, func(ct []byte) ([]byte, error) {
+		return s.tok.DecryptRSA(ctx, wk.pair.Private, hsm.RSAMechanism{Kind: hsm.RSARaw}, ct)
+	})
 	switch {
-	case errors.Is(err, hsm.ErrDecryption):
+	case errors.Is(err, hsm.ErrDecryption), errors.Is(err, wrap.ErrDecryption):
 		return nil, invalidExportedKey()
 	case errors.Is(err, hsm.ErrMechanismUnsupported):
 		return nil, unsupported("WrappingAlgorithm", "token %q can neither unwrap %s nor decrypt raw RSA (CKM_RSA_X_509); have the sender use RSAES_OAEP_SHA_1 or SM2PKE", s.tok.Label(), in.alg.Name)
 	case err != nil:
 		return nil, wrappingKeyFault(wk, "decrypting the data key", err)
-	}
-	pt, err := wrap.DecodeOAEP(in.alg.Hash, raw, wk.k, nil)
-	wrap.ZeroBytes(raw)
-	if err != nil {
-		return nil, invalidExportedKey()
 	}
 	defer wrap.ZeroBytes(pt)
 	return s.createFromPlaintext(ctx, pt, in, opt, PathHostOAEP, pending)
@@ -472,18 +469,14 @@ func (s *Service) hostOAEP(ctx context.Context, wk *wrappingKey, in *importInput
 // SM2 finished here (C3 checked in constant time), the key created from the
 // plaintext; x2 and the plaintext are zeroed.
 func (s *Service) hostSM2(ctx context.Context, wk *wrappingKey, in *importInput, opt hsm.SecretKeyOptions, pending bool) (*imported, error) {
-	c, err := wrap.ParseSM2Ciphertext(in.ct, in.alg.SM2Encoding) // C1 on the curve, not infinity
-	if err != nil {
+	pt, err := wrap.DecryptSM2Split(in.ct, in.alg.SM2Encoding, func(c1 []byte) ([]byte, error) {
+		return s.tok.DeriveECDH1(ctx, wk.pair.Private, c1, 32)
+	})
+	switch {
+	case errors.Is(err, wrap.ErrDecryption):
 		return nil, invalidExportedKey()
-	}
-	x2, err := s.tok.DeriveECDH1(ctx, wk.pair.Private, c.C1, 32)
-	if err != nil {
+	case err != nil:
 		return nil, wrappingKeyFault(wk, "deriving the SM2 shared point", err)
-	}
-	pt, err := c.FinishWithSharedX(x2)
-	wrap.ZeroBytes(x2)
-	if err != nil {
-		return nil, invalidExportedKey()
 	}
 	defer wrap.ZeroBytes(pt)
 	return s.createFromPlaintext(ctx, pt, in, opt, PathHostSM2, pending)

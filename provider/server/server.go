@@ -53,6 +53,9 @@ type Config struct {
 	// provider/vod): players cannot sign requests, the play token is the
 	// credential.
 	HLSKeys http.Handler
+	// ExpectedHost, if set, is the only Host signed requests may name, on
+	// both APIs (serve --expected-host; wire.HostMatches).
+	ExpectedHost string
 }
 
 // Server is the composed http.Handler.
@@ -85,9 +88,12 @@ func New(cfg Config) *Server {
 	if cfg.Rate > 0 {
 		lim = newKeyLimiter(cfg.Rate, cfg.Burst)
 	}
-	ali := aliyun.NewHandler(aliyun.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
-	tc := tencent.NewHandler(tencent.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes})
-	aws := awskms.NewHandler(awskms.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
+	ali := aliyun.NewHandler(aliyun.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
+		ExpectedHost: cfg.ExpectedHost})
+	tc := tencent.NewHandler(tencent.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
+		ExpectedHost: cfg.ExpectedHost})
+	aws := awskms.NewHandler(awskms.Config{Config: wire.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
+		ExpectedHost: cfg.ExpectedHost},
 		Attestation: cfg.AWSAttestation})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

@@ -113,13 +113,13 @@ func init() {
 		a.Name = name
 		actions[name] = &a
 	}
-	for _, a := range strings.Fields(`ArchiveKey AsymmetricRsaDecrypt AsymmetricSm2Decrypt BindCloudResource
-		CancelKeyArchive CreateWhiteBoxKey DeleteImportedKeyMaterial DeleteWhiteBoxKey DescribeWhiteBoxDecryptKey
+	for _, a := range strings.Fields(`ArchiveKey BindCloudResource
+		CancelKeyArchive CreateWhiteBoxKey DeleteWhiteBoxKey DescribeWhiteBoxDecryptKey
 		DescribeWhiteBoxDeviceFingerprints DescribeWhiteBoxKey DescribeWhiteBoxKeyDetails DescribeWhiteBoxServiceStatus
 		DisableWhiteBoxKey DisableWhiteBoxKeys EnableWhiteBoxKey EnableWhiteBoxKeys EncryptByWhiteBox
-		GetParametersForImport GetPublicKey GetRegions ImportKeyMaterial ListAlgorithms ListKeyDetail
+		GetRegions ListKeyDetail
 		OverwriteWhiteBoxDeviceFingerprints PostQuantumCryptoDecrypt PostQuantumCryptoEncrypt PostQuantumCryptoSign
-		PostQuantumCryptoVerify SignByAsymmetricKey UnbindCloudResource UpdateKeyDescription VerifyByAsymmetricKey`) {
+		PostQuantumCryptoVerify UnbindCloudResource UpdateKeyDescription`) {
 		knownActions[a] = true
 	}
 }
@@ -199,9 +199,12 @@ func describe(c *wire.Call, ref string) (keyMetadata, error) {
 		return keyMetadata{}, err
 	}
 	km := keyMetadata{KeyId: md.KeyId, Alias: tencentAlias(al.Aliases.Alias), CreateTime: unixTime(md.CreationDate),
-		Description: md.Description, KeyState: keyState(md.KeyState), KeyUsage: keyUsageSymmetric, Type: keyTypeFIPS,
+		Description: md.Description, KeyState: keyState(md.KeyState), KeyUsage: tencentUsage(md.KeySpec, md.KeyUsage), Type: keyTypeFIPS,
 		KeyRotationEnabled: md.AutomaticRotation == "Enabled", Owner: ownerUser, DeletionDate: unixTime(md.DeleteDate),
-		Origin: originKMS, ResourceId: "creatorUin/0/" + md.KeyId}
+		Origin: originKMS, ResourceId: "creatorUin/0/" + md.KeyId, ValidTo: unixTime(md.MaterialExpireTime)}
+	if md.Origin == provider.OriginExternal {
+		km.Origin = provider.OriginExternal
+	}
 	if km.KeyRotationEnabled {
 		km.NextRotateTime = unixTime(md.NextRotationDate)
 	}
@@ -226,7 +229,12 @@ func createKey(c *wire.Call, req *createKeyRequest) (any, error) {
 	} else if !isCode(err, provider.CodeAliasNotFound) {
 		return nil, err
 	}
-	kr, err := c.KMS.CreateKey(c.Ctx, &provider.CreateKeyRequest{Description: req.Description})
+	k := asymmetricKeys[req.KeyUsage] // zero for ENCRYPT_DECRYPT: the core's default
+	preq := &provider.CreateKeyRequest{Description: req.Description, KeySpec: k[0], KeyUsage: k[1]}
+	if req.Type != nil && *req.Type == 2 {
+		preq.Origin = provider.OriginExternal
+	}
+	kr, err := c.KMS.CreateKey(c.Ctx, preq)
 	if err != nil {
 		return nil, err
 	}
@@ -237,7 +245,7 @@ func createKey(c *wire.Call, req *createKeyRequest) (any, error) {
 		return nil, err
 	}
 	resp := &createKeyResponse{KeyId: md.KeyId, Alias: req.Alias, CreateTime: unixTime(md.CreationDate), Description: md.Description,
-		KeyState: keyState(md.KeyState), KeyUsage: keyUsageSymmetric}
+		KeyState: keyState(md.KeyState), KeyUsage: tencentUsage(md.KeySpec, md.KeyUsage)}
 	if len(req.Tags) > 0 {
 		resp.TagCode, resp.TagMsg = tagCodeError, "p11kms does not store tags: the key was created without them"
 	}

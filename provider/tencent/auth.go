@@ -35,7 +35,8 @@ const (
 const TimestampWindow = 300 * time.Second
 
 // RetargetGrace is how long after its first use a TC3 signature may come
-// back with another X-TC-Action, X-TC-Region or X-TC-Version (see checkReuse).
+// back with another X-TC-Action, X-TC-Region or X-TC-Version, over the
+// connection of its first use (see reuse.go).
 const RetargetGrace = 2 * time.Second
 
 // replayTTL is how long nonces and signatures are remembered: a request
@@ -86,13 +87,20 @@ func (h *handler) authenticateRequest(req *wire.Request, body []byte, now time.T
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		return p, errorf(CodeUnsupportedProtocol, "the method %s is not accepted: use POST or GET", provider.Clip(r.Method, 16))
 	}
-	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
-		if len(auth) > 1 {
-			return p, errorf(CodeInvalidAuthorization, "more than one Authorization header")
-		}
-		return p, h.verifyTC3(p, req, auth[0], body, now)
+	var err error
+	if auth := r.Header.Values("Authorization"); len(auth) > 1 {
+		return p, errorf(CodeInvalidAuthorization, "more than one Authorization header")
+	} else if len(auth) == 1 {
+		err = h.verifyTC3(p, req, auth[0], body, now)
+	} else {
+		err = h.verifyV1(p, req, now)
 	}
-	return p, h.verifyV1(p, req, now)
+	if err == nil && !wire.HostMatches(h.cfg.ExpectedHost, r.Host) {
+		p.replay = nil
+		return p, errorf(CodeSignatureFailure, "the request is signed for host %s; this server accepts %s only (--expected-host)",
+			provider.Clip(r.Host, 128), h.cfg.ExpectedHost)
+	}
+	return p, err
 }
 
 // header returns the one value of a header ("" if absent); several values
@@ -294,14 +302,12 @@ func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []
 	if !tc3SignatureMatches(r, a, values, query, tsText, sha256Hex(body), key.AccessKeySecret) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
-	if err := h.checkReuse(a, p, now, h.signatures.Peek); err != nil {
+	u := newReuse(a, p, r.RemoteAddr)
+	peek := func(v string, now time.Time, _ string) (bool, string) { return h.signatures.Peek(v, now) }
+	if err := checkReuse(u, now, peek); err != nil {
 		return err
 	}
-	p.replay = wire.NewReplayClaim(func() error {
-		return h.checkReuse(a, p, now, func(v string, now time.Time) (bool, string) {
-			return h.signatures.Seen(v, now, p.target()+"\n"+strconv.FormatInt(now.UnixNano(), 10))
-		})
-	})
+	p.replay = wire.NewReplayClaim(func() error { return checkReuse(u, now, h.signatures.Seen) })
 	p.key = key
 	if r.Method == http.MethodPost {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -384,46 +390,6 @@ func hasUpper(vs []string) bool {
 		}
 	}
 	return false
-}
-
-// checkReuse applies the signature-reuse rule. X-TC-Action, X-TC-Region
-// and X-TC-Version are not signed, so a captured request could be replayed
-// as another action on the same parameters (a DescribeKey as a
-// DisableKey). Each signature is remembered with its first target and the
-// time it was first seen; it may come back with the same target at any
-// time within the window (identical honest calls in one second carry
-// identical signatures), but with another target only within
-// RetargetGrace of its first use: honest SDK callers do sign, say,
-// DescribeKey and then DisableKey on the same KeyId within one second, and
-// those two requests carry the same signature.
-//
-// lookup is the signature memory's Peek while authenticating and its Seen
-// (which records the first use) once the request passed its checks.
-func (h *handler) checkReuse(a *tc3Authorization, p *request, now time.Time, lookup func(string, time.Time) (bool, string)) error {
-	target := p.target()
-	seen, prev := lookup(a.secretID+"\n"+hex.EncodeToString(a.signature), now)
-	if !seen {
-		return nil
-	}
-	i := strings.LastIndexByte(prev, '\n')
-	if prev == wire.ErrReplayCacheFull || i < 0 {
-		return replayMemoryFull()
-	}
-	first, _ := strconv.ParseInt(prev[i+1:], 10, 64)
-	if prev[:i] != target && now.Sub(time.Unix(0, first)) > RetargetGrace {
-		return errorf(CodeSignatureFailure, "this signature was already used for another action, region or version")
-	}
-	return nil
-}
-
-// target is what a TC3 signature does not sign: the action, region and
-// version it is used for.
-func (p *request) target() string { return p.action + "\n" + p.region + "\n" + p.version }
-
-// replayMemoryFull refuses a request the replay memory has no room for
-// (fail closed: it cannot be told from a replay).
-func replayMemoryFull() error {
-	return errorf(CodeRequestLimitExceeded, "the server's replay memory is full: retry later")
 }
 
 // flatParams parses a query or form string, refusing repeated names.

@@ -307,9 +307,21 @@ func TestTC3SignatureReuse(t *testing.T) {
 			t.Fatalf("re-targeted within the grace: %v", err)
 		}
 	}
-	for _, edit := range edits {
+	// After the grace a new target is refused (the targets used within it
+	// are reads: they repeat).
+	for _, edit := range []func(r *http.Request){
+		func(r *http.Request) { r.Header.Set("X-TC-Action", "Encrypt") },
+		func(r *http.Request) { r.Header.Set("X-TC-Region", "ap-beijing") },
+		func(r *http.Request) { r.Header.Set("X-TC-Version", "2018-01-01") },
+		func(r *http.Request) { r.Header.Set("X-TC-Action", "DisableKey") },
+	} {
 		if err := send(c.raw, RetargetGrace+time.Millisecond, edit); codeOf(err) != CodeSignatureFailure {
 			t.Fatalf("re-targeted signature: %v", err)
+		}
+	}
+	for _, edit := range edits {
+		if err := send(c.raw, RetargetGrace+time.Millisecond, edit); err != nil {
+			t.Fatalf("a read target used within the grace, repeated: %v", err)
 		}
 	}
 	// The original target still passes.
@@ -512,7 +524,7 @@ func TestFullReplayMemoryRefusesWithoutPanic(t *testing.T) {
 			t.Fatalf("%s: need two captures", dir)
 		}
 		h := authOnly(cs[0].when)
-		h.signatures = wire.NewReplayCache(100*365*24*time.Hour, 1)
+		h.signatures = wire.NewReplayCache(100*365*24*time.Hour, 2) // one TC3 request: its target's use and its first use
 		h.nonces = wire.NewReplayCache(100*365*24*time.Hour, 1)
 		r, body, _ := readRequest(cs[0].raw)
 		if _, err := h.authenticate(r, body, cs[0].when); err != nil {

@@ -87,6 +87,7 @@ var coreCodes = map[string]string{
 	provider.CodeInternalFailure:    CodeInternalError,
 	provider.CodeConflict:           "FailedOperation",
 	provider.CodeUnsupportedOp:      CodeUnsupportedOperation,
+	provider.CodePendingImport:      "ResourceUnavailable.CmkStateNotSupport",
 }
 
 // coreCode is Tencent's code for a core error. A malformed key id is

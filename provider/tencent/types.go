@@ -2,7 +2,6 @@ package tencent
 
 import (
 	"encoding/base64"
-	"slices"
 	"strings"
 
 	"github.com/p11kms/p11kms/provider"
@@ -32,19 +31,17 @@ func (r *createKeyRequest) check() error {
 	if err := checkAlias(r.Alias); err != nil {
 		return err
 	}
-	switch {
-	case r.KeyUsage == "" || r.KeyUsage == keyUsageSymmetric:
-	case slices.Contains(asymmetricUsages, r.KeyUsage):
-		return errorf(CodeUnsupportedOperation, "KeyUsage %s: p11kms makes only ENCRYPT_DECRYPT keys", r.KeyUsage)
-	default:
-		return errorf(CodeInvalidKeyUsage, "KeyUsage %q: accepted ENCRYPT_DECRYPT", provider.Clip(r.KeyUsage, 40))
+	if _, asym := asymmetricKeys[r.KeyUsage]; r.KeyUsage != "" && r.KeyUsage != keyUsageSymmetric && !asym {
+		return errorf(CodeInvalidKeyUsage, "KeyUsage %q: accepted ENCRYPT_DECRYPT, %s", provider.Clip(r.KeyUsage, 40), strings.Join(asymmetricUsages, ", "))
 	}
 	switch {
 	case r.Type == nil || *r.Type == 1:
 	case *r.Type == 2:
-		return errorf(CodeUnsupportedOperation, "Type 2 (EXTERNAL, imported key material) is not supported by p11kms")
+		if r.KeyUsage != "" && r.KeyUsage != keyUsageSymmetric {
+			return errorf(CodeInvalidKeyUsage, "KeyUsage %s with Type 2 (EXTERNAL): accepted ENCRYPT_DECRYPT", provider.Clip(r.KeyUsage, 40))
+		}
 	default:
-		return errorf(CodeInvalidType, "Type %d: accepted 1", *r.Type)
+		return errorf(CodeInvalidType, "Type %d: accepted 1 (key material made by the KMS) or 2 (imported)", *r.Type)
 	}
 	if err := noHsmCluster(r.HsmClusterId); err != nil {
 		return err

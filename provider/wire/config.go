@@ -34,6 +34,10 @@ type Config struct {
 	// since the Alibaba SDKs put every parameter in the query (default
 	// DefaultMaxBodyBytes); a larger request gets the dialect's code.
 	MaxBodyBytes int64
+	// ExpectedHost, if set, is the only Host a signed request may name
+	// (HostMatches); a request signed for another host gets the dialect's
+	// signature error (serve --expected-host).
+	ExpectedHost string
 }
 
 // WithDefaults fills in the defaults.

@@ -127,7 +127,7 @@ func (v Verifier) checkSignature(protected, payload, sig, certDER []byte, bundle
 	if !ok || pub.Curve != elliptic.P384() || len(sig) != 96 {
 		return invalid("the signature must be ES384 (P-384, 96 bytes) by the certificate's key")
 	}
-	h := sha512.Sum384(sigStructure(protected, payload))
+	h := sha512.Sum384(SigStructure(protected, payload))
 	if !ecdsa.Verify(pub, h[:], new(big.Int).SetBytes(sig[:48]), new(big.Int).SetBytes(sig[48:])) {
 		return invalid("the signature does not verify")
 	}

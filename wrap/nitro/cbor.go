@@ -129,8 +129,10 @@ func (it item) field(key string) (item, bool) {
 	return item{}, false
 }
 
-// appendHead appends an item head with a definite argument.
-func appendHead(b []byte, major byte, n uint64) []byte {
+// AppendHead appends a CBOR item head (RFC 8949 3: major type 0 to 7, a
+// definite argument n), for whoever builds documents (signers, tests);
+// the content of strings, arrays and maps follows it.
+func AppendHead(b []byte, major byte, n uint64) []byte {
 	switch {
 	case n < 24:
 		return append(b, major<<5|byte(n))
@@ -144,12 +146,13 @@ func appendHead(b []byte, major byte, n uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(b, major<<5|27), n)
 }
 
-// sigStructure is COSE's Sig_structure for COSE_Sign1 (RFC 9052 4.4):
-// ["Signature1", protected, external_aad (empty), payload].
-func sigStructure(protected, payload []byte) []byte {
-	b := appendHead(nil, majorArray, 4)
-	b = append(appendHead(b, majorText, 10), "Signature1"...)
-	b = append(appendHead(b, majorBytes, uint64(len(protected))), protected...)
-	b = appendHead(b, majorBytes, 0)
-	return append(appendHead(b, majorBytes, uint64(len(payload))), payload...)
+// SigStructure is COSE's Sig_structure for COSE_Sign1 (RFC 9052 4.4):
+// ["Signature1", protected, external_aad (empty), payload], the bytes an
+// ES384 signature covers (hashed with SHA-384).
+func SigStructure(protected, payload []byte) []byte {
+	b := AppendHead(nil, majorArray, 4)
+	b = append(AppendHead(b, majorText, 10), "Signature1"...)
+	b = append(AppendHead(b, majorBytes, uint64(len(protected))), protected...)
+	b = AppendHead(b, majorBytes, 0)
+	return append(AppendHead(b, majorBytes, uint64(len(payload))), payload...)
 }

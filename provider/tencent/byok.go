@@ -1,0 +1,91 @@
+package tencent
+
+import (
+	"strconv"
+
+	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/wire"
+)
+
+// Tencent's key import (Type=2 keys, Origin EXTERNAL), as rows over the
+// core's GetParametersForImport / ImportKeyMaterial / DeleteKeyMaterial.
+
+// maxValidTo is the latest ValidTo Tencent accepts.
+const maxValidTo = 2147443200
+
+func init() {
+	for name, a := range map[string]wire.Action{
+		"GetParametersForImport":    row(getParametersForImport, func(r *getParametersRequest) []wire.Touched { return key(&r.KeyId) }),
+		"ImportKeyMaterial":         row(importKeyMaterial, func(r *importMaterialRequest) []wire.Touched { return key(&r.KeyId) }),
+		"DeleteImportedKeyMaterial": onKey(deleteImportedKeyMaterial),
+	} {
+		a.Name = name
+		actions[name] = &a
+	}
+}
+
+type getParametersRequest struct {
+	KeyId             string `tc:"required"`
+	WrappingAlgorithm string `tc:"required"`
+	WrappingKeySpec   string `tc:"required"`
+}
+
+// check: Tencent wraps key material with RSA_2048 only.
+func (r *getParametersRequest) check() error {
+	if r.WrappingKeySpec != provider.KeySpecRSA2048 {
+		return errorf(CodeInvalidParameterVal, "WrappingKeySpec %q: accepted RSA_2048", provider.Clip(r.WrappingKeySpec, 32))
+	}
+	return nil
+}
+
+type getParametersResponse struct {
+	KeyId             string
+	ImportToken       string
+	PublicKey         string
+	ParametersValidTo uint64
+}
+
+func getParametersForImport(c *wire.Call, req *getParametersRequest) (any, error) {
+	r, err := c.KMS.GetParametersForImport(c.Ctx, &provider.GetParametersForImportRequest{KeyId: req.KeyId,
+		WrappingAlgorithm: req.WrappingAlgorithm, WrappingKeySpec: req.WrappingKeySpec})
+	if err != nil {
+		return nil, err
+	}
+	c.SetKey(r.KeyId, "")
+	return &getParametersResponse{KeyId: r.KeyId, ImportToken: r.ImportToken, PublicKey: r.PublicKey,
+		ParametersValidTo: unixTime(r.TokenExpireTime)}, nil
+}
+
+type importMaterialRequest struct {
+	KeyId                string `tc:"required"`
+	EncryptedKeyMaterial string `tc:"required"`
+	ImportToken          string `tc:"required"`
+	ValidTo              *uint64
+}
+
+func (r *importMaterialRequest) check() error {
+	if r.ValidTo != nil && *r.ValidTo > maxValidTo {
+		return errorf(CodeInvalidParameterVal, "ValidTo %d: accepted 0 (never) or a future Unix time up to %d", *r.ValidTo, maxValidTo)
+	}
+	return nil
+}
+
+func importKeyMaterial(c *wire.Call, req *importMaterialRequest) (any, error) {
+	preq := &provider.ImportKeyMaterialRequest{KeyId: req.KeyId, EncryptedKeyMaterial: req.EncryptedKeyMaterial, ImportToken: req.ImportToken}
+	if req.ValidTo != nil {
+		preq.KeyMaterialExpireUnix = strconv.FormatUint(*req.ValidTo, 10)
+	}
+	if _, err := c.KMS.ImportKeyMaterial(c.Ctx, preq); err != nil {
+		return nil, err
+	}
+	c.SetKey(req.KeyId, "")
+	return &emptyResponse{}, nil
+}
+
+func deleteImportedKeyMaterial(c *wire.Call, ref string) (any, error) {
+	if _, err := c.KMS.DeleteKeyMaterial(c.Ctx, &provider.KeyIdRequest{KeyId: ref}); err != nil {
+		return nil, err
+	}
+	c.SetKey(ref, "")
+	return &emptyResponse{}, nil
+}
