@@ -42,6 +42,7 @@ type serveFlags struct {
 	aws   awsServeFlags // --aws-attestation-roots, --aws-accept-unsigned-attestation-for-tests
 	tls   tlsFlags      // --tls-client-ca, --tls-client-cn (tls.go)
 	xks   xksFlags      // --xks, --xks-config, --xks-prefix (xks.go)
+	pprof pprofFlags    // --pprof (pprof.go)
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -88,6 +89,7 @@ logged and the last good set stays in force.`,
 	fl.StringVar(&f.account, "account", "1234567890123456", "account id used in ARNs")
 	fl.StringVar(&f.expectedHost, "expected-host", "", "the only Host signed requests may name (name: any port; name:port); a request signed for another host is refused with the API's signature error (default: any)")
 	f.aws.register(fl)
+	f.pprof.register(fl)
 	fl.IntVar(&f.processes, "processes", 1, "serve processes sharing the port (SO_REUSEPORT); SoftHSM2 serialises calls within a process, so use one per core")
 	return cmd
 }
@@ -113,6 +115,9 @@ func (f *serveFlags) check() error {
 		return err
 	}
 	if err := f.tls.check(f.tlsCert != ""); err != nil {
+		return err
+	}
+	if err := f.pprof.check(); err != nil {
 		return err
 	}
 	for _, d := range []struct {
@@ -152,6 +157,13 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	}
 	defer ln.Close()
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if !isChild {
+		stopPprof, err := f.pprof.start(ctx, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	tok, err := openInstrumented(ctx, g, reg)

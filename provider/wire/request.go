@@ -57,7 +57,7 @@ func (q *Request) Body() ([]byte, error) {
 	if r.Body == nil {
 		return nil, nil
 	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, left+1))
+	b, err := readBody(r.Body, r.ContentLength, left)
 	switch {
 	case err != nil:
 		q.bodyErr = ErrUnreadable
@@ -67,6 +67,22 @@ func (q *Request) Body() ([]byte, error) {
 		q.body = b
 	}
 	return q.body, q.bodyErr
+}
+
+// readBody reads at most left+1 bytes of body: into one buffer of exactly
+// length bytes when the length is declared (net/http's body reader ends
+// there), so a request's body costs one allocation instead of io.ReadAll's
+// growing copies; otherwise as io.ReadAll does. A body shorter than its
+// declared length is an error.
+func readBody(body io.Reader, length, left int64) ([]byte, error) {
+	if length < 0 {
+		return io.ReadAll(io.LimitReader(body, left+1))
+	}
+	b := make([]byte, length)
+	if _, err := io.ReadFull(body, b); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // Query returns the query string's parameters, parsed once.
