@@ -21,6 +21,7 @@ import (
 
 	"github.com/p11kms/p11kms/hsm"
 	"github.com/p11kms/p11kms/internal/seed"
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/vod"
@@ -38,6 +39,7 @@ type serveFlags struct {
 	processes                                               int
 
 	audit auditFlags // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
+	state stateFlags // --state, --max-rate, --clock-skew
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -61,6 +63,7 @@ are interchangeable.`,
 	fl.StringVar(&f.accessKeys, "access-keys", "", "access-keys file (default $P11KMS_HOME/access-keys.json)")
 	fl.StringVar(&f.auditLog, "audit-log", "", "this node's audit log file (default <audit-dir>/audit-<node-name>.log; \"-\" disables)")
 	f.audit.register(fl)
+	f.state.register(fl)
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM); with --tls-key serves HTTPS")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fl.StringVar(&f.seedFile, "seed", "", "YAML seed file applied (idempotently) at start-up, once the port is bound; checked whole before anything is written (an alias of another key is refused unless the file says moveAliases: true)")
@@ -93,6 +96,9 @@ func (f *serveFlags) check() error {
 		return bad("--max-body %d: accepted 1 or more (bytes)", f.maxBody)
 	}
 	if err := f.audit.check(); err != nil {
+		return err
+	}
+	if err := f.state.check(); err != nil {
 		return err
 	}
 	for _, d := range []struct {
@@ -146,7 +152,15 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 			return err
 		}
 	}
-	handler, closeAudit, err := newHandler(ctx, g, f, kms, keys, reg, log)
+	st, err := openState(ctx, f, tok, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go watchAccessKeys(watchCtx, st, keys, log)
+	handler, closeAudit, err := newHandler(ctx, g, f, kms, keys, st, reg, log)
 	if err != nil {
 		return err
 	}
@@ -200,7 +214,7 @@ func applySeed(ctx context.Context, kms *provider.Service, sf *seed.File, path s
 // newHandler opens the audit log and the media keys and composes the
 // server's handler; closeAudit closes the audit log.
 func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Service, keys *wire.AccessKeys,
-	reg *prometheus.Registry, log *slog.Logger) (handler http.Handler, closeAudit func(), err error) {
+	st *state.State, reg *prometheus.Registry, log *slog.Logger) (handler http.Handler, closeAudit func(), err error) {
 	closeAudit = func() {}
 	auditLog, err := openAuditLog(ctx, g, f.auditLog, f.audit, kms.Token(), log)
 	if err != nil {
@@ -220,7 +234,7 @@ func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Se
 	if err := media.Init(ctx); err != nil {
 		return nil, closeAudit, fmt.Errorf("media keys: %w", err)
 	}
-	scfg := server.Config{KMS: kms, Keys: keys, Rate: f.rate, Burst: f.burst, MaxBodyBytes: f.maxBody, Metrics: reg,
+	scfg := server.Config{KMS: kms, Keys: keys, State: st, ClockSkew: f.state.clockSkew, MaxBodyBytes: f.maxBody, Metrics: reg,
 		HLSKeys: media.KeyHandler(), Log: log}
 	if auditLog != nil {
 		scfg.Audit = auditLog

@@ -35,6 +35,11 @@ type ReplayStore interface {
 	// request must be refused. Call it only after the signature verified,
 	// so unauthenticated requests do not consume memory.
 	Seen(ctx context.Context, accessKeyID string, nonce []byte, window time.Duration) (seen bool, err error)
+	// Peek reports whether nonce is remembered for accessKeyID, recording
+	// nothing: a dialect peeks while authenticating, so a replay is refused
+	// as such at once, and records (Seen) only once the request passed its
+	// checks. Errors: ErrUnavailable (shared store) or an invalid argument.
+	Peek(ctx context.Context, accessKeyID string, nonce []byte) (seen bool, err error)
 }
 
 // RateLimiter limits requests per access key. Implementations are safe for

@@ -1,7 +1,7 @@
 package aliyun
 
 import (
-	"crypto/sha256"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
 )
@@ -36,6 +37,12 @@ type Config struct {
 	// since the Alibaba SDKs put every parameter in the query (default
 	// DefaultMaxBodyBytes). A larger request is HTTP 413 InvalidParameter.
 	MaxBodyBytes int64
+	// Replay remembers the nonces, for twice MaxClockSkew (nil: an
+	// in-process memory of the handler's own, wire.NewLocalReplayCache).
+	Replay state.ReplayStore
+	// MaxClockSkew is how far a request's timestamp may be from the clock
+	// (0: MaxClockSkew, 15 minutes).
+	MaxClockSkew time.Duration
 }
 
 type handler struct {
@@ -59,7 +66,16 @@ func NewHandler(cfg Config) wire.Handler {
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
 	}
-	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys}, nonces: wire.NewReplayCache(NonceMemory, 0)}
+	if cfg.MaxClockSkew <= 0 {
+		cfg.MaxClockSkew = MaxClockSkew
+	}
+	h := &handler{cfg: cfg, v: verifier{keys: cfg.Keys, skew: cfg.MaxClockSkew}}
+	if cfg.Replay != nil {
+		h.nonces = wire.NewReplayCache(cfg.Replay, 2*cfg.MaxClockSkew)
+	} else {
+		h.nonces = wire.NewLocalReplayCache(2 * cfg.MaxClockSkew)
+	}
+	return h
 }
 
 // errorBody is what the SDKs parse from an HTTP 4xx/5xx answer.
@@ -144,17 +160,26 @@ func (h *handler) readBody(req *wire.Request) ([]byte, error) {
 	return b, nil
 }
 
+// refusals are Alibaba's answers to the pipeline's replay and rate checks.
+var refusals = wire.Refusals{
+	Replayed: func() error {
+		return apiError(http.StatusBadRequest, CodeNonceUsed, "the signature nonce has been used already")
+	},
+	Throttled: func() error {
+		return apiError(http.StatusTooManyRequests, CodeThrottling, "the access key's request rate limit is exceeded; retry later")
+	},
+	Unavailable: func() error {
+		return apiError(http.StatusServiceUnavailable, CodeServiceUnavailable,
+			"the server's shared replay and rate state is unavailable; retry later")
+	},
+}
+
 // claimNonce is the Alibaba replay rule: an access key's nonce is used
-// once within the window; a full memory refuses (fail closed).
-func (h *handler) claimNonce(a *authResult, now time.Time) *wire.ReplayClaim {
+// once within the window; an access key over its share of the memory is
+// throttled, an unreachable shared memory refuses (fail closed).
+func (h *handler) claimNonce(ctx context.Context, a *authResult) *wire.ReplayClaim {
 	return wire.NewReplayClaim(func() error {
-		switch seen, prev := h.nonces.Seen(nonceKey(a.AccessKey.AccessKeyId, a.Nonce), now, ""); {
-		case seen && prev == wire.ErrReplayCacheFull:
-			return apiError(http.StatusServiceUnavailable, CodeThrottling, "the server's replay memory is full; retry later")
-		case seen:
-			return apiError(http.StatusBadRequest, CodeNonceUsed, "the signature nonce has been used already")
-		}
-		return nil
+		return h.nonces.Claim(ctx, a.AccessKey.AccessKeyId, "acs\n"+a.Nonce, refusals)
 	})
 }
 
@@ -184,8 +209,8 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (resp any, err error)
 	rec.AccessKeyId = a.AccessKey.AccessKeyId
 	spec, known := actionSpecs[a.Action]
 	rec.SetAction(a.Action, known)
-	if h.cfg.Limiter != nil && !h.cfg.Limiter.Allow(a.AccessKey.AccessKeyId) {
-		return nil, apiError(http.StatusTooManyRequests, CodeThrottling, "the access key's request rate limit is exceeded; retry later")
+	if err := wire.Limit(r.Context(), h.cfg.Limiter, a.AccessKey.AccessKeyId, refusals); err != nil {
+		return nil, err
 	}
 	if !known {
 		return nil, apiError(http.StatusNotFound, CodeActionNotFound, "the action %s is not a KMS action p11kms serves", quoteName(a.Action))
@@ -205,7 +230,7 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (resp any, err error)
 	}
 	// The nonce is remembered only now: a request refused for its
 	// signature, its rate or its policy consumes no replay memory.
-	if err := h.claimNonce(a, now).Claim(); err != nil {
+	if err := h.claimNonce(ctx, a).Claim(); err != nil {
 		return nil, err
 	}
 	resp, err = spec.action.Call(ctx, h.cfg.KMS, preq)
@@ -219,14 +244,6 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (resp any, err error)
 		rec.KeyId, rec.KeyVersionId = id, ver
 	}
 	return resp, nil
-}
-
-// nonceKey is what the nonce memory keeps for one request: 16 bytes of
-// SHA-256 over the access key id and the nonce, so that its size does not
-// depend on what clients send.
-func nonceKey(accessKeyID, nonce string) string {
-	h := sha256.Sum256([]byte(accessKeyID + "\x00" + nonce))
-	return string(h[:16])
 }
 
 // responseKeyIds finds KeyId and KeyVersionId in a response, at the top

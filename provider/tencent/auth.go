@@ -1,6 +1,7 @@
 package tencent
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -33,15 +34,6 @@ const (
 // TimestampWindow is how far a request's timestamp may be from the
 // server's clock, either way (Tencent's five minutes).
 const TimestampWindow = 300 * time.Second
-
-// RetargetGrace is how long after its first use a TC3 signature may come
-// back with another X-TC-Action, X-TC-Region or X-TC-Version (see checkReuse).
-const RetargetGrace = 2 * time.Second
-
-// replayTTL is how long nonces and signatures are remembered: a request
-// first seen at t carries a timestamp no earlier than t−window, so it stops
-// being acceptable by t+2·window.
-const replayTTL = 2 * TimestampWindow
 
 // v1Common are the v1 common parameters: signed, but not action parameters.
 var v1Common = []string{"Action", "Version", "Region", "Timestamp", "Nonce", "SecretId",
@@ -186,15 +178,15 @@ func parseTC3Authorization(s string) (*tc3Authorization, error) {
 }
 
 // parseTimestamp parses a Unix-seconds timestamp and checks the window.
-func parseTimestamp(s string, now time.Time) (int64, error) {
+func parseTimestamp(s string, now time.Time, window time.Duration) (int64, error) {
 	if s == "" || len(s) > 12 || strings.TrimLeft(s, "0123456789") != "" {
 		return 0, errorf(CodeInvalidParameter, "Timestamp %q is not Unix seconds", provider.Clip(s, 24))
 	}
 	ts, _ := strconv.ParseInt(s, 10, 64)
 	d := now.Sub(time.Unix(ts, 0))
-	if d > TimestampWindow || d < -TimestampWindow {
+	if d > window || d < -window {
 		return 0, errorf(CodeSignatureExpire, "the request's timestamp %s is more than %d s away from the server's clock %s",
-			time.Unix(ts, 0).UTC().Format(time.RFC3339), int(TimestampWindow/time.Second), now.UTC().Format(time.RFC3339))
+			time.Unix(ts, 0).UTC().Format(time.RFC3339), int(window/time.Second), now.UTC().Format(time.RFC3339))
 	}
 	return ts, nil
 }
@@ -263,7 +255,7 @@ func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []
 	if !ok {
 		return errorf(CodeSecretIdNotFound, "the SecretId %s does not exist", provider.Clip(a.secretID, 64))
 	}
-	ts, err := parseTimestamp(tsText, now)
+	ts, err := parseTimestamp(tsText, now, h.window)
 	if err != nil {
 		return err
 	}
@@ -294,14 +286,11 @@ func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []
 	if !tc3SignatureMatches(r, a, values, query, tsText, sha256Hex(body), key.AccessKeySecret) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
-	if err := h.checkReuse(a, p, now, h.signatures.Peek); err != nil {
+	ctx, sig := req.HTTP.Context(), hex.EncodeToString(a.signature)
+	if err := h.peekReuse(ctx, a.secretID, sig, p.target(), now); err != nil {
 		return err
 	}
-	p.replay = wire.NewReplayClaim(func() error {
-		return h.checkReuse(a, p, now, func(v string, now time.Time) (bool, string) {
-			return h.signatures.Seen(v, now, p.target()+"\n"+strconv.FormatInt(now.UnixNano(), 10))
-		})
-	})
+	p.replay = wire.NewReplayClaim(func() error { return h.claimReuse(ctx, a.secretID, sig, p.target(), now) })
 	p.key = key
 	if r.Method == http.MethodPost {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -384,46 +373,6 @@ func hasUpper(vs []string) bool {
 		}
 	}
 	return false
-}
-
-// checkReuse applies the signature-reuse rule. X-TC-Action, X-TC-Region
-// and X-TC-Version are not signed, so a captured request could be replayed
-// as another action on the same parameters (a DescribeKey as a
-// DisableKey). Each signature is remembered with its first target and the
-// time it was first seen; it may come back with the same target at any
-// time within the window (identical honest calls in one second carry
-// identical signatures), but with another target only within
-// RetargetGrace of its first use: honest SDK callers do sign, say,
-// DescribeKey and then DisableKey on the same KeyId within one second, and
-// those two requests carry the same signature.
-//
-// lookup is the signature memory's Peek while authenticating and its Seen
-// (which records the first use) once the request passed its checks.
-func (h *handler) checkReuse(a *tc3Authorization, p *request, now time.Time, lookup func(string, time.Time) (bool, string)) error {
-	target := p.target()
-	seen, prev := lookup(a.secretID+"\n"+hex.EncodeToString(a.signature), now)
-	if !seen {
-		return nil
-	}
-	i := strings.LastIndexByte(prev, '\n')
-	if prev == wire.ErrReplayCacheFull || i < 0 {
-		return replayMemoryFull()
-	}
-	first, _ := strconv.ParseInt(prev[i+1:], 10, 64)
-	if prev[:i] != target && now.Sub(time.Unix(0, first)) > RetargetGrace {
-		return errorf(CodeSignatureFailure, "this signature was already used for another action, region or version")
-	}
-	return nil
-}
-
-// target is what a TC3 signature does not sign: the action, region and
-// version it is used for.
-func (p *request) target() string { return p.action + "\n" + p.region + "\n" + p.version }
-
-// replayMemoryFull refuses a request the replay memory has no room for
-// (fail closed: it cannot be told from a replay).
-func replayMemoryFull() error {
-	return errorf(CodeRequestLimitExceeded, "the server's replay memory is full: retry later")
 }
 
 // flatParams parses a query or form string, refusing repeated names.
@@ -553,7 +502,7 @@ func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
 	if !ok {
 		return errorf(CodeSecretIdNotFound, "the SecretId %s does not exist", provider.Clip(p.secretID, 64))
 	}
-	if _, err := parseTimestamp(params["Timestamp"], now); err != nil {
+	if _, err := parseTimestamp(params["Timestamp"], now, h.window); err != nil {
 		return err
 	}
 	given, err := base64.StdEncoding.DecodeString(params["Signature"])
@@ -568,18 +517,11 @@ func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
 	if !hmac.Equal(want, given) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
-	if seen, _ := h.nonces.Peek(p.secretID+"\n"+nonce, now); seen {
-		return errorf(CodeSignatureExpire, "the Nonce was already used with this SecretId: the request is a replay")
+	ctx, value := req.HTTP.Context(), "v1\n"+nonce
+	if seen, err := h.replay.Peek(ctx, p.secretID, value, refusals); err != nil || seen {
+		return cmp.Or(err, refusals.Replayed())
 	}
-	p.replay = wire.NewReplayClaim(func() error {
-		switch seen, prev := h.nonces.Seen(p.secretID+"\n"+nonce, now, ""); {
-		case seen && prev == wire.ErrReplayCacheFull:
-			return replayMemoryFull()
-		case seen:
-			return errorf(CodeSignatureExpire, "the Nonce was already used with this SecretId: the request is a replay")
-		}
-		return nil
-	})
+	p.replay = wire.NewReplayClaim(func() error { return h.replay.Claim(ctx, p.secretID, value, refusals) })
 	p.key = key
 	for _, k := range v1Common {
 		delete(params, k)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
@@ -307,8 +308,9 @@ func TestTC3SignatureReuse(t *testing.T) {
 			t.Fatalf("re-targeted within the grace: %v", err)
 		}
 	}
+	// After twice the grace it is refused whatever the first use's slot.
 	for _, edit := range edits {
-		if err := send(c.raw, RetargetGrace+time.Millisecond, edit); codeOf(err) != CodeSignatureFailure {
+		if err := send(c.raw, 2*RetargetGrace+time.Millisecond, edit); codeOf(err) != CodeSignatureFailure {
 			t.Fatalf("re-targeted signature: %v", err)
 		}
 	}
@@ -503,17 +505,21 @@ func TestV1RefusesAmbiguousParameters(t *testing.T) {
 }
 
 // A full replay memory refuses new TC3 signatures and v1 nonces (fail
-// closed) with RequestLimitExceeded; it does not panic on the "replay cache
-// full" marker (issue 17, finding 3).
+// closed) with RequestLimitExceeded; it does not panic (issue 17, finding
+// 3). The memories hold one request each: a TC3 signature takes three
+// entries (the signature, its target, its first use's slot), a v1 nonce one.
 func TestFullReplayMemoryRefusesWithoutPanic(t *testing.T) {
-	for _, dir := range []string{"tc3", "tcv1"} {
+	for dir, maxRate := range map[string]float64{"tc3": 0.045, "tcv1": 0.01} {
 		cs := loadCaptures(t, dir)
 		if len(cs) < 2 {
 			t.Fatalf("%s: need two captures", dir)
 		}
 		h := authOnly(cs[0].when)
-		h.signatures = wire.NewReplayCache(100*365*24*time.Hour, 1)
-		h.nonces = wire.NewReplayCache(100*365*24*time.Hour, 1)
+		mem, err := state.NewMemory(2*TimestampWindow, maxRate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.replay = wire.NewReplayCache(mem, 2*TimestampWindow)
 		r, body, _ := readRequest(cs[0].raw)
 		if _, err := h.authenticate(r, body, cs[0].when); err != nil {
 			t.Fatalf("%s: %v", cs[0].name, err)

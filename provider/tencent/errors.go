@@ -28,6 +28,7 @@ const (
 	CodeRequestSizeExceeded  = "RequestSizeLimitExceeded"
 	CodeUnauthorized         = "UnauthorizedOperation"
 	CodeInternalError        = "InternalError"
+	CodeServiceUnavailable   = "ServiceUnavailable" // the shared state (Redis) is unreachable: retry later
 
 	CodeInvalidAlias          = "InvalidParameterValue.InvalidAlias"
 	CodeInvalidKeyUsage       = "InvalidParameterValue.InvalidKeyUsage"

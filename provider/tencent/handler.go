@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
 )
@@ -34,17 +35,24 @@ type Config struct {
 	// MaxBodyBytes bounds the request body and the query string
 	// (default DefaultMaxBodyBytes); larger requests get RequestSizeLimitExceeded.
 	MaxBodyBytes int64
+	// Replay remembers TC3 signatures and v1 nonces for twice
+	// TimestampWindow (nil: an in-process memory of the handler's own,
+	// wire.NewLocalReplayCache).
+	Replay state.ReplayStore
+	// TimestampWindow is how far a request's timestamp may be from the
+	// clock (0: TimestampWindow, five minutes).
+	TimestampWindow time.Duration
 }
 
 type handler struct {
-	kms        *provider.Service
-	keys       *wire.AccessKeys
-	obs        wire.Observer
-	limiter    wire.Limiter
-	now        func() time.Time
-	maxBody    int64
-	signatures *wire.ReplayCache // TC3: signature → action/region/version
-	nonces     *wire.ReplayCache // v1: SecretId+Nonce
+	kms     *provider.Service
+	keys    *wire.AccessKeys
+	obs     wire.Observer
+	limiter wire.Limiter
+	now     func() time.Time
+	maxBody int64
+	window  time.Duration     // the accepted timestamp distance
+	replay  *wire.ReplayCache // TC3 signatures with their targets, v1 nonces
 }
 
 // New returns the Tencent Cloud KMS wire API (version 2019-01-18) in front
@@ -61,7 +69,17 @@ func NewHandler(cfg Config) wire.Handler {
 
 func newHandler(cfg Config) *handler {
 	h := &handler{kms: cfg.KMS, keys: cfg.Keys, obs: cfg.Observer, limiter: cfg.Limiter, now: cfg.Now, maxBody: cfg.MaxBodyBytes,
-		signatures: wire.NewReplayCache(replayTTL, 0), nonces: wire.NewReplayCache(replayTTL, 0)}
+		window: cfg.TimestampWindow}
+	if h.window <= 0 {
+		h.window = TimestampWindow
+	}
+	// A request first seen at t carries a timestamp no earlier than
+	// t−window, so it stops being acceptable by t+2·window.
+	if cfg.Replay != nil {
+		h.replay = wire.NewReplayCache(cfg.Replay, 2*h.window)
+	} else {
+		h.replay = wire.NewLocalReplayCache(2 * h.window)
+	}
 	if h.now == nil {
 		h.now = time.Now
 	}
@@ -163,8 +181,8 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (_ any, err error) {
 	}
 	a, served := actions[p.action]
 	rec.SetAction(p.action, served || knownActions[p.action])
-	if h.limiter != nil && !h.limiter.Allow(p.key.AccessKeyId) {
-		return nil, errorf(CodeRequestLimitExceeded, "too many requests for SecretId %s: retry later", provider.Clip(p.key.AccessKeyId, 64))
+	if err := wire.Limit(req.HTTP.Context(), h.limiter, p.key.AccessKeyId, refusals); err != nil {
+		return nil, err
 	}
 	if p.version != APIVersion {
 		return nil, errorf(CodeNoSuchVersion, "the API version %q does not exist: this is %s", provider.Clip(p.version, 32), APIVersion)

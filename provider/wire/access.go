@@ -93,6 +93,24 @@ func LoadAccessKeys(file string) (*AccessKeys, error) {
 	return ak, nil
 }
 
+// Reload reads the access-keys file again and, if it is valid, replaces
+// the keys in place (requests in flight keep the key they looked up); an
+// invalid file leaves the keys as they were and returns the error. A set
+// not loaded from a file (NewAccessKeys) has nothing to reload.
+func (a *AccessKeys) Reload() error {
+	if a.path == "" {
+		return fmt.Errorf("access keys: not loaded from a file: nothing to reload")
+	}
+	fresh, err := LoadAccessKeys(a.path)
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.keys = fresh.keys
+	return nil
+}
+
 // NewAccessKeys makes an in-memory set (tests, embedding).
 func NewAccessKeys(keys ...AccessKey) *AccessKeys {
 	ak := &AccessKeys{keys: map[string]AccessKey{}}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 )
 
@@ -126,7 +127,7 @@ type Observer interface {
 	Observe(Record)
 }
 
-// Limiter decides whether an access key may make one more request now.
-type Limiter interface {
-	Allow(accessKeyID string) bool
-}
+// Limiter decides whether an access key may make one more request now
+// (state.LocalLimiter in process, state.RedisLimiter shared by the nodes);
+// the pipeline asks it through Limit.
+type Limiter = state.RateLimiter
