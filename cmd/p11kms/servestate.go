@@ -81,14 +81,26 @@ func openState(ctx context.Context, f *serveFlags, tok *hsm.Token, log *slog.Log
 	return st, nil
 }
 
-// watchAccessKeys reloads the access-keys file whenever a node announces
-// a change on the shared state (in process: never; see state.Changes).
+// watchAccessKeys applies the access-key changes other nodes announce on
+// the shared state (in process: none; see state.Changes): it reloads the
+// access-keys file and refuses every id revoked on any node, at start-up
+// and within about a second of each change.
 func watchAccessKeys(ctx context.Context, st *state.State, keys *wire.AccessKeys, log *slog.Logger) {
-	st.Changes.Watch(ctx, func() {
+	apply := func() {
 		if err := keys.Reload(); err != nil {
-			log.Error("access keys changed on another node; reloading failed, the old keys stay", "err", err)
+			log.Error("access keys changed; reloading the file failed, its old keys stay", "err", err)
+		}
+		ids, err := st.Changes.Revoked(ctx)
+		if err != nil {
+			log.Error("access keys changed; reading the revoked ids failed (retried at the next change or when the state returns)", "err", err)
 			return
 		}
-		log.Info("access keys reloaded (changed on another node)")
-	})
+		keys.SetRevoked(ids)
+		log.Info("access keys applied", "revoked", len(ids))
+	}
+	if _, local := st.Changes.(state.LocalChanges); local {
+		return
+	}
+	apply()
+	st.Changes.Watch(ctx, apply)
 }

@@ -55,6 +55,12 @@ type RateLimiter interface {
 type Changes interface {
 	// Notify tells every node that the access keys changed.
 	Notify(ctx context.Context) error
+	// Revoke records, for every node, that the access keys ids were
+	// deleted (so a node whose own access-keys file still lists one
+	// refuses it), and announces the change as Notify does.
+	Revoke(ctx context.Context, ids ...string) error
+	// Revoked lists the access key ids revoked on any node.
+	Revoked(ctx context.Context) ([]string, error)
 	// Watch calls onChange (from one goroutine, never concurrently) after
 	// every change Notify announced on any node, at most about a second
 	// late, until ctx is done. Watch blocks; run it in its own goroutine.

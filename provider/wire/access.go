@@ -59,9 +59,10 @@ func (p *Policy) AllowsKey(names ...string) bool {
 
 // AccessKeys is the access-keys file, held in memory; safe for concurrent use.
 type AccessKeys struct {
-	mu   sync.RWMutex
-	keys map[string]AccessKey
-	path string
+	mu      sync.RWMutex
+	keys    map[string]AccessKey
+	path    string
+	revoked map[string]bool // deleted on another node (SetRevoked)
 }
 
 type accessKeysFile struct {
@@ -124,8 +125,23 @@ func NewAccessKeys(keys ...AccessKey) *AccessKeys {
 func (a *AccessKeys) Lookup(id string) (AccessKey, bool) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
+	if a.revoked[id] {
+		return AccessKey{}, false
+	}
 	k, ok := a.keys[id]
 	return k, ok
+}
+
+// SetRevoked replaces the ids refused whatever the file says: access keys
+// deleted on another node that shares the state (state.Changes.Revoked).
+func (a *AccessKeys) SetRevoked(ids []string) {
+	r := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		r[id] = true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.revoked = r
 }
 
 // List returns the keys sorted by id, secrets removed.
