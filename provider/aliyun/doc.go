@@ -16,7 +16,8 @@
 //     the legacy SDK) into the provider's request structs: strict types,
 //     duplicate parameters refused, Alibaba parameters p11kms does not model
 //     tolerated or validated, anything else refused with InvalidParameter.
-//   - Per-access-key policy (wire.Authorize) and rate limit (Config.Limiter).
+//   - Its table (wire.Actions), verifier and error map, run by the one
+//     pipeline (wire.Serve): per-access-key policy, rate limit (Config.Limiter).
 //   - Responses as the SDKs parse them: HTTP 200 with the provider's response
 //     as a flat JSON object, or HTTP 4xx/5xx with
 //     {"RequestId","HostId","Code","Message"}. Every response carries a

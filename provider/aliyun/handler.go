@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -96,7 +95,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ServeRequest serves one request the router has wrapped, through the
 // pipeline's frame (wire.Serve).
 func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
-	wire.Serve(w, req, h, h.cfg.Observer)
+	wire.Serve(w, req, h, wire.Pipeline{KMS: h.cfg.KMS, Limiter: h.cfg.Limiter, Observer: h.cfg.Observer})
 }
 
 // NewRecord starts a request's record, with its one RequestId (upper case,
@@ -160,31 +159,19 @@ func (h *handler) readBody(req *wire.Request) ([]byte, error) {
 	return b, nil
 }
 
-// refusals are Alibaba's answers to the pipeline's replay and rate checks.
-var refusals = wire.Refusals{
-	Replayed: func() error {
-		return apiError(http.StatusBadRequest, CodeNonceUsed, "the signature nonce has been used already")
-	},
-	Throttled: func() error {
-		return apiError(http.StatusTooManyRequests, CodeThrottling, "the access key's request rate limit is exceeded; retry later")
-	},
-	Unavailable: func() error {
-		return apiError(http.StatusServiceUnavailable, CodeServiceUnavailable,
-			"the server's shared replay and rate state is unavailable; retry later")
-	},
-}
-
 // claimNonce is the Alibaba replay rule: an access key's nonce is used
 // once within the window; an access key over its share of the memory is
 // throttled, an unreachable shared memory refuses (fail closed).
 func (h *handler) claimNonce(ctx context.Context, a *authResult) *wire.ReplayClaim {
 	return wire.NewReplayClaim(func() error {
-		return h.nonces.Claim(ctx, a.AccessKey.AccessKeyId, "acs\n"+a.Nonce, refusals)
+		return h.nonces.Claim(ctx, a.AccessKey.AccessKeyId, "acs\n"+a.Nonce, h.refuse)
 	})
 }
 
-// Run runs one request up to the provider's response (wire.Dialect).
-func (h *handler) Run(req *wire.Request, rec *wire.Record) (resp any, err error) {
+// Verify is the Alibaba verifier (wire.Dialect): method and path, the
+// body read once, the parameters parsed once, then the ACS3/ACS4/RPC
+// signature and timestamp. The nonce is claimed later (Auth.Replay).
+func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error) {
 	r := req.HTTP
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		return nil, apiError(http.StatusMethodNotAllowed, CodeUnsupportedMethod, "the Alibaba Cloud KMS API takes POST or GET")
@@ -206,65 +193,35 @@ func (h *handler) Run(req *wire.Request, rec *wire.Record) (resp any, err error)
 	if err != nil {
 		return nil, err
 	}
-	rec.AccessKeyId = a.AccessKey.AccessKeyId
-	spec, known := actionSpecs[a.Action]
-	rec.SetAction(a.Action, known)
-	if err := wire.Limit(r.Context(), h.cfg.Limiter, a.AccessKey.AccessKeyId, refusals); err != nil {
-		return nil, err
-	}
-	if !known {
-		return nil, apiError(http.StatusNotFound, CodeActionNotFound, "the action %s is not a KMS action p11kms serves", quoteName(a.Action))
-	}
-	preq, err := decodeParams(spec, a.Params)
-	if err != nil {
-		return nil, err
-	}
-	if spec.action.Touches != nil {
-		if ref := spec.action.Touches(preq).Key; ref != nil {
-			rec.KeyId = *ref
-		}
-	}
-	ctx := provider.WithRequestID(r.Context(), rec.RequestId)
-	if err := wire.Authorize(ctx, h.cfg.KMS, a.AccessKey, spec.action, preq); err != nil {
-		return nil, err
-	}
-	// The nonce is remembered only now: a request refused for its
-	// signature, its rate or its policy consumes no replay memory.
-	if err := h.claimNonce(ctx, a).Claim(); err != nil {
-		return nil, err
-	}
-	resp, err = spec.action.Call(ctx, h.cfg.KMS, preq)
-	if err != nil {
-		return nil, err
-	}
-	if resp == nil || reflect.ValueOf(resp).IsNil() {
-		return nil, provider.Internal(a.Action, errors.New("the provider returned no response"))
-	}
-	if id, ver := responseKeyIds(resp); id != "" {
-		rec.KeyId, rec.KeyVersionId = id, ver
-	}
-	return resp, nil
+	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(r.Context(), a), Params: a.Params}, nil
 }
 
-// responseKeyIds finds KeyId and KeyVersionId in a response, at the top
-// level or in KeyMetadata / KeyVersion.
-func responseKeyIds(resp any) (keyID, versionID string) {
-	v := reflect.ValueOf(resp)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return "", ""
+// Lookup finds the action in the core's table (wire.Actions).
+func (h *handler) Lookup(a *wire.Auth) (*wire.Action, bool, error) {
+	spec, ok := actionSpecs[a.Action]
+	if !ok {
+		return nil, false, apiError(http.StatusNotFound, CodeActionNotFound, "the action %s is not a KMS action p11kms serves", quoteName(a.Action))
 	}
-	str := func(s reflect.Value, name string) string {
-		if f := s.FieldByName(name); f.IsValid() && f.Kind() == reflect.String {
-			return f.String()
-		}
-		return ""
-	}
-	s := v.Elem()
-	keyID, versionID = str(s, "KeyId"), str(s, "KeyVersionId")
-	for _, nested := range []string{"KeyMetadata", "KeyVersion"} {
-		if n := s.FieldByName(nested); n.IsValid() && n.Kind() == reflect.Struct && keyID == "" {
-			keyID, versionID = str(n, "KeyId"), str(n, "KeyVersionId")
-		}
-	}
-	return keyID, versionID
+	return &spec.action, true, nil
 }
+
+// Decode fills the action's core request from the signed parameters.
+func (h *handler) Decode(a *wire.Auth, act *wire.Action) (any, error) {
+	return decodeParams(actionSpecs[act.Name], a.Params.(map[string]string))
+}
+
+// Refuse is the Alibaba code of the pipeline's own refusals.
+func (h *handler) Refuse(kind wire.Refusal, _ *wire.Auth) error {
+	switch kind {
+	case wire.AuditUnavailable:
+		return apiError(http.StatusServiceUnavailable, CodeServiceUnavailable, "the audit log cannot be written: requests are refused until it can be; retry later")
+	case wire.StateUnavailable:
+		return apiError(http.StatusServiceUnavailable, CodeServiceUnavailable, "the server's shared replay and rate state is unavailable; retry later")
+	case wire.Replayed:
+		return apiError(http.StatusBadRequest, CodeNonceUsed, "the signature nonce has been used already")
+	}
+	return apiError(http.StatusTooManyRequests, CodeThrottling, "the access key is over its request rate limit or its share of the replay memory; retry later")
+}
+
+// refuse is Refuse for the replay memory's checks.
+func (h *handler) refuse(kind wire.Refusal) error { return h.Refuse(kind, nil) }

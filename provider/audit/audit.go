@@ -207,6 +207,11 @@ func (l *Log) writeLocked(line Line) error {
 	if err != nil {
 		return err
 	}
+	if l.key != nil {
+		if t, _, err = l.finishRotation(t); err != nil {
+			return fmt.Errorf("finishing an interrupted rotation: %w", err)
+		}
+	}
 	if l.key != nil && l.opt.MaxBytes > 0 && t.size >= l.opt.MaxBytes && line.Kind == "" {
 		if t, err = l.rotateLocked(t); err != nil {
 			return fmt.Errorf("rotation: %w", err)

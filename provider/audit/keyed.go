@@ -131,10 +131,11 @@ func (l *Log) lockFile() error {
 }
 
 // rotateLocked closes the current file with a final checkpoint, keeps it
-// as <name>.<UTC time>.log, and puts in its place a new file whose first
-// line continues the chain. The new file is complete and locked before it
-// takes the path, so no other writer sees it empty. It returns the new
-// file's tail.
+// as <name>.<UTC time>.log (a hard link first, so the path never goes
+// missing), and puts in its place a new file whose first line continues the
+// chain (continueIn). It returns the new file's tail. A writer killed
+// between the link and the rename leaves the path and the rotated file as
+// one file; the next write finishes the rotation (finishRotation).
 func (l *Log) rotateLocked(t tail) (tail, error) {
 	cp := Line{Kind: KindCheckpoint, Time: time.Now().UTC().Format(time.RFC3339Nano), Final: true}
 	mac, err := l.appendTo(l.f, t, cp)
@@ -143,31 +144,65 @@ func (l *Log) rotateLocked(t tail) (tail, error) {
 	}
 	stamp := time.Now().UTC().Format("20060102T150405.000000000Z")
 	rotated := strings.TrimSuffix(l.path, ".log") + "." + stamp + ".log"
+	if err := os.Link(l.path, rotated); err != nil {
+		return t, err
+	}
+	return l.continueIn(tail{prev: mac}, rotated)
+}
+
+// continueIn replaces the file at l.path, already kept as rotated, with a
+// new file whose first line continues the chain from next. The new file is
+// complete and locked before it takes the path, so no other writer sees it
+// empty.
+func (l *Log) continueIn(next tail, rotated string) (tail, error) {
 	tmp, err := os.OpenFile(l.path+".new", os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return t, err
+		return next, err
 	}
 	if err := syscall.Flock(int(tmp.Fd()), syscall.LOCK_EX); err != nil {
 		tmp.Close()
-		return t, err
+		return next, err
 	}
-	next := tail{prev: mac}
 	cont := Line{Kind: KindContinue, Time: time.Now().UTC().Format(time.RFC3339Nano), PrevFile: filepath.Base(rotated)}
 	if next.prev, err = l.appendTo(tmp, next, cont); err == nil {
-		if err = os.Link(l.path, rotated); err == nil {
-			err = os.Rename(tmp.Name(), l.path)
-		}
+		err = os.Rename(tmp.Name(), l.path)
 	}
 	if err != nil {
 		tmp.Close()
 		_ = os.Remove(tmp.Name())
-		return t, err
+		return next, err
 	}
 	_ = syscall.Flock(int(l.f.Fd()), syscall.LOCK_UN)
 	l.f.Close()
 	l.f = tmp
 	next.lines = 1
 	return next, nil
+}
+
+// finishRotation finishes a rotation that a killed writer left between its
+// link and its rename: the locked file at l.path, whose tail is t, is also
+// a rotated file of this log. Writing on would append to the rotated file
+// too, after its final checkpoint; instead the path gets its continuation
+// file. It reports whether there was a rotation to finish.
+func (l *Log) finishRotation(t tail) (tail, bool, error) {
+	st, err := l.f.Stat()
+	if err != nil {
+		return t, false, err
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); !ok || sys.Nlink < 2 {
+		return t, false, nil
+	}
+	rotated, err := filepath.Glob(strings.TrimSuffix(l.path, ".log") + ".*.log")
+	if err != nil {
+		return t, false, err
+	}
+	for _, r := range rotated {
+		if fi, err := os.Stat(r); err == nil && os.SameFile(st, fi) {
+			next, err := l.continueIn(tail{prev: t.prev}, r)
+			return next, err == nil, err
+		}
+	}
+	return t, false, nil
 }
 
 // tail is what the next line chains to.

@@ -452,3 +452,38 @@ func BenchmarkKeyedAppend(b *testing.B) {
 		}
 	}
 }
+
+// A writer killed between the rotation's hard link and its rename leaves
+// the log's path and the rotated file as one file. The next writer must
+// finish the rotation rather than append to it (which would grow the
+// rotated file past its final checkpoint): the rotated file keeps its
+// size, the path continues the chain, and the whole log verifies.
+func TestRotationKilledBetweenLinkAndRename(t *testing.T) {
+	key := tokenKey(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, FileName("n1"))
+	l := keyedLog(t, dir, key, "n1", 0)
+	request(l, "k1")
+	if err := l.Close(); err != nil { // ends with the final checkpoint, as rotateLocked does
+		t.Fatal(err)
+	}
+	rotated := filepath.Join(dir, "audit-n1.20261203T000000.000000000Z.log")
+	if err := os.Link(path, rotated); err != nil { // the kill: linked, never renamed
+		t.Fatal(err)
+	}
+	before := lines(t, rotated)
+	l = keyedLog(t, dir, key, "n1", 0)
+	request(l, "k2")
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if after := lines(t, rotated); len(after) != len(before) {
+		t.Fatalf("the rotated file grew from %d to %d lines after the restart", len(before), len(after))
+	}
+	if first := lines(t, path)[0]; !strings.Contains(first, `"kind":"continue"`) || !strings.Contains(first, filepath.Base(rotated)) {
+		t.Fatalf("the log's path starts %s, want the continuation of %s", first, filepath.Base(rotated))
+	}
+	if rep := verifyOne(t, key, rotated, path); rep.Err != nil || len(rep.Files) != 2 {
+		t.Fatalf("after the finished rotation: %+v", rep)
+	}
+}

@@ -202,3 +202,40 @@ func TestReplaceUndoneHalfway(t *testing.T) {
 		t.Fatalf("%d objects labelled dk after the lookup (%v), want 1", len(hs), err)
 	}
 }
+
+// A Replace that has destroyed one of the label's old keys has taken effect:
+// if destroying the next one fails, it goes forward instead of undoing
+// itself (which would leave the label with one of the old keys and the
+// other gone). It reports success; the label's next lookup destroys the
+// old key that remains, and the label names the new key alone.
+func TestReplaceGoesForwardOnceAnOldKeyIsGone(t *testing.T) {
+	tok, faults := hsmtest.Open(t, softhsmtest.Create(t).Config)
+	svc := importer.New(tok)
+	wk := createWrappingKey(t, svc, "RSA_2048", "wrap")
+	req := func(key []byte, replace bool) *importer.ImportDataKeyRequest {
+		return &importer.ImportDataKeyRequest{WrappingKeyLabel: "wrap", WrappingAlgorithm: "RSAES_OAEP_SHA_1",
+			ExportedDataKey: export(t, wk, "RSAES_OAEP_SHA_1", key), KeyLabel: "dk", Replace: replace}
+	}
+	if _, err := svc.ImportDataKey(bg, req(randomKey(32), false)); err != nil {
+		t.Fatal(err)
+	}
+	// A second key under the label, as another tool would leave it.
+	if _, err := tok.GenerateAESKey(bg, 256, hsm.SecretKeyOptions{Label: "dk"}); err != nil {
+		t.Fatal(err)
+	}
+	newKey := randomKey(32)
+	faults.Add(hsmtest.Fault{Call: "C_DestroyObject", Nth: 2, Code: pkcs11.CKR_DEVICE_ERROR})
+	_, err := svc.ImportDataKey(bg, req(newKey, true))
+	faults.Clear()
+	if faults.Hits() != 1 {
+		t.Fatalf("%d faults fired, want 1", faults.Hits())
+	}
+	if err != nil {
+		t.Fatalf("the Replace had taken effect (an old key was destroyed), yet it failed: %v", err)
+	}
+	encryptsWith(t, importer.New(tok), "dk", newKey) // a new Service: nothing cached
+	hs, err := tok.FindObjects(bg, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_LABEL, "dk")})
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("%d objects labelled dk after the lookup (%v), want 1", len(hs), err)
+	}
+}

@@ -158,7 +158,10 @@ func (s *Service) ImportDataKey(ctx context.Context, req *ImportDataKeyRequest) 
 	unlock := s.labels.lock(req.KeyLabel)
 	defer unlock()
 	if !req.Ephemeral {
-		unlockHost := s.lockLabelOnHost(req.KeyLabel)
+		unlockHost, err := s.lockLabelOnHost(req.KeyLabel)
+		if err != nil {
+			return nil, err
+		}
 		defer unlockHost()
 	}
 

@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/pkcs11"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/provider"
 )
 
 // How a persistent import survives being killed (SIGKILL, power loss) at
@@ -131,12 +132,16 @@ func (s *Service) repairLabel(ctx context.Context, label string) ([]labelled, er
 }
 
 // promote finishes a persistent import from its verified pending key p
-// (steps 2 and 3 above) and returns the final key. If the old keys cannot
-// all be destroyed, the import is undone: no lookup used the new key
-// meanwhile, since the label held more than one key, so lookups waited for
-// the label's lock. If the new key cannot be destroyed either, p stays:
-// without it the label would hold two keys nothing tells apart, with it the
-// label's next repair finishes the import.
+// (steps 2 and 3 above) and returns the final key. If the first old key
+// cannot be destroyed, the import is undone: nothing has taken effect, and
+// no lookup used the new key meanwhile, since the label held more than one
+// key, so lookups waited for the label's lock. If the new key cannot be
+// destroyed either, p stays: without it the label would hold two keys
+// nothing tells apart, with it the label's next repair finishes the import.
+// Once an old key is gone, the import has taken effect and only goes
+// forward: p stays as the mark that makes the label's next repair destroy
+// the old keys that remain, and the import reports success, since the key
+// it names is the new one from then on.
 func (s *Service) promote(ctx context.Context, p hsm.ObjectHandle, opt hsm.SecretKeyOptions, old []hsm.ObjectHandle) (hsm.ObjectHandle, error) {
 	bg := context.WithoutCancel(ctx)
 	final, err := s.tok.CopyObject(ctx, p, finalTemplate(opt), identity(opt))
@@ -144,13 +149,18 @@ func (s *Service) promote(ctx context.Context, p hsm.ObjectHandle, opt hsm.Secre
 		s.destroyPending(bg, p)
 		return 0, internal("storing the imported key", err)
 	}
-	for _, o := range old {
-		if err := s.tok.DestroyObject(ctx, o); err != nil && !isStale(err) {
-			if err := s.tok.DestroyObject(bg, final); err == nil || isStale(err) {
-				s.destroyPending(bg, p)
-			}
-			return 0, internal("destroying the replaced key", err)
+	for i, o := range old {
+		err := s.tok.DestroyObject(ctx, o)
+		if err == nil || isStale(err) {
+			continue
 		}
+		if i > 0 {
+			return final, nil // taken effect: p stays for the repair
+		}
+		if err := s.tok.DestroyObject(bg, final); err == nil || isStale(err) {
+			s.destroyPending(bg, p)
+		}
+		return 0, internal("destroying the replaced key", err)
 	}
 	// The import has taken effect; a pending key left here is removed by
 	// the label's next import, deletion or lookup.
@@ -175,33 +185,82 @@ func (s *Service) destroyPending(ctx context.Context, p hsm.ObjectHandle) {
 const labelLockBuckets = 64
 
 // lockLabelOnHost takes the host-wide lock of label in this token and
-// returns its release: an flock on a lock file in the system temp
-// directory, so every process of the host that shares TMPDIR (and every
-// Service of this one: each lock is its own open file) takes turns. Where
-// the file cannot be opened, only the caller's in-process label lock
-// remains, as for the hsm package's object lock.
-func (s *Service) lockLabelOnHost(label string) (unlock func()) {
+// returns its release: an flock on a lock file in lockDir, so every process
+// of this user on the host (and every Service of this one: each lock is its
+// own open file) takes turns. It fails closed: an import or repair that
+// cannot take the lock does not go ahead without it.
+func (s *Service) lockLabelOnHost(label string) (unlock func(), err error) {
+	dir, err := lockDir()
+	if err != nil {
+		return nil, lockFailed(err)
+	}
 	h := fnv.New32a()
 	h.Write([]byte(label))
 	sum := sha256.Sum256([]byte(s.tok.ModulePath() + "\x00" + s.tok.Serial()))
-	name := fmt.Sprintf("p11kms-labels-%s-%02d.lock", hex.EncodeToString(sum[:8]), h.Sum32()%labelLockBuckets)
-	f, err := os.OpenFile(filepath.Join(os.TempDir(), name), os.O_RDWR|os.O_CREATE, 0o600)
+	name := fmt.Sprintf("labels-%s-%02d.lock", hex.EncodeToString(sum[:8]), h.Sum32()%labelLockBuckets)
+	f, err := os.OpenFile(filepath.Join(dir, name), os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
-		return func() {}
+		return nil, lockFailed(err)
 	}
-	for syscall.Flock(int(f.Fd()), syscall.LOCK_EX) == syscall.EINTR {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+		if err == nil {
+			break
+		}
+		if err != syscall.EINTR {
+			f.Close()
+			return nil, lockFailed(err)
+		}
 	}
-	return func() { f.Close() }
+	return func() { f.Close() }, nil
+}
+
+// lockFailed is the InternalFailure of a host-wide lock that could not be
+// taken. It names the cause, a setting of this host for its operator to
+// fix (the lock directory), not a fault of the token.
+func lockFailed(err error) error {
+	e := provider.NewError(provider.CodeInternalFailure, "taking the label's host-wide lock: %v", err)
+	e.Err = err
+	return e
+}
+
+// lockDir returns the directory of the host-wide label locks,
+// $TMPDIR/p11kms-<uid>, made if missing. It must be a real directory (not a
+// symbolic link) that this user owns and no one else can write, so another
+// user of the host can neither plant the lock files nor hold them.
+func lockDir() (string, error) {
+	dir := filepath.Join(os.TempDir(), fmt.Sprintf("p11kms-%d", os.Getuid()))
+	if err := os.Mkdir(dir, 0o700); err != nil && !os.IsExist(err) {
+		return "", err
+	}
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		return "", err
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	switch {
+	case !fi.IsDir():
+		return "", fmt.Errorf("%s is not a directory (a symbolic link or a file someone else made): remove it", dir)
+	case !ok || int(st.Uid) != os.Getuid():
+		return "", fmt.Errorf("%s belongs to another user: remove it or set TMPDIR", dir)
+	case fi.Mode().Perm()&0o022 != 0:
+		return "", fmt.Errorf("%s is writable by other users (mode %v): chmod 700 it", dir, fi.Mode().Perm())
+	}
+	return dir, nil
 }
 
 // lockLabel takes both locks of label, in-process then host-wide.
-func (s *Service) lockLabel(label string) (unlock func()) {
+func (s *Service) lockLabel(label string) (unlock func(), err error) {
 	release := s.labels.lock(label)
-	unlockHost := s.lockLabelOnHost(label)
+	unlockHost, err := s.lockLabelOnHost(label)
+	if err != nil {
+		release()
+		return nil, err
+	}
 	return func() {
 		unlockHost()
 		release()
-	}
+	}, nil
 }
 
 // secretKeys returns the secret keys among objs.

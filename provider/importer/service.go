@@ -334,7 +334,10 @@ func (s *Service) loadKey(ctx context.Context, label string, fresh bool) (hsm.Ob
 	}
 	h, ok := settledKey(keys)
 	if !ok && len(keys) > 0 {
-		unlock := s.lockLabel(label)
+		unlock, err := s.lockLabel(label)
+		if err != nil {
+			return 0, err
+		}
 		defer unlock()
 		objs, err := s.repairLabel(ctx, label)
 		if err != nil {

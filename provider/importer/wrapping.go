@@ -285,7 +285,10 @@ func (s *Service) DeleteKey(ctx context.Context, req *DeleteKeyRequest) (*Delete
 		}
 		return &DeleteKeyResponse{KeyLabel: req.KeyLabel, RequestId: uuid.NewString()}, nil
 	}
-	unlockHost := s.lockLabelOnHost(req.KeyLabel)
+	unlockHost, err := s.lockLabelOnHost(req.KeyLabel)
+	if err != nil {
+		return nil, err
+	}
 	defer unlockHost()
 	objs, err := s.objectsLabelled(ctx, req.KeyLabel)
 	if err != nil {

@@ -220,3 +220,15 @@ func (m multiObserver) Observe(r wire.Record) {
 		o.Observe(r)
 	}
 }
+
+// Healthy is false while any observer that tells its health (the audit
+// log, after a failed write) reports false: the pipeline then refuses
+// signed requests (wire.Health, fail closed).
+func (m multiObserver) Healthy() bool {
+	for _, o := range m {
+		if h, ok := o.(wire.Health); ok && !h.Healthy() {
+			return false
+		}
+	}
+	return true
+}

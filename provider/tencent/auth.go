@@ -518,10 +518,10 @@ func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
 	ctx, value := req.HTTP.Context(), "v1\n"+nonce
-	if seen, err := h.replay.Peek(ctx, p.secretID, value, refusals); err != nil || seen {
-		return cmp.Or(err, refusals.Replayed())
+	if seen, err := h.replay.Peek(ctx, p.secretID, value, h.refuse); err != nil || seen {
+		return cmp.Or(err, h.refuse(wire.Replayed))
 	}
-	p.replay = wire.NewReplayClaim(func() error { return h.replay.Claim(ctx, p.secretID, value, refusals) })
+	p.replay = wire.NewReplayClaim(func() error { return h.replay.Claim(ctx, p.secretID, value, h.refuse) })
 	p.key = key
 	for _, k := range v1Common {
 		delete(params, k)

@@ -171,7 +171,7 @@ func TestCapturesVerify(t *testing.T) {
 				}
 				// The same request decodes into its action's parameters.
 				a := actions[p.action]
-				req := a.newReq()
+				req := a.New()
 				if p.isJSON {
 					err = decodeJSON(p.json, req)
 				} else {

@@ -33,7 +33,7 @@
 //     {"Response":{...,"RequestId"}}, errors {"Response":{"Error":{"Code",
 //     "Message"},"RequestId"}}, codes from provider.TencentCode or this
 //     package's Code constants. Messages never hold plaintext, keys or secrets.
-//   - Access policy (wire.Authorize with Tencent action names: a refusal is
+//   - Access policy (the pipeline, wire.Serve, with Tencent action names: a refusal is
 //     UnauthorizedOperation), the per-SecretId Limiter (RequestLimitExceeded),
 //     the request size limit (RequestSizeLimitExceeded), and one wire.Record
 //     per request for the Observer.

@@ -26,9 +26,9 @@ const (
 	CodeUnsupportedProtocol  = "UnsupportedProtocol"
 	CodeRequestLimitExceeded = "RequestLimitExceeded"
 	CodeRequestSizeExceeded  = "RequestSizeLimitExceeded"
+	CodeServiceUnavailable   = "ServiceUnavailable"
 	CodeUnauthorized         = "UnauthorizedOperation"
 	CodeInternalError        = "InternalError"
-	CodeServiceUnavailable   = "ServiceUnavailable" // the shared state (Redis) is unreachable: retry later
 
 	CodeInvalidAlias          = "InvalidParameterValue.InvalidAlias"
 	CodeInvalidKeyUsage       = "InvalidParameterValue.InvalidKeyUsage"

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/p11kms/p11kms/provider/wire"
 )
 
 var updateSeeds = flag.Bool("update-seeds", false, "rewrite testdata/fuzz seeds from testdata/captures")
@@ -103,9 +105,9 @@ func FuzzParams(f *testing.F) {
 	})
 }
 
-func checkDecode(t *testing.T, name string, a action, isJSON bool, body []byte, flat map[string]string) {
+func checkDecode(t *testing.T, name string, a *wire.Action, isJSON bool, body []byte, flat map[string]string) {
 	t.Helper()
-	req := a.newReq()
+	req := a.New()
 	var err error
 	if isJSON {
 		err = decodeJSON(body, req)

@@ -99,7 +99,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ServeRequest serves one request the router has wrapped, through the
 // pipeline's frame (wire.Serve).
 func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
-	wire.Serve(w, req, h, h.obs)
+	wire.Serve(w, req, h, wire.Pipeline{KMS: h.kms, Limiter: h.limiter, Observer: h.obs})
 }
 
 // NewRecord starts a request's record, with its one RequestId.
@@ -167,52 +167,77 @@ func readBody(req *wire.Request) ([]byte, error) {
 	return b, nil
 }
 
-// Run authenticates, limits, decodes and runs one request (wire.Dialect).
-func (h *handler) Run(req *wire.Request, rec *wire.Record) (_ any, err error) {
-	now := rec.Time
+// Verify is the Tencent verifier (wire.Dialect): the body read once, then
+// the TC3 or v1 signature, timestamp and replay look-up (auth.go).
+func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error) {
 	body, err := readBody(req)
 	if err != nil {
 		return nil, err
 	}
-	p, err := h.authenticateRequest(req, body, now)
+	p, err := h.authenticateRequest(req, body, rec.Time)
 	rec.AccessKeyId = provider.Clip(p.secretID, 64)
 	if err != nil {
 		return nil, err
 	}
-	a, served := actions[p.action]
-	rec.SetAction(p.action, served || knownActions[p.action])
-	if err := wire.Limit(req.HTTP.Context(), h.limiter, p.key.AccessKeyId, refusals); err != nil {
-		return nil, err
+	return &wire.Auth{AccessKey: p.key, Action: p.action, Replay: p.replay, Dialect: p}, nil
+}
+
+// Lookup finds the action in the Tencent table; the other actions of the
+// API are UnsupportedOperation, anything else InvalidAction.
+func (h *handler) Lookup(a *wire.Auth) (*wire.Action, bool, error) {
+	p := a.Dialect.(*request)
+	act, served := actions[p.action]
+	known := served || knownActions[p.action]
+	switch {
+	case p.version != APIVersion:
+		return nil, known, errorf(CodeNoSuchVersion, "the API version %q does not exist: this is %s", provider.Clip(p.version, 32), APIVersion)
+	case served:
+		return act, true, nil
+	case known:
+		return nil, true, errorf(CodeUnsupportedOperation, "%s is not supported by p11kms", p.action)
 	}
-	if p.version != APIVersion {
-		return nil, errorf(CodeNoSuchVersion, "the API version %q does not exist: this is %s", provider.Clip(p.version, 32), APIVersion)
-	}
-	if !served {
-		if knownActions[p.action] {
-			return nil, errorf(CodeUnsupportedOperation, "%s is not supported by p11kms", p.action)
-		}
-		return nil, errorf(CodeInvalidAction, "the action %s does not exist", provider.Clip(p.action, 64))
-	}
-	areq := a.newReq()
+	return nil, false, errorf(CodeInvalidAction, "the action %s does not exist", provider.Clip(p.action, 64))
+}
+
+// Decode fills the action's Tencent request from the JSON body or the
+// flattened parameters, strictly, and validates it (its check method).
+func (h *handler) Decode(a *wire.Auth, act *wire.Action) (any, error) {
+	p := a.Dialect.(*request)
+	req := act.New()
+	var err error
 	if p.isJSON {
-		err = decodeJSON(p.json, areq)
+		err = decodeJSON(p.json, req)
 	} else {
-		err = decodeFlat(p.flat, areq)
+		err = decodeFlat(p.flat, req)
+	}
+	if err == nil {
+		err = checkRequired(req)
 	}
 	if err != nil {
 		return nil, err
 	}
-	if k, ok := areq.(namedKey); ok {
-		rec.KeyId = provider.Clip(k.namedKeyId(), 128) // as named; replaced by the resolved id once known
+	if c, ok := req.(checker); ok {
+		err = c.check()
 	}
-	c := &call{ctx: provider.WithRequestID(req.HTTP.Context(), rec.RequestId), h: h, key: p.key, rec: rec, action: p.action, replay: p.replay}
-	resp, err := a.run(c, areq)
-	if err == nil && !c.replay.Claimed() {
-		// Every action authorizes before it acts; one that did not still
-		// leaves its nonce or signature in the replay memory.
-		if err := c.replay.Claim(); err != nil {
-			return nil, err
-		}
-	}
-	return resp, err
+	return req, err
 }
+
+// checker is a request that validates itself after decoding.
+type checker interface{ check() error }
+
+// Refuse is the Tencent code of the pipeline's own refusals (a may be nil:
+// the replay memory refuses while verifying).
+func (h *handler) Refuse(kind wire.Refusal, _ *wire.Auth) error {
+	switch kind {
+	case wire.AuditUnavailable:
+		return errorf(CodeServiceUnavailable, "the audit log cannot be written: requests are refused until it can be; retry later")
+	case wire.StateUnavailable:
+		return errorf(CodeServiceUnavailable, "the server's shared replay and rate state is unavailable: retry later")
+	case wire.Replayed:
+		return errorf(CodeSignatureExpire, "the Nonce was already used with this SecretId: the request is a replay")
+	}
+	return errorf(CodeRequestLimitExceeded, "too many requests for this SecretId (its rate or its share of the replay memory): retry later")
+}
+
+// refuse is Refuse for the replay memory's checks.
+func (h *handler) refuse(kind wire.Refusal) error { return h.Refuse(kind, nil) }

@@ -235,3 +235,20 @@ func setFlat(v reflect.Value, segs []string, val, full string, depth int, lists 
 	}
 	return nil
 }
+
+// checkRequired refuses a request whose fields tagged tc:"required" are
+// absent (an empty string or list, a nil number): MissingParameter naming
+// the first, in field order.
+func checkRequired(v any) error {
+	s := reflect.ValueOf(v).Elem()
+	for i := range s.NumField() {
+		f := s.Type().Field(i)
+		if f.Tag.Get("tc") != "required" {
+			continue
+		}
+		if fv := s.Field(i); (fv.Kind() == reflect.Pointer && fv.IsNil()) || (fv.Kind() != reflect.Pointer && fv.Len() == 0) {
+			return errorf(CodeMissingParameter, "the parameter %s is required", f.Name)
+		}
+	}
+	return nil
+}

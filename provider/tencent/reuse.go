@@ -4,8 +4,6 @@ import (
 	"context"
 	"strconv"
 	"time"
-
-	"github.com/p11kms/p11kms/provider/wire"
 )
 
 // RetargetGrace is how long after its first use a TC3 signature may come
@@ -15,19 +13,6 @@ import (
 // its RetargetGrace-wide time slot, so in between it depends on where the
 // first use fell in its slot).
 const RetargetGrace = 2 * time.Second
-
-// refusals are Tencent's answers to the pipeline's replay and rate checks.
-var refusals = wire.Refusals{
-	Replayed: func() error {
-		return errorf(CodeSignatureExpire, "the Nonce was already used with this SecretId: the request is a replay")
-	},
-	Throttled: func() error {
-		return errorf(CodeRequestLimitExceeded, "too many requests for this SecretId: retry later")
-	},
-	Unavailable: func() error {
-		return errorf(CodeServiceUnavailable, "the server's shared replay and rate state is unavailable: retry later")
-	},
-}
 
 // retargeted refuses a TC3 signature that comes back for another target.
 func retargeted() error {
@@ -56,10 +41,10 @@ func slot(now time.Time) int64 { return now.UnixNano() / int64(RetargetGrace) }
 
 // peekReuse applies the rule while authenticating, recording nothing.
 func (h *handler) peekReuse(ctx context.Context, secretID, sig, target string, now time.Time) error {
-	if seen, err := h.replay.Peek(ctx, secretID, sigValue(sig), refusals); err != nil || !seen {
+	if seen, err := h.replay.Peek(ctx, secretID, sigValue(sig), h.refuse); err != nil || !seen {
 		return err
 	}
-	if seen, err := h.replay.Peek(ctx, secretID, targetValue(sig, target), refusals); err != nil || seen {
+	if seen, err := h.replay.Peek(ctx, secretID, targetValue(sig, target), h.refuse); err != nil || seen {
 		return err
 	}
 	return h.withinGrace(ctx, secretID, sig, now)
@@ -70,7 +55,7 @@ func (h *handler) peekReuse(ctx context.Context, secretID, sig, target string, n
 // retarget within the grace records nothing: only the first target may
 // come back later).
 func (h *handler) claimReuse(ctx context.Context, secretID, sig, target string, now time.Time) error {
-	seen, err := h.replay.Seen(ctx, secretID, sigValue(sig), refusals)
+	seen, err := h.replay.Seen(ctx, secretID, sigValue(sig), h.refuse)
 	if err != nil {
 		return err
 	}
@@ -80,7 +65,7 @@ func (h *handler) claimReuse(ctx context.Context, secretID, sig, target string, 
 		}
 		return h.record(ctx, secretID, targetValue(sig, target))
 	}
-	if seen, err := h.replay.Peek(ctx, secretID, targetValue(sig, target), refusals); err != nil || seen {
+	if seen, err := h.replay.Peek(ctx, secretID, targetValue(sig, target), h.refuse); err != nil || seen {
 		return err
 	}
 	return h.withinGrace(ctx, secretID, sig, now)
@@ -91,7 +76,7 @@ func (h *handler) claimReuse(ctx context.Context, secretID, sig, target string, 
 func (h *handler) withinGrace(ctx context.Context, secretID, sig string, now time.Time) error {
 	s := slot(now)
 	for _, sl := range []int64{s, s - 1} {
-		if seen, err := h.replay.Peek(ctx, secretID, slotValue(sig, sl), refusals); err != nil || seen {
+		if seen, err := h.replay.Peek(ctx, secretID, slotValue(sig, sl), h.refuse); err != nil || seen {
 			return err
 		}
 	}
@@ -100,7 +85,7 @@ func (h *handler) withinGrace(ctx context.Context, secretID, sig string, now tim
 
 // record remembers value (already known to be new, or harmlessly not).
 func (h *handler) record(ctx context.Context, secretID, value string) error {
-	_, err := h.replay.Seen(ctx, secretID, value, refusals)
+	_, err := h.replay.Seen(ctx, secretID, value, h.refuse)
 	return err
 }
 

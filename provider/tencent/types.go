@@ -1,7 +1,17 @@
 package tencent
 
-// The request and response shapes of the Tencent actions (field names are
-// the wire names).
+import (
+	"encoding/base64"
+	"slices"
+
+	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/wrap"
+)
+
+// The request and response shapes of the Tencent actions: field names are
+// the wire names; a field tagged tc:"required" is MissingParameter when
+// absent (checked by Decode), and a request's check method validates the
+// rest before the pipeline authorizes it.
 
 type tagParam struct {
 	TagKey   string
@@ -9,12 +19,49 @@ type tagParam struct {
 }
 
 type createKeyRequest struct {
-	Alias        string
+	Alias        string `tc:"required"`
 	Description  string
 	KeyUsage     string
 	Type         *uint64
 	Tags         []tagParam
 	HsmClusterId string
+}
+
+func (r *createKeyRequest) check() error {
+	if err := checkAlias(r.Alias); err != nil {
+		return err
+	}
+	switch {
+	case r.KeyUsage == "" || r.KeyUsage == keyUsageSymmetric:
+	case slices.Contains(asymmetricUsages, r.KeyUsage):
+		return errorf(CodeUnsupportedOperation, "KeyUsage %s: p11kms makes only ENCRYPT_DECRYPT keys", r.KeyUsage)
+	default:
+		return errorf(CodeInvalidKeyUsage, "KeyUsage %q: accepted ENCRYPT_DECRYPT", provider.Clip(r.KeyUsage, 40))
+	}
+	switch {
+	case r.Type == nil || *r.Type == 1:
+	case *r.Type == 2:
+		return errorf(CodeUnsupportedOperation, "Type 2 (EXTERNAL, imported key material) is not supported by p11kms")
+	default:
+		return errorf(CodeInvalidType, "Type %d: accepted 1", *r.Type)
+	}
+	if err := noHsmCluster(r.HsmClusterId); err != nil {
+		return err
+	}
+	if len(r.Description) > maxDescription {
+		return provider.InvalidParam("Description", "%d bytes: at most %d", len(r.Description), maxDescription)
+	}
+	tagKeys := map[string]bool{}
+	for i, t := range r.Tags {
+		if t.TagKey == "" {
+			return errorf(CodeMissingParameter, "the parameter Tags.%d.TagKey is required", i)
+		}
+		if tagKeys[t.TagKey] {
+			return errorf(CodeTagKeysDuplicated, "the tag key %q appears more than once", provider.Clip(t.TagKey, 64))
+		}
+		tagKeys[t.TagKey] = true
+	}
+	return nil
 }
 
 type createKeyResponse struct {
@@ -29,8 +76,27 @@ type createKeyResponse struct {
 	HsmClusterId string
 }
 
-type keyIDRequest struct{ KeyId string }
-type keyIDsRequest struct{ KeyIds []string }
+type keyIDRequest struct {
+	KeyId string `tc:"required"`
+}
+
+type keyIDsRequest struct {
+	KeyIds []string `tc:"required"`
+}
+
+// check validates a KeyIds list.
+func (r *keyIDsRequest) check() error {
+	if len(r.KeyIds) > maxBatchKeys {
+		return errorf(CodeInvalidParameterVal, "KeyIds: at most %d keys", maxBatchKeys)
+	}
+	for i, id := range r.KeyIds {
+		if id == "" {
+			return errorf(CodeMissingParameter, "the parameter KeyIds.%d is empty", i)
+		}
+	}
+	return nil
+}
+
 type emptyRequest struct{}
 type emptyResponse struct{}
 
@@ -63,6 +129,19 @@ type listKeysRequest struct {
 	HsmClusterId string
 }
 
+func (r *listKeysRequest) check() error {
+	if r.Limit != nil && (*r.Limit < 1 || *r.Limit > maxListLimit) {
+		return provider.InvalidParam("Limit", "%d: accepted 1 to %d", *r.Limit, maxListLimit)
+	}
+	if r.Offset != nil && *r.Offset > maxOffset {
+		return provider.InvalidParam("Offset", "%d: at most %d", *r.Offset, maxOffset)
+	}
+	if r.Role != nil && *r.Role > 1 {
+		return provider.InvalidParam("Role", "%d: accepted 0 (keys you created) or 1 (keys of cloud products)", *r.Role)
+	}
+	return noHsmCluster(r.HsmClusterId)
+}
+
 type keyRef struct{ KeyId string }
 
 type listKeysResponse struct {
@@ -71,8 +150,16 @@ type listKeysResponse struct {
 }
 
 type scheduleKeyDeletionRequest struct {
-	KeyId               string
-	PendingWindowInDays *uint64
+	KeyId               string  `tc:"required"`
+	PendingWindowInDays *uint64 `tc:"required"`
+}
+
+// check follows Tencent: the window is 7 to 30 days.
+func (r *scheduleKeyDeletionRequest) check() error {
+	if days := *r.PendingWindowInDays; days < minPendingDays || days > maxPendingDays {
+		return errorf(CodeInvalidPendingWindow, "PendingWindowInDays %d: accepted %d to %d", days, minPendingDays, maxPendingDays)
+	}
+	return nil
 }
 
 type scheduleKeyDeletionResponse struct {
@@ -83,24 +170,49 @@ type scheduleKeyDeletionResponse struct {
 type keyIDResponse struct{ KeyId string }
 
 type updateAliasRequest struct {
-	Alias string
-	KeyId string
+	Alias string `tc:"required"`
+	KeyId string `tc:"required"`
+
+	keyID    string   // the key, resolved (UpdateAlias's More)
+	noop     bool     // the alias names the key already
+	replaced []string // the key's Tencent aliases it replaces, authorized
 }
+
+func (r *updateAliasRequest) check() error { return checkAlias(r.Alias) }
 
 type rotationStatusResponse struct{ KeyRotationEnabled bool }
 
 type enableKeyRotationRequest struct {
-	KeyId      string
+	KeyId      string `tc:"required"`
 	RotateDays *uint64
 }
 
+func (r *enableKeyRotationRequest) check() error {
+	if d := r.RotateDays; d != nil && (*d < provider.MinRotationDays || *d > provider.MaxRotationDays) {
+		return provider.InvalidParam("RotateDays", "%d: accepted %d to %d", *d, provider.MinRotationDays, provider.MaxRotationDays)
+	}
+	return nil
+}
+
 type generateDataKeyRequest struct {
-	KeyId               string
+	KeyId               string `tc:"required"`
 	KeySpec             string
 	NumberOfBytes       *uint64
 	EncryptionContext   string
 	EncryptionPublicKey string
 	EncryptionAlgorithm string
+
+	ec wrap.EncryptionContext
+}
+
+// check: Tencent only requires one of KeySpec and NumberOfBytes; the core
+// validates both, once.
+func (r *generateDataKeyRequest) check() (err error) {
+	if r.NumberOfBytes == nil && r.KeySpec == "" {
+		return errorf(CodeMissingParameter, "one of KeySpec and NumberOfBytes is required")
+	}
+	r.ec, err = parseContext("EncryptionContext", r.EncryptionContext)
+	return err
 }
 
 type generateDataKeyResponse struct {
@@ -110,9 +222,23 @@ type generateDataKeyResponse struct {
 }
 
 type encryptRequest struct {
-	KeyId             string
-	Plaintext         string
+	KeyId             string `tc:"required"`
+	Plaintext         string `tc:"required"`
 	EncryptionContext string
+
+	ec wrap.EncryptionContext
+}
+
+// check: Tencent's Plaintext is 1 to 4096 bytes, with its own code.
+func (r *encryptRequest) check() (err error) {
+	pt, err := base64.StdEncoding.DecodeString(r.Plaintext)
+	n := len(pt)
+	wrap.ZeroBytes(pt)
+	if err != nil || n == 0 || n > maxPlaintextBytes {
+		return errorf(CodeInvalidPlaintext, "Plaintext: accepted base64 of 1 to %d bytes", maxPlaintextBytes)
+	}
+	r.ec, err = parseContext("EncryptionContext", r.EncryptionContext)
+	return err
 }
 
 type encryptResponse struct {
@@ -121,10 +247,23 @@ type encryptResponse struct {
 }
 
 type decryptRequest struct {
-	CiphertextBlob      string
+	CiphertextBlob      string `tc:"required"`
 	EncryptionContext   string
 	EncryptionPublicKey string
 	EncryptionAlgorithm string
+
+	ec wrap.EncryptionContext
+	ex *provider.PublicKeyExporter
+}
+
+func (r *decryptRequest) check() (err error) {
+	if r.ec, err = parseContext("EncryptionContext", r.EncryptionContext); err != nil {
+		return err
+	}
+	if r.EncryptionPublicKey != "" || r.EncryptionAlgorithm != "" {
+		r.ex, err = provider.NewPublicKeyExporter(r.EncryptionPublicKey, r.EncryptionAlgorithm)
+	}
+	return err
 }
 
 type decryptResponse struct {
@@ -133,10 +272,20 @@ type decryptResponse struct {
 }
 
 type reEncryptRequest struct {
-	CiphertextBlob               string
+	CiphertextBlob               string `tc:"required"`
 	DestinationKeyId             string
 	SourceEncryptionContext      string
 	DestinationEncryptionContext string
+
+	src, dst wrap.EncryptionContext
+}
+
+func (r *reEncryptRequest) check() (err error) {
+	if r.src, err = parseContext("SourceEncryptionContext", r.SourceEncryptionContext); err != nil {
+		return err
+	}
+	r.dst, err = parseContext("DestinationEncryptionContext", r.DestinationEncryptionContext)
+	return err
 }
 
 type reEncryptResponse struct {
@@ -146,7 +295,9 @@ type reEncryptResponse struct {
 	ReEncrypted    bool
 }
 
-type generateRandomRequest struct{ NumberOfBytes *uint64 }
+type generateRandomRequest struct {
+	NumberOfBytes *uint64 `tc:"required"`
+}
 type generateRandomResponse struct{ Plaintext string }
 
 type serviceStatusResponse struct {
@@ -156,15 +307,3 @@ type serviceStatusResponse struct {
 	ExclusiveVSMEnabled bool
 	ExclusiveHSMEnabled bool
 }
-
-// namedKey is a request that names one key in its KeyId parameter: the
-// handler records the key as named before the action runs (without
-// reflection over the request).
-type namedKey interface{ namedKeyId() string }
-
-func (r *keyIDRequest) namedKeyId() string               { return r.KeyId }
-func (r *scheduleKeyDeletionRequest) namedKeyId() string { return r.KeyId }
-func (r *updateAliasRequest) namedKeyId() string         { return r.KeyId }
-func (r *enableKeyRotationRequest) namedKeyId() string   { return r.KeyId }
-func (r *generateDataKeyRequest) namedKeyId() string     { return r.KeyId }
-func (r *encryptRequest) namedKeyId() string             { return r.KeyId }

@@ -26,16 +26,6 @@ type Touched struct {
 	Alias string
 }
 
-// Authorize checks the access key's policy for one decoded request of a:
-// the action, then every key the request touches (a.Touches).
-func Authorize(ctx context.Context, s *provider.Service, key AccessKey, a Action, req any) error {
-	var t Touched
-	if a.Touches != nil {
-		t = a.Touches(req)
-	}
-	return AuthorizeTouched(ctx, s, key, a.Name, t)
-}
-
 // AuthorizeTouched checks the access key's policy for one request of the
 // named action touching t: the action, then the key parameter as given (id,
 // alias or ARN) and the key id it resolves to, the key of the

@@ -41,76 +41,65 @@ func NewLocalReplayCache(window time.Duration) *ReplayCache {
 	return NewReplayCache(m, window)
 }
 
-// Refusals are a dialect's answers when a request may not go on.
-type Refusals struct {
-	// Replayed answers a value already remembered (a replay).
-	Replayed func() error
-	// Throttled answers an access key over its rate or over its share of
-	// the replay memory.
-	Throttled func() error
-	// Unavailable answers a shared state that cannot be reached: the
-	// request is refused (fail closed), never treated as new or allowed.
-	Unavailable func() error
-}
-
-// refuse maps a state error to the dialect's answer; an unexpected error
-// (an empty access key or value) fails closed as unavailable too.
-func (r Refusals) refuse(err error) error {
+// refuse maps a state error to the dialect's refusal: Throttled for an
+// access key over its share of the memory, else StateUnavailable (an
+// unexpected error, such as an empty access key, fails closed as well).
+func refuse(err error, refuse func(Refusal) error) error {
 	if errors.Is(err, state.ErrThrottled) {
-		return r.Throttled()
+		return refuse(Throttled)
 	}
-	return r.Unavailable()
+	return refuse(StateUnavailable)
 }
 
 // Claim records value for accessKeyID and returns nil when it was new, or
-// the dialect's refusal: Replayed, Throttled (the access key is over its
-// share of the memory) or Unavailable.
-func (c *ReplayCache) Claim(ctx context.Context, accessKeyID, value string, r Refusals) error {
-	seen, err := c.store.Seen(ctx, accessKeyID, []byte(value), c.window)
+// the dialect's refusal (its Refuse): Replayed, Throttled (the access key
+// is over its share of the memory) or StateUnavailable.
+func (c *ReplayCache) Claim(ctx context.Context, accessKeyID, value string, refusal func(Refusal) error) error {
+	seen, err := c.Seen(ctx, accessKeyID, value, refusal)
 	switch {
 	case err != nil:
-		return r.refuse(err)
+		return err
 	case seen:
-		return r.Replayed()
+		return refusal(Replayed)
 	}
 	return nil
 }
 
 // Seen records value and reports whether it was remembered already; the
 // error is the dialect's refusal when the store could not answer.
-func (c *ReplayCache) Seen(ctx context.Context, accessKeyID, value string, r Refusals) (bool, error) {
+func (c *ReplayCache) Seen(ctx context.Context, accessKeyID, value string, refusal func(Refusal) error) (bool, error) {
 	seen, err := c.store.Seen(ctx, accessKeyID, []byte(value), c.window)
 	if err != nil {
-		return false, r.refuse(err)
+		return false, refuse(err, refusal)
 	}
 	return seen, nil
 }
 
 // Peek reports whether value is remembered, recording nothing: a dialect
-// peeks while authenticating (so a replay is refused as such at once) and
+// peeks while verifying (so a replay is refused as such at once) and
 // claims only when the request passed its checks (ReplayClaim). The error
 // is the dialect's refusal when the store could not answer.
-func (c *ReplayCache) Peek(ctx context.Context, accessKeyID, value string, r Refusals) (bool, error) {
+func (c *ReplayCache) Peek(ctx context.Context, accessKeyID, value string, refusal func(Refusal) error) (bool, error) {
 	seen, err := c.store.Peek(ctx, accessKeyID, []byte(value))
 	if err != nil {
-		return false, r.refuse(err)
+		return false, refuse(err, refusal)
 	}
 	return seen, nil
 }
 
-// Limit asks lim (nil: no limit) for one request of accessKeyID: nil when
-// allowed, else the dialect's Throttled, or Unavailable when a shared
-// limiter cannot be reached (fail closed).
-func Limit(ctx context.Context, lim Limiter, accessKeyID string, r Refusals) error {
+// limit asks the pipeline's limiter (nil: no limit) for one request of
+// a's access key: nil when allowed, else the dialect's Throttled, or
+// StateUnavailable when a shared limiter cannot be reached (fail closed).
+func limit(ctx context.Context, lim Limiter, d Dialect, a *Auth) error {
 	if lim == nil {
 		return nil
 	}
-	ok, err := lim.Allow(ctx, accessKeyID)
+	ok, err := lim.Allow(ctx, a.AccessKey.AccessKeyId)
 	switch {
 	case err != nil:
-		return r.Unavailable()
+		return d.Refuse(StateUnavailable, a)
 	case !ok:
-		return r.Throttled()
+		return d.Refuse(Throttled, a)
 	}
 	return nil
 }

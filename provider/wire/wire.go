@@ -1,39 +1,65 @@
-// Package wire holds what the Alibaba- and Tencent-compatible front-ends
-// share: the table of KMS actions, access keys and their policies, the
-// nonce/signature replay memory, and the per-request record that feeds the
-// audit log and metrics. It does no HTTP itself.
+// Package wire is the request pipeline every wire dialect (Alibaba,
+// Tencent, ...) runs through (Serve, over a Dialect: its action table, its
+// signature verifier, its error map), and what the steps share: the
+// request read once, the core's action table, access keys and their
+// policies, authorization with each key resolved once, the nonce/signature
+// replay memory, and the per-request record that feeds the audit log and
+// metrics. The dialect encodes the HTTP answer.
 package wire
 
 import (
 	"context"
+	"reflect"
 	"time"
 
 	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 )
 
-// Action is one KMS operation reachable over the wire.
+// Action is one row of a dialect's action table: a wire action and the
+// core operation it runs.
 type Action struct {
+	// Name is the action as the dialect names it: what policies name.
 	Name string
-	// New returns a pointer to a zero request struct of the provider.
+	// New returns a pointer to a zero request of the action (what the
+	// dialect's Decode fills).
 	New func() any
-	// Call runs it.
-	Call func(ctx context.Context, s *provider.Service, req any) (any, error)
-	// Touches returns the fields of a decoded request (from New) that name
-	// the keys policies check, or is nil when the action names none.
-	Touches func(req any) Touched
+	// Touches returns what a decoded request touches (its key parameter,
+	// CiphertextBlob, alias), pointing into the request so that the
+	// pipeline can make it name the key id it checked; nil when the
+	// action names none (the action alone is authorized).
+	Touches func(req any) []Touched
+	// SkipMissing: a touched key that does not exist is left out (its
+	// field set to "") instead of failing the request (a batch describe).
+	SkipMissing bool
+	// More, if set, finds what else the request will change, in the store,
+	// after Touches were authorized (the aliases an UpdateAlias replaces);
+	// each is authorized too, before the operation runs.
+	More func(c *Call, req any) ([]Touched, error)
+	// Call runs the core operation with the authorized request and
+	// returns the dialect's response (never nil without an error).
+	Call func(c *Call, req any) (any, error)
 }
 
+// act is a row of the core's own table: the request and response are the
+// core's, and the record gets the key the response names.
 func act[Req, Resp any](name string, op func(*provider.Service, context.Context, *Req) (*Resp, error), touches func(*Req) Touched) Action {
 	a := Action{
 		Name: name,
 		New:  func() any { return new(Req) },
-		Call: func(ctx context.Context, s *provider.Service, req any) (any, error) {
-			return op(s, ctx, req.(*Req))
+		Call: func(c *Call, req any) (any, error) {
+			resp, err := op(c.KMS, c.Ctx, req.(*Req))
+			if err != nil || resp == nil {
+				return nil, err
+			}
+			if id, ver := responseKeyIds(resp); id != "" {
+				c.SetKey(id, ver)
+			}
+			return resp, nil
 		},
 	}
 	if touches != nil {
-		a.Touches = func(req any) Touched { return touches(req.(*Req)) }
+		a.Touches = func(req any) []Touched { return []Touched{touches(req.(*Req))} }
 	}
 	return a
 }
@@ -128,6 +154,28 @@ type Observer interface {
 }
 
 // Limiter decides whether an access key may make one more request now
-// (state.LocalLimiter in process, state.RedisLimiter shared by the nodes);
-// the pipeline asks it through Limit.
+// (state.LocalLimiter in process, state.RedisLimiter shared by the nodes).
 type Limiter = state.RateLimiter
+
+// responseKeyIds finds KeyId and KeyVersionId in a core response, at the
+// top level or in KeyMetadata / KeyVersion.
+func responseKeyIds(resp any) (keyID, versionID string) {
+	v := reflect.ValueOf(resp)
+	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
+		return "", ""
+	}
+	str := func(s reflect.Value, name string) string {
+		if f := s.FieldByName(name); f.IsValid() && f.Kind() == reflect.String {
+			return f.String()
+		}
+		return ""
+	}
+	s := v.Elem()
+	keyID, versionID = str(s, "KeyId"), str(s, "KeyVersionId")
+	for _, nested := range []string{"KeyMetadata", "KeyVersion"} {
+		if n := s.FieldByName(nested); n.IsValid() && n.Kind() == reflect.Struct && keyID == "" {
+			keyID, versionID = str(n, "KeyId"), str(n, "KeyVersionId")
+		}
+	}
+	return keyID, versionID
+}
