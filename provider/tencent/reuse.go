@@ -51,19 +51,32 @@ func (h *handler) peekReuse(ctx context.Context, secretID, sig, target string, n
 }
 
 // claimReuse applies the rule once the request passed its checks and
-// records the signature's first use with its target and its slot (a
-// retarget within the grace records nothing: only the first target may
-// come back later).
+// records the signature's first use: its slot and its target first, the
+// signature last, so that a request that sees the signature also sees its
+// first target and slot (two identical honest requests claimed at once,
+// on one node or two, both pass). A retarget within the grace records
+// nothing: only the first target may come back later.
 func (h *handler) claimReuse(ctx context.Context, secretID, sig, target string, now time.Time) error {
-	seen, err := h.replay.Seen(ctx, secretID, sigValue(sig), h.refuse)
+	if seen, err := h.replay.Peek(ctx, secretID, targetValue(sig, target), h.refuse); err != nil || seen {
+		return err
+	}
+	used, err := h.replay.Peek(ctx, secretID, sigValue(sig), h.refuse)
 	if err != nil {
 		return err
 	}
-	if !seen {
+	if !used {
 		if err := h.record(ctx, secretID, slotValue(sig, slot(now))); err != nil {
 			return err
 		}
-		return h.record(ctx, secretID, targetValue(sig, target))
+		if err := h.record(ctx, secretID, targetValue(sig, target)); err != nil {
+			return err
+		}
+		seen, err := h.replay.Seen(ctx, secretID, sigValue(sig), h.refuse)
+		if err != nil || !seen {
+			return err
+		}
+		// Another request used the signature meanwhile: both recorded
+		// their target, so the checks below pass within the grace.
 	}
 	if seen, err := h.replay.Peek(ctx, secretID, targetValue(sig, target), h.refuse); err != nil || seen {
 		return err
