@@ -16,7 +16,8 @@
 //     signature is remembered for the window with the target it was first
 //     used for: it may come back with that target (honest identical calls in
 //     one second carry identical signatures), and with another target only
-//     within RetargetGrace of its first use (honest SDK callers do sign, say,
+//     within RetargetGrace of its first use, always refused after twice it
+//     (reuse.go; honest SDK callers do sign, say,
 //     DescribeKey and DisableKey on one KeyId in one second, with one
 //     signature); later, another target is AuthFailure.SignatureFailure.
 //   - Decoding: parameters by their exact Tencent names, strictly — unknown
