@@ -131,6 +131,34 @@ func (s *Service) aliasesOf(ctx context.Context, keyID string) ([]Alias, error) 
 	return out, nil
 }
 
+// KeyAliases returns the names (alias/...) of the aliases that point to a
+// key id now, for access policies.
+func (s *Service) KeyAliases(ctx context.Context, keyID string) ([]string, error) {
+	list, err := s.aliasesOf(ctx, keyID)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]string, len(list))
+	for i, a := range list {
+		out[i] = a.AliasName
+	}
+	return out, nil
+}
+
+// visibleAliases keeps the aliases v allows (all when v is nil).
+func visibleAliases(list []Alias, v Visibility) []Alias {
+	if v == nil {
+		return list
+	}
+	out := make([]Alias, 0, len(list))
+	for _, a := range list {
+		if v(a.KeyId, a.AliasName) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 func (s *Service) aliasPage(ctx context.Context, list []Alias, pg pageSpec) *ListAliasesResponse {
 	from, to := pg.bounds(len(list))
 	resp := &ListAliasesResponse{TotalCount: len(list), PageNumber: pg.number, PageSize: pg.size, RequestId: RequestID(ctx)}
@@ -148,7 +176,7 @@ func (s *Service) ListAliases(ctx context.Context, req *ListAliasesRequest) (*Li
 	if err != nil {
 		return nil, err
 	}
-	return s.aliasPage(ctx, all, pg), nil
+	return s.aliasPage(ctx, visibleAliases(all, req.Visible), pg), nil
 }
 
 // ListAliasesByKeyId lists one key's aliases.
@@ -165,5 +193,5 @@ func (s *Service) ListAliasesByKeyId(ctx context.Context, req *ListAliasesByKeyI
 	if err != nil {
 		return nil, err
 	}
-	return s.aliasPage(ctx, list, pg), nil
+	return s.aliasPage(ctx, visibleAliases(list, req.Visible), pg), nil
 }

@@ -4,12 +4,10 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"slices"
 	"strings"
-	"sync"
 	"unsafe"
 
 	"github.com/google/uuid"
@@ -18,14 +16,13 @@ import (
 	"github.com/p11kms/p11kms/wrap"
 )
 
-// Wrapping algorithms each API accepts.
-var (
-	alibabaAlgorithms = []string{"RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "SM2PKE"}
-	tencentAlgorithms = []string{"SM2", "SM2_C1C3C2_ASN1", "RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"}
-)
+// exportAlgorithms are the WrappingAlgorithm values of the core's own
+// GenerateAndExportDataKey and ExportDataKey requests.
+var exportAlgorithms = []string{"RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "SM2PKE"}
 
-// fromWrap turns wrap's parameter errors into InvalidParameter.
-func fromWrap(err error) error {
+// FromWrap turns wrap's parameter errors (a *wrap.ParamError) into
+// InvalidParameter naming the parameter; other errors pass unchanged.
+func FromWrap(err error) error {
 	var pe *wrap.ParamError
 	if errors.As(err, &pe) {
 		return InvalidParam(pe.Param, "%s", pe.Msg)
@@ -182,102 +179,46 @@ type exporter struct {
 	pub crypto.PublicKey
 }
 
-// exporterCache keeps parsed, validated public keys by the hash of what
-// the request said, so a busy caller's key is parsed once.
-var exporterCache = struct {
-	sync.Mutex
-	m map[[32]byte]*exporter
-}{m: map[[32]byte]*exporter{}}
-
-const maxCachedExporters = 4096
-
-func cachedExporter(parts []string, parse func() (*exporter, error)) (*exporter, error) {
-	h := sha256.New()
-	for _, p := range parts {
-		h.Write([]byte(p))
-		h.Write([]byte{0})
-	}
-	var k [32]byte
-	h.Sum(k[:0])
-	exporterCache.Lock()
-	e, ok := exporterCache.m[k]
-	exporterCache.Unlock()
-	if ok {
-		return e, nil
-	}
-	e, err := parse()
+// wrappingExporter validates the core's PublicKeyBlob, WrappingKeySpec and
+// WrappingAlgorithm (parsed once per distinct set).
+func wrappingExporter(blob, spec, alg string) (*exporter, error) {
+	p, err := CachedExporter([]string{"core", blob, spec, alg}, func() (*PublicKeyExporter, error) {
+		ex, err := parseWrappingExporter(blob, spec, alg)
+		if err != nil {
+			return nil, err
+		}
+		return &PublicKeyExporter{ex: ex, param: "PublicKeyBlob"}, nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	exporterCache.Lock()
-	if len(exporterCache.m) >= maxCachedExporters {
-		clear(exporterCache.m)
-	}
-	exporterCache.m[k] = e
-	exporterCache.Unlock()
-	return e, nil
+	return p.ex, nil
 }
 
-// alibabaExporter validates PublicKeyBlob, WrappingKeySpec and WrappingAlgorithm.
-func alibabaExporter(blob, spec, alg string) (*exporter, error) {
-	return cachedExporter([]string{"aliyun", blob, spec, alg}, func() (*exporter, error) { return parseAlibabaExporter(blob, spec, alg) })
-}
-
-func parseAlibabaExporter(blob, spec, alg string) (*exporter, error) {
+func parseWrappingExporter(blob, spec, alg string) (*exporter, error) {
 	if spec == "" {
 		return nil, InvalidParam("WrappingKeySpec", "is required: accepted RSA_2048, EC_SM2 (RSA_3072, RSA_4096: p11kms extension)")
 	}
 	ks, err := wrap.ParseKeySpec(spec)
 	if err != nil {
-		return nil, fromWrap(err)
+		return nil, FromWrap(err)
 	}
-	if !slices.Contains(alibabaAlgorithms, alg) {
-		return nil, InvalidParam("WrappingAlgorithm", "%q: accepted %s", Clip(alg, 40), strings.Join(alibabaAlgorithms, ", "))
+	if !slices.Contains(exportAlgorithms, alg) {
+		return nil, InvalidParam("WrappingAlgorithm", "%q: accepted %s", Clip(alg, 40), strings.Join(exportAlgorithms, ", "))
 	}
 	a, err := wrap.LookupAlgorithm(alg)
 	if err != nil {
-		return nil, fromWrap(err)
+		return nil, FromWrap(err)
 	}
 	if err := a.CompatibleWith(ks); err != nil {
-		return nil, fromWrap(err)
+		return nil, FromWrap(err)
 	}
 	if blob == "" {
 		return nil, InvalidParam("PublicKeyBlob", "is required: base64 DER SubjectPublicKeyInfo")
 	}
 	pub, err := wrap.ParsePublicKeyBlob(blob, ks)
 	if err != nil {
-		return nil, fromWrap(err)
-	}
-	return &exporter{alg: a, pub: pub}, nil
-}
-
-// tencentExporter validates EncryptionPublicKey (PEM) and EncryptionAlgorithm
-// (empty means SM2, so an RSA key without an algorithm is an error).
-func tencentExporter(pemText, alg string) (*exporter, error) {
-	return cachedExporter([]string{"tencent", pemText, alg}, func() (*exporter, error) { return parseTencentExporter(pemText, alg) })
-}
-
-func parseTencentExporter(pemText, alg string) (*exporter, error) {
-	defaulted := alg == ""
-	if defaulted {
-		alg = "SM2"
-	}
-	if !slices.Contains(tencentAlgorithms, alg) {
-		return nil, InvalidParam("EncryptionAlgorithm", "%q: accepted %s", Clip(alg, 40), strings.Join(tencentAlgorithms, ", "))
-	}
-	a, err := wrap.LookupAlgorithm(alg)
-	if err != nil {
-		return nil, fromWrap(err)
-	}
-	pub, spec, err := wrap.ParsePublicKeyPEM(pemText)
-	if err != nil {
-		return nil, fromWrap(err)
-	}
-	if err := a.CompatibleWith(spec); err != nil {
-		if defaulted {
-			return nil, InvalidParam("EncryptionAlgorithm", "%s does not fit a %s key (an empty EncryptionAlgorithm means SM2)", alg, spec)
-		}
-		return nil, InvalidParam("EncryptionAlgorithm", "%s does not fit a %s key", alg, spec)
+		return nil, FromWrap(err)
 	}
 	return &exporter{alg: a, pub: pub}, nil
 }
@@ -292,7 +233,7 @@ func (e *exporter) check(n int) error {
 func (e *exporter) export(dk []byte) (string, error) {
 	ct, err := e.alg.Encrypt(rand.Reader, e.pub, dk)
 	if err != nil {
-		return "", fromWrap(err)
+		return "", FromWrap(err)
 	}
 	return base64.StdEncoding.EncodeToString(ct), nil
 }
@@ -342,15 +283,12 @@ func (s *Service) issueDataKey(ctx context.Context, keyRef, keySpec string, numb
 }
 
 // GenerateDataKey returns a new data key in plaintext and under the CMK.
-// With EncryptionPublicKey (Tencent), Plaintext is the key encrypted under
-// that public key instead.
+// With an Exporter, Plaintext is the key encrypted under its public key
+// instead.
 func (s *Service) GenerateDataKey(ctx context.Context, req *GenerateDataKeyRequest) (*GenerateDataKeyResponse, error) {
 	var exporterOf func() (*exporter, error)
-	if req.EncryptionPublicKey != "" || req.EncryptionAlgorithm != "" {
-		if req.EncryptionPublicKey == "" {
-			return nil, InvalidParam("EncryptionPublicKey", "is required with EncryptionAlgorithm")
-		}
-		exporterOf = func() (*exporter, error) { return tencentExporter(req.EncryptionPublicKey, req.EncryptionAlgorithm) }
+	if req.Exporter != nil {
+		exporterOf = func() (*exporter, error) { return req.Exporter.ex, nil }
 	}
 	k, ex, dk, blob, err := s.issueDataKey(ctx, req.KeyId, req.KeySpec, req.NumberOfBytes, req.EncryptionContext, exporterOf, req.DryRun)
 	if err != nil {
@@ -385,7 +323,7 @@ func (s *Service) GenerateDataKeyWithoutPlaintext(ctx context.Context, req *Gene
 func (s *Service) GenerateAndExportDataKey(ctx context.Context, req *GenerateAndExportDataKeyRequest) (*ExportResponse, error) {
 	k, ex, dk, blob, err := s.issueDataKey(ctx, req.KeyId, req.KeySpec, req.NumberOfBytes, req.EncryptionContext,
 		func() (*exporter, error) {
-			return alibabaExporter(req.PublicKeyBlob, req.WrappingKeySpec, req.WrappingAlgorithm)
+			return wrappingExporter(req.PublicKeyBlob, req.WrappingKeySpec, req.WrappingAlgorithm)
 		}, req.DryRun)
 	if err != nil {
 		return nil, err
@@ -402,7 +340,7 @@ func (s *Service) GenerateAndExportDataKey(ctx context.Context, req *GenerateAnd
 
 // ExportDataKey re-wraps the data key of a CiphertextBlob under a public key.
 func (s *Service) ExportDataKey(ctx context.Context, req *ExportDataKeyRequest) (*ExportResponse, error) {
-	ex, err := alibabaExporter(req.PublicKeyBlob, req.WrappingKeySpec, req.WrappingAlgorithm)
+	ex, err := wrappingExporter(req.PublicKeyBlob, req.WrappingKeySpec, req.WrappingAlgorithm)
 	if err != nil {
 		return nil, err
 	}

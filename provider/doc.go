@@ -6,7 +6,7 @@
 // Request and response structs use the Alibaba Cloud KMS field names
 // (KeyId, KeyVersionId, CiphertextBlob, ...), so wire front-ends only
 // translate. Errors are *[Error] values carrying the Alibaba code and HTTP
-// status; [TencentCode] maps them to Tencent's codes.
+// status; each wire dialect maps them to its own codes.
 //
 // # State
 //

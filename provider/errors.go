@@ -6,8 +6,8 @@ import (
 	"net/http"
 )
 
-// Error codes, as Alibaba Cloud KMS spells them. Tencent codes are mapped in
-// [TencentCode].
+// Error codes, as Alibaba Cloud KMS spells them: the core's error kinds,
+// which each wire dialect maps to its own codes.
 const (
 	CodeInvalidParameter   = "InvalidParameter"
 	CodeKeyNotFound        = "Forbidden.KeyNotFound"
@@ -103,41 +103,4 @@ func ErrorCode(err error) string {
 		return ""
 	}
 	return AsError(err).Code
-}
-
-// tencentCodes maps our codes to Tencent Cloud KMS error codes.
-var tencentCodes = map[string]string{
-	CodeInvalidParameter:   "InvalidParameterValue",
-	CodeKeyNotFound:        "ResourceUnavailable.CmkNotFound",
-	CodeAliasNotFound:      "ResourceUnavailable.CmkNotFound",
-	CodeAliasExists:        "InvalidParameterValue.AliasAlreadyExists",
-	CodeNoPermission:       "UnauthorizedOperation",
-	CodeDisabled:           "ResourceUnavailable.CmkDisabled",
-	CodePendingDeletion:    "ResourceUnavailable.KeyPendingDelete",
-	CodeNotPendingDeletion: "ResourceUnavailable.CmkStateNotSupport",
-	CodeInvalidCiphertext:  "InvalidParameterValue.InvalidCiphertext",
-	CodeDryRun:             "DryRunOperation",
-	CodeInternalFailure:    "InternalError",
-	CodeConflict:           "FailedOperation",
-	CodeUnsupportedOp:      "UnsupportedOperation",
-}
-
-// TencentCode maps an error to Tencent's code. A malformed key id is
-// InvalidParameterValue.InvalidKeyId; a public-key encryption failure is
-// FailedOperation.EncryptionError.
-func TencentCode(err error) string {
-	e := AsError(err)
-	switch e.Code {
-	case CodeInvalidParameter:
-		if e.Param == "KeyId" {
-			return "InvalidParameterValue.InvalidKeyId"
-		}
-		if e.Param == "EncryptionPublicKey" || e.Param == "EncryptionAlgorithm" {
-			return "FailedOperation.EncryptionError"
-		}
-	}
-	if c, ok := tencentCodes[e.Code]; ok {
-		return c
-	}
-	return "InternalError"
 }

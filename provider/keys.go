@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -61,6 +63,9 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckTags("Tags", req.Tags); err != nil {
+		return nil, err
+	}
 	keyID := req.KeyId
 	if keyID == "" {
 		keyID = uuid.NewString()
@@ -73,7 +78,7 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 		CreationDate: now, PrimaryKeyVersion: versionID.String(),
 		Versions:          []versionMeta{{KeyVersionId: versionID.String(), CreationDate: now}},
 		AutomaticRotation: req.EnableAutomaticRotation, RotationInterval: interval,
-		LastRotationDate: now,
+		LastRotationDate: now, Tags: maps.Clone(req.Tags),
 	}
 	// The version key first: a crash before the metadata leaves an orphan
 	// version object that Sweep removes, never metadata naming a missing key.
@@ -125,6 +130,11 @@ func (s *Service) ListKeys(ctx context.Context, req *ListKeysRequest) (*ListKeys
 	if err != nil {
 		return nil, err
 	}
+	if req.Visible != nil {
+		if keys, err = s.visibleKeys(ctx, keys, req.Visible); err != nil {
+			return nil, err
+		}
+	}
 	from, to := pg.bounds(len(keys))
 	resp := &ListKeysResponse{TotalCount: len(keys), PageNumber: pg.number, PageSize: pg.size, RequestId: RequestID(ctx)}
 	resp.Keys.Key = []KeyRef{}
@@ -132,6 +142,25 @@ func (s *Service) ListKeys(ctx context.Context, req *ListKeysRequest) (*ListKeys
 		resp.Keys.Key = append(resp.Keys.Key, KeyRef{KeyId: m.KeyId, KeyArn: s.arn(m.KeyId)})
 	}
 	return resp, nil
+}
+
+// visibleKeys keeps the keys v allows by id or by one of their aliases.
+func (s *Service) visibleKeys(ctx context.Context, keys []*keyMeta, v Visibility) ([]*keyMeta, error) {
+	aliases, err := s.allAliases(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byKey := map[string][]string{}
+	for _, a := range aliases {
+		byKey[a.KeyId] = append(byKey[a.KeyId], a.AliasName)
+	}
+	out := make([]*keyMeta, 0, len(keys))
+	for _, m := range keys {
+		if v(m.KeyId, "") || slices.ContainsFunc(byKey[m.KeyId], func(a string) bool { return v(m.KeyId, a) }) {
+			out = append(out, m)
+		}
+	}
+	return out, nil
 }
 
 // setState runs a state transition to the state to.
@@ -208,11 +237,22 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, req *ScheduleKeyDelet
 
 // CancelKeyDeletion returns a PendingDeletion key to Enabled.
 func (s *Service) CancelKeyDeletion(ctx context.Context, req *KeyIdRequest) (*RequestIdResponse, error) {
-	return s.setState(ctx, req, StateEnabled, func(m *keyMeta) error {
+	return s.cancelDeletion(ctx, req, StateEnabled)
+}
+
+// CancelKeyDeletionToDisabled returns a PendingDeletion key to Disabled,
+// in one metadata write: AWS KMS's CancelKeyDeletion (the key must be
+// enabled again before it is used).
+func (s *Service) CancelKeyDeletionToDisabled(ctx context.Context, req *KeyIdRequest) (*RequestIdResponse, error) {
+	return s.cancelDeletion(ctx, req, StateDisabled)
+}
+
+func (s *Service) cancelDeletion(ctx context.Context, req *KeyIdRequest, to string) (*RequestIdResponse, error) {
+	return s.setState(ctx, req, to, func(m *keyMeta) error {
 		if m.KeyState != StatePendingDeletion {
 			return NewError(CodeNotPendingDeletion, "the key %s is not pending deletion", m.KeyId)
 		}
-		m.KeyState, m.DeleteDate = StateEnabled, time.Time{}
+		m.KeyState, m.DeleteDate = to, time.Time{}
 		return nil
 	})
 }

@@ -39,8 +39,9 @@ type keyMeta struct {
 	PrimaryKeyVersion string
 	Versions          []versionMeta
 	AutomaticRotation bool
-	RotationInterval  int64     `json:",omitempty"` // seconds
-	LastRotationDate  time.Time `json:",omitzero"`
+	RotationInterval  int64             `json:",omitempty"` // seconds
+	LastRotationDate  time.Time         `json:",omitzero"`
+	Tags              map[string]string `json:",omitempty"` // see tags.go
 }
 
 type versionMeta struct {

@@ -1,11 +1,7 @@
 package provider_test
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"strings"
 	"testing"
 
@@ -185,29 +181,6 @@ func TestSweepListsAreNeverNull(t *testing.T) {
 	b, _ := json.Marshal(res)
 	if string(b) != `{"Deleted":[],"Rotated":[],"Repaired":[],"Missing":[]}` {
 		t.Fatalf("Sweep with nothing to do: %s", b)
-	}
-}
-
-// "(an empty EncryptionAlgorithm means SM2)" explains the default only when
-// no algorithm was given.
-func TestEncryptionAlgorithmHintOnlyWhenDefaulted(t *testing.T) {
-	s, _, _ := newService(t)
-	id := createKey(t, s)
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, _ := x509.MarshalPKIXPublicKey(&k.PublicKey)
-	rsaPEM := string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}))
-	const hint = "an empty EncryptionAlgorithm means SM2"
-	_, err = s.GenerateDataKey(bg, &provider.GenerateDataKeyRequest{KeyId: id, EncryptionPublicKey: rsaPEM})
-	wantParam(t, "no algorithm", err, "EncryptionAlgorithm", "SM2", hint)
-	for _, alg := range []string{"SM2", "SM2_C1C3C2_ASN1"} {
-		_, err = s.GenerateDataKey(bg, &provider.GenerateDataKeyRequest{KeyId: id, EncryptionPublicKey: rsaPEM, EncryptionAlgorithm: alg})
-		wantParam(t, alg, err, "EncryptionAlgorithm", alg)
-		if strings.Contains(provider.AsError(err).Message, hint) {
-			t.Errorf("%s given: %q explains a default that was not used", alg, provider.AsError(err).Message)
-		}
 	}
 }
 

@@ -83,6 +83,14 @@ func New(tok *hsm.Token, opt Options) *Service {
 		orphans: map[string]time.Time{}}
 }
 
+// Region and Account are what this service's ARNs name; dialects whose
+// ARNs have another form (AWS: arn:aws:kms:<region>:<account>:...) build
+// theirs from them.
+func (s *Service) Region() string { return s.opt.Region }
+
+// Account is the account this service's ARNs name (see Region).
+func (s *Service) Account() string { return s.opt.Account }
+
 // Token returns the token the service uses.
 func (s *Service) Token() *hsm.Token { return s.tok }
 

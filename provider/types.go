@@ -33,6 +33,9 @@ type CreateKeyRequest struct {
 	RotationInterval        string `help:"with EnableAutomaticRotation: 7 to 365 days, as an integer with a unit d, h, m or s (30d, 168h, 10080m, 604800s)"`
 	// KeyId fixes the new key's id (seeded test mode); empty means a new UUID.
 	KeyId string `cli:"-"`
+	// Tags are the new key's tags (CheckTags), written with it (AWS's
+	// CreateKey Tags).
+	Tags map[string]string `cli:"-"`
 }
 
 // KeyResponse returns a key's metadata.
@@ -57,9 +60,18 @@ type RequestIdResponse struct {
 // ListKeysRequest pages through keys. In every listing a nil PageNumber or
 // PageSize is absent (the defaults apply); a given 0 is refused.
 type ListKeysRequest struct {
-	PageNumber *int `help:"1 or more (default 1)"`
-	PageSize   *int `help:"1 to 100 (default 10)"`
+	PageNumber *int       `help:"1 or more (default 1)"`
+	PageSize   *int       `help:"1 to 100 (default 10)"`
+	Visible    Visibility `cli:"-" json:"-"`
 }
+
+// Visibility, when set on a listing request, limits the listing (and its
+// TotalCount) to what it allows: Visibility(keyID, "") asks about a key by
+// its id, Visibility(keyID, alias) about one alias of it; a key is listed
+// when its id or any of its aliases is allowed, an alias when it is. It is
+// never a wire parameter: the wire pipeline's authorization sets it from
+// the access key's policy (nil: everything is listed).
+type Visibility func(keyID, alias string) bool
 
 // KeyRef is one key in a listing.
 type KeyRef struct {
@@ -143,15 +155,17 @@ type DeleteAliasRequest struct {
 
 // ListAliasesRequest pages through aliases.
 type ListAliasesRequest struct {
-	PageNumber *int `help:"1 or more (default 1)"`
-	PageSize   *int `help:"1 to 100 (default 10)"`
+	PageNumber *int       `help:"1 or more (default 1)"`
+	PageSize   *int       `help:"1 to 100 (default 10)"`
+	Visible    Visibility `cli:"-" json:"-"`
 }
 
 // ListAliasesByKeyIdRequest pages through one key's aliases.
 type ListAliasesByKeyIdRequest struct {
-	KeyId      string `cli:"required" help:"key id, alias or ARN"`
-	PageNumber *int   `help:"1 or more (default 1)"`
-	PageSize   *int   `help:"1 to 100 (default 10)"`
+	KeyId      string     `cli:"required" help:"key id, alias or ARN"`
+	PageNumber *int       `help:"1 or more (default 1)"`
+	PageSize   *int       `help:"1 to 100 (default 10)"`
+	Visible    Visibility `cli:"-" json:"-"`
 }
 
 // Alias is one alias.
@@ -170,23 +184,23 @@ type ListAliasesResponse struct {
 	RequestId  string
 }
 
-// GenerateDataKeyRequest asks for a data key under a CMK. With
-// EncryptionPublicKey (Tencent's variant) the returned Plaintext is the data
-// key encrypted under that public key with EncryptionAlgorithm (default SM2).
-// A nil NumberOfBytes is absent (KeySpec decides); a given 0 is refused.
+// GenerateDataKeyRequest asks for a data key under a CMK. With an Exporter
+// (a dialect's public-key parameters, parsed by the dialect: Tencent's
+// EncryptionPublicKey) the returned Plaintext is the data key encrypted
+// under that public key. A nil NumberOfBytes is absent (KeySpec decides); a
+// given 0 is refused.
 type GenerateDataKeyRequest struct {
-	KeyId               string                 `cli:"required" help:"key id, alias or ARN"`
-	KeySpec             string                 `help:"AES_256 or AES_128 (NumberOfBytes wins)"`
-	NumberOfBytes       *int                   `help:"1 to 1024 (default 32)"`
-	EncryptionContext   wrap.EncryptionContext `help:"JSON object of strings"`
-	EncryptionPublicKey string                 `cli:"file" help:"Tencent: PEM public key to encrypt the returned Plaintext under"`
-	EncryptionAlgorithm string                 `help:"Tencent: SM2 (default), SM2_C1C3C2_ASN1, RSAES_PKCS1_V1_5, RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256"`
-	DryRun              bool                   `help:"validate only"`
+	KeyId             string                 `cli:"required" help:"key id, alias or ARN"`
+	KeySpec           string                 `help:"AES_256 or AES_128 (NumberOfBytes wins)"`
+	NumberOfBytes     *int                   `help:"1 to 1024 (default 32)"`
+	EncryptionContext wrap.EncryptionContext `help:"JSON object of strings"`
+	DryRun            bool                   `help:"validate only"`
+	// Exporter, if set, is the public key the Plaintext is returned under.
+	Exporter *PublicKeyExporter `cli:"-" json:"-"`
 }
 
 // GenerateDataKeyWithoutPlaintextRequest asks for a data key returned only
-// under the CMK. It has GenerateDataKey's Alibaba parameters and none of
-// Tencent's public-key ones, which this action does not take.
+// under the CMK: GenerateDataKey's parameters without an Exporter.
 type GenerateDataKeyWithoutPlaintextRequest struct {
 	KeyId             string                 `cli:"required" help:"key id, alias or ARN"`
 	KeySpec           string                 `help:"AES_256 or AES_128 (NumberOfBytes wins)"`
@@ -299,3 +313,32 @@ type SweepResult struct {
 	Repaired []string // inconsistencies found and repaired
 	Missing  []string // inconsistencies found that cannot be repaired (reported, never hidden)
 }
+
+// KeyIds are the key and version a response names, for the wire record
+// (the responses of the operations that use or describe one key).
+func (r *KeyResponse) KeyIds() (keyID, versionID string) { return r.KeyMetadata.KeyId, "" }
+
+// KeyIds are the key and version the new version is.
+func (r *CreateKeyVersionResponse) KeyIds() (keyID, versionID string) {
+	return r.KeyVersion.KeyId, r.KeyVersion.KeyVersionId
+}
+
+// KeyIds are the key and version described.
+func (r *DescribeKeyVersionResponse) KeyIds() (keyID, versionID string) {
+	return r.KeyVersion.KeyId, r.KeyVersion.KeyVersionId
+}
+
+// KeyIds are the key and version the data key is under.
+func (r *GenerateDataKeyResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }
+
+// KeyIds are the key and version the data key was under.
+func (r *ExportResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }
+
+// KeyIds are the key and version that sealed the blob.
+func (r *EncryptResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }
+
+// KeyIds are the key and version that had sealed the blob.
+func (r *DecryptResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }
+
+// KeyIds are the destination key and version.
+func (r *ReEncryptResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }

@@ -38,8 +38,8 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 		Short: "Create an access key; its secret is printed once",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if prefix != "LTAI" && prefix != "AKID" {
-				return usageError{fmt.Errorf("--id-prefix %q: accepted LTAI (Alibaba style) or AKID (Tencent style)", prefix)}
+			if prefix != "LTAI" && prefix != "AKID" && prefix != "AKIA" {
+				return usageError{fmt.Errorf("--id-prefix %q: accepted LTAI (Alibaba style), AKID (Tencent style) or AKIA (AWS style)", prefix)}
 			}
 			sh, err := openShared(stateURL)
 			if err != nil {
@@ -58,12 +58,16 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 			if err := sh.Notify(cmd.Context()); err != nil {
 				return fmt.Errorf("access key %s created in the file, but the other nodes were not told (they see it at their next change): %w", k.AccessKeyId, err)
 			}
-			return printJSON(cmd, k)
+			if err := printJSON(cmd, k); err != nil {
+				return err
+			}
+			takesEffect(cmd)
+			return nil
 		},
 	}
 	create.Flags().StringVar(&actions, "actions", "*", "comma-separated allowed actions (wildcards: GenerateDataKey,Decrypt or *)")
 	create.Flags().StringVar(&keys, "keys", "*", "comma-separated allowed key ids or aliases (wildcards: alias/payments*,key-1)")
-	create.Flags().StringVar(&prefix, "id-prefix", "LTAI", "LTAI or AKID")
+	create.Flags().StringVar(&prefix, "id-prefix", "LTAI", "LTAI, AKID or AKIA (AWS: the SDKs and CLI sign with any id; AKIA keeps the AWS look)")
 	create.Flags().StringVar(&desc, "description", "", "free text")
 	list := &cobra.Command{
 		Use:   "list",
@@ -82,11 +86,22 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 		Short: "Delete an access key",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return deleteAccessKey(cmd.Context(), g.accessKeysPath(file), stateURL, args[0])
+			if err := deleteAccessKey(cmd.Context(), g.accessKeysPath(file), stateURL, args[0]); err != nil {
+				return err
+			}
+			takesEffect(cmd)
+			return nil
 		},
 	}
 	cmd.AddCommand(create, list, del)
 	return cmd
+}
+
+// takesEffect tells, on standard error, when a change of the access-keys
+// file reaches the running servers.
+func takesEffect(cmd *cobra.Command) {
+	fmt.Fprintf(cmd.ErrOrStderr(), "takes effect in every running `p11kms serve` on this file within %s (file watch and a check every %s; SIGHUP reloads at once)\n",
+		wire.WatchInterval, wire.WatchInterval)
 }
 
 func splitList(s string) []string {

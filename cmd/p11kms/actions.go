@@ -31,6 +31,9 @@ type action struct {
 	New func() any
 	// Run performs the operation with the filled request.
 	Run func(ctx context.Context, req any) (any, error)
+	// PrintError, if set, prints an API error in the group's own shape
+	// (default printAPIError) and returns the exit status marker.
+	PrintError func(error) error
 }
 
 // actionCommands turns actions into cobra commands.
@@ -45,6 +48,10 @@ func actionCommands(actions []action) []*cobra.Command {
 			Args:  noArgs,
 		}
 		fields := bindFields(cmd, req)
+		printErr := a.PrintError
+		if printErr == nil {
+			printErr = printAPIError
+		}
 		cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 			for _, f := range fields {
 				if f.required && !cmd.Flags().Changed(f.name) {
@@ -53,12 +60,12 @@ func actionCommands(actions []action) []*cobra.Command {
 			}
 			for _, f := range fields {
 				if f.err != nil {
-					return printAPIError(f.err)
+					return printErr(f.err)
 				}
 			}
 			resp, err := a.Run(cmd.Context(), req)
 			if err != nil {
-				return printAPIError(err)
+				return printErr(err)
 			}
 			enc := json.NewEncoder(cmd.OutOrStdout())
 			enc.SetIndent("", "  ")
@@ -91,13 +98,18 @@ type boundField struct {
 	err      error // InvalidParameter for a value that could not be parsed
 }
 
-// bindFields adds one flag per exported field of the struct req points to.
+// bindFields adds one flag per exported field of the struct req points to
+// (and of the structs it embeds).
 func bindFields(cmd *cobra.Command, req any) []*boundField {
 	v := reflect.ValueOf(req).Elem()
 	t := v.Type()
 	var out []*boundField
 	for i := 0; i < t.NumField(); i++ {
 		sf := t.Field(i)
+		if sf.Anonymous && sf.Type.Kind() == reflect.Struct {
+			out = append(out, bindFields(cmd, v.Field(i).Addr().Interface())...) // an embedded request: its flags
+			continue
+		}
 		if !sf.IsExported() || sf.Tag.Get("cli") == "-" {
 			continue
 		}

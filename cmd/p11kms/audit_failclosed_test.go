@@ -1,9 +1,7 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,20 +26,10 @@ func TestServeRefusesRequestsWhileTheAuditLogFails(t *testing.T) {
 	bin := buildBinary(t)
 	dir := t.TempDir()
 	home, auditDir := filepath.Join(dir, "home"), filepath.Join(dir, "audit")
-	if out, err := exec.Command(bin, "--home", home, "init").CombinedOutput(); err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
+	id, secret := initHome(t, bin, home)
 	if err := os.Mkdir(auditDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	var ak struct {
-		AccessKeys []struct{ AccessKeyId, AccessKeySecret string }
-	}
-	b, _ := os.ReadFile(filepath.Join(home, "access-keys.json"))
-	if err := json.Unmarshal(b, &ak); err != nil || len(ak.AccessKeys) != 1 {
-		t.Fatalf("access keys: %v %s", err, b)
-	}
-	id, secret := ak.AccessKeys[0].AccessKeyId, ak.AccessKeys[0].AccessKeySecret
 	addr := freePort(t)
 	srv := startServe(t, bin, home, addr, "--audit-dir", auditDir, "--node-name", "n1", "--audit-checkpoint-interval", "1h")
 	defer stopServe(t, srv)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -35,26 +36,31 @@ type serveFlags struct {
 	burst                                                   int
 	maxBody                                                 int64
 	readTimeout, writeTimeout, sweepEvery, shutdownWait     time.Duration
-	region, account                                         string
+	region, account, expectedHost                           string
 	processes                                               int
 
-	audit auditFlags // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
-	state stateFlags // --state, --max-rate, --clock-skew
+	audit auditFlags    // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
+	aws   awsServeFlags // --aws-attestation-roots, --aws-accept-unsigned-attestation-for-tests
+	state stateFlags    // --state, --max-rate, --clock-skew
 }
 
 func newServeCmd(g *globals) *cobra.Command {
 	f := &serveFlags{}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve the Alibaba- and Tencent-compatible KMS APIs on one port",
-		Long: `serve answers the official Alibaba Cloud KMS and Tencent Cloud KMS SDKs,
-unchanged, pointed at --listen: requests are routed by how they are signed.
+		Short: "Serve the Alibaba-, Tencent- and AWS-compatible KMS APIs on one port",
+		Long: `serve answers the official Alibaba Cloud KMS, Tencent Cloud KMS and AWS KMS
+SDKs (and the AWS CLI and Encryption SDK), unchanged, pointed at --listen:
+requests are routed by how they are signed.
 Every request is authenticated with the API's own signature against the
 access-keys file, checked against that key's policy, rate limited, and
 appended to the hash-chained audit log. /healthz, /readyz and /metrics
 (Prometheus) are served on the same port. SIGTERM or SIGINT stops it
 gracefully: requests in flight finish. Several serve processes on one token
-are interchangeable.`,
+are interchangeable. Changes to the access-keys file (p11kms accesskey
+create/delete) take effect within 1 s in every running serve (file watch
+and a check every second); SIGHUP reloads at once. A malformed file is
+logged and the last good set stays in force.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), g, f) },
 	}
@@ -76,6 +82,8 @@ are interchangeable.`,
 	fl.DurationVar(&f.shutdownWait, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take after SIGTERM")
 	fl.StringVar(&f.region, "region", "cn-hangzhou", "region used in ARNs")
 	fl.StringVar(&f.account, "account", "1234567890123456", "account id used in ARNs")
+	fl.StringVar(&f.expectedHost, "expected-host", "", "the only Host signed requests may name (name: any port; name:port); a request signed for another host is refused with the API's signature error (default: any)")
+	f.aws.register(fl)
 	fl.IntVar(&f.processes, "processes", 1, "serve processes sharing the port (SO_REUSEPORT); SoftHSM2 serialises calls within a process, so use one per core")
 	return cmd
 }
@@ -94,6 +102,8 @@ func (f *serveFlags) check() error {
 		return bad("--burst %d: accepted 0 (the rate) or more", f.burst)
 	case f.maxBody < 1:
 		return bad("--max-body %d: accepted 1 or more (bytes)", f.maxBody)
+	case strings.ContainsAny(f.expectedHost, "/@?# \t"):
+		return bad("--expected-host %q: accepted a host name or host:port as clients sign it (kms.example.com, kms.example.com:8443), no scheme or path", truncate(f.expectedHost, 80))
 	}
 	if err := f.audit.check(); err != nil {
 		return err
@@ -159,12 +169,13 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	defer st.Close()
 	watchCtx, stopWatch := context.WithCancel(ctx)
 	defer stopWatch()
-	go watchAccessKeys(watchCtx, st, keys, log)
+	go watchSharedAccessKeys(watchCtx, st, keys, log)
 	handler, closeAudit, err := newHandler(ctx, g, f, kms, keys, st, reg, log)
 	if err != nil {
 		return err
 	}
 	defer closeAudit()
+	watchAccessKeys(ctx, keys, log)
 	if !isChild {
 		stopChildren, err := startChildren(f.processes)
 		defer stopChildren()
@@ -234,8 +245,12 @@ func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Se
 	if err := media.Init(ctx); err != nil {
 		return nil, closeAudit, fmt.Errorf("media keys: %w", err)
 	}
+	attestation, err := f.aws.verifier()
+	if err != nil {
+		return nil, closeAudit, err
+	}
 	scfg := server.Config{KMS: kms, Keys: keys, State: st, ClockSkew: f.state.clockSkew, MaxBodyBytes: f.maxBody, Metrics: reg,
-		HLSKeys: media.KeyHandler(), Log: log}
+		HLSKeys: media.KeyHandler(), Log: log, AWSAttestation: attestation, ExpectedHost: f.expectedHost}
 	if auditLog != nil {
 		scfg.Audit = auditLog
 	}
@@ -306,6 +321,14 @@ func runServer(ctx context.Context, f *serveFlags, handler http.Handler, ln net.
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// watchAccessKeys keeps keys equal to the access-keys file while serve
+// runs: a file watch, a check every wire.WatchInterval, and SIGHUP.
+func watchAccessKeys(ctx context.Context, keys *wire.AccessKeys, log *slog.Logger) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go keys.Watch(ctx, wire.WatchInterval, hup, log)
 }
 
 // childEnv marks a serve process started by another for --processes.

@@ -75,6 +75,22 @@ func startServe(t *testing.T, bin, home, addr string, extra ...string) *exec.Cmd
 	return cmd
 }
 
+// initHome runs `p11kms init` for home and returns its one access key.
+func initHome(t *testing.T, bin, home string) (id, secret string) {
+	t.Helper()
+	if out, err := exec.Command(bin, "--home", home, "init").CombinedOutput(); err != nil {
+		t.Fatalf("init: %v\n%s", err, out)
+	}
+	var ak struct {
+		AccessKeys []struct{ AccessKeyId, AccessKeySecret string }
+	}
+	b, _ := os.ReadFile(filepath.Join(home, "access-keys.json"))
+	if err := json.Unmarshal(b, &ak); err != nil || len(ak.AccessKeys) != 1 {
+		t.Fatalf("access keys: %v %s", err, b)
+	}
+	return ak.AccessKeys[0].AccessKeyId, ak.AccessKeys[0].AccessKeySecret
+}
+
 func stopServe(t *testing.T, cmd *exec.Cmd) {
 	t.Helper()
 	cmd.Process.Signal(syscall.SIGTERM)
@@ -105,18 +121,7 @@ func TestTwoServeProcessesOneToken(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	home := filepath.Join(dir, "home")
-	out, err := exec.Command(bin, "--home", home, "init").CombinedOutput()
-	if err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
-	var ak struct {
-		AccessKeys []struct{ AccessKeyId, AccessKeySecret string }
-	}
-	b, _ := os.ReadFile(filepath.Join(home, "access-keys.json"))
-	if err := json.Unmarshal(b, &ak); err != nil || len(ak.AccessKeys) != 1 {
-		t.Fatalf("access keys: %v %s", err, b)
-	}
-	id, secret := ak.AccessKeys[0].AccessKeyId, ak.AccessKeys[0].AccessKeySecret
+	id, secret := initHome(t, bin, home)
 	seed := filepath.Join(dir, "seed.yaml")
 	os.WriteFile(seed, []byte("keys:\n  - keyId: key-seeded-0001\n    aliases: [alias/seeded]\n"), 0o600)
 	addrA, addrB := freePort(t), freePort(t)
@@ -161,7 +166,7 @@ func TestTwoServeProcessesOneToken(t *testing.T) {
 	}
 	stopServe(t, multi)
 	// Every request left a line, and the chain (written by several processes) holds.
-	out, err = exec.Command(bin, "--home", home, "audit", "verify", auditLogFile(home)).CombinedOutput()
+	out, err := exec.Command(bin, "--home", home, "audit", "verify", auditLogFile(home)).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "chain intact") {
 		t.Fatalf("audit verify: %v\n%s", err, out)
 	}
@@ -273,6 +278,7 @@ func TestServeChecksFlagsBeforeOpeningTheToken(t *testing.T) {
 		{[]string{"--rate", "-1"}, 2, "--rate -1: accepted 0 (unlimited) or more"},
 		{[]string{"--burst", "-1"}, 2, "--burst -1: accepted 0"},
 		{[]string{"--max-body", "0"}, 2, "--max-body 0: accepted 1 or more"},
+		{[]string{"--expected-host", "https://kms.example.com/"}, 2, `--expected-host "https://kms.example.com/": accepted a host name or host:port`},
 		{[]string{"--read-timeout", "-1s"}, 2, "--read-timeout -1s: accepted 0 or more"},
 		{[]string{"--shutdown-timeout", "-1s"}, 2, "--shutdown-timeout -1s: accepted 0 or more"},
 		{[]string{"--max-rate", "0"}, 2, "--max-rate 0: accepted a positive number of requests per second"},

@@ -81,13 +81,13 @@ func openState(ctx context.Context, f *serveFlags, tok *hsm.Token, log *slog.Log
 	return st, nil
 }
 
-// watchAccessKeys applies the access-key changes other nodes announce on
+// watchSharedAccessKeys applies the access-key changes other nodes announce on
 // the shared state (in process: none; see state.Changes): it reloads the
 // access-keys file and refuses every id revoked on any node, at start-up
 // and within about a second of each change.
-func watchAccessKeys(ctx context.Context, st *state.State, keys *wire.AccessKeys, log *slog.Logger) {
+func watchSharedAccessKeys(ctx context.Context, st *state.State, keys *wire.AccessKeys, log *slog.Logger) {
 	apply := func() {
-		if err := keys.Reload(); err != nil {
+		if _, err := keys.Reload(); err != nil {
 			log.Error("access keys changed; reloading the file failed, its old keys stay", "err", err)
 		}
 		ids, err := st.Changes.Revoked(ctx)

@@ -208,7 +208,7 @@ func TestTwoNodesShareReplayMemoryAndRevocations(t *testing.T) {
 			}
 		}
 	}
-	out, err := exec.Command(n.bin, "--home", n.home, "accesskey", "create", "--access-keys", n.fileA, "--state", n.redis.URL(1)).CombinedOutput()
+	out, err := exec.Command(n.bin, "--home", n.home, "accesskey", "create", "--access-keys", n.fileA, "--state", n.redis.URL(1)).Output()
 	if err != nil {
 		t.Fatalf("accesskey create: %v\n%s", err, out)
 	}

@@ -114,17 +114,8 @@ func verifyRaw(v *verifier, raw []byte, now time.Time, maxBody int64) (*authResu
 	if err != nil {
 		return nil, err
 	}
-	h := &handler{cfg: Config{MaxBodyBytes: maxBody}}
-	req := wire.NewRequest(r, h.cfg.MaxBodyBytes)
-	body, err := h.readBody(req)
-	if err != nil {
-		return nil, err
-	}
-	rr, err := parseRaw(req, body)
-	if err != nil {
-		return nil, err
-	}
-	return v.verify(r, rr, body, now)
+	h := &handler{cfg: Config{MaxBodyBytes: maxBody}, v: *v}
+	return h.authenticate(wire.NewRequest(r, maxBody), &wire.Record{}, now)
 }
 
 // Every captured request verifies at its time, with the scheme, access key

@@ -87,10 +87,13 @@ func TestSDKErrors(t *testing.T) {
 			checkErrorResponse(t, resp.StatusCode, resp.Header, body, aliyun.CodeNonceUsed, 400)
 
 			// Policy: the limited key may GenerateDataKey, Decrypt and
-			// DescribeKey on alias/allowed only.
+			// DescribeKey on alias/allowed only: the key it names now (by
+			// the alias, its id or its blobs), not k.
 			lim := newClient(t, v, e.addr, limitedAK, limitedSecret)
-			mustOK(t, c.CreateAlias("alias/allowed", k.KeyId))
-			must(lim.GenerateDataKey("alias/allowed", nil, nil))(t)
+			allowed := must(c.CreateKey("allowed"))(t)
+			mustOK(t, c.CreateAlias("alias/allowed", allowed.KeyId))
+			lg := must(lim.GenerateDataKey("alias/allowed", nil, nil))(t)
+			must(lim.Decrypt(lg.CiphertextBlob, nil))(t)
 			must(lim.DescribeKey("alias/allowed"))(t)
 			_, err = lim.CreateKey("not allowed")
 			expect("policy: action", err, provider.CodeNoPermission, 403)

@@ -9,40 +9,16 @@ import (
 	"strings"
 	"time"
 
-	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
 // DefaultMaxBodyBytes is the request size limit when Config.MaxBodyBytes is 0.
-const DefaultMaxBodyBytes = 64 << 10
+const DefaultMaxBodyBytes = wire.DefaultMaxBodyBytes
 
-// Config configures the handler.
-type Config struct {
-	// KMS runs the operations (required).
-	KMS *provider.Service
-	// Keys are the access keys whose signatures are accepted, with their
-	// policies (required).
-	Keys *wire.AccessKeys
-	// Observer receives one Record per request (nil: none).
-	Observer wire.Observer
-	// Limiter, if set, is asked once per authenticated request; a refusal
-	// is HTTP 429 Rejected.Throttling.
-	Limiter wire.Limiter
-	// Now is the clock the request timestamps are checked against and the
-	// records are stamped with (default time.Now).
-	Now func() time.Time
-	// MaxBodyBytes bounds a request: its query string and body together,
-	// since the Alibaba SDKs put every parameter in the query (default
-	// DefaultMaxBodyBytes). A larger request is HTTP 413 InvalidParameter.
-	MaxBodyBytes int64
-	// Replay remembers the nonces, for twice MaxClockSkew (nil: an
-	// in-process memory of the handler's own, wire.NewLocalReplayCache).
-	Replay state.ReplayStore
-	// MaxClockSkew is how far a request's timestamp may be from the clock
-	// (0: MaxClockSkew, 15 minutes).
-	MaxClockSkew time.Duration
-}
+// Config configures the handler (a request over MaxBodyBytes is HTTP 413
+// InvalidParameter; a refusal of the Limiter HTTP 429 Rejected.Throttling).
+type Config = wire.Config
 
 type handler struct {
 	cfg    Config
@@ -59,22 +35,12 @@ func NewHandler(cfg Config) wire.Handler {
 	if cfg.KMS == nil || cfg.Keys == nil {
 		panic("aliyun.New: Config.KMS and Config.Keys are required")
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	cfg = cfg.WithDefaults()
+	skew := cfg.ClockSkew
+	if skew <= 0 {
+		skew = MaxClockSkew
 	}
-	if cfg.MaxBodyBytes <= 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if cfg.MaxClockSkew <= 0 {
-		cfg.MaxClockSkew = MaxClockSkew
-	}
-	h := &handler{cfg: cfg, v: verifier{keys: cfg.Keys, skew: cfg.MaxClockSkew}}
-	if cfg.Replay != nil {
-		h.nonces = wire.NewReplayCache(cfg.Replay, 2*cfg.MaxClockSkew)
-	} else {
-		h.nonces = wire.NewLocalReplayCache(2 * cfg.MaxClockSkew)
-	}
-	return h
+	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys, expectedHost: cfg.ExpectedHost, skew: skew}, nonces: cfg.ReplayCache(2 * skew)}
 }
 
 // errorBody is what the SDKs parse from an HTTP 4xx/5xx answer.
@@ -95,7 +61,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // ServeRequest serves one request the router has wrapped, through the
 // pipeline's frame (wire.Serve).
 func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
-	wire.Serve(w, req, h, wire.Pipeline{KMS: h.cfg.KMS, Limiter: h.cfg.Limiter, Observer: h.cfg.Observer})
+	wire.Serve(w, req, h, h.cfg.Pipeline())
 }
 
 // NewRecord starts a request's record, with its one RequestId (upper case,
@@ -172,6 +138,17 @@ func (h *handler) claimNonce(ctx context.Context, a *authResult) *wire.ReplayCla
 // body read once, the parameters parsed once, then the ACS3/ACS4/RPC
 // signature and timestamp. The nonce is claimed later (Auth.Replay).
 func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error) {
+	now := h.cfg.Now()
+	a, err := h.authenticate(req, rec, now)
+	if err != nil {
+		return nil, err
+	}
+	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(req.HTTP.Context(), a), Params: a.Params}, nil
+}
+
+// authenticate is Verify up to the signature's result (the capture tests
+// check its scheme and nonce).
+func (h *handler) authenticate(req *wire.Request, rec *wire.Record, now time.Time) (*authResult, error) {
 	r := req.HTTP
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		return nil, apiError(http.StatusMethodNotAllowed, CodeUnsupportedMethod, "the Alibaba Cloud KMS API takes POST or GET")
@@ -188,12 +165,7 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 		return nil, err
 	}
 	rec.AccessKeyId = claimedAccessKeyId(r, rr)
-	now := h.cfg.Now()
-	a, err := h.v.verify(r, rr, body, now)
-	if err != nil {
-		return nil, err
-	}
-	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(r.Context(), a), Params: a.Params}, nil
+	return h.v.verify(r, rr, body, now)
 }
 
 // Lookup finds the action in the core's table (wire.Actions).

@@ -126,9 +126,6 @@ type actionSpec struct {
 
 var contextType = reflect.TypeFor[wrap.EncryptionContext]()
 
-// tencentOnly names provider fields that only the Tencent API has.
-var tencentOnly = map[string]bool{"EncryptionPublicKey": true, "EncryptionAlgorithm": true}
-
 // oneOf accepts the empty string or one of the values.
 func oneOf(vals ...string) func(name, v string) error {
 	return func(name, v string) error {
@@ -200,7 +197,7 @@ func buildSpecs() map[string]*actionSpec {
 		s := &actionSpec{action: a, fields: map[string]fieldSpec{}, tolerated: map[string]func(string, string) error{}}
 		for i := range t.NumField() {
 			f := t.Field(i)
-			if !f.IsExported() || f.Tag.Get("cli") == "-" || tencentOnly[f.Name] {
+			if !f.IsExported() || f.Tag.Get("cli") == "-" {
 				continue
 			}
 			var k fieldKind

@@ -11,6 +11,7 @@ import (
 	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/importer"
+	"github.com/p11kms/p11kms/provider/tencent"
 )
 
 // Every WrappingAlgorithm × WrappingKeySpec the KMS side can export, end to
@@ -45,8 +46,11 @@ func TestEndToEndTwoTokens(t *testing.T) {
 		return exported{r.CiphertextBlob, r.ExportedDataKey, r.KeyCheckValue}
 	}
 	tencent := func(spec, alg string) exported {
-		r, err := kms.GenerateDataKey(ctx, &provider.GenerateDataKeyRequest{KeyId: keyID,
-			EncryptionPublicKey: wrapping[spec].PublicKeyPem, EncryptionAlgorithm: alg})
+		ex, err := tencent.ParseExporter(wrapping[spec].PublicKeyPem, alg)
+		if err != nil {
+			t.Fatalf("%s/%s: %v", spec, alg, err)
+		}
+		r, err := kms.GenerateDataKey(ctx, &provider.GenerateDataKeyRequest{KeyId: keyID, Exporter: ex})
 		if err != nil {
 			t.Fatalf("%s/%s: %v", spec, alg, err)
 		}

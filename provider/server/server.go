@@ -1,15 +1,13 @@
-// Package server composes the KMS HTTP service: the Alibaba- and
-// Tencent-compatible front-ends on one port (routed as the SDKs' requests
+// Package server composes the KMS HTTP service: the Alibaba-, Tencent- and
+// AWS-compatible front-ends on one port (routed as the SDKs' requests
 // identify themselves), health and readiness, Prometheus metrics, the audit
 // log, per-access-key rate limits and the request size limit. It holds no
 // crypto; cmd/p11kms's `serve` adds flags, TLS, timeouts and signals.
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -21,8 +19,10 @@ import (
 	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/aliyun"
+	"github.com/p11kms/p11kms/provider/awskms"
 	"github.com/p11kms/p11kms/provider/tencent"
 	"github.com/p11kms/p11kms/provider/wire"
+	"github.com/p11kms/p11kms/wrap/nitro"
 )
 
 // Config configures the service.
@@ -53,10 +53,16 @@ type Config struct {
 	// Log, if set, receives one error line per InternalFailure with its
 	// cause, which the client is not told.
 	Log *slog.Logger
+	// AWSAttestation checks the attestation documents of AWS Recipients
+	// (awskms.Config.Attestation; the zero value refuses them).
+	AWSAttestation nitro.Verifier
 	// HLSKeys, if set, serves HLS key delivery at GET /hls/key (see
 	// provider/vod): players cannot sign requests, the play token is the
 	// credential.
 	HLSKeys http.Handler
+	// ExpectedHost, if set, is the only Host signed requests may name, on
+	// both APIs (serve --expected-host; wire.HostMatches).
+	ExpectedHost string
 }
 
 // Server is the composed http.Handler.
@@ -107,10 +113,11 @@ func New(cfg Config) *Server {
 	if st.Limiter != nil {
 		lim = st.Limiter
 	}
-	ali := aliyun.NewHandler(aliyun.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now,
-		MaxBodyBytes: cfg.MaxBodyBytes, Replay: st.Replay, MaxClockSkew: cfg.ClockSkew})
-	tc := tencent.NewHandler(tencent.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now,
-		MaxBodyBytes: cfg.MaxBodyBytes, Replay: st.Replay, TimestampWindow: cfg.ClockSkew})
+	base := wire.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
+		ExpectedHost: cfg.ExpectedHost, Replay: st.Replay, ClockSkew: cfg.ClockSkew}
+	ali := aliyun.NewHandler(base)
+	tc := tencent.NewHandler(base)
+	aws := awskms.NewHandler(awskms.Config{Config: base, Attestation: cfg.AWSAttestation})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -136,7 +143,7 @@ func New(cfg Config) *Server {
 	if cfg.HLSKeys != nil {
 		mux.Handle("GET /hls/key", cfg.HLSKeys)
 	}
-	mux.Handle("/", Route(cfg.MaxBodyBytes, ali, tc))
+	mux.Handle("/", Route(cfg.MaxBodyBytes, ali, tc, aws))
 	return &Server{mux: mux, metrics: m}
 }
 
@@ -147,14 +154,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) Metrics() *Metrics { return s.metrics }
 
 // Route sends each request to the API its SDK speaks (docs/WIRE.md): an
+// X-Amz-Target header or an AWS4-HMAC-SHA256 Authorization → AWS; an
 // X-TC-Action header or a TC3 Authorization → Tencent; a SecretId parameter
 // → Tencent v1; everything else (ACS3/ACS4 Authorization, RPC signatures)
 // → Alibaba. The request is wrapped once (wire.Request, bounded by
 // maxBody): what the router reads or parses to decide — only a v1 form
 // body needs it — the dialect does not read or parse again.
-func Route(maxBody int64, alibaba, tencent wire.Handler) http.Handler {
+func Route(maxBody int64, alibaba, tencent, aws wire.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req := wire.NewRequest(r, maxBody)
+		if r.Header.Get("X-Amz-Target") != "" || strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-") {
+			aws.ServeRequest(w, req)
+			return
+		}
 		if routesToTencent(req) {
 			tencent.ServeRequest(w, req)
 			return
@@ -179,22 +191,6 @@ func routesToTencent(req *wire.Request) bool {
 		return err == nil && f.Has("SecretId")
 	}
 	return false
-}
-
-// isTencentMaxBody bounds the body IsTencent reads.
-const isTencentMaxBody = 1 << 20
-
-// IsTencent reports whether r is a Tencent Cloud API request, for callers
-// outside the router: a form body it reads (at most 1 MiB) is left
-// readable (a larger one is not put back). The router itself uses the
-// request it wraps, read once.
-func IsTencent(r *http.Request) bool {
-	req := wire.NewRequest(r, isTencentMaxBody)
-	tencent := routesToTencent(req)
-	if b, err := req.Body(); err == nil && r.Body != nil {
-		r.Body = io.NopCloser(bytes.NewReader(b))
-	}
-	return tencent
 }
 
 // failureLog logs the cause of every InternalFailure.

@@ -193,7 +193,8 @@ func describe(c *wire.Call, ref string) (keyMetadata, error) {
 		return keyMetadata{}, err
 	}
 	md := d.KeyMetadata
-	al, err := c.KMS.ListAliasesByKeyId(c.Ctx, &provider.ListAliasesByKeyIdRequest{KeyId: md.KeyId, PageSize: new(100)})
+	al, err := c.KMS.ListAliasesByKeyId(c.Ctx, &provider.ListAliasesByKeyIdRequest{KeyId: md.KeyId, PageSize: new(100),
+		Visible: c.AccessKey.Policy.Visibility()})
 	if err != nil {
 		return keyMetadata{}, err
 	}
@@ -273,6 +274,7 @@ func describeKeys(c *wire.Call, req *keyIDsRequest) (any, error) {
 }
 
 func listKeys(c *wire.Call, req *listKeysRequest) (any, error) {
+	visible := c.AccessKey.Policy.Visibility() // the policy's, as the pipeline authorized it
 	offset, limit := 0, 10
 	if req.Limit != nil {
 		limit = int(*req.Limit)
@@ -285,7 +287,7 @@ func listKeys(c *wire.Call, req *listKeysRequest) (any, error) {
 		return resp, nil // p11kms has no keys made by cloud products
 	}
 	for pn := offset/listPageSize + 1; ; pn++ {
-		r, err := c.KMS.ListKeys(c.Ctx, &provider.ListKeysRequest{PageNumber: new(pn), PageSize: new(listPageSize)})
+		r, err := c.KMS.ListKeys(c.Ctx, &provider.ListKeysRequest{PageNumber: new(pn), PageSize: new(listPageSize), Visible: visible})
 		if err != nil {
 			return nil, err
 		}

@@ -78,13 +78,20 @@ func (h *handler) authenticateRequest(req *wire.Request, body []byte, now time.T
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		return p, errorf(CodeUnsupportedProtocol, "the method %s is not accepted: use POST or GET", provider.Clip(r.Method, 16))
 	}
-	if auth := r.Header.Values("Authorization"); len(auth) > 0 {
-		if len(auth) > 1 {
-			return p, errorf(CodeInvalidAuthorization, "more than one Authorization header")
-		}
-		return p, h.verifyTC3(p, req, auth[0], body, now)
+	var err error
+	if auth := r.Header.Values("Authorization"); len(auth) > 1 {
+		return p, errorf(CodeInvalidAuthorization, "more than one Authorization header")
+	} else if len(auth) == 1 {
+		err = h.verifyTC3(p, req, auth[0], body, now)
+	} else {
+		err = h.verifyV1(p, req, now)
 	}
-	return p, h.verifyV1(p, req, now)
+	if err == nil && !wire.HostMatches(h.cfg.ExpectedHost, r.Host) {
+		p.replay = nil
+		return p, errorf(CodeSignatureFailure, "the request is signed for host %s; this server accepts %s only (--expected-host)",
+			provider.Clip(r.Host, 128), h.cfg.ExpectedHost)
+	}
+	return p, err
 }
 
 // header returns the one value of a header ("" if absent); several values
@@ -286,11 +293,11 @@ func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []
 	if !tc3SignatureMatches(r, a, values, query, tsText, sha256Hex(body), key.AccessKeySecret) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
-	ctx, sig := req.HTTP.Context(), hex.EncodeToString(a.signature)
-	if err := h.peekReuse(ctx, a.secretID, sig, p.target(), now); err != nil {
+	ctx, u := req.HTTP.Context(), newReuse(a, p, r.RemoteAddr)
+	if err := h.peekReuse(ctx, u, now); err != nil {
 		return err
 	}
-	p.replay = wire.NewReplayClaim(func() error { return h.claimReuse(ctx, a.secretID, sig, p.target(), now) })
+	p.replay = wire.NewReplayClaim(func() error { return h.claimReuse(ctx, u, now) })
 	p.key = key
 	if r.Method == http.MethodPost {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))

@@ -3,6 +3,8 @@ package tencent
 import (
 	"encoding/base64"
 	"math"
+	"slices"
+	"strings"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
@@ -12,9 +14,51 @@ import (
 // The data-key, encryption, random and status actions, each called by the
 // pipeline once it authorized the request (types.go validated it).
 
+// exportAlgorithms are the EncryptionAlgorithm values Tencent accepts.
+var exportAlgorithms = []string{"SM2", "SM2_C1C3C2_ASN1", "RSAES_PKCS1_V1_5", "RSAES_OAEP_SHA_1", "RSAES_OAEP_SHA_256"}
+
+// ParseExporter validates Tencent's EncryptionPublicKey (PEM) and
+// EncryptionAlgorithm (empty means SM2, so an RSA key without an algorithm
+// is an error) into the core's exporter, with errors naming those
+// parameters; each distinct pair is parsed once (provider.CachedExporter).
+// Neither given: no exporter (nil, nil). The one parser of the pair, for
+// the wire and for the CLI's `kms GenerateDataKey`.
+func ParseExporter(pemText, alg string) (*provider.PublicKeyExporter, error) {
+	switch {
+	case pemText == "" && alg == "":
+		return nil, nil
+	case pemText == "":
+		return nil, provider.InvalidParam("EncryptionPublicKey", "is required with EncryptionAlgorithm")
+	}
+	return provider.CachedExporter([]string{"tencent", pemText, alg}, func() (*provider.PublicKeyExporter, error) {
+		defaulted := alg == ""
+		if defaulted {
+			alg = "SM2"
+		}
+		if !slices.Contains(exportAlgorithms, alg) {
+			return nil, provider.InvalidParam("EncryptionAlgorithm", "%q: accepted %s", provider.Clip(alg, 40), strings.Join(exportAlgorithms, ", "))
+		}
+		a, err := wrap.LookupAlgorithm(alg)
+		if err != nil {
+			return nil, provider.FromWrap(err)
+		}
+		pub, spec, err := wrap.ParsePublicKeyPEM(pemText)
+		if err != nil {
+			return nil, provider.FromWrap(err)
+		}
+		if err := a.CompatibleWith(spec); err != nil {
+			hint := ""
+			if defaulted {
+				hint = " (an empty EncryptionAlgorithm means SM2)"
+			}
+			return nil, provider.InvalidParam("EncryptionAlgorithm", "%s does not fit a %s key%s", alg, spec, hint)
+		}
+		return provider.NewPublicKeyExporter("EncryptionPublicKey", a, pub), nil
+	})
+}
+
 func generateDataKey(c *wire.Call, req *generateDataKeyRequest) (any, error) {
-	preq := &provider.GenerateDataKeyRequest{KeyId: req.KeyId, KeySpec: req.KeySpec, EncryptionContext: req.ec,
-		EncryptionPublicKey: req.EncryptionPublicKey, EncryptionAlgorithm: req.EncryptionAlgorithm}
+	preq := &provider.GenerateDataKeyRequest{KeyId: req.KeyId, KeySpec: req.KeySpec, EncryptionContext: req.ec, Exporter: req.ex}
 	if n := req.NumberOfBytes; n != nil {
 		preq.NumberOfBytes = new(int(min(*n, uint64(math.MaxInt))))
 	}

@@ -13,13 +13,15 @@
 //     the server clock is AuthFailure.SignatureExpire; a v1 Nonce seen before
 //     for the same SecretId is refused (AuthFailure.SignatureExpire, "replay").
 //     TC3 does not sign X-TC-Action, X-TC-Region or X-TC-Version, so each TC3
-//     signature is remembered for the window with the target it was first
-//     used for: it may come back with that target (honest identical calls in
-//     one second carry identical signatures), and with another target only
-//     within RetargetGrace of its first use, always refused after twice it
-//     (reuse.go; honest SDK callers do sign, say,
-//     DescribeKey and DisableKey on one KeyId in one second, with one
-//     signature); later, another target is AuthFailure.SignatureFailure.
+//     signature is remembered for the window with the targets it was used
+//     for and its first use (reuse.go): a read may repeat (honest identical
+//     calls in one second carry identical signatures); a state-changing
+//     action is performed at most once per signature; a new target is
+//     accepted only within RetargetGrace of the first use (always refused
+//     after twice it) and, for a state
+//     change, over the same connection (an honest SDK client's DescribeKey
+//     then DisableKey on one KeyId in one second); otherwise the request is
+//     AuthFailure.SignatureFailure.
 //   - Decoding: parameters by their exact Tencent names, strictly — unknown
 //     names are UnknownParameter, wrong types (a number as a string in JSON)
 //     InvalidParameter; flattened names (Tags.0.TagKey) for GET and v1.
@@ -32,7 +34,7 @@
 //     EncryptionPublicKey returns the plaintext encrypted under that key.
 //   - The response envelope: every answer, success or error, is HTTP 200
 //     {"Response":{...,"RequestId"}}, errors {"Response":{"Error":{"Code",
-//     "Message"},"RequestId"}}, codes from provider.TencentCode or this
+//     "Message"},"RequestId"}}, codes from coreCode (errors.go) or this
 //     package's Code constants. Messages never hold plaintext, keys or secrets.
 //   - Access policy (the pipeline, wire.Serve, with Tencent action names: a refusal is
 //     UnauthorizedOperation), the per-SecretId Limiter (RequestLimitExceeded),

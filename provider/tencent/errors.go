@@ -5,10 +5,11 @@ import (
 	"fmt"
 
 	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/wire"
 )
 
 // Tencent Cloud API error codes this front-end answers with itself (the
-// KMS's own errors are mapped by provider.TencentCode). The names are
+// core's own error kinds are mapped by coreCode). The names are
 // Tencent's common error codes and the KMS codes of the SDK's errors.go.
 const (
 	CodeInvalidAuthorization = "AuthFailure.InvalidAuthorization"
@@ -63,6 +64,48 @@ func codeAndMessage(err error) (string, string) {
 	if errors.As(err, &ae) {
 		return ae.Code, ae.Message
 	}
+	var de *wire.DecodeError
+	if errors.As(err, &de) {
+		return decodeCodes[de.Kind], de.Msg
+	}
 	pe := provider.AsError(err)
-	return provider.TencentCode(pe), pe.Message
+	return coreCode(pe), pe.Message
+}
+
+// coreCodes maps the core's error kinds to Tencent Cloud KMS error codes.
+var coreCodes = map[string]string{
+	provider.CodeInvalidParameter:   CodeInvalidParameterVal,
+	provider.CodeKeyNotFound:        CodeCmkNotFound,
+	provider.CodeAliasNotFound:      CodeCmkNotFound,
+	provider.CodeAliasExists:        CodeAliasAlreadyExists,
+	provider.CodeNoPermission:       CodeUnauthorized,
+	provider.CodeDisabled:           "ResourceUnavailable.CmkDisabled",
+	provider.CodePendingDeletion:    "ResourceUnavailable.KeyPendingDelete",
+	provider.CodeNotPendingDeletion: "ResourceUnavailable.CmkStateNotSupport",
+	provider.CodeInvalidCiphertext:  CodeInvalidCiphertextCode,
+	provider.CodeDryRun:             "DryRunOperation",
+	provider.CodeInternalFailure:    CodeInternalError,
+	provider.CodeConflict:           "FailedOperation",
+	provider.CodeUnsupportedOp:      CodeUnsupportedOperation,
+}
+
+// coreCode is Tencent's code for a core error. A malformed key id is
+// InvalidParameterValue.InvalidKeyId; a public-key encryption failure is
+// FailedOperation.EncryptionError; a Plaintext that is not base64 is
+// InvalidParameterValue.InvalidPlaintext.
+func coreCode(e *provider.Error) string {
+	if e.Code == provider.CodeInvalidParameter {
+		switch e.Param {
+		case "KeyId":
+			return "InvalidParameterValue.InvalidKeyId"
+		case "EncryptionPublicKey", "EncryptionAlgorithm":
+			return CodeEncryptionError
+		case "Plaintext":
+			return CodeInvalidPlaintext
+		}
+	}
+	if c, ok := coreCodes[e.Code]; ok {
+		return c
+	}
+	return CodeInternalError
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
 )
@@ -16,43 +15,17 @@ import (
 const APIVersion = "2019-01-18"
 
 // DefaultMaxBodyBytes is the request size limit when Config.MaxBodyBytes is 0.
-const DefaultMaxBodyBytes = 64 << 10
+const DefaultMaxBodyBytes = wire.DefaultMaxBodyBytes
 
-// Config configures the handler.
-type Config struct {
-	// KMS runs the operations. Required.
-	KMS *provider.Service
-	// Keys are the SecretIds, their SecretKeys and policies. Required.
-	Keys *wire.AccessKeys
-	// Observer receives one wire.Record per request (nil: none). It is
-	// called from the serving goroutine and must be safe for concurrent use.
-	Observer wire.Observer
-	// Limiter may refuse an authenticated request (RequestLimitExceeded);
-	// nil allows everything. It must be safe for concurrent use.
-	Limiter wire.Limiter
-	// Now is the clock for timestamp windows and replay memory (default time.Now).
-	Now func() time.Time
-	// MaxBodyBytes bounds the request body and the query string
-	// (default DefaultMaxBodyBytes); larger requests get RequestSizeLimitExceeded.
-	MaxBodyBytes int64
-	// Replay remembers TC3 signatures and v1 nonces for twice
-	// TimestampWindow (nil: an in-process memory of the handler's own,
-	// wire.NewLocalReplayCache).
-	Replay state.ReplayStore
-	// TimestampWindow is how far a request's timestamp may be from the
-	// clock (0: TimestampWindow, five minutes).
-	TimestampWindow time.Duration
-}
+// Config configures the handler (a request over MaxBodyBytes is
+// RequestSizeLimitExceeded; a refusal of the Limiter RequestLimitExceeded).
+type Config = wire.Config
 
 type handler struct {
-	kms     *provider.Service
-	keys    *wire.AccessKeys
-	obs     wire.Observer
-	limiter wire.Limiter
-	now     func() time.Time
-	maxBody int64
-	window  time.Duration     // the accepted timestamp distance
-	replay  *wire.ReplayCache // TC3 signatures with their targets, v1 nonces
+	cfg    Config
+	keys   *wire.AccessKeys  // the SecretIds (auth.go)
+	window time.Duration     // the accepted timestamp distance
+	replay *wire.ReplayCache // TC3 signatures, targets and first uses; v1 nonces
 }
 
 // New returns the Tencent Cloud KMS wire API (version 2019-01-18) in front
@@ -68,24 +41,14 @@ func NewHandler(cfg Config) wire.Handler {
 }
 
 func newHandler(cfg Config) *handler {
-	h := &handler{kms: cfg.KMS, keys: cfg.Keys, obs: cfg.Observer, limiter: cfg.Limiter, now: cfg.Now, maxBody: cfg.MaxBodyBytes,
-		window: cfg.TimestampWindow}
+	cfg = cfg.WithDefaults()
+	h := &handler{cfg: cfg, keys: cfg.Keys, window: cfg.ClockSkew}
 	if h.window <= 0 {
 		h.window = TimestampWindow
 	}
 	// A request first seen at t carries a timestamp no earlier than
 	// t−window, so it stops being acceptable by t+2·window.
-	if cfg.Replay != nil {
-		h.replay = wire.NewReplayCache(cfg.Replay, 2*h.window)
-	} else {
-		h.replay = wire.NewLocalReplayCache(2 * h.window)
-	}
-	if h.now == nil {
-		h.now = time.Now
-	}
-	if h.maxBody <= 0 {
-		h.maxBody = DefaultMaxBodyBytes
-	}
+	h.replay = cfg.ReplayCache(2 * h.window)
 	return h
 }
 
@@ -93,18 +56,18 @@ func newHandler(cfg Config) *handler {
 // {"Response":{...,"RequestId"}} (errors as {"Response":{"Error":{"Code","Message"},"RequestId"}}),
 // because the SDK reads nothing else.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h.ServeRequest(w, wire.NewRequest(r, h.maxBody))
+	h.ServeRequest(w, wire.NewRequest(r, h.cfg.MaxBodyBytes))
 }
 
 // ServeRequest serves one request the router has wrapped, through the
 // pipeline's frame (wire.Serve).
 func (h *handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
-	wire.Serve(w, req, h, wire.Pipeline{KMS: h.kms, Limiter: h.limiter, Observer: h.obs})
+	wire.Serve(w, req, h, h.cfg.Pipeline())
 }
 
 // NewRecord starts a request's record, with its one RequestId.
 func (h *handler) NewRecord(req *wire.Request) wire.Record {
-	return wire.Record{Time: h.now(), RequestId: provider.NewRequestID(), SourceAddr: req.HTTP.RemoteAddr,
+	return wire.Record{Time: h.cfg.Now(), RequestId: provider.NewRequestID(), SourceAddr: req.HTTP.RemoteAddr,
 		API: "tencent", HTTPStatus: http.StatusOK}
 }
 
@@ -211,7 +174,7 @@ func (h *handler) Decode(a *wire.Auth, act *wire.Action) (any, error) {
 		err = decodeFlat(p.flat, req)
 	}
 	if err == nil {
-		err = checkRequired(req)
+		err = wire.CheckRequired(req)
 	}
 	if err != nil {
 		return nil, err

@@ -375,6 +375,12 @@ func flow(t *testing.T, e *env, v variant) {
 	sreq.KeyId, sreq.PendingWindowInDays = &id, common.Uint64Ptr(7)
 	_, err = c.ScheduleKeyDeletion(sreq)
 	wantSDKCode(t, "ScheduleKeyDeletion on an enabled key", err, "ResourceUnavailable.CmkShouldBeDisabled")
+	// A TC3 timestamp has second resolution: a state change with the
+	// parameters of an earlier one in the same second carries its
+	// signature and is refused as a replay (reuse.go). An honest client
+	// repeating DisableKey and ScheduleKeyDeletion signs them anew, in the
+	// next second.
+	nextSecond()
 	must[*kms.DisableKeyResponse](t, "DisableKey")(c.DisableKey(dis))
 	sr := must[*kms.ScheduleKeyDeletionResponse](t, "ScheduleKeyDeletion")(c.ScheduleKeyDeletion(sreq)).Response
 	if week := uint64(time.Now().Add(7 * 24 * time.Hour).Unix()); *sr.KeyId != id || *sr.DeletionDate+60 < week || *sr.DeletionDate > week+60 {
@@ -393,6 +399,7 @@ func flow(t *testing.T, e *env, v variant) {
 	if md := describe(); *md.KeyState != "Disabled" || *md.DeletionDate != 0 {
 		t.Fatalf("after cancel: %s %d", *md.KeyState, *md.DeletionDate)
 	}
+	nextSecond() // EnableKey again: signed anew
 	must[*kms.EnableKeyResponse](t, "EnableKey")(c.EnableKey(en))
 
 	// UpdateAlias renames; the old alias is gone.
@@ -676,3 +683,7 @@ func TestSDKErrors(t *testing.T) {
 		}
 	}
 }
+
+// nextSecond waits until the wall clock enters its next second, so that
+// the SDK's next TC3 signature differs from those made in this one.
+func nextSecond() { time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second))) }

@@ -3,13 +3,14 @@ package tencent
 import (
 	"encoding/base64"
 	"slices"
+	"strings"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/wrap"
 )
 
 // The request and response shapes of the Tencent actions: field names are
-// the wire names; a field tagged tc:"required" is MissingParameter when
+// the wire names; a field tagged wire:"required" is MissingParameter when
 // absent (checked by Decode), and a request's check method validates the
 // rest before the pipeline authorizes it.
 
@@ -19,7 +20,7 @@ type tagParam struct {
 }
 
 type createKeyRequest struct {
-	Alias        string `tc:"required"`
+	Alias        string `wire:"required"`
 	Description  string
 	KeyUsage     string
 	Type         *uint64
@@ -77,11 +78,11 @@ type createKeyResponse struct {
 }
 
 type keyIDRequest struct {
-	KeyId string `tc:"required"`
+	KeyId string `wire:"required"`
 }
 
 type keyIDsRequest struct {
-	KeyIds []string `tc:"required"`
+	KeyIds []string `wire:"required"`
 }
 
 // check validates a KeyIds list.
@@ -150,8 +151,8 @@ type listKeysResponse struct {
 }
 
 type scheduleKeyDeletionRequest struct {
-	KeyId               string  `tc:"required"`
-	PendingWindowInDays *uint64 `tc:"required"`
+	KeyId               string  `wire:"required"`
+	PendingWindowInDays *uint64 `wire:"required"`
 }
 
 // check follows Tencent: the window is 7 to 30 days.
@@ -170,8 +171,8 @@ type scheduleKeyDeletionResponse struct {
 type keyIDResponse struct{ KeyId string }
 
 type updateAliasRequest struct {
-	Alias string `tc:"required"`
-	KeyId string `tc:"required"`
+	Alias string `wire:"required"`
+	KeyId string `wire:"required"`
 
 	keyID    string   // the key, resolved (UpdateAlias's More)
 	noop     bool     // the alias names the key already
@@ -183,7 +184,7 @@ func (r *updateAliasRequest) check() error { return checkAlias(r.Alias) }
 type rotationStatusResponse struct{ KeyRotationEnabled bool }
 
 type enableKeyRotationRequest struct {
-	KeyId      string `tc:"required"`
+	KeyId      string `wire:"required"`
 	RotateDays *uint64
 }
 
@@ -195,7 +196,7 @@ func (r *enableKeyRotationRequest) check() error {
 }
 
 type generateDataKeyRequest struct {
-	KeyId               string `tc:"required"`
+	KeyId               string `wire:"required"`
 	KeySpec             string
 	NumberOfBytes       *uint64
 	EncryptionContext   string
@@ -203,6 +204,7 @@ type generateDataKeyRequest struct {
 	EncryptionAlgorithm string
 
 	ec wrap.EncryptionContext
+	ex *provider.PublicKeyExporter
 }
 
 // check: Tencent only requires one of KeySpec and NumberOfBytes; the core
@@ -211,7 +213,7 @@ func (r *generateDataKeyRequest) check() (err error) {
 	if r.NumberOfBytes == nil && r.KeySpec == "" {
 		return errorf(CodeMissingParameter, "one of KeySpec and NumberOfBytes is required")
 	}
-	r.ec, err = parseContext("EncryptionContext", r.EncryptionContext)
+	r.ec, r.ex, err = contextAndExporter(r.EncryptionContext, r.EncryptionPublicKey, r.EncryptionAlgorithm)
 	return err
 }
 
@@ -222,23 +224,34 @@ type generateDataKeyResponse struct {
 }
 
 type encryptRequest struct {
-	KeyId             string `tc:"required"`
-	Plaintext         string `tc:"required"`
+	KeyId             string `wire:"required"`
+	Plaintext         string `wire:"required"`
 	EncryptionContext string
 
 	ec wrap.EncryptionContext
 }
 
-// check: Tencent's Plaintext is 1 to 4096 bytes, with its own code.
+// check: Tencent's Plaintext is 1 to 4096 bytes, with its own code, judged
+// from its encoded length (no copy of the plaintext is made here; the core
+// decodes it once and refuses what is not base64, coded InvalidPlaintext).
 func (r *encryptRequest) check() (err error) {
-	pt, err := base64.StdEncoding.DecodeString(r.Plaintext)
-	n := len(pt)
-	wrap.ZeroBytes(pt)
-	if err != nil || n == 0 || n > maxPlaintextBytes {
+	p := r.Plaintext
+	if n := base64.StdEncoding.DecodedLen(len(p)) - strings.Count(p[max(0, len(p)-2):], "="); n < 1 || n > maxPlaintextBytes {
 		return errorf(CodeInvalidPlaintext, "Plaintext: accepted base64 of 1 to %d bytes", maxPlaintextBytes)
 	}
 	r.ec, err = parseContext("EncryptionContext", r.EncryptionContext)
 	return err
+}
+
+// contextAndExporter parses an EncryptionContext and the public-key
+// parameters (GenerateDataKey, Decrypt).
+func contextAndExporter(ec, pemText, alg string) (wrap.EncryptionContext, *provider.PublicKeyExporter, error) {
+	c, err := parseContext("EncryptionContext", ec)
+	if err != nil {
+		return nil, nil, err
+	}
+	ex, err := ParseExporter(pemText, alg)
+	return c, ex, err
 }
 
 type encryptResponse struct {
@@ -247,7 +260,7 @@ type encryptResponse struct {
 }
 
 type decryptRequest struct {
-	CiphertextBlob      string `tc:"required"`
+	CiphertextBlob      string `wire:"required"`
 	EncryptionContext   string
 	EncryptionPublicKey string
 	EncryptionAlgorithm string
@@ -257,12 +270,7 @@ type decryptRequest struct {
 }
 
 func (r *decryptRequest) check() (err error) {
-	if r.ec, err = parseContext("EncryptionContext", r.EncryptionContext); err != nil {
-		return err
-	}
-	if r.EncryptionPublicKey != "" || r.EncryptionAlgorithm != "" {
-		r.ex, err = provider.NewPublicKeyExporter(r.EncryptionPublicKey, r.EncryptionAlgorithm)
-	}
+	r.ec, r.ex, err = contextAndExporter(r.EncryptionContext, r.EncryptionPublicKey, r.EncryptionAlgorithm)
 	return err
 }
 
@@ -272,7 +280,7 @@ type decryptResponse struct {
 }
 
 type reEncryptRequest struct {
-	CiphertextBlob               string `tc:"required"`
+	CiphertextBlob               string `wire:"required"`
 	DestinationKeyId             string
 	SourceEncryptionContext      string
 	DestinationEncryptionContext string
@@ -296,7 +304,7 @@ type reEncryptResponse struct {
 }
 
 type generateRandomRequest struct {
-	NumberOfBytes *uint64 `tc:"required"`
+	NumberOfBytes *uint64 `wire:"required"`
 }
 type generateRandomResponse struct{ Plaintext string }
 

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+
+	"github.com/p11kms/p11kms/provider"
 )
 
 // AccessKey is one credential and what it may do.
@@ -57,12 +59,29 @@ func (p *Policy) AllowsKey(names ...string) bool {
 	return false
 }
 
-// AccessKeys is the access-keys file, held in memory; safe for concurrent use.
+// Visibility is the policy as a listing's provider.Visibility: an alias is
+// shown when the policy allows its name or its key's id, a key when it
+// allows its id or one of its aliases; nil (everything) when the policy
+// allows every key.
+func (p *Policy) Visibility() provider.Visibility {
+	if matchAny(p.Keys, "*") {
+		return nil
+	}
+	keys := p.Keys
+	return func(keyID, alias string) bool { return (&Policy{Keys: keys}).AllowsKey(alias, keyID) }
+}
+
+// AccessKeys is the access-keys file, held in memory; safe for concurrent
+// use. Reload (and Watch) replace the whole set at once.
 type AccessKeys struct {
-	mu      sync.RWMutex
-	keys    map[string]AccessKey
-	path    string
-	revoked map[string]bool // deleted on another node (SetRevoked)
+	mu   sync.RWMutex
+	keys map[string]AccessKey
+	path string
+	// revoked are refused whatever the file says: deleted on another
+	// node that shares the state (SetRevoked).
+	revoked map[string]bool
+	// load reads the file again (nil for an in-memory set).
+	load func() (map[string]AccessKey, error)
 }
 
 type accessKeysFile struct {
@@ -71,6 +90,16 @@ type accessKeysFile struct {
 
 // LoadAccessKeys reads an access-keys file (strict JSON: unknown fields are errors).
 func LoadAccessKeys(file string) (*AccessKeys, error) {
+	load := func() (map[string]AccessKey, error) { return readAccessKeys(file) }
+	keys, err := load()
+	if err != nil {
+		return nil, err
+	}
+	return &AccessKeys{keys: keys, path: file, load: load}, nil
+}
+
+// readAccessKeys reads and checks an access-keys file.
+func readAccessKeys(file string) (map[string]AccessKey, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("access keys: %w", err)
@@ -81,36 +110,39 @@ func LoadAccessKeys(file string) (*AccessKeys, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("access keys: %s: %w", file, err)
 	}
-	ak := &AccessKeys{keys: map[string]AccessKey{}, path: file}
+	keys := map[string]AccessKey{}
 	for _, k := range f.AccessKeys {
 		if k.AccessKeyId == "" || k.AccessKeySecret == "" {
 			return nil, fmt.Errorf("access keys: %s: an entry lacks AccessKeyId or AccessKeySecret", file)
 		}
-		if _, dup := ak.keys[k.AccessKeyId]; dup {
-			return nil, fmt.Errorf("access keys: %s: AccessKeyId %s appears twice", file, k.AccessKeyId)
+		if _, dup := keys[k.AccessKeyId]; dup {
+			return nil, fmt.Errorf("access keys: %s: AccessKeyId %s appears twice", file, provider.Clip(k.AccessKeyId, 64))
 		}
-		ak.keys[k.AccessKeyId] = k
+		keys[k.AccessKeyId] = k
 	}
-	return ak, nil
+	return keys, nil
 }
 
-// Reload reads the access-keys file again and, if it is valid, replaces
-// the keys in place (requests in flight keep the key they looked up); an
-// invalid file leaves the keys as they were and returns the error. A set
-// not loaded from a file (NewAccessKeys) has nothing to reload.
-func (a *AccessKeys) Reload() error {
-	if a.path == "" {
-		return fmt.Errorf("access keys: not loaded from a file: nothing to reload")
+// Reload reads the file the set was loaded from again and, if it is valid,
+// replaces the set with it and returns the number of keys. If the file is
+// missing or malformed, the set keeps its last good keys and the error is
+// returned. An in-memory set (NewAccessKeys) has nothing to reload.
+func (a *AccessKeys) Reload() (int, error) {
+	if a.load == nil {
+		return 0, errors.New("access keys: an in-memory set has no file to reload")
 	}
-	fresh, err := LoadAccessKeys(a.path)
+	keys, err := a.load()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.keys = fresh.keys
-	return nil
+	a.keys = keys
+	a.mu.Unlock()
+	return len(keys), nil
 }
+
+// Path is the file the set was loaded from ("" for an in-memory set).
+func (a *AccessKeys) Path() string { return a.path }
 
 // NewAccessKeys makes an in-memory set (tests, embedding).
 func NewAccessKeys(keys ...AccessKey) *AccessKeys {
@@ -166,7 +198,8 @@ func sortKeys(ks []AccessKey) {
 }
 
 // NewAccessKey returns a fresh random access key with the policy. prefix
-// is "LTAI" for Alibaba-style or "AKID" for Tencent-style ids.
+// is "LTAI" for Alibaba-style, "AKID" for Tencent-style or "AKIA" for
+// AWS-style ids.
 func NewAccessKey(prefix string, p Policy) AccessKey {
 	id := make([]byte, 12)
 	sec := make([]byte, 24)

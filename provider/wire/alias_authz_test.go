@@ -3,18 +3,15 @@ package wire_test
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"strings"
 	"testing"
 
 	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
 	tcerr "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/errors"
-	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/profile"
 	tckms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/kms/v20190118"
 
 	"github.com/p11kms/p11kms/internal/softhsmtest"
 	"github.com/p11kms/p11kms/provider"
-	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
@@ -33,16 +30,7 @@ func TestTencentUpdateAliasAuthorizesTheAliasItReplaces(t *testing.T) {
 	if _, err := kms.CreateAlias(ctx, &provider.AliasRequest{AliasName: "alias/old", KeyId: id}); err != nil {
 		t.Fatal(err)
 	}
-	keys := wire.NewAccessKeys(wire.AccessKey{AccessKeyId: tcID, AccessKeySecret: tcSecret,
-		Policy: wire.Policy{Actions: []string{"UpdateAlias"}, Keys: []string{id, "alias/new"}}})
-	srv := httptest.NewServer(server.New(server.Config{KMS: kms, Keys: keys}))
-	t.Cleanup(srv.Close)
-	cpf := profile.NewClientProfile()
-	cpf.HttpProfile.Endpoint, cpf.HttpProfile.Scheme = strings.TrimPrefix(srv.URL, "http://"), "http"
-	c, err := tckms.NewClient(common.NewCredential(tcID, tcSecret), "ap-guangzhou", cpf)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := tencentClient(t, kms, wire.Policy{Actions: []string{"UpdateAlias"}, Keys: []string{id, "alias/new"}})
 	req := tckms.NewUpdateAliasRequest()
 	req.KeyId, req.Alias = common.StringPtr(id), common.StringPtr("new")
 	_, err = c.UpdateAlias(req)

@@ -219,7 +219,11 @@ type Call struct {
 	rec *Record
 }
 
-// SetKey records the key (and version) the request used.
+// SetKey records the key (and version) the request used; a Call made
+// outside the pipeline (the CLI's) has no record and records nothing.
 func (c *Call) SetKey(keyID, versionID string) {
+	if c.rec == nil {
+		return
+	}
 	c.rec.KeyId, c.rec.KeyVersionId = provider.Clip(keyID, 128), provider.Clip(versionID, 64)
 }

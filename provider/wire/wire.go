@@ -9,7 +9,6 @@ package wire
 
 import (
 	"context"
-	"reflect"
 	"time"
 
 	"github.com/p11kms/p11kms/internal/state"
@@ -21,6 +20,8 @@ import (
 type Action struct {
 	// Name is the action as the dialect names it: what policies name.
 	Name string
+	// Short is a one-line description (the CLI's help).
+	Short string
 	// New returns a pointer to a zero request of the action (what the
 	// dialect's Decode fills).
 	New func() any
@@ -43,17 +44,20 @@ type Action struct {
 
 // act is a row of the core's own table: the request and response are the
 // core's, and the record gets the key the response names.
-func act[Req, Resp any](name string, op func(*provider.Service, context.Context, *Req) (*Resp, error), touches func(*Req) Touched) Action {
+func act[Req, Resp any](name, short string, op func(*provider.Service, context.Context, *Req) (*Resp, error), touches func(*Req) Touched) Action {
 	a := Action{
-		Name: name,
-		New:  func() any { return new(Req) },
+		Name:  name,
+		Short: short,
+		New:   func() any { return new(Req) },
 		Call: func(c *Call, req any) (any, error) {
 			resp, err := op(c.KMS, c.Ctx, req.(*Req))
 			if err != nil || resp == nil {
 				return nil, err
 			}
-			if id, ver := responseKeyIds(resp); id != "" {
-				c.SetKey(id, ver)
+			if k, ok := any(resp).(keyedResponse); ok {
+				if id, ver := k.KeyIds(); id != "" {
+					c.SetKey(id, ver)
+				}
 			}
 			return resp, nil
 		},
@@ -64,43 +68,57 @@ func act[Req, Resp any](name string, op func(*provider.Service, context.Context,
 	return a
 }
 
+// keyedResponse is a core response that names the key it used
+// (provider.GenerateDataKeyResponse.KeyIds, ...).
+type keyedResponse interface {
+	KeyIds() (keyID, versionID string)
+}
+
 // keyID is the Touched of a request whose KeyId field names its key.
 func keyID(ref *string) Touched { return Touched{KeyParam: "KeyId", Key: ref} }
 
-// Actions is every KMS action, by API name.
+// Actions is every core action, by API name (the Alibaba dialect's table).
 var Actions = map[string]Action{}
+
+// CoreActions is every core action, in the order the CLI lists them: the
+// one list of the core's operations, from which Actions and the CLI's
+// `kms` commands are made.
+var CoreActions []Action
 
 func init() {
 	type p = provider.Service
-	for _, a := range []Action{
-		act("CreateKey", (*p).CreateKey, nil),
-		act("DescribeKey", (*p).DescribeKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
-		act("ListKeys", (*p).ListKeys, nil),
-		act("EnableKey", (*p).EnableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
-		act("DisableKey", (*p).DisableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
-		act("ScheduleKeyDeletion", (*p).ScheduleKeyDeletion, func(r *provider.ScheduleKeyDeletionRequest) Touched { return keyID(&r.KeyId) }),
-		act("CancelKeyDeletion", (*p).CancelKeyDeletion, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
-		act("UpdateRotationPolicy", (*p).UpdateRotationPolicy, func(r *provider.UpdateRotationPolicyRequest) Touched { return keyID(&r.KeyId) }),
-		act("CreateKeyVersion", (*p).CreateKeyVersion, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
-		act("ListKeyVersions", (*p).ListKeyVersions, func(r *provider.ListKeyVersionsRequest) Touched { return keyID(&r.KeyId) }),
-		act("DescribeKeyVersion", (*p).DescribeKeyVersion, func(r *provider.DescribeKeyVersionRequest) Touched { return keyID(&r.KeyId) }),
-		act("CreateAlias", (*p).CreateAlias, aliasTouched),
-		act("UpdateAlias", (*p).UpdateAlias, aliasTouched),
-		act("DeleteAlias", (*p).DeleteAlias, func(r *provider.DeleteAliasRequest) Touched { return Touched{Alias: r.AliasName} }),
-		act("ListAliases", (*p).ListAliases, nil),
-		act("ListAliasesByKeyId", (*p).ListAliasesByKeyId, func(r *provider.ListAliasesByKeyIdRequest) Touched { return keyID(&r.KeyId) }),
-		act("GenerateDataKey", (*p).GenerateDataKey, func(r *provider.GenerateDataKeyRequest) Touched { return keyID(&r.KeyId) }),
-		act("GenerateDataKeyWithoutPlaintext", (*p).GenerateDataKeyWithoutPlaintext,
+	CoreActions = []Action{
+		act("CreateKey", "Create a CMK (AES-256 in the token)", (*p).CreateKey, nil),
+		act("DescribeKey", "Describe a CMK", (*p).DescribeKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("ListKeys", "List CMKs", (*p).ListKeys, func(r *provider.ListKeysRequest) Touched { return Touched{Visible: &r.Visible} }),
+		act("EnableKey", "Enable a CMK", (*p).EnableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("DisableKey", "Disable a CMK", (*p).DisableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("ScheduleKeyDeletion", "Schedule a CMK's destruction after 7-366 days", (*p).ScheduleKeyDeletion, func(r *provider.ScheduleKeyDeletionRequest) Touched { return keyID(&r.KeyId) }),
+		act("CancelKeyDeletion", "Cancel a scheduled destruction", (*p).CancelKeyDeletion, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("UpdateRotationPolicy", "Turn automatic rotation on or off", (*p).UpdateRotationPolicy, func(r *provider.UpdateRotationPolicyRequest) Touched { return keyID(&r.KeyId) }),
+		act("CreateKeyVersion", "Create a new primary version (rotate)", (*p).CreateKeyVersion, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		act("ListKeyVersions", "List a CMK's versions", (*p).ListKeyVersions, func(r *provider.ListKeyVersionsRequest) Touched { return keyID(&r.KeyId) }),
+		act("DescribeKeyVersion", "Describe a version", (*p).DescribeKeyVersion, func(r *provider.DescribeKeyVersionRequest) Touched { return keyID(&r.KeyId) }),
+		act("CreateAlias", "Create an alias", (*p).CreateAlias, aliasTouched),
+		act("UpdateAlias", "Point an alias at another key", (*p).UpdateAlias, aliasTouched),
+		act("DeleteAlias", "Delete an alias", (*p).DeleteAlias, func(r *provider.DeleteAliasRequest) Touched { return Touched{Alias: r.AliasName} }),
+		act("ListAliases", "List aliases", (*p).ListAliases, func(r *provider.ListAliasesRequest) Touched { return Touched{Visible: &r.Visible} }),
+		act("ListAliasesByKeyId", "List a CMK's aliases", (*p).ListAliasesByKeyId, func(r *provider.ListAliasesByKeyIdRequest) Touched {
+			return Touched{KeyParam: "KeyId", Key: &r.KeyId, Visible: &r.Visible}
+		}),
+		act("GenerateDataKey", "Generate a data key (Tencent: with EncryptionPublicKey)", (*p).GenerateDataKey, func(r *provider.GenerateDataKeyRequest) Touched { return keyID(&r.KeyId) }),
+		act("GenerateDataKeyWithoutPlaintext", "Generate a data key, returned only under the CMK", (*p).GenerateDataKeyWithoutPlaintext,
 			func(r *provider.GenerateDataKeyWithoutPlaintextRequest) Touched { return keyID(&r.KeyId) }),
-		act("GenerateAndExportDataKey", (*p).GenerateAndExportDataKey,
+		act("GenerateAndExportDataKey", "Generate a data key under the CMK and a public key", (*p).GenerateAndExportDataKey,
 			func(r *provider.GenerateAndExportDataKeyRequest) Touched { return keyID(&r.KeyId) }),
-		act("ExportDataKey", (*p).ExportDataKey, func(r *provider.ExportDataKeyRequest) Touched { return Touched{Blob: r.CiphertextBlob} }),
-		act("Encrypt", (*p).Encrypt, func(r *provider.EncryptRequest) Touched { return keyID(&r.KeyId) }),
-		act("Decrypt", (*p).Decrypt, func(r *provider.DecryptRequest) Touched { return Touched{Blob: r.CiphertextBlob} }),
-		act("ReEncrypt", (*p).ReEncrypt, func(r *provider.ReEncryptRequest) Touched {
+		act("ExportDataKey", "Re-wrap a CiphertextBlob's key under a public key", (*p).ExportDataKey, func(r *provider.ExportDataKeyRequest) Touched { return Touched{Blob: r.CiphertextBlob} }),
+		act("Encrypt", "Encrypt up to 6 KiB under a CMK", (*p).Encrypt, func(r *provider.EncryptRequest) Touched { return keyID(&r.KeyId) }),
+		act("Decrypt", "Decrypt a CiphertextBlob", (*p).Decrypt, func(r *provider.DecryptRequest) Touched { return Touched{Blob: r.CiphertextBlob} }),
+		act("ReEncrypt", "Re-encrypt a CiphertextBlob under another key (never exports the data key)", (*p).ReEncrypt, func(r *provider.ReEncryptRequest) Touched {
 			return Touched{KeyParam: "DestinationKeyId", Key: &r.DestinationKeyId, Blob: r.CiphertextBlob}
 		}),
-	} {
+	}
+	for _, a := range CoreActions {
 		Actions[a.Name] = a
 	}
 }
@@ -156,26 +174,3 @@ type Observer interface {
 // Limiter decides whether an access key may make one more request now
 // (state.LocalLimiter in process, state.RedisLimiter shared by the nodes).
 type Limiter = state.RateLimiter
-
-// responseKeyIds finds KeyId and KeyVersionId in a core response, at the
-// top level or in KeyMetadata / KeyVersion.
-func responseKeyIds(resp any) (keyID, versionID string) {
-	v := reflect.ValueOf(resp)
-	if v.Kind() != reflect.Pointer || v.Elem().Kind() != reflect.Struct {
-		return "", ""
-	}
-	str := func(s reflect.Value, name string) string {
-		if f := s.FieldByName(name); f.IsValid() && f.Kind() == reflect.String {
-			return f.String()
-		}
-		return ""
-	}
-	s := v.Elem()
-	keyID, versionID = str(s, "KeyId"), str(s, "KeyVersionId")
-	for _, nested := range []string{"KeyMetadata", "KeyVersion"} {
-		if n := s.FieldByName(nested); n.IsValid() && n.Kind() == reflect.Struct && keyID == "" {
-			keyID, versionID = str(n, "KeyId"), str(n, "KeyVersionId")
-		}
-	}
-	return keyID, versionID
-}

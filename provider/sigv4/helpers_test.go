@@ -1,0 +1,7 @@
+package sigv4_test
+
+import "net/http"
+
+type httpRequest = http.Request
+
+var readHTTP = http.ReadRequest
