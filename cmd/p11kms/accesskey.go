@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/p11kms/p11kms/internal/secretseal"
 	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider/wire"
 )
@@ -48,7 +48,7 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 			defer sh.Close()
 			k := wire.NewAccessKey(prefix, wire.Policy{Actions: splitList(actions), Keys: splitList(keys)})
 			k.Description = desc
-			err = wire.UpdateAccessKeysFile(g.accessKeysPath(file), func(ks *[]wire.AccessKey) error {
+			err = g.updateAccessKeys(cmd, file, func(ks *[]wire.AccessKey) error {
 				*ks = append(*ks, k)
 				return nil
 			})
@@ -74,11 +74,11 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 		Short: "List access keys (secrets not shown)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ak, err := wire.LoadAccessKeys(g.accessKeysPath(file))
+			list, err := wire.ReadAccessKeysFile(g.accessKeysPath(file))
 			if err != nil {
 				return err
 			}
-			return printJSON(cmd, ak.List())
+			return printJSON(cmd, list)
 		},
 	}
 	del := &cobra.Command{
@@ -86,7 +86,7 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 		Short: "Delete an access key",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := deleteAccessKey(cmd.Context(), g.accessKeysPath(file), stateURL, args[0]); err != nil {
+			if err := deleteAccessKey(cmd, g, file, stateURL, args[0]); err != nil {
 				return err
 			}
 			takesEffect(cmd)
@@ -95,6 +95,22 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 	}
 	cmd.AddCommand(create, list, del)
 	return cmd
+}
+
+// updateAccessKeys changes the access-keys file with its secrets sealed
+// under the token's key (internal/secretseal): the new one and any left in
+// plaintext by an older p11kms.
+func (g *globals) updateAccessKeys(cmd *cobra.Command, file string, change func(*[]wire.AccessKey) error) error {
+	tok, err := g.openToken(cmd.Context())
+	if err != nil {
+		return fmt.Errorf("access keys: secrets are sealed with the token: %w", err)
+	}
+	defer tok.Close()
+	s, err := secretseal.New(cmd.Context(), tok)
+	if err != nil {
+		return err
+	}
+	return wire.UpdateSealedAccessKeysFile(g.accessKeysPath(file), s, change)
 }
 
 // takesEffect tells, on standard error, when a change of the access-keys
@@ -122,16 +138,17 @@ func printJSON(cmd *cobra.Command, v any) error {
 
 // ensureAdminKey creates the access-keys file with one admin key if it does
 // not exist, and returns that key (or nil if the file existed).
-func ensureAdminKey(path string) (*wire.AccessKey, error) {
+func ensureAdminKey(path string, s wire.SecretSealer) (*wire.AccessKey, error) {
 	var created *wire.AccessKey
-	err := wire.UpdateAccessKeysFile(path, func(ks *[]wire.AccessKey) error {
+	err := wire.UpdateSealedAccessKeysFile(path, s, func(ks *[]wire.AccessKey) error {
 		if len(*ks) > 0 {
 			return errExists
 		}
 		k := wire.NewAccessKey("LTAI", wire.Policy{Actions: []string{"*"}, Keys: []string{"*"}})
 		k.Description = "admin (created by p11kms init)"
 		*ks = append(*ks, k)
-		created = &k
+		shown := k // sealAll seals the entry in the file, not this copy
+		created = &shown
 		return nil
 	})
 	if errors.Is(err, errExists) {
@@ -143,26 +160,24 @@ func ensureAdminKey(path string) (*wire.AccessKey, error) {
 var errExists = errors.New("exists")
 
 // deleteAccessKey removes id from the file; with a shared state it first
-// revokes it there (so if Redis is down nothing changes and the command
-// can be run again), for every node, whatever their own files say.
-func deleteAccessKey(ctx context.Context, path, stateURL, id string) error {
+// revokes it there, for every node whatever their own files say, inside
+// the file's update: if Redis is down the file is not changed and the
+// command can be run again.
+func deleteAccessKey(cmd *cobra.Command, g *globals, file, stateURL, id string) error {
 	sh, err := openShared(stateURL)
 	if err != nil {
 		return err
 	}
 	defer sh.Close()
-	ak, err := wire.LoadAccessKeys(path)
-	if err != nil {
-		return err
-	}
-	if !slices.ContainsFunc(ak.List(), func(k wire.AccessKey) bool { return k.AccessKeyId == id }) {
-		return fmt.Errorf("access key %s: %w", id, wire.ErrAccessKeyNotFound)
-	}
-	if err := sh.Revoke(ctx, id); err != nil {
-		return fmt.Errorf("access key %s: not deleted: the other nodes could not be told: %w", id, err)
-	}
-	return wire.UpdateAccessKeysFile(path, func(ks *[]wire.AccessKey) error {
-		*ks = slices.DeleteFunc(*ks, func(k wire.AccessKey) bool { return k.AccessKeyId == id })
+	return g.updateAccessKeys(cmd, file, func(ks *[]wire.AccessKey) error {
+		i := slices.IndexFunc(*ks, func(k wire.AccessKey) bool { return k.AccessKeyId == id })
+		if i < 0 {
+			return fmt.Errorf("access key %s: %w", id, wire.ErrAccessKeyNotFound)
+		}
+		if err := sh.Revoke(cmd.Context(), id); err != nil {
+			return fmt.Errorf("access key %s: not deleted: the other nodes could not be told: %w", id, err)
+		}
+		*ks = slices.Delete(*ks, i, i+1)
 		return nil
 	})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/p11kms/p11kms/internal/bench"
+	"github.com/p11kms/p11kms/internal/secretseal"
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
@@ -323,7 +324,16 @@ func (f *benchFlags) addServerOps(g *globals, fx *bench.Fixture, all map[string]
 // remoteKey is the access key the requests to --server-addr are signed
 // with: the first of the home's access keys.
 func remoteKey(g *globals) (wire.AccessKey, error) {
-	ak, err := wire.LoadAccessKeys(g.accessKeysPath(""))
+	tok, err := g.openToken(context.Background())
+	if err != nil {
+		return wire.AccessKey{}, fmt.Errorf("access keys: their secrets open with the token: %w", err)
+	}
+	defer tok.Close()
+	sealer, err := secretseal.New(context.Background(), tok)
+	if err != nil {
+		return wire.AccessKey{}, err
+	}
+	ak, err := wire.LoadSealedAccessKeys(g.accessKeysPath(""), sealer)
 	if err != nil {
 		return wire.AccessKey{}, err
 	}

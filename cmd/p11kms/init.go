@@ -6,6 +6,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/p11kms/p11kms/internal/secretseal"
+	"github.com/p11kms/p11kms/provider/wire"
 	"github.com/p11kms/p11kms/softhsm"
 )
 
@@ -42,13 +44,18 @@ the same home. Running it again changes nothing that exists.`,
 			}
 			fmt.Fprintf(out, "module           %s\n", h.ModulePath)
 			akPath := filepath.Join(h.Dir, "access-keys.json")
-			admin, err := ensureAdminKey(akPath)
+			sealer, closeToken := g.initSealer(cmd)
+			defer closeToken()
+			admin, err := ensureAdminKey(akPath, sealer)
 			if err != nil {
 				return err
 			}
 			if admin != nil {
 				fmt.Fprintf(out, "created access key for `p11kms serve` in %s (mode 0600); shown once:\n", akPath)
 				fmt.Fprintf(out, "  AccessKeyId      %s\n  AccessKeySecret  %s\n", admin.AccessKeyId, admin.AccessKeySecret)
+				if sealer == nil {
+					fmt.Fprintf(out, "  (the secret is stored in plaintext until the first serve seals it with the token)\n")
+				}
 			}
 			fmt.Fprintf(out, "inspect with     SOFTHSM2_CONF=%s pkcs11-tool --module %s --list-slots\n", h.ConfPath, h.ModulePath)
 			return nil
@@ -56,4 +63,21 @@ the same home. Running it again changes nothing that exists.`,
 	}
 	cmd.Flags().StringVar(&label, "token-label", softhsm.DefaultTokenLabel, "label of the token to create (1-32 characters)")
 	return cmd
+}
+
+// initSealer is the sealer of the token serve will use, for the admin key
+// init writes, and what closes it; nil (the secret is written in
+// plaintext and sealed by the first serve) when that token does not open,
+// e.g. init --token-label of another token in a home without the default.
+func (g *globals) initSealer(cmd *cobra.Command) (wire.SecretSealer, func()) {
+	tok, err := g.openToken(cmd.Context())
+	if err != nil {
+		return nil, func() {}
+	}
+	s, err := secretseal.New(cmd.Context(), tok)
+	if err != nil {
+		tok.Close()
+		return nil, func() {}
+	}
+	return s, func() { tok.Close() }
 }

@@ -63,7 +63,7 @@ pkcs11:token=device, takes what it lacks from the home.`,
 	root.PersistentFlags().StringVar(&g.token, "token", os.Getenv("P11KMS_TOKEN"),
 		"PKCS#11 URI of the token (RFC 7512), e.g. pkcs11:token=kms?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=file:/run/kms.pin (env P11KMS_TOKEN)")
 	root.PersistentFlags().StringVar(&g.home, "home", softhsm.HomeDir(), "p11kms home holding the embedded SoftHSM2 tokens (env P11KMS_HOME)")
-	root.AddCommand(newInitCmd(g), newTokenCmd(g), newKMSCmd(g), newAWSCmd(g), newAccessKeyCmd(g), newAuditCmd(g), newBenchCmd(g), newImporterCmd(g), newVodCmd(g), newServeCmd(g))
+	root.AddCommand(newInitCmd(g), newTokenCmd(g), newKMSCmd(g), newAWSCmd(g), newAccessKeyCmd(g), newAuditCmd(g), newBenchCmd(g), newImporterCmd(g), newVodCmd(g), newServeCmd(g), newXKSCmd(g))
 	for _, c := range root.Commands() {
 		refuseUnknownSubcommands(c)
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -21,6 +20,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/internal/secretseal"
 	"github.com/p11kms/p11kms/internal/seed"
 	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
@@ -42,6 +42,8 @@ type serveFlags struct {
 	audit auditFlags    // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
 	aws   awsServeFlags // --aws-attestation-roots, --aws-accept-unsigned-attestation-for-tests
 	state stateFlags    // --state, --max-rate, --clock-skew
+	tls   tlsFlags      // --tls-client-ca, --tls-client-cn (tls.go)
+	xks   xksFlags      // --xks, --xks-config, --xks-prefix (xks.go)
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -62,7 +64,10 @@ create/delete) take effect within 1 s in every running serve (file watch
 and a check every second); SIGHUP reloads at once. A malformed file is
 logged and the last good set stays in force.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return serve(cmd.Context(), g, f) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			f.xks.check(cmd.Flags())
+			return serve(cmd.Context(), g, f)
+		},
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.listen, "listen", "127.0.0.1:8080", "address to listen on")
@@ -70,6 +75,8 @@ logged and the last good set stays in force.`,
 	fl.StringVar(&f.auditLog, "audit-log", "", "this node's audit log file (default <audit-dir>/audit-<node-name>.log; \"-\" disables)")
 	f.audit.register(fl)
 	f.state.register(fl)
+	f.tls.register(fl)
+	f.xks.register(fl)
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM); with --tls-key serves HTTPS")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "TLS private key (PEM)")
 	fl.StringVar(&f.seedFile, "seed", "", "YAML seed file applied (idempotently) at start-up, once the port is bound; checked whole before anything is written (an alias of another key is refused unless the file says moveAliases: true)")
@@ -108,6 +115,9 @@ func (f *serveFlags) check() error {
 	if err := f.audit.check(); err != nil {
 		return err
 	}
+	if err := f.tls.check(f.tlsCert != ""); err != nil {
+		return err
+	}
 	if err := f.state.check(); err != nil {
 		return err
 	}
@@ -139,9 +149,8 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 			return fmt.Errorf("--seed %s: %w", f.seedFile, err)
 		}
 	}
-	keys, err := wire.LoadAccessKeys(g.accessKeysPath(f.accessKeys))
-	if err != nil {
-		return fmt.Errorf("%w (create one with `p11kms init` or `p11kms accesskey create`)", err)
+	if err := f.loadTLSAndXKS(g); err != nil {
+		return err
 	}
 	ln, err := listen(ctx, f)
 	if err != nil {
@@ -156,6 +165,10 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 		return err
 	}
 	defer tok.Close()
+	keys, err := loadAccessKeys(ctx, g, f, tok)
+	if err != nil {
+		return err
+	}
 	kms := provider.New(tok, provider.Options{Region: f.region, Account: f.account})
 	if sf != nil {
 		if err := applySeed(ctx, kms, sf, f.seedFile, log); err != nil {
@@ -254,7 +267,12 @@ func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Se
 	if auditLog != nil {
 		scfg.Audit = auditLog
 	}
-	return server.New(scfg), closeAudit, nil
+	srv := server.New(scfg)
+	if f.xks.file == nil {
+		return srv, closeAudit, nil
+	}
+	handler, err = withXKS(ctx, f.xks.file, kms, srv, scfg.Audit, f, g, log)
+	return handler, closeAudit, err
 }
 
 // startChildren starts the other processes of --processes; stop signals
@@ -289,7 +307,8 @@ func runServer(ctx context.Context, f *serveFlags, handler http.Handler, ln net.
 	srv := &http.Server{Handler: handler, ReadTimeout: f.readTimeout, WriteTimeout: f.writeTimeout,
 		ReadHeaderTimeout: f.readTimeout, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	if f.tlsCert != "" {
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+		srv.TLSConfig = f.tls.cfg
+		ln = f.tls.listener(ln)
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -321,6 +340,20 @@ func runServer(ctx context.Context, f *serveFlags, handler http.Handler, ln net.
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// loadAccessKeys reads the access-keys file, its secrets opened with the
+// token (plaintext ones sealed first: internal/secretseal).
+func loadAccessKeys(ctx context.Context, g *globals, f *serveFlags, tok *hsm.Token) (*wire.AccessKeys, error) {
+	sealer, err := secretseal.New(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := wire.LoadSealedAccessKeys(g.accessKeysPath(f.accessKeys), sealer)
+	if err != nil {
+		return nil, fmt.Errorf("%w (create one with `p11kms init` or `p11kms accesskey create`)", err)
+	}
+	return keys, nil
 }
 
 // watchAccessKeys keeps keys equal to the access-keys file while serve

@@ -78,17 +78,11 @@ func startServe(t *testing.T, bin, home, addr string, extra ...string) *exec.Cmd
 // initHome runs `p11kms init` for home and returns its one access key.
 func initHome(t *testing.T, bin, home string) (id, secret string) {
 	t.Helper()
-	if out, err := exec.Command(bin, "--home", home, "init").CombinedOutput(); err != nil {
+	out, err := exec.Command(bin, "--home", home, "init").CombinedOutput()
+	if err != nil {
 		t.Fatalf("init: %v\n%s", err, out)
 	}
-	var ak struct {
-		AccessKeys []struct{ AccessKeyId, AccessKeySecret string }
-	}
-	b, _ := os.ReadFile(filepath.Join(home, "access-keys.json"))
-	if err := json.Unmarshal(b, &ak); err != nil || len(ak.AccessKeys) != 1 {
-		t.Fatalf("access keys: %v %s", err, b)
-	}
-	return ak.AccessKeys[0].AccessKeyId, ak.AccessKeys[0].AccessKeySecret
+	return initPrintedKey(t, string(out)) // the file holds the secret sealed
 }
 
 func stopServe(t *testing.T, cmd *exec.Cmd) {

@@ -76,17 +76,8 @@ func waitUntil(t *testing.T, what string, cond func() bool) time.Duration {
 func newHome(t *testing.T, bin string) (home, id, secret string) {
 	t.Helper()
 	home = filepath.Join(t.TempDir(), "home")
-	if out, err := exec.Command(bin, "--home", home, "init").CombinedOutput(); err != nil {
-		t.Fatalf("init: %v\n%s", err, out)
-	}
-	var ak struct {
-		AccessKeys []struct{ AccessKeyId, AccessKeySecret string }
-	}
-	b, _ := os.ReadFile(filepath.Join(home, "access-keys.json"))
-	if err := json.Unmarshal(b, &ak); err != nil || len(ak.AccessKeys) != 1 {
-		t.Fatalf("access keys: %v %s", err, b)
-	}
-	return home, ak.AccessKeys[0].AccessKeyId, ak.AccessKeys[0].AccessKeySecret
+	id, secret = initHome(t, bin, home)
+	return home, id, secret
 }
 
 // signed is one signed request, sent as it is (a replay when sent again).

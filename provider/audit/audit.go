@@ -63,6 +63,9 @@ type Line struct {
 	Lines        int    `json:"lines,omitempty"`    // a checkpoint: the lines of this file, itself included
 	Final        bool   `json:"final,omitempty"`    // a checkpoint written by Close or before rotation
 	PrevFile     string `json:"prevFile,omitempty"` // a continue line: the file this one continues
+	// Metadata is the wire API's request context (XKS requestMetadata),
+	// names and values clipped like every field.
+	Metadata map[string]string `json:"metadata,omitempty"`
 	// Prev is the previous line's MAC (format 2) or SHA-256 (format 1), in
 	// hex; 64 zeros on the first line of a chain.
 	Prev string `json:"prev"`
@@ -175,6 +178,12 @@ func (l *Log) Append(r wire.Record) error {
 	line := Line{Time: r.Time.UTC().Format(time.RFC3339Nano), RequestId: c(r.RequestId), AccessKeyId: c(r.AccessKeyId),
 		SourceAddr: c(r.SourceAddr), API: c(r.API), Action: c(r.Action), KeyId: c(r.KeyId), KeyVersionId: c(r.KeyVersionId),
 		Code: c(code), HTTPStatus: r.HTTPStatus, LatencyMs: fmt.Sprintf("%.3f", float64(r.Latency.Microseconds())/1000)}
+	if len(r.Metadata) > 0 {
+		line.Metadata = make(map[string]string, len(r.Metadata))
+		for k, v := range r.Metadata {
+			line.Metadata[c(k)] = c(v)
+		}
+	}
 	return l.write(line)
 }
 

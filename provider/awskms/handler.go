@@ -138,6 +138,11 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 	if err != nil {
 		return nil, err
 	}
+	// host is a required signed header: the signature binds the Host.
+	if !wire.HostMatches(h.cfg.ExpectedHost, r.Host) {
+		return nil, errorf(CodeInvalidSignature, "the request is signed for host %s; this server accepts %s only (--expected-host)",
+			provider.Clip(r.Host, 128), h.cfg.ExpectedHost)
+	}
 	replay, err := h.replay(req.HTTP.Context(), a)
 	if err != nil {
 		return nil, err

@@ -6,7 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +18,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/p11kms/p11kms/internal/softhsmtest"
+	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/awskms"
+	"github.com/p11kms/p11kms/provider/wire"
 )
 
 // withTarget makes the SDK send (and sign) another X-Amz-Target.
@@ -172,5 +179,30 @@ func TestMalformedRequests(t *testing.T) {
 		if !strings.Contains(err.Error(), cs.names) {
 			t.Fatalf("%s: %v does not name %s", name, err, cs.names)
 		}
+	}
+}
+
+// TestExpectedHost: with wire.Config.ExpectedHost (serve --expected-host)
+// a request signed for another Host is InvalidSignatureException naming
+// the flag; one signed for the expected host is served.
+func TestExpectedHost(t *testing.T) {
+	tok := softhsmtest.New(t)
+	svc := provider.New(tok.Token, provider.Options{Region: region, Account: account})
+	keys := wire.NewAccessKeys(wire.AccessKey{AccessKeyId: accessID, AccessKeySecret: secret, Policy: wire.Policy{Actions: []string{"*"}, Keys: []string{"*"}}})
+	srv := httptest.NewServer(awskms.New(awskms.Config{Config: wire.Config{KMS: svc, Keys: keys, ExpectedHost: "kms.example.test"}}))
+	defer srv.Close()
+	e := &env{srv: srv}
+	// Signed for kms.example.test, sent to the test server.
+	toServer := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, strings.TrimPrefix(srv.URL, "http://"))
+	}}}
+	named := e.client(accessID, secret, func(o *kms.Options) { o.BaseEndpoint = aws.String("http://kms.example.test"); o.HTTPClient = toServer })
+	if _, err := named.ListKeys(ctx(), &kms.ListKeysInput{}); err != nil {
+		t.Fatalf("signed for the expected host: %v", err)
+	}
+	_, err := e.admin().ListKeys(ctx(), &kms.ListKeysInput{})
+	wantErr(t, "signed for another host", err, "InvalidSignatureException", 400)
+	if !strings.Contains(err.Error(), "--expected-host") {
+		t.Fatalf("%v does not name --expected-host", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 
@@ -18,11 +19,25 @@ import (
 )
 
 // AccessKey is one credential and what it may do.
+//
+// In the access-keys file the secret is sealed (SealedSecret, under the
+// token's key: internal/secretseal) once a writer with the token has
+// written it; AccessKeySecret in the file is the legacy plaintext form,
+// sealed on the next load or write that has the token. In memory, after a
+// load, AccessKeySecret holds the secret.
 type AccessKey struct {
 	AccessKeyId     string
-	AccessKeySecret string
+	AccessKeySecret string `json:",omitempty"`
+	SealedSecret    string `json:",omitempty"`
 	Description     string `json:",omitempty"`
 	Policy          Policy
+}
+
+// SecretSealer seals access-key secrets for the file and opens them
+// (internal/secretseal, with the token).
+type SecretSealer interface {
+	Seal(id string, secret []byte) (string, error)
+	Open(id, sealed string) ([]byte, error)
 }
 
 // Policy allows actions on keys. Both lists hold patterns with * and ?
@@ -88,9 +103,25 @@ type accessKeysFile struct {
 	AccessKeys []AccessKey
 }
 
-// LoadAccessKeys reads an access-keys file (strict JSON: unknown fields are errors).
-func LoadAccessKeys(file string) (*AccessKeys, error) {
-	load := func() (map[string]AccessKey, error) { return readAccessKeys(file) }
+// LoadAccessKeys reads an access-keys file (strict JSON: unknown fields are
+// errors) whose secrets are in plaintext; a sealed secret is an error (use
+// LoadSealedAccessKeys).
+func LoadAccessKeys(file string) (*AccessKeys, error) { return LoadSealedAccessKeys(file, nil) }
+
+// LoadSealedAccessKeys reads an access-keys file and opens its sealed
+// secrets with s. A plaintext secret found in the file is sealed first: the
+// file is rewritten (atomically, every entry kept) with it sealed, so a
+// home made before sealing existed is migrated on its first load.
+// Reload reads it the same way.
+func LoadSealedAccessKeys(file string, s SecretSealer) (*AccessKeys, error) {
+	load := func() (map[string]AccessKey, error) {
+		if s != nil {
+			if err := sealPlaintext(file, s); err != nil {
+				return nil, err
+			}
+		}
+		return readAccessKeys(file, s)
+	}
 	keys, err := load()
 	if err != nil {
 		return nil, err
@@ -98,8 +129,36 @@ func LoadAccessKeys(file string) (*AccessKeys, error) {
 	return &AccessKeys{keys: keys, path: file, load: load}, nil
 }
 
-// readAccessKeys reads and checks an access-keys file.
-func readAccessKeys(file string) (map[string]AccessKey, error) {
+// sealPlaintext rewrites the file with its plaintext secrets sealed, if it
+// has any.
+func sealPlaintext(file string, s SecretSealer) error {
+	f, err := readFile(file)
+	if err != nil || !slices.ContainsFunc(f.AccessKeys, func(k AccessKey) bool { return k.AccessKeySecret != "" }) {
+		return err
+	}
+	err = UpdateSealedAccessKeysFile(file, s, func(*[]AccessKey) error { return nil })
+	if errors.Is(err, os.ErrExist) {
+		return nil // another writer holds the lock (a sibling serve migrating): use the file as it is
+	}
+	return err
+}
+
+// ReadAccessKeysFile returns the entries of an access-keys file, sorted by
+// id, without their secrets (sealed or not): for listing, without the token.
+func ReadAccessKeysFile(file string) ([]AccessKey, error) {
+	f, err := readFile(file)
+	if err != nil {
+		return nil, err
+	}
+	for i := range f.AccessKeys {
+		f.AccessKeys[i].AccessKeySecret, f.AccessKeys[i].SealedSecret = "", ""
+	}
+	sortKeys(f.AccessKeys)
+	return f.AccessKeys, nil
+}
+
+// readFile reads and decodes an access-keys file strictly.
+func readFile(file string) (*accessKeysFile, error) {
 	b, err := os.ReadFile(file)
 	if err != nil {
 		return nil, fmt.Errorf("access keys: %w", err)
@@ -110,13 +169,34 @@ func readAccessKeys(file string) (map[string]AccessKey, error) {
 	if err := dec.Decode(&f); err != nil {
 		return nil, fmt.Errorf("access keys: %s: %w", file, err)
 	}
+	return &f, nil
+}
+
+// readAccessKeys reads and checks an access-keys file, opening sealed
+// secrets with s.
+func readAccessKeys(file string, s SecretSealer) (map[string]AccessKey, error) {
+	f, err := readFile(file)
+	if err != nil {
+		return nil, err
+	}
 	keys := map[string]AccessKey{}
 	for _, k := range f.AccessKeys {
-		if k.AccessKeyId == "" || k.AccessKeySecret == "" {
-			return nil, fmt.Errorf("access keys: %s: an entry lacks AccessKeyId or AccessKeySecret", file)
+		if k.AccessKeyId == "" || (k.AccessKeySecret == "") == (k.SealedSecret == "") {
+			return nil, fmt.Errorf("access keys: %s: an entry lacks AccessKeyId, or has not exactly one of AccessKeySecret and SealedSecret", file)
 		}
 		if _, dup := keys[k.AccessKeyId]; dup {
 			return nil, fmt.Errorf("access keys: %s: AccessKeyId %s appears twice", file, provider.Clip(k.AccessKeyId, 64))
+		}
+		if k.SealedSecret != "" {
+			if s == nil {
+				return nil, fmt.Errorf("access keys: %s: the secret of %s is sealed: it opens only with the token (p11kms serve, accesskey)", file, provider.Clip(k.AccessKeyId, 64))
+			}
+			secret, err := s.Open(k.AccessKeyId, k.SealedSecret)
+			if err != nil {
+				return nil, fmt.Errorf("access keys: %s: %w", file, err)
+			}
+			k.AccessKeySecret, k.SealedSecret = string(secret), ""
+			clear(secret)
 		}
 		keys[k.AccessKeyId] = k
 	}
@@ -182,7 +262,7 @@ func (a *AccessKeys) List() []AccessKey {
 	defer a.mu.RUnlock()
 	out := make([]AccessKey, 0, len(a.keys))
 	for _, k := range a.keys {
-		k.AccessKeySecret = ""
+		k.AccessKeySecret, k.SealedSecret = "", ""
 		out = append(out, k)
 	}
 	sortKeys(out)
@@ -195,6 +275,23 @@ func sortKeys(ks []AccessKey) {
 			ks[j], ks[j-1] = ks[j-1], ks[j]
 		}
 	}
+}
+
+// sealAll seals the plaintext secrets of keys with s (nil: none).
+func sealAll(keys []AccessKey, s SecretSealer) error {
+	if s == nil {
+		return nil
+	}
+	for i := range keys {
+		if k := &keys[i]; k.AccessKeySecret != "" {
+			sealed, err := s.Seal(k.AccessKeyId, []byte(k.AccessKeySecret))
+			if err != nil {
+				return err
+			}
+			k.SealedSecret, k.AccessKeySecret = sealed, ""
+		}
+	}
+	return nil
 }
 
 // NewAccessKey returns a fresh random access key with the policy. prefix
@@ -217,8 +314,16 @@ var (
 
 // UpdateAccessKeysFile changes the file under a lock file: it reads it (or
 // starts empty), applies change, and replaces it atomically (write a
-// temporary file with mode 0600, fsync, rename).
+// temporary file with mode 0600, fsync, rename). Secrets stay as they are
+// (plaintext ones in plaintext); UpdateSealedAccessKeysFile seals them.
 func UpdateAccessKeysFile(file string, change func(keys *[]AccessKey) error) error {
+	return UpdateSealedAccessKeysFile(file, nil, change)
+}
+
+// UpdateSealedAccessKeysFile is UpdateAccessKeysFile that, with s, seals
+// every plaintext secret (new or old) before the file is written: nothing
+// is written unless every one sealed.
+func UpdateSealedAccessKeysFile(file string, s SecretSealer, change func(keys *[]AccessKey) error) error {
 	lock := file + ".lock"
 	lf, err := os.OpenFile(lock, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -237,6 +342,9 @@ func UpdateAccessKeysFile(file string, change func(keys *[]AccessKey) error) err
 		return fmt.Errorf("access keys: %w", err)
 	}
 	if err := change(&f.AccessKeys); err != nil {
+		return err
+	}
+	if err := sealAll(f.AccessKeys, s); err != nil {
 		return err
 	}
 	sortKeys(f.AccessKeys)

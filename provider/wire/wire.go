@@ -143,6 +143,11 @@ type Record struct {
 	Code         string // "" on success, else the wire error code
 	HTTPStatus   int
 	Latency      time.Duration
+	// Metadata is the request context a wire API sends besides its
+	// parameters, for the audit log only (XKS: requestMetadata, by its JSON
+	// names); the dialect sets it after authentication, from a closed set
+	// of names. Never a metric label.
+	Metadata map[string]string
 	// Err is why an InternalFailure failed (PKCS#11 return values, what
 	// was being done): for the server's own log, never sent to the client
 	// and never written to the audit log.

@@ -3,18 +3,21 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 )
+
+// initKeyLine is one line of the admin key `p11kms init` prints.
+var initKeyLine = regexp.MustCompile(`(?m)^\s+(AccessKeyId|AccessKeySecret)\s+(\S+)$`)
 
 // env is the run's home (token, access key) and its redis-server.
 type env struct {
@@ -29,20 +32,21 @@ type env struct {
 // port (no persistence: the sustain run does not restart it).
 func newEnv(ctx context.Context, o options, dir string) (*env, error) {
 	e := &env{o: o, dir: dir, home: filepath.Join(dir, "home")}
-	if out, err := exec.CommandContext(ctx, o.bin, "--home", e.home, "init").CombinedOutput(); err != nil {
+	out, err := exec.CommandContext(ctx, o.bin, "--home", e.home, "init").CombinedOutput()
+	if err != nil {
 		return nil, fmt.Errorf("p11kms init: %v\n%s", err, out)
 	}
-	var ak struct {
-		AccessKeys []struct{ AccessKeyId, AccessKeySecret string }
+	// The file holds the secret sealed; init prints the admin key once.
+	for _, m := range initKeyLine.FindAllStringSubmatch(string(out), -1) {
+		if m[1] == "AccessKeyId" {
+			e.id = m[2]
+		} else {
+			e.secret = m[2]
+		}
 	}
-	b, err := os.ReadFile(filepath.Join(e.home, "access-keys.json"))
-	if err != nil {
-		return nil, err
+	if e.id == "" || e.secret == "" {
+		return nil, fmt.Errorf("p11kms init printed no admin key:\n%s", out)
 	}
-	if err := json.Unmarshal(b, &ak); err != nil || len(ak.AccessKeys) == 0 {
-		return nil, fmt.Errorf("access-keys.json: %v", err)
-	}
-	e.id, e.secret = ak.AccessKeys[0].AccessKeyId, ak.AccessKeys[0].AccessKeySecret
 	if e.redisAddr, err = freeAddr(); err != nil {
 		return nil, err
 	}

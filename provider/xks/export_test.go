@@ -1,0 +1,4 @@
+package xks
+
+// CDIV is cdiv, for the spec-vector test.
+var CDIV = cdiv
