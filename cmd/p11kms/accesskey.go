@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/p11kms/p11kms/internal/secretseal"
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
@@ -28,6 +29,9 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 		Short: "Manage the server's access keys (file written atomically, mode 0600)",
 	}
 	cmd.PersistentFlags().StringVar(&file, "access-keys", "", "access-keys file (default $P11KMS_HOME/access-keys.json)")
+	var stateURL string
+	cmd.PersistentFlags().StringVar(&stateURL, "state", "", "the serve nodes' shared state ("+state.StateURLForm+
+		"): create and delete announce the change there; a deleted key is refused by every node within a second")
 	var actions, keys, prefix, desc string
 	create := &cobra.Command{
 		Use:   "create",
@@ -37,14 +41,22 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 			if prefix != "LTAI" && prefix != "AKID" && prefix != "AKIA" {
 				return usageError{fmt.Errorf("--id-prefix %q: accepted LTAI (Alibaba style), AKID (Tencent style) or AKIA (AWS style)", prefix)}
 			}
+			sh, err := openShared(stateURL)
+			if err != nil {
+				return err
+			}
+			defer sh.Close()
 			k := wire.NewAccessKey(prefix, wire.Policy{Actions: splitList(actions), Keys: splitList(keys)})
 			k.Description = desc
-			err := g.updateAccessKeys(cmd, file, func(ks *[]wire.AccessKey) error {
+			err = g.updateAccessKeys(cmd, file, func(ks *[]wire.AccessKey) error {
 				*ks = append(*ks, k)
 				return nil
 			})
 			if err != nil {
 				return err
+			}
+			if err := sh.Notify(cmd.Context()); err != nil {
+				return fmt.Errorf("access key %s created in the file, but the other nodes were not told (they see it at their next change): %w", k.AccessKeyId, err)
 			}
 			if err := printJSON(cmd, k); err != nil {
 				return err
@@ -74,15 +86,7 @@ func newAccessKeyCmd(g *globals) *cobra.Command {
 		Short: "Delete an access key",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			err := g.updateAccessKeys(cmd, file, func(ks *[]wire.AccessKey) error {
-				i := slices.IndexFunc(*ks, func(k wire.AccessKey) bool { return k.AccessKeyId == args[0] })
-				if i < 0 {
-					return fmt.Errorf("access key %s: %w", args[0], wire.ErrAccessKeyNotFound)
-				}
-				*ks = slices.Delete(*ks, i, i+1)
-				return nil
-			})
-			if err != nil {
+			if err := deleteAccessKey(cmd, g, file, stateURL, args[0]); err != nil {
 				return err
 			}
 			takesEffect(cmd)
@@ -154,3 +158,45 @@ func ensureAdminKey(path string, s wire.SecretSealer) (*wire.AccessKey, error) {
 }
 
 var errExists = errors.New("exists")
+
+// deleteAccessKey removes id from the file; with a shared state it first
+// revokes it there, for every node whatever their own files say, inside
+// the file's update: if Redis is down the file is not changed and the
+// command can be run again.
+func deleteAccessKey(cmd *cobra.Command, g *globals, file, stateURL, id string) error {
+	sh, err := openShared(stateURL)
+	if err != nil {
+		return err
+	}
+	defer sh.Close()
+	return g.updateAccessKeys(cmd, file, func(ks *[]wire.AccessKey) error {
+		i := slices.IndexFunc(*ks, func(k wire.AccessKey) bool { return k.AccessKeyId == id })
+		if i < 0 {
+			return fmt.Errorf("access key %s: %w", id, wire.ErrAccessKeyNotFound)
+		}
+		if err := sh.Revoke(cmd.Context(), id); err != nil {
+			return fmt.Errorf("access key %s: not deleted: the other nodes could not be told: %w", id, err)
+		}
+		*ks = slices.Delete(*ks, i, i+1)
+		return nil
+	})
+}
+
+// shared is the access-key announcements of --state (nothing without it).
+type shared struct {
+	state.Changes
+	Close func() error
+}
+
+// openShared opens --state for announcing access-key changes; a bad URL is
+// a usage error, before anything is written.
+func openShared(stateURL string) (shared, error) {
+	if stateURL == "" {
+		return shared{Changes: state.LocalChanges{}, Close: func() error { return nil }}, nil
+	}
+	r, err := state.OpenRedis(stateURL, state.RedisOptions{})
+	if err != nil {
+		return shared{}, usageError{err}
+	}
+	return shared{Changes: r, Close: r.Close}, nil
+}

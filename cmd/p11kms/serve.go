@@ -22,6 +22,7 @@ import (
 	"github.com/p11kms/p11kms/hsm"
 	"github.com/p11kms/p11kms/internal/secretseal"
 	"github.com/p11kms/p11kms/internal/seed"
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/vod"
@@ -40,6 +41,7 @@ type serveFlags struct {
 
 	audit auditFlags    // --audit-dir, --node-name, --audit-max-bytes, --audit-checkpoint-interval
 	aws   awsServeFlags // --aws-attestation-roots, --aws-accept-unsigned-attestation-for-tests
+	state stateFlags    // --state, --max-rate, --clock-skew
 	tls   tlsFlags      // --tls-client-ca, --tls-client-cn (tls.go)
 	xks   xksFlags      // --xks, --xks-config, --xks-prefix (xks.go)
 	pprof pprofFlags    // --pprof (pprof.go)
@@ -73,6 +75,7 @@ logged and the last good set stays in force.`,
 	fl.StringVar(&f.accessKeys, "access-keys", "", "access-keys file (default $P11KMS_HOME/access-keys.json)")
 	fl.StringVar(&f.auditLog, "audit-log", "", "this node's audit log file (default <audit-dir>/audit-<node-name>.log; \"-\" disables)")
 	f.audit.register(fl)
+	f.state.register(fl)
 	f.tls.register(fl)
 	f.xks.register(fl)
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate (PEM); with --tls-key serves HTTPS")
@@ -118,6 +121,9 @@ func (f *serveFlags) check() error {
 		return err
 	}
 	if err := f.pprof.check(); err != nil {
+		return err
+	}
+	if err := f.state.check(); err != nil {
 		return err
 	}
 	for _, d := range []struct {
@@ -181,7 +187,15 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 			return err
 		}
 	}
-	handler, closeAudit, err := newHandler(ctx, g, f, kms, keys, reg, log)
+	st, err := openState(ctx, f, tok, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	watchCtx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	go watchSharedAccessKeys(watchCtx, st, keys, log)
+	handler, closeAudit, err := newHandler(ctx, g, f, kms, keys, st, reg, log)
 	if err != nil {
 		return err
 	}
@@ -236,7 +250,7 @@ func applySeed(ctx context.Context, kms *provider.Service, sf *seed.File, path s
 // newHandler opens the audit log and the media keys and composes the
 // server's handler; closeAudit closes the audit log.
 func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Service, keys *wire.AccessKeys,
-	reg *prometheus.Registry, log *slog.Logger) (handler http.Handler, closeAudit func(), err error) {
+	st *state.State, reg *prometheus.Registry, log *slog.Logger) (handler http.Handler, closeAudit func(), err error) {
 	closeAudit = func() {}
 	auditLog, err := openAuditLog(ctx, g, f.auditLog, f.audit, kms.Token(), log)
 	if err != nil {
@@ -260,7 +274,7 @@ func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Se
 	if err != nil {
 		return nil, closeAudit, err
 	}
-	scfg := server.Config{KMS: kms, Keys: keys, Rate: f.rate, Burst: f.burst, MaxBodyBytes: f.maxBody, Metrics: reg,
+	scfg := server.Config{KMS: kms, Keys: keys, State: st, ClockSkew: f.state.clockSkew, MaxBodyBytes: f.maxBody, Metrics: reg,
 		HLSKeys: media.KeyHandler(), Log: log, AWSAttestation: attestation, ExpectedHost: f.expectedHost}
 	if auditLog != nil {
 		scfg.Audit = auditLog

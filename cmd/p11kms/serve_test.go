@@ -275,12 +275,19 @@ func TestServeChecksFlagsBeforeOpeningTheToken(t *testing.T) {
 		{[]string{"--expected-host", "https://kms.example.com/"}, 2, `--expected-host "https://kms.example.com/": accepted a host name or host:port`},
 		{[]string{"--read-timeout", "-1s"}, 2, "--read-timeout -1s: accepted 0 or more"},
 		{[]string{"--shutdown-timeout", "-1s"}, 2, "--shutdown-timeout -1s: accepted 0 or more"},
+		{[]string{"--max-rate", "0"}, 2, "--max-rate 0: accepted a positive number of requests per second"},
+		{[]string{"--clock-skew", "10ms"}, 2, "--clock-skew 10ms: accepted 0 (each API's own) or 1s to 1h"},
+		{[]string{"--state", "http://127.0.0.1:6379/0"}, 2, `--state: scheme "http" is not supported; the accepted form is redis://`},
+		{[]string{"--state", "redis://:hunter2@/0"}, 2, "the accepted form is redis://"},
 		{[]string{"--seed", badSeed}, 1, `--seed ` + badSeed + `: InvalidParameter: seed: keys[0] (keyId key-a): state: "Frozen"`},
 	} {
 		args := append([]string{"--token", "pkcs11:token=no-such-token", "serve", "--listen", "127.0.0.1:0"}, c.args...)
 		_, errOut, code := cli(t, args...)
 		if code != c.code || !strings.Contains(errOut, c.want) {
 			t.Errorf("serve %v: status %d, want %d with %q:\n%s", c.args, code, c.code, c.want, errOut)
+		}
+		if strings.Contains(errOut, "hunter2") {
+			t.Errorf("serve %v: the --state password is echoed:\n%s", c.args, errOut)
 		}
 	}
 }

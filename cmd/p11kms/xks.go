@@ -89,7 +89,7 @@ func withXKS(ctx context.Context, f *xks.File, kms *provider.Service, kmsHandler
 		if err != nil {
 			return nil, usageError{fmt.Errorf("--rate/--burst: %w", err)}
 		}
-		lim = localLimiter{l}
+		lim = l // wire.Limiter is state.RateLimiter
 	}
 	h, err := xks.New(ctx, xks.Config{Token: kms.Token(), KMS: kms, File: f, Observer: obs, Limiter: lim, MaxBodyBytes: sf.maxBody,
 		Model: "p11kms XKS proxy (XKS Proxy API v1.0.3)"})
@@ -129,16 +129,6 @@ func reloadOnHUP(ctx context.Context, h *xks.Handler, x *xksFlags, g *globals, l
 		}
 		log.Info("XKS configuration reloaded", "file", x.path, "credentials", len(f.Credentials), "keys", len(f.Keys))
 	}
-}
-
-// localLimiter is a state.LocalLimiter as a wire.Limiter (the XKS
-// credentials are few: one bucket each).
-type localLimiter struct{ l *state.LocalLimiter }
-
-// Allow takes one token from the credential's bucket.
-func (l localLimiter) Allow(id string) bool {
-	ok, err := l.l.Allow(context.Background(), id)
-	return err == nil && ok
 }
 
 // observers are the XKS requests' metrics and audit log.

@@ -4,7 +4,7 @@
 // (--state redis://host:port/db). It owns no HTTP and no dialect: the
 // request pipeline calls it and maps its errors to wire codes.
 //
-// # Integration (for provider/server)
+// # Integration (as cmd/p11kms/servestate.go and provider/wire use it)
 //
 // Build once at start-up and log what it holds:
 //
@@ -44,12 +44,15 @@
 //
 // # Interfaces
 //
-//   - ReplayStore: Seen(ctx, accessKeyID, nonce, window) (seen, err).
-//     Memory (NewMemory(window, maxRate)) and Redis implement it.
+//   - ReplayStore: Seen(ctx, accessKeyID, nonce, window) (seen, err) and
+//     Peek (recording nothing). Memory (NewMemory(window, maxRate)) and
+//     Redis implement it.
 //   - RateLimiter: Allow(ctx, accessKeyID) (bool, error). LocalLimiter
 //     (NewLocalLimiter) and RedisLimiter (Redis.Limiter) implement it.
-//   - Changes: Notify(ctx) error and Watch(ctx, onChange). LocalChanges and
-//     Redis implement it.
+//   - Changes: Notify(ctx) error, Revoke(ctx, ids...) (the ids deleted,
+//     refused by every node: SADD <prefix>access-keys:revoked, raw ids,
+//     which are not secrets), Revoked(ctx) and Watch(ctx, onChange).
+//     LocalChanges and Redis implement it.
 //
 // # What is stored
 //

@@ -121,10 +121,8 @@ func (m *Memory) Seen(_ context.Context, accessKeyID string, nonce []byte, windo
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.epoch()
-	for i := range m.buckets {
-		if b := &m.buckets[i]; b.epoch >= e-memoryBuckets && b.contains(d) {
-			return true, nil
-		}
+	if m.remembered(e, d) {
+		return true, nil
 	}
 	cur := m.bucket(e)
 	if !m.admits(cur, m.prev(e), accessKeyID) {
@@ -134,6 +132,32 @@ func (m *Memory) Seen(_ context.Context, accessKeyID string, nonce []byte, windo
 	cur.perKey[accessKeyID]++
 	return false, nil
 }
+
+// Peek implements ReplayStore: whether nonce is remembered, recording
+// nothing.
+func (m *Memory) Peek(_ context.Context, accessKeyID string, nonce []byte) (bool, error) {
+	if err := checkSeenArgs(accessKeyID, nonce, m.window); err != nil {
+		return false, err
+	}
+	d := m.digests.sum(accessKeyID, nonce)
+	d[0] |= 1
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.remembered(m.epoch(), d), nil
+}
+
+// remembered reports whether d is in an unexpired bucket of epoch e.
+func (m *Memory) remembered(e int64, d digest) bool {
+	for i := range m.buckets {
+		if b := &m.buckets[i]; b.epoch >= e-memoryBuckets && b.contains(d) {
+			return true
+		}
+	}
+	return false
+}
+
+// Window is the longest window the store remembers for.
+func (m *Memory) Window() time.Duration { return m.window }
 
 // epoch is the current bucket number, from the monotonic clock.
 func (m *Memory) epoch() int64 {

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/p11kms/p11kms/internal/state/redistest"
 )
 
 // fakeClock is a clock the test moves by hand.
@@ -187,5 +189,32 @@ func TestMemoryBytesPerRequest(t *testing.T) {
 	}
 	if used > m.MemoryBytes() {
 		t.Errorf("heap grew %d bytes, above the MemoryBytes() estimate %d", used, m.MemoryBytes())
+	}
+}
+
+// Peek answers whether a nonce is remembered and records nothing, in
+// process and on Redis alike.
+func TestPeekRecordsNothing(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	mem, err := NewMemory(time.Minute, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for name, s := range map[string]ReplayStore{"memory": mem, "redis": openNode(t, srv.URL(3), RedisOptions{})} {
+		for range 2 {
+			if seen, err := s.Peek(ctx, "AK1", []byte("n1")); err != nil || seen {
+				t.Fatalf("%s: Peek of a new nonce: %v %v", name, seen, err)
+			}
+		}
+		if mustSeen(t, s, "AK1", "n1", time.Minute) {
+			t.Fatalf("%s: nonce only peeked at was recorded", name)
+		}
+		if seen, err := s.Peek(ctx, "AK1", []byte("n1")); err != nil || !seen {
+			t.Fatalf("%s: Peek of a recorded nonce: %v %v", name, seen, err)
+		}
+		if _, err := s.Peek(ctx, "", []byte("n1")); err == nil {
+			t.Fatalf("%s: Peek with an empty access key accepted", name)
+		}
 	}
 }

@@ -149,6 +149,18 @@ func (r *Redis) Seen(ctx context.Context, accessKeyID string, nonce []byte, wind
 	}
 }
 
+// Peek implements ReplayStore with EXISTS <prefix>replay:<digest>.
+func (r *Redis) Peek(ctx context.Context, accessKeyID string, nonce []byte) (bool, error) {
+	if err := checkSeenArgs(accessKeyID, nonce, time.Second); err != nil {
+		return false, err
+	}
+	n, err := r.client.Exists(ctx, r.replayKey(accessKeyID, nonce)).Result()
+	if err != nil {
+		return false, unavailable("EXISTS", err)
+	}
+	return n == 1, nil
+}
+
 // accessKeysChannel and accessKeysVersion carry access-key changes.
 func (r *Redis) accessKeysChannel() string { return r.prefix + "access-keys" }
 func (r *Redis) accessKeysVersion() string { return r.prefix + "access-keys:version" }

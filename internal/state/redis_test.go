@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -329,4 +330,51 @@ func TestConcurrentSeenAcceptsEachNonceOnce(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Revoke announces the change to the other node and every node lists the
+// revoked ids; the in-process Changes revokes nothing.
+func TestRedisRevokeReachesTheOtherNode(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	a, b := openNode(t, srv.URL(0), RedisOptions{}), openNode(t, srv.URL(0), RedisOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changed := make(chan struct{}, 16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b.Watch(ctx, func() { changed <- struct{}{} })
+	}()
+	defer func() { cancel(); <-done }()
+	if ids, err := b.Revoked(ctx); err != nil || len(ids) != 0 {
+		t.Fatalf("revoked before any: %q %v", ids, err)
+	}
+	if err := a.Revoke(ctx); err == nil {
+		t.Fatal("Revoke of no id accepted")
+	}
+	if err := a.Revoke(ctx, "AK1", "AK2"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-changed:
+	case <-time.After(30 * time.Second): // a hang guard
+		t.Fatal("a revocation never reached the other node")
+	}
+	ids, err := b.Revoked(ctx)
+	if err != nil || strings.Join(sortedCopy(ids), ",") != "AK1,AK2" {
+		t.Fatalf("revoked seen by the other node: %q %v", ids, err)
+	}
+	if ids, err := (LocalChanges{}).Revoked(ctx); err != nil || ids != nil {
+		t.Fatalf("in process: %q %v", ids, err)
+	}
+	srv.Stop()
+	if _, err := b.Revoked(ctx); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Revoked with Redis down: %v, want ErrUnavailable", err)
+	}
+}
+
+func sortedCopy(s []string) []string {
+	out := append([]string(nil), s...)
+	slices.Sort(out)
+	return out
 }

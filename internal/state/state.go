@@ -35,6 +35,11 @@ type ReplayStore interface {
 	// request must be refused. Call it only after the signature verified,
 	// so unauthenticated requests do not consume memory.
 	Seen(ctx context.Context, accessKeyID string, nonce []byte, window time.Duration) (seen bool, err error)
+	// Peek reports whether nonce is remembered for accessKeyID, recording
+	// nothing: a dialect peeks while authenticating, so a replay is refused
+	// as such at once, and records (Seen) only once the request passed its
+	// checks. Errors: ErrUnavailable (shared store) or an invalid argument.
+	Peek(ctx context.Context, accessKeyID string, nonce []byte) (seen bool, err error)
 }
 
 // RateLimiter limits requests per access key. Implementations are safe for
@@ -50,6 +55,12 @@ type RateLimiter interface {
 type Changes interface {
 	// Notify tells every node that the access keys changed.
 	Notify(ctx context.Context) error
+	// Revoke records, for every node, that the access keys ids were
+	// deleted (so a node whose own access-keys file still lists one
+	// refuses it), and announces the change as Notify does.
+	Revoke(ctx context.Context, ids ...string) error
+	// Revoked lists the access key ids revoked on any node.
+	Revoked(ctx context.Context) ([]string, error)
 	// Watch calls onChange (from one goroutine, never concurrently) after
 	// every change Notify announced on any node, at most about a second
 	// late, until ctx is done. Watch blocks; run it in its own goroutine.

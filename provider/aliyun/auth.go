@@ -55,6 +55,7 @@ type authResult struct {
 // verifier checks signatures; it holds no state.
 type verifier struct {
 	keys *wire.AccessKeys
+	skew time.Duration // the accepted timestamp distance (0: MaxClockSkew)
 	// expectedHost, if set, is the only Host accepted (wire.HostMatches).
 	expectedHost string
 }
@@ -266,12 +267,16 @@ func parseTimestamp(s string) (time.Time, error) {
 	return t, nil
 }
 
-// checkTime refuses a timestamp more than MaxClockSkew from now.
-func checkTime(t, now time.Time) error {
+// checkTime refuses a timestamp more than the accepted skew from now.
+func (v *verifier) checkTime(t, now time.Time) error {
+	skew := v.skew
+	if skew <= 0 {
+		skew = MaxClockSkew
+	}
 	d := now.Sub(t)
-	if d > MaxClockSkew || d < -MaxClockSkew {
+	if d > skew || d < -skew {
 		return apiError(http.StatusBadRequest, CodeTimestampExpired,
-			"the request timestamp is more than 15 minutes away from the server time %s", now.UTC().Format(time.RFC3339))
+			"the request timestamp is more than %v away from the server time %s", skew, now.UTC().Format(time.RFC3339))
 	}
 	return nil
 }
@@ -402,7 +407,7 @@ func (v *verifier) verifyACS(alg, rest string, r *http.Request, rr *rawRequest, 
 	if alg == SchemeACS4 && t.UTC().Format("20060102") != cred.date {
 		return nil, mismatch("the ACS4 credential date does not match x-acs-date")
 	}
-	if err := checkTime(t, now); err != nil {
+	if err := v.checkTime(t, now); err != nil {
 		return nil, err
 	}
 	if ver := r.Header.Get("x-acs-version"); ver != APIVersion {
@@ -462,7 +467,7 @@ func (v *verifier) verifyRPC(r *http.Request, rr *rawRequest, now time.Time) (*a
 	if err != nil {
 		return nil, err
 	}
-	if err := checkTime(t, now); err != nil {
+	if err := v.checkTime(t, now); err != nil {
 		return nil, err
 	}
 	if p["Version"] != APIVersion {

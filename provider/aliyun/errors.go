@@ -19,9 +19,9 @@ const (
 	CodeNonceUsed             = "SignatureNonceUsed"          // a replay
 	CodeActionNotFound        = "InvalidAction.NotFound"      // not a KMS action p11kms serves
 	CodeInvalidVersion        = "InvalidVersion"              // not API version 2016-01-20
-	CodeThrottling            = "Rejected.Throttling"         // the access key's rate limit
+	CodeThrottling            = "Rejected.Throttling"         // the access key's rate limit, or its share of the replay memory
 	CodeUnsupportedMethod     = "UnsupportedHTTPMethod"       // neither GET nor POST
-	CodeServiceUnavailable    = "ServiceUnavailable"          // the audit log cannot be written (HTTP 503)
+	CodeServiceUnavailable    = "ServiceUnavailable"          // HTTP 503: the audit log cannot be written, or the shared state (Redis) is unreachable
 	CodeRequestTooLarge       = provider.CodeInvalidParameter // with HTTP 413
 )
 

@@ -1,7 +1,7 @@
 package aliyun
 
 import (
-	"crypto/sha256"
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -36,7 +36,11 @@ func NewHandler(cfg Config) wire.Handler {
 		panic("aliyun.New: Config.KMS and Config.Keys are required")
 	}
 	cfg = cfg.WithDefaults()
-	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys, expectedHost: cfg.ExpectedHost}, nonces: wire.NewReplayCache(NonceMemory, 0)}
+	skew := cfg.ClockSkew
+	if skew <= 0 {
+		skew = MaxClockSkew
+	}
+	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys, expectedHost: cfg.ExpectedHost, skew: skew}, nonces: cfg.ReplayCache(2 * skew)}
 }
 
 // errorBody is what the SDKs parse from an HTTP 4xx/5xx answer.
@@ -122,16 +126,11 @@ func (h *handler) readBody(req *wire.Request) ([]byte, error) {
 }
 
 // claimNonce is the Alibaba replay rule: an access key's nonce is used
-// once within the window; a full memory refuses (fail closed).
-func (h *handler) claimNonce(a *authResult, now time.Time) *wire.ReplayClaim {
+// once within the window; an access key over its share of the memory is
+// throttled, an unreachable shared memory refuses (fail closed).
+func (h *handler) claimNonce(ctx context.Context, a *authResult) *wire.ReplayClaim {
 	return wire.NewReplayClaim(func() error {
-		switch seen, prev := h.nonces.Seen(nonceKey(a.AccessKey.AccessKeyId, a.Nonce), now, ""); {
-		case seen && prev == wire.ErrReplayCacheFull:
-			return apiError(http.StatusServiceUnavailable, CodeThrottling, "the server's replay memory is full; retry later")
-		case seen:
-			return apiError(http.StatusBadRequest, CodeNonceUsed, "the signature nonce has been used already")
-		}
-		return nil
+		return h.nonces.Claim(ctx, a.AccessKey.AccessKeyId, "acs\n"+a.Nonce, h.refuse)
 	})
 }
 
@@ -144,7 +143,7 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 	if err != nil {
 		return nil, err
 	}
-	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(a, now), Params: a.Params}, nil
+	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(req.HTTP.Context(), a), Params: a.Params}, nil
 }
 
 // authenticate is Verify up to the signature's result (the capture tests
@@ -185,16 +184,16 @@ func (h *handler) Decode(a *wire.Auth, act *wire.Action) (any, error) {
 
 // Refuse is the Alibaba code of the pipeline's own refusals.
 func (h *handler) Refuse(kind wire.Refusal, _ *wire.Auth) error {
-	if kind == wire.AuditUnavailable {
+	switch kind {
+	case wire.AuditUnavailable:
 		return apiError(http.StatusServiceUnavailable, CodeServiceUnavailable, "the audit log cannot be written: requests are refused until it can be; retry later")
+	case wire.StateUnavailable:
+		return apiError(http.StatusServiceUnavailable, CodeServiceUnavailable, "the server's shared replay and rate state is unavailable; retry later")
+	case wire.Replayed:
+		return apiError(http.StatusBadRequest, CodeNonceUsed, "the signature nonce has been used already")
 	}
-	return apiError(http.StatusTooManyRequests, CodeThrottling, "the access key's request rate limit is exceeded; retry later")
+	return apiError(http.StatusTooManyRequests, CodeThrottling, "the access key is over its request rate limit or its share of the replay memory; retry later")
 }
 
-// nonceKey is what the nonce memory keeps for one request: 16 bytes of
-// SHA-256 over the access key id and the nonce, so that its size does not
-// depend on what clients send.
-func nonceKey(accessKeyID, nonce string) string {
-	h := sha256.Sum256([]byte(accessKeyID + "\x00" + nonce))
-	return string(h[:16])
-}
+// refuse is Refuse for the replay memory's checks.
+func (h *handler) refuse(kind wire.Refusal) error { return h.Refuse(kind, nil) }

@@ -2,6 +2,7 @@ package aliyun_test
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -61,7 +62,7 @@ func (c *counter) Observe(wire.Record) { c.n.Add(1) }
 // limiter refuses while refuse is set.
 type limiter struct{ refuse atomic.Bool }
 
-func (l *limiter) Allow(string) bool { return !l.refuse.Load() }
+func (l *limiter) Allow(context.Context, string) (bool, error) { return !l.refuse.Load(), nil }
 
 // exchange is one raw request and response seen by the test server.
 type exchange struct {

@@ -1,7 +1,8 @@
 package awskms
 
 import (
-	"crypto/sha256"
+	"cmp"
+	"context"
 	"net/http"
 	"strings"
 	"time"
@@ -61,25 +62,17 @@ func (v *verifier) verify(r *http.Request, body []byte) (*authResult, error) {
 	return &authResult{key: k, signature: a.Signature}, nil
 }
 
-// replay is the AWS replay rule: a signature (16 bytes of its SHA-256)
-// is served once within the window. A signature seen already is refused
-// now; the pipeline remembers it (the claim) once the rate limit and the
-// policy passed. A full memory refuses (fail closed).
-func (h *handler) replay(a *authResult, now time.Time) (*wire.ReplayClaim, error) {
-	sum := sha256.Sum256(a.signature)
-	key := string(sum[:16])
-	if seen, _ := h.signatures.Peek(key, now); seen {
-		return nil, errReplayed
+// replay is the AWS replay rule: a signature is served once within the
+// window. A signature seen already is refused now; the pipeline remembers
+// it (the claim) once the rate limit and the policy passed. An access key
+// over its share of the memory is throttled; an unreachable shared memory
+// refuses (fail closed).
+func (h *handler) replay(ctx context.Context, a *authResult) (*wire.ReplayClaim, error) {
+	value := "aws\n" + string(a.signature)
+	if seen, err := h.signatures.Peek(ctx, a.key.AccessKeyId, value, h.refuse); err != nil || seen {
+		return nil, cmp.Or(err, errReplayed)
 	}
-	return wire.NewReplayClaim(func() error {
-		switch seen, prev := h.signatures.Seen(key, now, ""); {
-		case seen && prev == wire.ErrReplayCacheFull:
-			return errorf(CodeThrottling, "the server's replay memory is full; retry later")
-		case seen:
-			return errReplayed
-		}
-		return nil
-	}), nil
+	return wire.NewReplayClaim(func() error { return h.signatures.Claim(ctx, a.key.AccessKeyId, value, h.refuse) }), nil
 }
 
 var errReplayed = errorf(CodeInvalidSignature, "this signed request has been served already; sign the request again")

@@ -50,7 +50,7 @@ func NewHandler(cfg Config) wire.Handler {
 	}
 	cfg.Config = cfg.WithDefaults()
 	return &handler{cfg: cfg, auth: newVerifier(cfg.Keys, cfg.Now), refs: refs{region: cfg.KMS.Region(), account: cfg.KMS.Account(), attest: cfg.Attestation},
-		signatures: wire.NewReplayCache(replayWindow, 0)}
+		signatures: cfg.ReplayCache(replayWindow)}
 }
 
 // ServeHTTP serves one request (the handler on its own, without the router).
@@ -143,7 +143,7 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 		return nil, errorf(CodeInvalidSignature, "the request is signed for host %s; this server accepts %s only (--expected-host)",
 			provider.Clip(r.Host, 128), h.cfg.ExpectedHost)
 	}
-	replay, err := h.replay(a, rec.Time)
+	replay, err := h.replay(req.HTTP.Context(), a)
 	if err != nil {
 		return nil, err
 	}
@@ -176,8 +176,19 @@ func (h *handler) Decode(a *wire.Auth, act *wire.Action) (any, error) {
 
 // Refuse is AWS's answer to the pipeline's own refusals.
 func (h *handler) Refuse(kind wire.Refusal, a *wire.Auth) error {
-	if kind == wire.AuditUnavailable {
+	switch kind {
+	case wire.AuditUnavailable:
 		return errorf(CodeDependencyTimeout, "the audit log cannot be written: requests are refused until it can be; retry later")
+	case wire.StateUnavailable:
+		return errorf(CodeDependencyTimeout, "the server's shared replay and rate state is unavailable; retry later")
+	case wire.Replayed:
+		return errReplayed
+	}
+	if a == nil {
+		return errorf(CodeThrottling, "Rate exceeded: the access key is over its share of the replay memory; retry later")
 	}
 	return errorf(CodeThrottling, "Rate exceeded for access key %s; retry later", a.AccessKey.AccessKeyId)
 }
+
+// refuse is Refuse for the replay memory's checks.
+func (h *handler) refuse(kind wire.Refusal) error { return h.Refuse(kind, nil) }

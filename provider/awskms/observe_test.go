@@ -2,6 +2,7 @@ package awskms_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -153,7 +154,7 @@ func (sick) Healthy() bool       { return false }
 
 type refuseAll struct{}
 
-func (refuseAll) Allow(string) bool { return false }
+func (refuseAll) Allow(context.Context, string) (bool, error) { return false, nil }
 
 // TestPipelineRefusals: the pipeline's own refusals in AWS's words: an
 // audit log that cannot write is DependencyTimeoutException (503, fail

@@ -375,8 +375,8 @@ func TestHostileInput(t *testing.T) {
 	}
 	// A captured Tencent request re-targeted to another action (X-TC-Action
 	// is not signed) after the grace an honest caller's identical
-	// signatures get (tencent.RetargetGrace).
-	time.Sleep(tencent.RetargetGrace + 100*time.Millisecond)
+	// signatures get (at most 2 × tencent.RetargetGrace).
+	time.Sleep(2*tencent.RetargetGrace + 100*time.Millisecond)
 	for _, action := range []string{"DisableKey", "ScheduleKeyDeletion", "Encrypt"} {
 		tried++
 		r := tcReq.clone()

@@ -11,13 +11,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"golang.org/x/time/rate"
 
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/aliyun"
 	"github.com/p11kms/p11kms/provider/awskms"
@@ -33,9 +32,17 @@ type Config struct {
 	// Audit receives one record per KMS request (nil: none).
 	Audit wire.Observer
 	// Rate and Burst limit each access key (requests per second); Rate 0
-	// means no limit.
+	// means no limit. Used only when State is nil.
 	Rate  float64
 	Burst int
+	// State is the node's replay memory and rate limiter (state.Open with
+	// ReplayWindow(ClockSkew)): in process, or shared with the other nodes
+	// on Redis. Nil: in process, sized for wire.DefaultMaxRate, limited by
+	// Rate and Burst.
+	State *state.State
+	// ClockSkew is how far a request's timestamp may be from the clock in
+	// both dialects (0: each dialect's own, Alibaba 15 min, Tencent 5 min).
+	ClockSkew time.Duration
 	// MaxBodyBytes bounds a request: the query string plus the body
 	// (default 64 KiB; the Alibaba SDKs put every parameter in the query).
 	MaxBodyBytes int64
@@ -64,7 +71,17 @@ type Server struct {
 	metrics *Metrics
 }
 
-// New builds the service handler.
+// ReplayWindow is how long the dialects remember a nonce or signature for
+// the clock skew they accept (0: their own): twice the longest skew.
+func ReplayWindow(clockSkew time.Duration) time.Duration {
+	if clockSkew > 0 {
+		return 2 * clockSkew
+	}
+	return 2 * max(aliyun.MaxClockSkew, tencent.TimestampWindow)
+}
+
+// New builds the service handler. It panics on a Config that State cannot
+// be built from (a negative or infinite Rate; serve checks its flags first).
 func New(cfg Config) *Server {
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = 64 << 10
@@ -84,17 +101,23 @@ func New(cfg Config) *Server {
 	if cfg.Log != nil {
 		obs = append(obs, failureLog{cfg.Log})
 	}
-	var lim wire.Limiter
-	if cfg.Rate > 0 {
-		lim = newKeyLimiter(cfg.Rate, cfg.Burst)
+	st := cfg.State
+	if st == nil {
+		var err error
+		if st, err = state.Open(state.Config{Window: ReplayWindow(cfg.ClockSkew), MaxRate: wire.DefaultMaxRate,
+			Rate: cfg.Rate, Burst: cfg.Burst}); err != nil {
+			panic("server.New: " + err.Error())
+		}
 	}
-	ali := aliyun.NewHandler(aliyun.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
-		ExpectedHost: cfg.ExpectedHost})
-	tc := tencent.NewHandler(tencent.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
-		ExpectedHost: cfg.ExpectedHost})
-	aws := awskms.NewHandler(awskms.Config{Config: wire.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
-		ExpectedHost: cfg.ExpectedHost},
-		Attestation: cfg.AWSAttestation})
+	var lim wire.Limiter
+	if st.Limiter != nil {
+		lim = st.Limiter
+	}
+	base := wire.Config{KMS: cfg.KMS, Keys: cfg.Keys, Observer: obs, Limiter: lim, Now: cfg.Now, MaxBodyBytes: cfg.MaxBodyBytes,
+		ExpectedHost: cfg.ExpectedHost, Replay: st.Replay, ClockSkew: cfg.ClockSkew}
+	ali := aliyun.NewHandler(base)
+	tc := tencent.NewHandler(base)
+	aws := awskms.NewHandler(awskms.Config{Config: base, Attestation: cfg.AWSAttestation})
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
@@ -107,6 +130,11 @@ func New(cfg Config) *Server {
 		if err := cfg.KMS.Ready(ctx); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			w.Write([]byte("token not ready\n"))
+			return
+		}
+		if err := st.Ready(ctx); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("shared state not ready\n"))
 			return
 		}
 		w.Write([]byte("ready\n"))
@@ -199,31 +227,4 @@ func (m multiObserver) Healthy() bool {
 		}
 	}
 	return true
-}
-
-// keyLimiter holds one token bucket per access key.
-type keyLimiter struct {
-	mu    sync.Mutex
-	rate  rate.Limit
-	burst int
-	m     map[string]*rate.Limiter
-}
-
-func newKeyLimiter(r float64, burst int) *keyLimiter {
-	if burst <= 0 {
-		burst = max(1, int(r))
-	}
-	return &keyLimiter{rate: rate.Limit(r), burst: burst, m: map[string]*rate.Limiter{}}
-}
-
-// Allow takes one token from the access key's bucket.
-func (k *keyLimiter) Allow(id string) bool {
-	k.mu.Lock()
-	l, ok := k.m[id]
-	if !ok {
-		l = rate.NewLimiter(k.rate, k.burst)
-		k.m[id] = l
-	}
-	k.mu.Unlock()
-	return l.Allow()
 }

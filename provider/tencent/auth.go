@@ -1,6 +1,7 @@
 package tencent
 
 import (
+	"cmp"
 	"crypto/hmac"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -33,16 +34,6 @@ const (
 // TimestampWindow is how far a request's timestamp may be from the
 // server's clock, either way (Tencent's five minutes).
 const TimestampWindow = 300 * time.Second
-
-// RetargetGrace is how long after its first use a TC3 signature may come
-// back with another X-TC-Action, X-TC-Region or X-TC-Version, over the
-// connection of its first use (see reuse.go).
-const RetargetGrace = 2 * time.Second
-
-// replayTTL is how long nonces and signatures are remembered: a request
-// first seen at t carries a timestamp no earlier than t−window, so it stops
-// being acceptable by t+2·window.
-const replayTTL = 2 * TimestampWindow
 
 // v1Common are the v1 common parameters: signed, but not action parameters.
 var v1Common = []string{"Action", "Version", "Region", "Timestamp", "Nonce", "SecretId",
@@ -194,15 +185,15 @@ func parseTC3Authorization(s string) (*tc3Authorization, error) {
 }
 
 // parseTimestamp parses a Unix-seconds timestamp and checks the window.
-func parseTimestamp(s string, now time.Time) (int64, error) {
+func parseTimestamp(s string, now time.Time, window time.Duration) (int64, error) {
 	if s == "" || len(s) > 12 || strings.TrimLeft(s, "0123456789") != "" {
 		return 0, errorf(CodeInvalidParameter, "Timestamp %q is not Unix seconds", provider.Clip(s, 24))
 	}
 	ts, _ := strconv.ParseInt(s, 10, 64)
 	d := now.Sub(time.Unix(ts, 0))
-	if d > TimestampWindow || d < -TimestampWindow {
+	if d > window || d < -window {
 		return 0, errorf(CodeSignatureExpire, "the request's timestamp %s is more than %d s away from the server's clock %s",
-			time.Unix(ts, 0).UTC().Format(time.RFC3339), int(TimestampWindow/time.Second), now.UTC().Format(time.RFC3339))
+			time.Unix(ts, 0).UTC().Format(time.RFC3339), int(window/time.Second), now.UTC().Format(time.RFC3339))
 	}
 	return ts, nil
 }
@@ -271,7 +262,7 @@ func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []
 	if !ok {
 		return errorf(CodeSecretIdNotFound, "the SecretId %s does not exist", provider.Clip(a.secretID, 64))
 	}
-	ts, err := parseTimestamp(tsText, now)
+	ts, err := parseTimestamp(tsText, now, h.window)
 	if err != nil {
 		return err
 	}
@@ -302,12 +293,11 @@ func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []
 	if !tc3SignatureMatches(r, a, values, query, tsText, sha256Hex(body), key.AccessKeySecret) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
-	u := newReuse(a, p, r.RemoteAddr)
-	peek := func(v string, now time.Time, _ string) (bool, string) { return h.signatures.Peek(v, now) }
-	if err := checkReuse(u, now, peek); err != nil {
+	ctx, u := req.HTTP.Context(), newReuse(a, p, r.RemoteAddr)
+	if err := h.peekReuse(ctx, u, now); err != nil {
 		return err
 	}
-	p.replay = wire.NewReplayClaim(func() error { return checkReuse(u, now, h.signatures.Seen) })
+	p.replay = wire.NewReplayClaim(func() error { return h.claimReuse(ctx, u, now) })
 	p.key = key
 	if r.Method == http.MethodPost {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -519,7 +509,7 @@ func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
 	if !ok {
 		return errorf(CodeSecretIdNotFound, "the SecretId %s does not exist", provider.Clip(p.secretID, 64))
 	}
-	if _, err := parseTimestamp(params["Timestamp"], now); err != nil {
+	if _, err := parseTimestamp(params["Timestamp"], now, h.window); err != nil {
 		return err
 	}
 	given, err := base64.StdEncoding.DecodeString(params["Signature"])
@@ -534,18 +524,11 @@ func (h *handler) verifyV1(p *request, req *wire.Request, now time.Time) error {
 	if !hmac.Equal(want, given) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
-	if seen, _ := h.nonces.Peek(p.secretID+"\n"+nonce, now); seen {
-		return errorf(CodeSignatureExpire, "the Nonce was already used with this SecretId: the request is a replay")
+	ctx, value := req.HTTP.Context(), "v1\n"+nonce
+	if seen, err := h.replay.Peek(ctx, p.secretID, value, h.refuse); err != nil || seen {
+		return cmp.Or(err, h.refuse(wire.Replayed))
 	}
-	p.replay = wire.NewReplayClaim(func() error {
-		switch seen, prev := h.nonces.Seen(p.secretID+"\n"+nonce, now, ""); {
-		case seen && prev == wire.ErrReplayCacheFull:
-			return replayMemoryFull()
-		case seen:
-			return errorf(CodeSignatureExpire, "the Nonce was already used with this SecretId: the request is a replay")
-		}
-		return nil
-	})
+	p.replay = wire.NewReplayClaim(func() error { return h.replay.Claim(ctx, p.secretID, value, h.refuse) })
 	p.key = key
 	for _, k := range v1Common {
 		delete(params, k)

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
@@ -307,7 +308,7 @@ func TestTC3SignatureReuse(t *testing.T) {
 			t.Fatalf("re-targeted within the grace: %v", err)
 		}
 	}
-	// After the grace a new target is refused (the targets used within it
+	// After twice the grace a new target is refused (the targets used within it
 	// are reads: they repeat).
 	for _, edit := range []func(r *http.Request){
 		func(r *http.Request) { r.Header.Set("X-TC-Action", "Encrypt") },
@@ -315,7 +316,7 @@ func TestTC3SignatureReuse(t *testing.T) {
 		func(r *http.Request) { r.Header.Set("X-TC-Version", "2018-01-01") },
 		func(r *http.Request) { r.Header.Set("X-TC-Action", "DisableKey") },
 	} {
-		if err := send(c.raw, RetargetGrace+time.Millisecond, edit); codeOf(err) != CodeSignatureFailure {
+		if err := send(c.raw, 2*RetargetGrace+time.Millisecond, edit); codeOf(err) != CodeSignatureFailure {
 			t.Fatalf("re-targeted signature: %v", err)
 		}
 	}
@@ -515,17 +516,22 @@ func TestV1RefusesAmbiguousParameters(t *testing.T) {
 }
 
 // A full replay memory refuses new TC3 signatures and v1 nonces (fail
-// closed) with RequestLimitExceeded; it does not panic on the "replay cache
-// full" marker (issue 17, finding 3).
+// closed) with RequestLimitExceeded; it does not panic (issue 17, finding
+// 3). The memories hold one request each: a TC3 signature takes four
+// entries (its first use, its target, its slot with and without its
+// connection), a v1 nonce one.
 func TestFullReplayMemoryRefusesWithoutPanic(t *testing.T) {
-	for _, dir := range []string{"tc3", "tcv1"} {
+	for dir, maxRate := range map[string]float64{"tc3": 0.055, "tcv1": 0.01} {
 		cs := loadCaptures(t, dir)
 		if len(cs) < 2 {
 			t.Fatalf("%s: need two captures", dir)
 		}
 		h := authOnly(cs[0].when)
-		h.signatures = wire.NewReplayCache(100*365*24*time.Hour, 2) // one TC3 request: its target's use and its first use
-		h.nonces = wire.NewReplayCache(100*365*24*time.Hour, 1)
+		mem, err := state.NewMemory(2*TimestampWindow, maxRate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.replay = wire.NewReplayCache(mem, 2*TimestampWindow)
 		r, body, _ := readRequest(cs[0].raw)
 		if _, err := h.authenticate(r, body, cs[0].when); err != nil {
 			t.Fatalf("%s: %v", cs[0].name, err)

@@ -17,7 +17,8 @@
 //     for and its first use (reuse.go): a read may repeat (honest identical
 //     calls in one second carry identical signatures); a state-changing
 //     action is performed at most once per signature; a new target is
-//     accepted only within RetargetGrace of the first use and, for a state
+//     accepted only within RetargetGrace of the first use (always refused
+//     after twice it) and, for a state
 //     change, over the same connection (an honest SDK client's DescribeKey
 //     then DisableKey on one KeyId in one second); otherwise the request is
 //     AuthFailure.SignatureFailure.

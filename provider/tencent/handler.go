@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"time"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
@@ -21,10 +22,10 @@ const DefaultMaxBodyBytes = wire.DefaultMaxBodyBytes
 type Config = wire.Config
 
 type handler struct {
-	cfg        Config
-	keys       *wire.AccessKeys  // the SecretIds (auth.go)
-	signatures *wire.ReplayCache // TC3: signature → action/region/version
-	nonces     *wire.ReplayCache // v1: SecretId+Nonce
+	cfg    Config
+	keys   *wire.AccessKeys  // the SecretIds (auth.go)
+	window time.Duration     // the accepted timestamp distance
+	replay *wire.ReplayCache // TC3 signatures, targets and first uses; v1 nonces
 }
 
 // New returns the Tencent Cloud KMS wire API (version 2019-01-18) in front
@@ -41,7 +42,14 @@ func NewHandler(cfg Config) wire.Handler {
 
 func newHandler(cfg Config) *handler {
 	cfg = cfg.WithDefaults()
-	return &handler{cfg: cfg, keys: cfg.Keys, signatures: wire.NewReplayCache(replayTTL, 0), nonces: wire.NewReplayCache(replayTTL, 0)}
+	h := &handler{cfg: cfg, keys: cfg.Keys, window: cfg.ClockSkew}
+	if h.window <= 0 {
+		h.window = TimestampWindow
+	}
+	// A request first seen at t carries a timestamp no earlier than
+	// t−window, so it stops being acceptable by t+2·window.
+	h.replay = cfg.ReplayCache(2 * h.window)
+	return h
 }
 
 // ServeHTTP answers every request with HTTP 200 and Tencent's envelope
@@ -180,10 +188,19 @@ func (h *handler) Decode(a *wire.Auth, act *wire.Action) (any, error) {
 // checker is a request that validates itself after decoding.
 type checker interface{ check() error }
 
-// Refuse is the Tencent code of the pipeline's own refusals.
-func (h *handler) Refuse(kind wire.Refusal, a *wire.Auth) error {
-	if kind == wire.AuditUnavailable {
+// Refuse is the Tencent code of the pipeline's own refusals (a may be nil:
+// the replay memory refuses while verifying).
+func (h *handler) Refuse(kind wire.Refusal, _ *wire.Auth) error {
+	switch kind {
+	case wire.AuditUnavailable:
 		return errorf(CodeServiceUnavailable, "the audit log cannot be written: requests are refused until it can be; retry later")
+	case wire.StateUnavailable:
+		return errorf(CodeServiceUnavailable, "the server's shared replay and rate state is unavailable: retry later")
+	case wire.Replayed:
+		return errorf(CodeSignatureExpire, "the Nonce was already used with this SecretId: the request is a replay")
 	}
-	return errorf(CodeRequestLimitExceeded, "too many requests for SecretId %s: retry later", provider.Clip(a.AccessKey.AccessKeyId, 64))
+	return errorf(CodeRequestLimitExceeded, "too many requests for this SecretId (its rate or its share of the replay memory): retry later")
 }
+
+// refuse is Refuse for the replay memory's checks.
+func (h *handler) refuse(kind wire.Refusal) error { return h.Refuse(kind, nil) }

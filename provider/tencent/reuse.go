@@ -1,13 +1,19 @@
 package tencent
 
 import (
+	"context"
 	"encoding/hex"
 	"strconv"
-	"strings"
 	"time"
-
-	"github.com/p11kms/p11kms/provider/wire"
 )
+
+// RetargetGrace is how long after its first use a TC3 signature may come
+// back with another X-TC-Action, X-TC-Region or X-TC-Version (over the
+// connection of its first use, for a state-changing action). Within
+// RetargetGrace a retarget always passes; after 2 × RetargetGrace it is
+// always refused (the first use is remembered by its RetargetGrace-wide
+// time slot, so in between it depends on where the first use fell).
+const RetargetGrace = 2 * time.Second
 
 // The TC3 signature-reuse rule. X-TC-Action, X-TC-Region and X-TC-Version
 // are not signed (the official SDKs sign only content-type;host), and
@@ -32,60 +38,111 @@ import (
 //     take a new target from any connection within the grace: it changes
 //     nothing.)
 
+//
+// The replay memory holds digests only, so a signature's first use is four
+// values: "first" (the signature was used), "use" (its target), and its
+// time slot, alone and with its connection. They are recorded slot and
+// target first and "first" last, so a request that sees the signature used
+// also sees its first target and slot (two identical honest requests
+// claimed at once, on one node or two, are handled as one after the other).
+
 // reuse is one TC3 request's place in the signature memory.
 type reuse struct {
-	sig    string // SecretId and signature
-	target string // action, region, version
-	conn   string // the connection it came over (RemoteAddr)
-	write  bool   // the action changes state
+	secretID string
+	sig      string // the signature, hex
+	target   string // action, region, version
+	conn     string // the connection it came over (RemoteAddr)
+	write    bool   // the action changes state
 }
-
-// lookupFunc is the signature memory's Seen (which records) or Peek.
-type lookupFunc func(value string, now time.Time, extra string) (bool, string)
 
 func newReuse(a *tc3Authorization, p *request, remoteAddr string) reuse {
-	return reuse{sig: a.secretID + "\n" + hex.EncodeToString(a.signature), target: p.target(), conn: remoteAddr, write: !repeatable[p.action]}
+	return reuse{secretID: a.secretID, sig: hex.EncodeToString(a.signature), target: p.target(), conn: remoteAddr, write: !repeatable[p.action]}
 }
 
-// checkReuse applies the rule above: lookup is the signature memory's Peek
-// while authenticating and its Seen once the request passed its checks.
-func checkReuse(u reuse, now time.Time, lookup lookupFunc) error {
-	used, prev := lookup("use\n"+u.sig+"\n"+u.target, now, "")
-	if used {
-		switch {
-		case prev == wire.ErrReplayCacheFull:
-			return replayMemoryFull()
-		case u.write:
-			return errorf(CodeSignatureFailure, "this signature already performed this action: a TC3 signature changes state "+
-				"at most once (X-TC-Action is not signed); sign the request again")
-		}
-		return nil // a read repeats
+func (u reuse) first() string { return "tc3 first\n" + u.sig }
+func (u reuse) use() string   { return "tc3 use\n" + u.sig + "\n" + u.target }
+
+// slotValue is the first use's slot; with conn "" any connection.
+func (u reuse) slotValue(slot int64, conn string) string {
+	return "tc3 slot\n" + u.sig + "\n" + strconv.FormatInt(slot, 10) + "\n" + conn
+}
+
+// slot is now's RetargetGrace-wide time slot.
+func slot(now time.Time) int64 { return now.UnixNano() / int64(RetargetGrace) }
+
+// peekReuse applies the rule while authenticating, recording nothing.
+func (h *handler) peekReuse(ctx context.Context, u reuse, now time.Time) error {
+	if used, err := h.replay.Peek(ctx, u.secretID, u.use(), h.refuse); err != nil || used {
+		return cmpErr(err, used && u.write)
 	}
-	seen, first := lookup("first\n"+u.sig, now, u.conn+"\n"+strconv.FormatInt(now.UnixNano(), 10))
+	if seen, err := h.replay.Peek(ctx, u.secretID, u.first(), h.refuse); err != nil || !seen {
+		return err
+	}
+	return h.withinGrace(ctx, u, now)
+}
+
+// claimReuse applies the rule once the request passed its checks and
+// records it: a first use, or a retarget within the grace (its target, so
+// a read may repeat it and a write may not).
+func (h *handler) claimReuse(ctx context.Context, u reuse, now time.Time) error {
+	if used, err := h.replay.Peek(ctx, u.secretID, u.use(), h.refuse); err != nil || used {
+		return cmpErr(err, used && u.write)
+	}
+	seen, err := h.replay.Peek(ctx, u.secretID, u.first(), h.refuse)
+	if err != nil {
+		return err
+	}
 	if !seen {
+		for _, v := range []string{u.slotValue(slot(now), ""), u.slotValue(slot(now), u.conn), u.use()} {
+			if _, err := h.replay.Seen(ctx, u.secretID, v, h.refuse); err != nil {
+				return err
+			}
+		}
+		if seen, err = h.replay.Seen(ctx, u.secretID, u.first(), h.refuse); err != nil || !seen {
+			return err
+		}
+		// Another request used the signature meanwhile: the identical
+		// ones are one use (a write performed once), the others retargets.
+		if u.write {
+			return performedOnce()
+		}
 		return nil
 	}
-	if first == wire.ErrReplayCacheFull {
-		return replayMemoryFull()
+	if err := h.withinGrace(ctx, u, now); err != nil {
+		return err
 	}
-	conn, at, ok := parseFirst(first)
-	if !ok || now.Sub(at) > RetargetGrace || (u.write && conn != u.conn) {
-		return errorf(CodeSignatureFailure, "this signature was already used for another action, region or version")
-	}
-	return nil
+	_, err = h.replay.Seen(ctx, u.secretID, u.use(), h.refuse)
+	return err
 }
 
-// parseFirst reads a first use back: its connection and time.
-func parseFirst(s string) (conn string, at time.Time, ok bool) {
-	i := strings.LastIndexByte(s, '\n')
-	if i < 0 {
-		return "", time.Time{}, false
+// withinGrace passes when the signature's first use fell in now's slot or
+// the one before (over the same connection, for a write), else refuses.
+func (h *handler) withinGrace(ctx context.Context, u reuse, now time.Time) error {
+	conn := ""
+	if u.write {
+		conn = u.conn
 	}
-	ns, err := strconv.ParseInt(s[i+1:], 10, 64)
-	if err != nil {
-		return "", time.Time{}, false
+	s := slot(now)
+	for _, sl := range []int64{s, s - 1} {
+		if seen, err := h.replay.Peek(ctx, u.secretID, u.slotValue(sl, conn), h.refuse); err != nil || seen {
+			return err
+		}
 	}
-	return s[:i], time.Unix(0, ns), true
+	return errorf(CodeSignatureFailure, "this signature was already used for another action, region or version")
+}
+
+// cmpErr is err, or, for a write whose target was used, performedOnce.
+func cmpErr(err error, writeUsed bool) error {
+	if err == nil && writeUsed {
+		return performedOnce()
+	}
+	return err
+}
+
+// performedOnce refuses a state-changing action repeated with one signature.
+func performedOnce() error {
+	return errorf(CodeSignatureFailure, "this signature already performed this action: a TC3 signature changes state "+
+		"at most once (X-TC-Action is not signed); sign the request again")
 }
 
 // repeatable are the Tencent actions that change no stored state: a TC3
@@ -99,9 +156,3 @@ var repeatable = map[string]bool{
 // target is what a TC3 signature does not sign: the action, region and
 // version it is used for.
 func (p *request) target() string { return p.action + "\n" + p.region + "\n" + p.version }
-
-// replayMemoryFull refuses a request the replay memory has no room for
-// (fail closed: it cannot be told from a replay).
-func replayMemoryFull() error {
-	return errorf(CodeRequestLimitExceeded, "the server's replay memory is full: retry later")
-}

@@ -2,6 +2,7 @@ package tencent_test
 
 import (
 	"bytes"
+	"context"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -60,7 +61,7 @@ func (r *recorder) all() []wire.Record {
 // refuse is a Limiter refusing one SecretId.
 type refuse string
 
-func (l refuse) Allow(id string) bool { return id != string(l) }
+func (l refuse) Allow(_ context.Context, id string) (bool, error) { return id != string(l), nil }
 
 // clock is the server clock: real time plus a settable offset.
 type clock struct{ offset atomic.Int64 }
@@ -554,7 +555,7 @@ func TestSDKErrors(t *testing.T) {
 		wantSDKCode(t, v.name+" replayed nonce", err, "AuthFailure.SignatureExpire")
 	}
 	// A TC3 request repeated as-is is an honest repeat; re-targeted to
-	// another action or region it is refused (after tencent.RetargetGrace:
+	// another action or region it is refused (after 2 × tencent.RetargetGrace:
 	// the server clock moves on between the two sends).
 	for _, v := range variants[:2] {
 		rc := e.client(t, v, secretID, secretKey)
@@ -569,7 +570,7 @@ func TestSDKErrors(t *testing.T) {
 			func(r *http.Request) { r.Header["X-TC-Region"] = []string{"ap-shanghai"} },
 		} {
 			rc := e.client(t, v, secretID, secretKey)
-			later := func() { e.clock.offset.Add(int64(tencent.RetargetGrace + time.Second)) }
+			later := func() { e.clock.offset.Add(int64(2*tencent.RetargetGrace + time.Second)) }
 			rc.WithHttpTransport(replayTransport{between: later, edit: edit})
 			_, err := rc.DescribeKey(req)
 			wantSDKCode(t, v.name+" re-targeted signature", err, "AuthFailure.SignatureFailure")

@@ -92,6 +92,9 @@ type AccessKeys struct {
 	mu   sync.RWMutex
 	keys map[string]AccessKey
 	path string
+	// revoked are refused whatever the file says: deleted on another
+	// node that shares the state (SetRevoked).
+	revoked map[string]bool
 	// load reads the file again (nil for an in-memory set).
 	load func() (map[string]AccessKey, error)
 }
@@ -234,8 +237,23 @@ func NewAccessKeys(keys ...AccessKey) *AccessKeys {
 func (a *AccessKeys) Lookup(id string) (AccessKey, bool) {
 	a.mu.RLock()
 	defer a.mu.RUnlock()
+	if a.revoked[id] {
+		return AccessKey{}, false
+	}
 	k, ok := a.keys[id]
 	return k, ok
+}
+
+// SetRevoked replaces the ids refused whatever the file says: access keys
+// deleted on another node that shares the state (state.Changes.Revoked).
+func (a *AccessKeys) SetRevoked(ids []string) {
+	r := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		r[id] = true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.revoked = r
 }
 
 // List returns the keys sorted by id, secrets removed.

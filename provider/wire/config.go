@@ -3,6 +3,7 @@ package wire
 import (
 	"time"
 
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 )
 
@@ -38,6 +39,21 @@ type Config struct {
 	// (HostMatches); a request signed for another host gets the dialect's
 	// signature error (serve --expected-host).
 	ExpectedHost string
+	// Replay is the node's replay memory (state.Open: in process, bounded,
+	// or shared on Redis); nil: an in-process memory of the handler's own
+	// (NewLocalReplayCache).
+	Replay state.ReplayStore
+	// ClockSkew is how far a request's timestamp may be from the clock
+	// (0: the dialect's own); nonces are remembered for twice it.
+	ClockSkew time.Duration
+}
+
+// ReplayCache is the dialect's replay memory for window over Replay.
+func (c Config) ReplayCache(window time.Duration) *ReplayCache {
+	if c.Replay == nil {
+		return NewLocalReplayCache(window)
+	}
+	return NewReplayCache(c.Replay, window)
 }
 
 // WithDefaults fills in the defaults.

@@ -1,6 +1,7 @@
 package wire_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -87,7 +88,7 @@ func (o *toyObserver) Healthy() bool         { o.mu.Lock(); defer o.mu.Unlock();
 
 type toyLimiter struct{ allow bool }
 
-func (l *toyLimiter) Allow(string) bool { return l.allow }
+func (l *toyLimiter) Allow(context.Context, string) (bool, error) { return l.allow, nil }
 
 // A dialect that is only a table, a verifier and an error map runs
 // through wire.Serve with every check of the pipeline: the policy on the

@@ -1,88 +1,107 @@
 package wire
 
 import (
-	"sync"
+	"context"
+	"errors"
+	"fmt"
 	"time"
+
+	"github.com/p11kms/p11kms/internal/state"
 )
 
-// ReplayCache remembers values (nonces, signatures) for a time window and
-// reports repeats. It is safe for concurrent use; expired entries are
-// dropped as new ones arrive. It never forgets an unexpired value to make
-// room: when maxLen unexpired values are held, a new value is refused as if
-// it were a repeat (fail closed), so a replay can never slip through under
-// load.
+// DefaultMaxRate sizes the in-process replay memory when nothing else is
+// configured (serve's --max-rate): requests per second remembered over the
+// longest nonce window. At 30 minutes that is 1,800,000 requests in about
+// 48 MiB, allocated at start-up (state.Memory.MemoryBytes).
+const DefaultMaxRate = 1000
+
+// ReplayCache is a dialect's replay memory: its window over the node's
+// state.ReplayStore (in process, bounded, or shared on Redis). What it
+// remembers is a keyed digest of (access key, value); values of different
+// dialects or rules are told apart by the dialect's prefix. Safe for
+// concurrent use.
 type ReplayCache struct {
-	mu     sync.Mutex
-	ttl    time.Duration
-	seen   map[string]entry
-	order  []string
-	maxLen int
+	store  state.ReplayStore
+	window time.Duration
 }
 
-type entry struct {
-	at    time.Time
-	extra string
+// NewReplayCache remembers values in store for window.
+func NewReplayCache(store state.ReplayStore, window time.Duration) *ReplayCache {
+	return &ReplayCache{store: store, window: window}
 }
 
-// DefaultReplayCacheLen bounds a ReplayCache: 4 million values, about
-// 2,200 requests/s sustained over a 30-minute window.
-const DefaultReplayCacheLen = 4_000_000
-
-// ErrReplayCacheFull is the extra Seen returns when it refuses a new value
-// because the cache is full of unexpired ones.
-const ErrReplayCacheFull = "replay cache full"
-
-// NewReplayCache remembers each value for ttl, at most maxLen values
-// (0 means DefaultReplayCacheLen).
-func NewReplayCache(ttl time.Duration, maxLen int) *ReplayCache {
-	if maxLen <= 0 {
-		maxLen = DefaultReplayCacheLen
+// NewLocalReplayCache is a ReplayCache over an in-process store of its own,
+// sized for window × DefaultMaxRate (for a dialect handler used without
+// the composed server). It panics only on a window under 8 ms.
+func NewLocalReplayCache(window time.Duration) *ReplayCache {
+	m, err := state.NewMemory(window, DefaultMaxRate)
+	if err != nil {
+		panic(fmt.Sprintf("wire.NewLocalReplayCache: %v", err))
 	}
-	return &ReplayCache{ttl: ttl, seen: map[string]entry{}, maxLen: maxLen}
+	return NewReplayCache(m, window)
 }
 
-// Seen records value at now and reports whether it was already recorded
-// within the window. extra is stored with it; the previous extra is
-// returned (Tencent's signature-reuse rule compares the action and region).
-func (c *ReplayCache) Seen(value string, now time.Time, extra string) (bool, string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.expire(now)
-	if e, ok := c.seen[value]; ok && now.Sub(e.at) <= c.ttl {
-		return true, e.extra
+// refuse maps a state error to the dialect's refusal: Throttled for an
+// access key over its share of the memory, else StateUnavailable (an
+// unexpected error, such as an empty access key, fails closed as well).
+func refuse(err error, refuse func(Refusal) error) error {
+	if errors.Is(err, state.ErrThrottled) {
+		return refuse(Throttled)
 	}
-	if len(c.seen) >= c.maxLen {
-		return true, ErrReplayCacheFull
-	}
-	c.seen[value] = entry{at: now, extra: extra}
-	c.order = append(c.order, value)
-	return false, ""
+	return refuse(StateUnavailable)
 }
 
-// Peek is Seen without recording: whether value is remembered within the
-// window, and its extra. A dialect peeks while authenticating (so a replay
-// is refused as such at once) and records only when the request passed its
-// checks (ReplayClaim).
-func (c *ReplayCache) Peek(value string, now time.Time) (bool, string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.seen[value]; ok && now.Sub(e.at) <= c.ttl {
-		return true, e.extra
+// Claim records value for accessKeyID and returns nil when it was new, or
+// the dialect's refusal (its Refuse): Replayed, Throttled (the access key
+// is over its share of the memory) or StateUnavailable.
+func (c *ReplayCache) Claim(ctx context.Context, accessKeyID, value string, refusal func(Refusal) error) error {
+	seen, err := c.Seen(ctx, accessKeyID, value, refusal)
+	switch {
+	case err != nil:
+		return err
+	case seen:
+		return refusal(Replayed)
 	}
-	return false, ""
+	return nil
 }
 
-func (c *ReplayCache) expire(now time.Time) {
-	n := 0
-	for n < len(c.order) {
-		v := c.order[n]
-		if e, ok := c.seen[v]; ok && now.Sub(e.at) <= c.ttl {
-			break
-		}
-		delete(c.seen, v)
-		n++
+// Seen records value and reports whether it was remembered already; the
+// error is the dialect's refusal when the store could not answer.
+func (c *ReplayCache) Seen(ctx context.Context, accessKeyID, value string, refusal func(Refusal) error) (bool, error) {
+	seen, err := c.store.Seen(ctx, accessKeyID, []byte(value), c.window)
+	if err != nil {
+		return false, refuse(err, refusal)
 	}
-	c.order = c.order[n:]
+	return seen, nil
+}
+
+// Peek reports whether value is remembered, recording nothing: a dialect
+// peeks while verifying (so a replay is refused as such at once) and
+// claims only when the request passed its checks (ReplayClaim). The error
+// is the dialect's refusal when the store could not answer.
+func (c *ReplayCache) Peek(ctx context.Context, accessKeyID, value string, refusal func(Refusal) error) (bool, error) {
+	seen, err := c.store.Peek(ctx, accessKeyID, []byte(value))
+	if err != nil {
+		return false, refuse(err, refusal)
+	}
+	return seen, nil
+}
+
+// limit asks the pipeline's limiter (nil: no limit) for one request of
+// a's access key: nil when allowed, else the dialect's Throttled, or
+// StateUnavailable when a shared limiter cannot be reached (fail closed).
+func limit(ctx context.Context, lim Limiter, d Dialect, a *Auth) error {
+	if lim == nil {
+		return nil
+	}
+	ok, err := lim.Allow(ctx, a.AccessKey.AccessKeyId)
+	switch {
+	case err != nil:
+		return d.Refuse(StateUnavailable, a)
+	case !ok:
+		return d.Refuse(Throttled, a)
+	}
+	return nil
 }
 
 // ReplayClaim is a request's replay check, made late: the dialect builds it

@@ -1,33 +1,88 @@
 package wire
 
 import (
+	"context"
+	"errors"
+	"net"
 	"testing"
 	"time"
+
+	"github.com/p11kms/p11kms/internal/state"
 )
 
-func TestReplayCache(t *testing.T) {
-	c := NewReplayCache(time.Minute, 3)
-	t0 := time.Unix(1000, 0)
-	if seen, _ := c.Seen("a", t0, "x"); seen {
-		t.Fatal("first use seen")
+var (
+	errReplayed    = errors.New("replayed")
+	errThrottled   = errors.New("throttled")
+	errUnavailable = errors.New("unavailable")
+)
+
+// testRefusals stands for a dialect's Refuse.
+func testRefusals(kind Refusal) error {
+	switch kind {
+	case Replayed:
+		return errReplayed
+	case Throttled:
+		return errThrottled
+	case StateUnavailable:
+		return errUnavailable
 	}
-	if seen, extra := c.Seen("a", t0.Add(time.Second), "y"); !seen || extra != "x" {
-		t.Fatalf("repeat: %v %q", seen, extra)
+	return errors.New("unexpected refusal")
+}
+
+// closedRedis is the --state URL of a port nothing listens on.
+func closedRedis(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.Seen("b", t0, "")
-	c.Seen("c", t0, "")
-	// Full of unexpired values: a new one is refused, never let through by forgetting.
-	if seen, extra := c.Seen("d", t0.Add(2*time.Second), ""); !seen || extra != ErrReplayCacheFull {
-		t.Fatalf("full cache: %v %q", seen, extra)
+	addr := ln.Addr().String()
+	ln.Close()
+	return "redis://" + addr + "/0"
+}
+
+// The replay cache answers each outcome of the store with the dialect's
+// refusal: a repeat is Replayed, an access key over its share Throttled
+// (another key still passes), an unreachable shared store
+// StateUnavailable. (The limiter's refusals are tested through serve:
+// TestTwoNodesFailClosedWhileRedisIsDown, TestTwoNodesShareTheRateLimit.)
+func TestReplayCacheRefusals(t *testing.T) {
+	ctx := context.Background()
+	mem, err := state.NewMemory(time.Minute, 1) // 8 entries a bucket
+	if err != nil {
+		t.Fatal(err)
 	}
-	if seen, _ := c.Seen("a", t0.Add(30*time.Second), ""); !seen {
-		t.Fatal("a forgotten inside its window")
+	c := NewReplayCache(mem, time.Minute)
+	if err := c.Claim(ctx, "AK1", "n1", testRefusals); err != nil {
+		t.Fatalf("first use: %v", err)
 	}
-	// After the window everything expires and new values fit again.
-	if seen, _ := c.Seen("d", t0.Add(2*time.Minute), ""); seen {
-		t.Fatal("expired cache still full")
+	if seen, err := c.Peek(ctx, "AK1", "n1", testRefusals); !seen || err != nil {
+		t.Fatalf("Peek after Claim: %v %v", seen, err)
 	}
-	if seen, _ := c.Seen("a", t0.Add(2*time.Minute), ""); seen {
-		t.Fatal("a remembered past its window")
+	if err := c.Claim(ctx, "AK1", "n1", testRefusals); err != errReplayed {
+		t.Fatalf("repeat: %v, want replayed", err)
+	}
+	var throttled bool
+	for i := 0; i < 64 && !throttled; i++ {
+		err := c.Claim(ctx, "AK1", "flood"+string(rune('a'+i)), testRefusals)
+		throttled = err == errThrottled
+	}
+	if !throttled {
+		t.Fatal("a flooding access key was never throttled")
+	}
+	if err := c.Claim(ctx, "AK2", "n1", testRefusals); err != nil {
+		t.Fatalf("another access key while AK1 floods: %v", err)
+	}
+	r, err := state.OpenRedis(closedRedis(t), state.RedisOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	down := NewReplayCache(r, time.Minute)
+	if err := down.Claim(ctx, "AK1", "n2", testRefusals); err != errUnavailable {
+		t.Fatalf("Claim with Redis down: %v, want unavailable", err)
+	}
+	if _, err := down.Peek(ctx, "AK1", "n2", testRefusals); err != errUnavailable {
+		t.Fatalf("Peek with Redis down: %v, want unavailable", err)
 	}
 }

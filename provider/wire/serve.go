@@ -45,11 +45,17 @@ type Dialect interface {
 type Refusal int
 
 const (
-	// Throttled: the access key's rate limit is exceeded.
+	// Throttled: the access key's rate limit is exceeded, or its share of
+	// the replay memory.
 	Throttled Refusal = iota
 	// AuditUnavailable: the audit log could not be written; requests are
 	// refused until it can be (fail closed).
 	AuditUnavailable
+	// StateUnavailable: the shared replay and rate state (Redis) cannot be
+	// reached; requests are refused until it can be (fail closed).
+	StateUnavailable
+	// Replayed: the nonce or signature was used already (a replay).
+	Replayed
 )
 
 // Auth is what a dialect's verifier returns for a request whose signature
@@ -124,8 +130,8 @@ func run(d Dialect, p Pipeline, req *Request, rec *Record) (resp any, err error)
 	if h, ok := p.Observer.(Health); ok && !h.Healthy() {
 		return nil, d.Refuse(AuditUnavailable, a)
 	}
-	if p.Limiter != nil && !p.Limiter.Allow(a.AccessKey.AccessKeyId) {
-		return nil, d.Refuse(Throttled, a)
+	if err := limit(req.HTTP.Context(), p.Limiter, d, a); err != nil {
+		return nil, err
 	}
 	if lookupErr != nil {
 		return nil, lookupErr

@@ -11,6 +11,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 )
 
@@ -176,7 +177,6 @@ type Observer interface {
 	Observe(Record)
 }
 
-// Limiter decides whether an access key may make one more request now.
-type Limiter interface {
-	Allow(accessKeyID string) bool
-}
+// Limiter decides whether an access key may make one more request now
+// (state.LocalLimiter in process, state.RedisLimiter shared by the nodes).
+type Limiter = state.RateLimiter

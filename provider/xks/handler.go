@@ -1,6 +1,7 @@
 package xks
 
 import (
+	"cmp"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -89,7 +90,7 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, verifier: v, replay: wire.NewReplayCache(replayWindow, 0), svc: svc}
+	h := &Handler{cfg: cfg, verifier: v, replay: wire.NewLocalReplayCache(replayWindow), svc: svc}
 	h.actions = h.newActions()
 	return h, nil
 }
@@ -164,9 +165,9 @@ func (h *Handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 		return nil, fail(AuthenticationFailedException, "%s", msg)
 	}
 	rec.AccessKeyId = a.AccessKeyID
-	sig, now := hex.EncodeToString(a.Signature), h.cfg.Now()
-	if seen, _ := h.replay.Peek(sig, now); seen {
-		return nil, fail(AuthenticationFailedException, "this signed request was already received")
+	ctx, sig := r.Context(), "xks\n"+hex.EncodeToString(a.Signature)
+	if seen, err := h.replay.Peek(ctx, a.AccessKeyID, sig, h.refuse); err != nil || seen {
+		return nil, cmp.Or(err, h.refuse(wire.Replayed))
 	}
 	rec.KeyId = rt.keyID
 	p := &params{rt: rt, raw: raw}
@@ -176,12 +177,7 @@ func (h *Handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 			rec.Metadata = b.RequestMetadata.record()
 		}
 	}
-	claim := wire.NewReplayClaim(func() error {
-		if seen, _ := h.replay.Seen(sig, now, ""); seen {
-			return fail(AuthenticationFailedException, "this signed request was already received")
-		}
-		return nil
-	})
+	claim := wire.NewReplayClaim(func() error { return h.replay.Claim(ctx, a.AccessKeyID, sig, h.refuse) })
 	return &wire.Auth{AccessKey: wire.AccessKey{AccessKeyId: a.AccessKeyID, Policy: xksPolicy}, Action: rt.op,
 		Replay: claim, Params: p}, nil
 }
@@ -220,12 +216,23 @@ func (h *Handler) Decode(a *wire.Auth, _ *wire.Action) (any, error) {
 
 // Refuse is the spec's answer to the pipeline's own refusals.
 func (h *Handler) Refuse(kind wire.Refusal, a *wire.Auth) error {
-	if kind == wire.Throttled {
+	switch {
+	case kind == wire.Replayed:
+		return fail(AuthenticationFailedException, "this signed request was already received")
+	case kind == wire.Throttled && a == nil:
+		return fail(ThrottlingException, "the access key is over its share of the replay memory")
+	case kind == wire.Throttled:
 		return fail(ThrottlingException, "too many requests for access key %s", a.AccessKey.AccessKeyId)
+	case kind == wire.StateUnavailable:
+		return &Error{Name: InternalException, Message: "the replay memory is unavailable: retry later",
+			Cause: errors.New("replay memory unavailable")}
 	}
 	return &Error{Name: InternalException, Message: "the audit log cannot be written: requests are refused until it can",
 		Cause: errors.New("audit log unavailable")}
 }
+
+// refuse is Refuse for the replay memory's checks.
+func (h *Handler) refuse(kind wire.Refusal) error { return h.Refuse(kind, nil) }
 
 // newActions is the action table: health has no key and no secondary
 // authorization (the spec); the key operations find their key and check

@@ -79,11 +79,11 @@ type allowN struct {
 	n  int
 }
 
-func (a *allowN) Allow(string) bool {
+func (a *allowN) Allow(context.Context, string) (bool, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.n--
-	return a.n >= 0
+	return a.n >= 0, nil
 }
 
 func newFixture(t testing.TB, limiter wire.Limiter) *fixture {
