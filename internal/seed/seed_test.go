@@ -135,7 +135,7 @@ func TestInvalidEntryWritesNothing(t *testing.T) {
 		{"  - keyId: key-bad-0001\n    aliases: [alias/acs-mine]\n", "keys[1] (keyId key-bad-0001): aliases[0]: names starting with alias/acs are reserved"},
 		{"  - keyId: key-bad-0001\n    aliases: [alias/ok, alias/not ok]\n", `keys[1] (keyId key-bad-0001): aliases[1]: "alias/not ok": after alias/ only`},
 		{"  - keyId: key-bad-0001\n    rotationInterval: 3d\n", `keys[1] (keyId key-bad-0001): rotationInterval: "3d": accepted an integer with a unit d, h, m or s, from 7 to 365 days`},
-		{"  - keyId: key-bad-0001\n    keySpec: RSA_2048\n", `keys[1] (keyId key-bad-0001): keySpec: "RSA_2048": accepted Aliyun_AES_256`},
+		{"  - keyId: key-bad-0001\n    keySpec: RSA_1024\n", `keys[1] (keyId key-bad-0001): keySpec: "RSA_1024": accepted Aliyun_AES_256`},
 		{"  - keyId: key-bad-0001\n    description: " + strings.Repeat("d", provider.MaxDescriptionChars+1) + "\n", "keys[1] (keyId key-bad-0001): description: 8193 characters: at most 8192"},
 	} {
 		before := countObjects(t, tok)
