@@ -111,8 +111,11 @@ func (h *handler) claimReuse(ctx context.Context, u reuse, now time.Time) error 
 	if err := h.withinGrace(ctx, u, now); err != nil {
 		return err
 	}
-	_, err = h.replay.Seen(ctx, u.secretID, u.use(), h.refuse)
-	return err
+	// Recording the target is the claim itself (one SET NX): of identical
+	// writes that all passed the peeks above at once, one records it and
+	// the others find it recorded.
+	used, err := h.replay.Seen(ctx, u.secretID, u.use(), h.refuse)
+	return cmpErr(err, used && u.write)
 }
 
 // withinGrace passes when the signature's first use fell in now's slot or
