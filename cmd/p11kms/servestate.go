@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -74,11 +76,47 @@ func openState(ctx context.Context, f *serveFlags, tok *hsm.Token, log *slog.Log
 	if err != nil {
 		return nil, err
 	}
-	log.Info(st.Describe)
+	line := st.Describe + "; " + memoryCeiling(st.MemoryBytes)
+	log.Info(line)
 	if !isServeChild() {
-		fmt.Fprintf(os.Stdout, "p11kms serve: %s\n", st.Describe)
+		fmt.Fprintf(os.Stdout, "p11kms serve: %s\n", line)
 	}
 	return st, nil
+}
+
+// heapAllowance is what memoryCeiling allows above the start-up RSS and the
+// replay memory: the Go heap under load (live request state of a few
+// hundred connections, twice over with GOGC=100), the token module's own
+// allocations and the runtime's stacks.
+const heapAllowance = 96 << 20
+
+// memoryCeiling is the start-up estimate of the most this process should
+// hold: its RSS now, the replay memory once full (outside the Go heap, see
+// internal/state) and heapAllowance. scripts/sustain --strict checks it.
+func memoryCeiling(replayBytes int64) string {
+	now := residentBytes()
+	if now == 0 {
+		return "RSS unknown (no /proc/self/status)"
+	}
+	return fmt.Sprintf("RSS %d MiB at start-up, estimated at most %d MiB under load (+ the replay memory + %d MiB)",
+		now>>20, (now+replayBytes+heapAllowance)>>20, heapAllowance>>20)
+}
+
+// residentBytes is this process's VmRSS, 0 if it cannot be read.
+func residentBytes() int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" && f[2] == "kB" {
+			kb, err := strconv.ParseInt(f[1], 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
 
 // watchSharedAccessKeys applies the access-key changes other nodes announce on

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+	"runtime"
 	"sync"
 	"time"
 )
@@ -85,16 +86,41 @@ func newMemory(window time.Duration, maxRate float64, now func() time.Time) (*Me
 		capacity: int64(math.Ceil(maxRate * window.Seconds())), start: now(), now: now}
 	slots := tableSlots(m.perBucket)
 	for i := range m.buckets {
-		m.buckets[i] = memoryBucket{epoch: math.MinInt64, slots: make([]digest, slots), perKey: map[string]int{}}
+		t, err := newTable(slots)
+		if err != nil {
+			m.Close()
+			return nil, err
+		}
+		m.buckets[i] = memoryBucket{epoch: math.MinInt64, slots: t, perKey: map[string]int{}}
 	}
+	runtime.SetFinalizer(m, (*Memory).Close)
 	return m, nil
+}
+
+// Close unmaps the store's tables (see newTable); the store must not be
+// used after. Calling it again does nothing.
+func (m *Memory) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var first error
+	for i := range m.buckets {
+		if b := &m.buckets[i]; b.slots != nil {
+			if err := freeTable(b.slots); err != nil && first == nil {
+				first = err
+			}
+			b.slots = nil
+		}
+	}
+	runtime.SetFinalizer(m, nil)
+	return first
 }
 
 // tableSlots is the table size for n digests at a load of at most 3/4.
 func tableSlots(n int) int { return n + n/3 + 1 }
 
 // MemoryBytes estimates the memory the store holds, all costs included, to
-// print at start-up: the tables (allocated by NewMemory), the
+// print at start-up: the tables (mapped by NewMemory, outside the Go heap;
+// resident as they fill), the
 // per-access-key counts for up to 16 keys per bucket and 64 KiB fixed.
 func (m *Memory) MemoryBytes() int64 {
 	per := int64(len(m.buckets[0].slots))*digestSize + 16*perKeyOverhead
@@ -174,7 +200,7 @@ func (m *Memory) epoch() int64 {
 func (m *Memory) bucket(e int64) *memoryBucket {
 	b := &m.buckets[e%int64(len(m.buckets))]
 	if b.epoch != e {
-		clear(b.slots)
+		clearTable(b.slots)
 		clear(b.perKey)
 		b.epoch, b.used = e, 0
 	}

@@ -36,6 +36,9 @@ type State struct {
 	// Describe says, for the start-up log, where the state lives and, in
 	// process, how much memory the replay store holds.
 	Describe string
+	// MemoryBytes is what the in-process replay store holds when full
+	// (Memory.MemoryBytes); 0 with Redis.
+	MemoryBytes int64
 
 	ready func(context.Context) error
 	close func() error
@@ -69,8 +72,8 @@ func openLocal(cfg Config) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &State{Replay: m, Changes: LocalChanges{},
-		ready: func(context.Context) error { return nil }, close: func() error { return nil },
+	s := &State{Replay: m, Changes: LocalChanges{}, MemoryBytes: m.MemoryBytes(),
+		ready: func(context.Context) error { return nil }, close: m.Close,
 		Describe: fmt.Sprintf("state: in process; replay memory %d MiB for %d requests (%v × %v/s)",
 			(m.MemoryBytes()+1<<20-1)>>20, m.Capacity(), cfg.Window, cfg.MaxRate)}
 	if cfg.Rate != 0 {

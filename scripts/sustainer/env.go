@@ -141,11 +141,13 @@ func (n *node) rssMiB() float64 {
 	return -1
 }
 
-// estimateMiB is the replay memory serve said it holds (0 with Redis).
-func (n *node) estimateMiB() float64 {
+// ceilingMiB is the most serve said at start-up it should hold under load
+// ("estimated at most N MiB"); 0 if it did not say.
+func (n *node) ceilingMiB() float64 {
 	var mib float64
-	if i := strings.Index(n.estimate, "replay memory "); i >= 0 {
-		fmt.Sscanf(n.estimate[i+len("replay memory "):], "%g MiB", &mib)
+	const at = "estimated at most "
+	if i := strings.Index(n.estimate, at); i >= 0 {
+		fmt.Sscanf(n.estimate[i+len(at):], "%g MiB", &mib)
 	}
 	return mib
 }

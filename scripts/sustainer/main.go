@@ -29,6 +29,7 @@ type options struct {
 	maxRate     float64
 	concurrency int
 	strict      bool
+	phases      string
 }
 
 func main() {
@@ -39,7 +40,8 @@ func main() {
 	flag.DurationVar(&o.clockSkew, "clock-skew", 0, "serve --clock-skew: the nonce window is twice it (0: the APIs' own, a 30-min window)")
 	flag.Float64Var(&o.maxRate, "max-rate", 20000, "serve --max-rate: the in-process replay memory's size (above the full rate, so no honest request is throttled)")
 	flag.IntVar(&o.concurrency, "concurrency", 16, "concurrent honest clients")
-	flag.BoolVar(&o.strict, "strict", false, "also fail when the last interval's throughput is under 90 % of the first, or a node's RSS grows after the first interval by more than its replay memory estimate (a quiet machine's 30-min run)")
+	flag.BoolVar(&o.strict, "strict", false, "also fail when the last interval's throughput is under 90 % of the first, or a node's RSS peaks above the estimate serve printed at start-up (a quiet machine's 30-min run)")
+	flag.StringVar(&o.phases, "phases", "one,two", "which phases to run: one (one node, in process), two (two nodes on Redis), or both")
 	flag.Parse()
 	if err := o.check(); err != nil {
 		fmt.Fprintln(os.Stderr, "sustainer:", err)
@@ -57,6 +59,23 @@ func main() {
 	fmt.Println("SUSTAIN OK: no honest request refused, no replay accepted")
 }
 
+// selectedPhases is the phases --phases names, in order; nil if it names
+// anything else.
+func (o *options) selectedPhases() []phase {
+	all := map[string]phase{"one": {name: "one node, in process", nodes: 1},
+		"two": {name: "two nodes, shared on Redis", nodes: 2, redis: true}}
+	var out []phase
+	for _, n := range strings.Split(o.phases, ",") {
+		ph, ok := all[n]
+		if !ok {
+			return nil
+		}
+		delete(all, n)
+		out = append(out, ph)
+	}
+	return out
+}
+
 // check refuses bad flags, naming them.
 func (o *options) check() error {
 	switch {
@@ -70,6 +89,8 @@ func (o *options) check() error {
 		return fmt.Errorf("--concurrency %d: accepted 1 to 1024", o.concurrency)
 	case !(o.maxRate > 0):
 		return fmt.Errorf("--max-rate %v: accepted a positive number", o.maxRate)
+	case len(o.selectedPhases()) == 0:
+		return fmt.Errorf("--phases %q: accepted one, two, or one,two", o.phases)
 	}
 	return nil
 }
@@ -87,7 +108,7 @@ func run(ctx context.Context, o options) ([]string, error) {
 	}
 	defer env.close()
 	var violations []string
-	for _, ph := range []phase{{name: "one node, in process", nodes: 1}, {name: "two nodes, shared on Redis", nodes: 2, redis: true}} {
+	for _, ph := range o.selectedPhases() {
 		v, err := env.runPhase(ctx, ph)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", ph.name, err)

@@ -214,10 +214,6 @@ func report(ctx context.Context, t *tally, nodes []*node, every time.Duration) {
 	}
 }
 
-// rssSlack is the RSS growth (MiB) --strict forgives beyond the replay
-// memory estimate: the heap's and the runtime's own variation.
-const rssSlack = 16
-
 // verdict prints the phase's summary and returns its violations.
 func (t *tally) verdict(ph phase, nodes []*node, strict bool) []string {
 	var v []string
@@ -237,15 +233,14 @@ func (t *tally) verdict(ph phase, nodes []*node, strict bool) []string {
 		fmt.Println("   ", s)
 	}
 	for i, n := range nodes {
-		est := n.estimateMiB()
-		// The replay memory's tables are allocated at start-up and become
-		// resident as they fill: after the first interval RSS may grow by
-		// at most the estimate, plus rssSlack for the runtime's own noise.
-		fmt.Printf("   node %s: RSS %.0f MiB after the first interval, peak %.0f MiB (replay memory estimate %.0f MiB)\n",
-			n.addr, t.firstRSS[i], t.maxRSS[i], est)
-		if strict && t.maxRSS[i] > t.firstRSS[i]+est+rssSlack {
-			v = append(v, fmt.Sprintf("%s: node %s RSS grew %.0f MiB, more than the replay memory estimate %.0f MiB",
-				ph.name, n.addr, t.maxRSS[i]-t.firstRSS[i], est))
+		ceiling := n.ceilingMiB()
+		fmt.Printf("   node %s: RSS %.0f MiB after the first interval, peak %.0f MiB (start-up estimate: at most %.0f MiB)\n",
+			n.addr, t.firstRSS[i], t.maxRSS[i], ceiling)
+		if ceiling == 0 {
+			v = append(v, fmt.Sprintf("%s: node %s printed no memory estimate at start-up", ph.name, n.addr))
+		} else if strict && t.maxRSS[i] > ceiling {
+			v = append(v, fmt.Sprintf("%s: node %s RSS peaked at %.0f MiB, above its start-up estimate %.0f MiB",
+				ph.name, n.addr, t.maxRSS[i], ceiling))
 		}
 	}
 	if strict && t.intervals > 1 && ratio < 0.9 {
