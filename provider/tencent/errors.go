@@ -2,7 +2,6 @@ package tencent
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
@@ -45,22 +44,13 @@ const (
 	CodeInvalidCiphertextCode = "InvalidParameterValue.InvalidCiphertext"
 )
 
-// apiError is an error answered with a Tencent code of this package's own.
-// Its message never holds key material, plaintext or secrets.
-type apiError struct {
-	Code    string
-	Message string
-}
-
-func (e *apiError) Error() string { return e.Code + ": " + e.Message }
-
-func errorf(code, format string, args ...any) error {
-	return &apiError{Code: code, Message: fmt.Sprintf(format, args...)}
-}
+// errorf is an error answered with a Tencent code of this package's own
+// (wire.APIError, shared by the dialects).
+var errorf = wire.Errorf
 
 // codeAndMessage returns the Tencent code and the client-visible message of err.
 func codeAndMessage(err error) (string, string) {
-	var ae *apiError
+	var ae *wire.APIError
 	if errors.As(err, &ae) {
 		return ae.Code, ae.Message
 	}

@@ -1,0 +1,21 @@
+package wire
+
+import "fmt"
+
+// APIError is a dialect's answer with a code of the dialect's own (a
+// signature refusal, an unknown action, a wire-only check), as opposed to
+// one of the core's error kinds (*provider.Error), which the dialect maps.
+// Its message never holds key material, plaintext or secrets; client text
+// in it is clipped (provider.Clip).
+type APIError struct {
+	Code    string
+	Message string
+}
+
+// Error returns "Code: Message".
+func (e *APIError) Error() string { return e.Code + ": " + e.Message }
+
+// Errorf is an *APIError with the dialect's code and a formatted message.
+func Errorf(code, format string, args ...any) error {
+	return &APIError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
