@@ -92,7 +92,7 @@ func withXKS(ctx context.Context, f *xks.File, kms *provider.Service, kmsHandler
 		lim = l // wire.Limiter is state.RateLimiter
 	}
 	h, err := xks.New(ctx, xks.Config{Token: kms.Token(), KMS: kms, File: f, Observer: obs, Limiter: lim, MaxBodyBytes: sf.maxBody,
-		Model: "p11kms XKS proxy (XKS Proxy API v1.0.3)"})
+		Model: "p11kms XKS proxy (XKS Proxy API v1.0.3)", ExpectedHost: sf.expectedHost})
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ func NewHandler(cfg Config) wire.Handler {
 	if skew <= 0 {
 		skew = MaxClockSkew
 	}
-	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys, expectedHost: cfg.ExpectedHost, skew: skew}, nonces: cfg.ReplayCache(2 * skew)}
+	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys, skew: skew}, nonces: cfg.ReplayCache(2 * skew)}
 }
 
 // errorBody is what the SDKs parse from an HTTP 4xx/5xx answer.
@@ -143,7 +143,9 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 	if err != nil {
 		return nil, err
 	}
-	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(req.HTTP.Context(), a), Params: a.Params}, nil
+	// ACS3/ACS4 sign the host header; an RPC signature covers no host.
+	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(req.HTTP.Context(), a), Params: a.Params,
+		Host: req.HTTP.Host, HostUnsigned: a.Scheme == SchemeRPC}, nil
 }
 
 // authenticate is Verify up to the signature's result (the capture tests
@@ -183,8 +185,10 @@ func (h *handler) Decode(a *wire.Auth, act *wire.Action) (any, error) {
 }
 
 // Refuse is the Alibaba code of the pipeline's own refusals.
-func (h *handler) Refuse(kind wire.Refusal, _ *wire.Auth) error {
+func (h *handler) Refuse(kind wire.Refusal, a *wire.Auth) error {
 	switch kind {
+	case wire.WrongHost:
+		return mismatch("%s", a.HostRefusal())
 	case wire.AuditUnavailable:
 		return apiError(http.StatusServiceUnavailable, CodeServiceUnavailable, "the audit log cannot be written: requests are refused until it can be; retry later")
 	case wire.StateUnavailable:

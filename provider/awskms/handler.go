@@ -138,18 +138,14 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 	if err != nil {
 		return nil, err
 	}
-	// host is a required signed header: the signature binds the Host.
-	if !wire.HostMatches(h.cfg.ExpectedHost, r.Host) {
-		return nil, errorf(CodeInvalidSignature, "the request is signed for host %s; this server accepts %s only (--expected-host)",
-			provider.Clip(r.Host, 128), h.cfg.ExpectedHost)
-	}
 	replay, err := h.replay(req.HTTP.Context(), a)
 	if err != nil {
 		return nil, err
 	}
 	target := r.Header.Get("X-Amz-Target")
 	name, _ := strings.CutPrefix(target, TargetPrefix)
-	return &wire.Auth{AccessKey: a.key, Action: name, Replay: replay,
+	// host is a required signed header: the signature binds the Host.
+	return &wire.Auth{AccessKey: a.key, Action: name, Replay: replay, Host: r.Host,
 		Dialect: &request{body: body, contentType: r.Header.Get("Content-Type"), target: target}}, nil
 }
 
@@ -183,6 +179,8 @@ func (h *handler) Refuse(kind wire.Refusal, a *wire.Auth) error {
 		return errorf(CodeDependencyTimeout, "the server's shared replay and rate state is unavailable; retry later")
 	case wire.Replayed:
 		return errReplayed
+	case wire.WrongHost:
+		return errorf(CodeInvalidSignature, "%s", a.HostRefusal())
 	}
 	if a == nil {
 		return errorf(CodeThrottling, "Rate exceeded: the access key is over its share of the replay memory; retry later")
