@@ -84,8 +84,8 @@ func getPublicKey(c *wire.Call, ref string) (any, error) {
 }
 
 type asymDecryptRequest struct {
-	KeyId      string `tc:"required"`
-	Ciphertext string `tc:"required"`
+	KeyId      string `wire:"required"`
+	Ciphertext string `wire:"required"`
 	Algorithm  string // AsymmetricRsaDecrypt only
 }
 
@@ -134,9 +134,9 @@ func asymmetricSm2Decrypt(c *wire.Call, req *asymDecryptRequest) (any, error) {
 
 // signRequest is SignByAsymmetricKey's and VerifyByAsymmetricKey's.
 type signRequest struct {
-	KeyId          string `tc:"required"`
-	Algorithm      string `tc:"required"`
-	Message        string `tc:"required"`
+	KeyId          string `wire:"required"`
+	Algorithm      string `wire:"required"`
+	Message        string `wire:"required"`
 	MessageType    string
 	SignatureValue string // VerifyByAsymmetricKey
 

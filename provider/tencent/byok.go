@@ -25,9 +25,9 @@ func init() {
 }
 
 type getParametersRequest struct {
-	KeyId             string `tc:"required"`
-	WrappingAlgorithm string `tc:"required"`
-	WrappingKeySpec   string `tc:"required"`
+	KeyId             string `wire:"required"`
+	WrappingAlgorithm string `wire:"required"`
+	WrappingKeySpec   string `wire:"required"`
 }
 
 // check: Tencent wraps key material with RSA_2048 only.
@@ -50,9 +50,9 @@ func getParametersForImport(c *wire.Call, req *getParametersRequest) (any, error
 }
 
 type importMaterialRequest struct {
-	KeyId                string `tc:"required"`
-	EncryptedKeyMaterial string `tc:"required"`
-	ImportToken          string `tc:"required"`
+	KeyId                string `wire:"required"`
+	EncryptedKeyMaterial string `wire:"required"`
+	ImportToken          string `wire:"required"`
 	ValidTo              *uint64
 }
 

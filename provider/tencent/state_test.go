@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/miekg/pkcs11"
+	"github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common"
+	tchttp "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/common/http"
 	kms "github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/kms/v20190118"
 
 	"github.com/p11kms/p11kms/internal/hsmtest"
@@ -39,8 +41,8 @@ func newStateEnv(t *testing.T, opt provider.Options) *stateEnv {
 	return s
 }
 
-// pendingKey is a new key, disabled and scheduled for deletion.
-func (s *stateEnv) pendingKey(t *testing.T) string {
+// disabledKey is a new key, disabled.
+func (s *stateEnv) disabledKey(t *testing.T) string {
 	t.Helper()
 	bg := context.Background()
 	k, err := s.kms.CreateKey(bg, &provider.CreateKeyRequest{})
@@ -51,7 +53,14 @@ func (s *stateEnv) pendingKey(t *testing.T) string {
 	if _, err := s.kms.DisableKey(bg, &provider.KeyIdRequest{KeyId: id}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.kms.ScheduleKeyDeletion(bg, &provider.ScheduleKeyDeletionRequest{KeyId: id, PendingWindowInDays: 7}); err != nil {
+	return id
+}
+
+// pendingKey is a new key, disabled and scheduled for deletion.
+func (s *stateEnv) pendingKey(t *testing.T) string {
+	t.Helper()
+	id := s.disabledKey(t)
+	if _, err := s.kms.ScheduleKeyDeletion(context.Background(), &provider.ScheduleKeyDeletionRequest{KeyId: id, PendingWindowInDays: 7}); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -109,14 +118,7 @@ func TestScheduleKeyDeletionChecksTheStateItChanges(t *testing.T) {
 	s := newStateEnv(t, provider.Options{CacheTTL: time.Hour})
 	other := provider.New(s.tok.Token, provider.Options{}) // another process on the token
 	bg := context.Background()
-	k, err := s.kms.CreateKey(bg, &provider.CreateKeyRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	id := k.KeyMetadata.KeyId
-	if _, err := s.kms.DisableKey(bg, &provider.KeyIdRequest{KeyId: id}); err != nil {
-		t.Fatal(err)
-	}
+	id := s.disabledKey(t)
 	if got := s.state(t, id); got != provider.StateDisabled { // cached Disabled
 		t.Fatal(got)
 	}
@@ -125,7 +127,7 @@ func TestScheduleKeyDeletionChecksTheStateItChanges(t *testing.T) {
 	}
 	req := kms.NewScheduleKeyDeletionRequest()
 	req.KeyId, req.PendingWindowInDays = &id, new(uint64(7))
-	_, err = s.client.ScheduleKeyDeletion(req)
+	_, err := s.client.ScheduleKeyDeletion(req)
 	wantSDKCode(t, "ScheduleKeyDeletion of a key enabled by another process", err, "ResourceUnavailable.CmkShouldBeDisabled")
 	d, err := other.DescribeKey(bg, &provider.KeyIdRequest{KeyId: id})
 	if err != nil || d.KeyMetadata.KeyState != provider.StateEnabled {
@@ -191,5 +193,31 @@ func TestReEncryptAuthorizesTheBlobKeyBeforeUsingIt(t *testing.T) {
 	r, err := reEncrypt(blobOf(a), "")
 	if err != nil || *r.Response.KeyId != a || *r.Response.SourceKeyId != a {
 		t.Fatalf("a blob of A, no destination: %v", err)
+	}
+}
+
+// The asymmetric and key-import requests' required parameters are
+// required: a request without one is MissingParameter naming it, before
+// the pipeline resolves a key. Before, their tags were tc:"required",
+// which the decoder does not read, so the request reached the core with
+// an empty value (and got the core's answer for it).
+func TestAsymmetricAndImportParametersAreRequired(t *testing.T) {
+	e := newEnv(t)
+	cc := common.NewCommonClient(common.NewCredential(secretID, secretKey), region, e.profile(variants[0]))
+	id := "00000000-0000-4000-8000-000000000000"
+	for action, params := range map[string]map[string]any{
+		"SignByAsymmetricKey":    {"KeyId": id, "Algorithm": "ECC"},
+		"VerifyByAsymmetricKey":  {"KeyId": id, "Message": "aGk="},
+		"AsymmetricRsaDecrypt":   {"KeyId": id, "Algorithm": "RSAES_OAEP_SHA_256"},
+		"AsymmetricSm2Decrypt":   {"Ciphertext": "aGk="},
+		"GetParametersForImport": {"KeyId": id, "WrappingAlgorithm": "RSAES_OAEP_SHA_256"},
+		"ImportKeyMaterial":      {"KeyId": id, "EncryptedKeyMaterial": "aGk="},
+	} {
+		req := tchttp.NewCommonRequest("kms", tencent.APIVersion, action)
+		if err := req.SetActionParameters(params); err != nil {
+			t.Fatal(err)
+		}
+		err := cc.Send(req, tchttp.NewCommonResponse())
+		wantSDKCode(t, action, err, "MissingParameter")
 	}
 }
