@@ -40,11 +40,11 @@ func ParseExporter(pemText, alg string) (*provider.PublicKeyExporter, error) {
 		}
 		a, err := wrap.LookupAlgorithm(alg)
 		if err != nil {
-			return nil, provider.FromWrap(err)
+			return nil, fromWrap(err)
 		}
 		pub, spec, err := wrap.ParsePublicKeyPEM(pemText)
 		if err != nil {
-			return nil, provider.FromWrap(err)
+			return nil, fromWrap(err)
 		}
 		if err := a.CompatibleWith(spec); err != nil {
 			hint := ""

@@ -5,6 +5,7 @@ import (
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
+	"github.com/p11kms/p11kms/wrap"
 )
 
 // Tencent Cloud API error codes this front-end answers with itself (the
@@ -61,6 +62,13 @@ func codeAndMessage(err error) (string, string) {
 	pe := provider.AsError(err)
 	return coreCode(pe), pe.Message
 }
+
+// wrapParams are Tencent's parameters for wrap's neutral fields (the
+// public key to export to and its algorithm).
+var wrapParams = map[wrap.Field]string{wrap.FieldPublicKey: "EncryptionPublicKey", wrap.FieldAlgorithm: "EncryptionAlgorithm"}
+
+// fromWrap is a wrap parameter error named as Tencent names it.
+func fromWrap(err error) error { return provider.FromWrapAs(err, wrapParams) }
 
 // coreCodes maps the core's error kinds to Tencent Cloud KMS error codes.
 var coreCodes = map[string]string{
