@@ -3,7 +3,6 @@ package aliyun
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -114,15 +113,12 @@ func writeJSON(w http.ResponseWriter, status int, requestID string, b []byte) {
 // readBody reads the body once, refusing a request (query and body
 // together) larger than the limit.
 func (h *handler) readBody(req *wire.Request) ([]byte, error) {
-	b, err := req.Body()
-	switch {
-	case errors.Is(err, wire.ErrTooLarge):
-		return nil, apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge,
-			"the request (query string and body) exceeds %d bytes", req.Max)
-	case err != nil:
-		return nil, provider.InvalidParam("body", "the request body could not be read")
-	}
-	return b, nil
+	return wire.ReadBody(req, func(tooLarge bool) error {
+		if tooLarge {
+			return apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "the request (query string and body) exceeds %d bytes", req.Max)
+		}
+		return provider.InvalidParam("body", "the request body could not be read")
+	})
 }
 
 // claimNonce is the Alibaba replay rule: an access key's nonce is used

@@ -2,7 +2,6 @@ package awskms
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -105,14 +104,12 @@ func writeJSON(w http.ResponseWriter, status int, requestID string, b []byte) {
 
 // readBody reads the body once, refusing one larger than the limit.
 func readBody(req *wire.Request) ([]byte, error) {
-	b, err := req.Body()
-	switch {
-	case errors.Is(err, wire.ErrTooLarge):
-		return nil, errorf(CodeRequestTooLarge, "the request exceeds %d bytes", req.Max)
-	case err != nil:
-		return nil, errorf(CodeSerialization, "the request body could not be read")
-	}
-	return b, nil
+	return wire.ReadBody(req, func(tooLarge bool) error {
+		if tooLarge {
+			return errorf(CodeRequestTooLarge, "the request exceeds %d bytes", req.Max)
+		}
+		return errorf(CodeSerialization, "the request body could not be read")
+	})
 }
 
 // request is what Verify hands Lookup and Decode.

@@ -2,7 +2,6 @@ package tencent
 
 import (
 	"encoding/json"
-	"errors"
 	"net/http"
 	"time"
 
@@ -97,16 +96,14 @@ func (h *handler) Write(w http.ResponseWriter, _ *wire.Request, rec *wire.Record
 	_, _ = w.Write(out)
 }
 
-// readBody reads the body once (wire.Request.Body).
+// readBody reads the body once (wire.ReadBody) with Tencent's refusals.
 func readBody(req *wire.Request) ([]byte, error) {
-	b, err := req.Body()
-	switch {
-	case errors.Is(err, wire.ErrTooLarge):
-		return nil, errorf(CodeRequestSizeExceeded, "the request is larger than %d bytes", req.Max)
-	case err != nil:
-		return nil, errorf(CodeInvalidParameter, "the request body could not be read")
-	}
-	return b, nil
+	return wire.ReadBody(req, func(tooLarge bool) error {
+		if tooLarge {
+			return errorf(CodeRequestSizeExceeded, "the request is larger than %d bytes", req.Max)
+		}
+		return errorf(CodeInvalidParameter, "the request body could not be read")
+	})
 }
 
 // Verify is the Tencent verifier (wire.Dialect): the body read once, then
