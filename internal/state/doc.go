@@ -67,7 +67,9 @@
 // allocated at start-up (TestMemoryBytesPerRequest). The memory is lost
 // with the process: a restart forgets the last window's nonces.
 //
-// In Redis, each nonce is SET <prefix>replay:<digest> 1 NX PX <window ms>;
+// In Redis, each nonce is SET <prefix>replay:<digest> <token> NX PX
+// <window ms> in a Lua script that also counts the call's own token as
+// claimed (a retried claim is not a replay);
 // each access key's rate is a GCRA "theoretical arrival time" at
 // <prefix>rate:<digest>, updated by one Lua script (EVALSHA) on Redis's
 // clock; access-key changes are INCR <prefix>access-keys:version plus

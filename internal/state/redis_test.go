@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"regexp"
 	"slices"
 	"strings"
@@ -377,4 +378,95 @@ func sortedCopy(s []string) []string {
 	out := append([]string(nil), s...)
 	slices.Sort(out)
 	return out
+}
+
+// delayingProxy forwards TCP to addr, holding Redis's first reply that
+// follows a client write containing marker for hold: long enough that the
+// client's read times out and it retries the command.
+func delayingProxy(t *testing.T, addr, marker string, hold time.Duration) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	var armed atomic.Bool
+	armed.Store(true)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go proxyConn(c, addr, marker, hold, &armed)
+		}
+	}()
+	return l.Addr().String()
+}
+
+// proxyConn is one proxied connection of delayingProxy.
+func proxyConn(c net.Conn, addr, marker string, hold time.Duration, armed *atomic.Bool) {
+	defer c.Close()
+	up, err := net.Dial("tcp", addr)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	var delayNext atomic.Bool
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := c.Read(buf)
+			if err != nil {
+				up.Close()
+				return
+			}
+			if strings.Contains(string(buf[:n]), marker) && armed.CompareAndSwap(true, false) {
+				delayNext.Store(true)
+			}
+			if _, err := up.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := up.Read(buf)
+		if err != nil {
+			return
+		}
+		if delayNext.CompareAndSwap(true, false) {
+			time.Sleep(hold) // the reply arrives after the client gave up
+		}
+		if _, err := c.Write(buf[:n]); err != nil {
+			return
+		}
+	}
+}
+
+// TestRetriedClaimIsNotItsOwnReplay: Redis runs a claim but its reply is
+// lost (held past the client's 1-s read timeout); the client retries the
+// claim. Before the claim carried a per-call token, the retry's SET NX
+// found the key it had just set and an honest request was refused as a
+// replay (11 of 4.1 million in the 30-min two-node sustain run). Now the
+// retry finds its own token: the request is new, and a real replay of
+// the same nonce is still refused.
+func TestRetriedClaimIsNotItsOwnReplay(t *testing.T) {
+	srv := redistest.Start(t, redistest.Options{})
+	proxy := delayingProxy(t, srv.Addr(), "replay:", 1500*time.Millisecond)
+	r := openNode(t, "redis://"+proxy+"/2", RedisOptions{})
+	ctx := context.Background()
+	if err := r.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	seen, err := r.Seen(ctx, "AK1", []byte("nonce-1"), time.Minute)
+	if err != nil {
+		t.Fatalf("Seen through a lost reply: %v", err)
+	}
+	if seen {
+		t.Fatal("a claim retried after its reply was lost was refused as its own replay")
+	}
+	if seen, err := r.Seen(ctx, "AK1", []byte("nonce-1"), time.Minute); err != nil || !seen {
+		t.Fatalf("the same nonce again: seen %v, err %v; want a replay", seen, err)
+	}
 }
