@@ -283,7 +283,7 @@ func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Se
 	if f.xks.file == nil {
 		return srv, closeAudit, nil
 	}
-	handler, err = withXKS(ctx, f.xks.file, kms, srv, scfg.Audit, f, g, log)
+	handler, err = withXKS(ctx, kms, srv, scfg.Audit, f, st, log)
 	return handler, closeAudit, err
 }
 
