@@ -574,3 +574,50 @@ func TestXKSReplayFloodThrottlesOnlyTheFlooder(t *testing.T) {
 		t.Fatalf("the other credential while one floods: %d %s", code, body)
 	}
 }
+
+// `kill -HUP` of `serve --processes 2 --xks` reloads the XKS configuration
+// in both processes: after `xks credential create`, `credential delete` of
+// the old one and `xks disable-key foo`, every request (each on a new
+// connection, so on either process) takes the new credential, refuses the
+// old and sees foo DISABLED. With --clock-skew 1s the replay memory still
+// covers XKS's 10-minute window: a request is served once, not refused as
+// "replay memory unavailable".
+func TestXKSSIGHUPReachesEveryProcess(t *testing.T) {
+	bin := buildBinary(t)
+	home := xksHome(t, bin, map[string]string{xksTestID: xksTestSecret})
+	addr := freePort(t)
+	cmd, out := startXKSNode(t, bin, home, addr, "--processes", "2", "--clock-skew", "1s")
+	waitUntil(t, "both processes serving", func() bool { return strings.Count(out.String(), `"msg":"serving"`) == 2 })
+	r := xksHealth(t, addr, xksTestID, xksTestSecret)
+	if code, body := r.sendTo(t, addr); code != 200 {
+		t.Fatalf("with --clock-skew 1s: %d %s", code, body)
+	}
+	created, err := exec.Command(bin, "--home", home, "xks", "credential", "create").Output()
+	if err != nil {
+		t.Fatalf("xks credential create: %v", err)
+	}
+	var c struct{ AccessKeyID, SecretAccessKey string }
+	if err := json.Unmarshal(created, &c); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"xks", "credential", "delete", xksTestID}, {"xks", "disable-key", "foo"}} {
+		if o, err := exec.Command(bin, append([]string{"--home", home}, args...)...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, o)
+		}
+	}
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitUntil(t, "both processes reloaded", func() bool { return strings.Count(out.String(), "XKS configuration reloaded") == 2 })
+	metadata := `{"requestMetadata":{"awsPrincipalArn":"arn:aws:iam::1:user/A","kmsOperation":"DescribeKey","kmsRequestId":"`
+	for i := range 24 {
+		if code, body := xksHealth(t, addr, c.AccessKeyID, c.SecretAccessKey).sendTo(t, addr); code != 200 {
+			t.Fatalf("request %d with the new credential: %d %s", i, code, body)
+		}
+		if code, _ := xksHealth(t, addr, xksTestID, xksTestSecret).sendTo(t, addr); code != 401 {
+			t.Fatalf("request %d with the deleted credential: %d, want 401", i, code)
+		}
+		r := signXKS(t, addr, "/kms/xks/v1/keys/foo/metadata", metadata+rand.Text()+`"}}`, c.AccessKeyID, c.SecretAccessKey)
+		if code, body := r.sendTo(t, addr); code != 200 || !strings.Contains(body, `"keyStatus":"DISABLED"`) {
+			t.Fatalf("request %d, foo's metadata: %d %s", i, code, body)
+		}
+	}
+}
