@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -272,11 +273,47 @@ func symmetricOnly(m *keyMeta) error {
 	return nil
 }
 
-// rotatable refuses rotation of a key that does not rotate: asymmetric
-// keys and keys with imported material.
+// rotatable refuses automatic rotation of a key that does not rotate by
+// itself: asymmetric keys and keys with imported material (as Alibaba:
+// UpdateRotationPolicy refuses both).
 func rotatable(m *keyMeta) error {
 	if m.KeySpec != KeySpecAES256 || m.Origin == OriginExternal {
-		e := NewError(CodeUnsupportedOp, "the key %s (KeySpec %s, Origin %s) does not rotate: only %s keys with Origin %s have new versions", m.KeyId, m.KeySpec, m.Origin, KeySpecAES256, OriginKMS)
+		e := NewError(CodeUnsupportedOp, "the key %s (KeySpec %s, Origin %s) does not rotate automatically: only %s keys with Origin %s do; an asymmetric key takes new versions by CreateKeyVersion", m.KeyId, m.KeySpec, m.Origin, KeySpecAES256, OriginKMS)
+		e.Param = "KeyId"
+		return e
+	}
+	return nil
+}
+
+// versionable refuses CreateKeyVersion for a key with imported material:
+// it has the one version its material is imported into (Alibaba: BYOK
+// keys have no versions). Symmetric and asymmetric keys with Origin
+// Aliyun_KMS take new versions.
+func versionable(m *keyMeta) error {
+	if m.Origin == OriginExternal {
+		e := NewError(CodeUnsupportedOp, "the key %s has Origin %s: a key with imported material has one version; only keys with Origin %s take new versions", m.KeyId, OriginExternal, OriginKMS)
+		e.Param = "KeyId"
+		return e
+	}
+	return nil
+}
+
+// AsymmetricVersionInterval is the least time between two versions of an
+// asymmetric key (Alibaba's CreateKeyVersion: at most one version every 7
+// days, counted from LastRotationDate, the key's creation at first).
+const AsymmetricVersionInterval = 7 * 24 * time.Hour
+
+// mayAddVersion is usable, and for an asymmetric key, the interval since
+// its last version has passed.
+func (s *Service) mayAddVersion(m *keyMeta) error {
+	if err := usable(m); err != nil {
+		return err
+	}
+	if m.KeySpec == KeySpecAES256 {
+		return nil
+	}
+	if next := m.LastRotationDate.Add(AsymmetricVersionInterval); s.now().Before(next) {
+		e := NewError(CodeConflict, "the key %s got its last version at %s: an asymmetric key takes a new version at most once every %d days, next at %s", m.KeyId, fmtTime(m.LastRotationDate), int(AsymmetricVersionInterval/(24*time.Hour)), fmtTime(next))
 		e.Param = "KeyId"
 		return e
 	}

@@ -108,7 +108,7 @@ func (s *Service) AsymmetricDecrypt(ctx context.Context, req *AsymmetricDecryptR
 	if err != nil {
 		return nil, err
 	}
-	ct, err := decodeB64("CiphertextBlob", req.CiphertextBlob, 4096)
+	ct, err := decodeB64("Ciphertext", req.Ciphertext, 4096)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func (s *Service) AsymmetricDecrypt(ctx context.Context, req *AsymmetricDecryptR
 	}
 	pt, err := s.decryptInToken(ctx, k.pair, k.spec.bits, req.Algorithm, ct)
 	if errors.Is(err, errAsymDecrypt) {
-		e := NewError(CodeInvalidCiphertext, "the CiphertextBlob does not decrypt with %s under version %s of the key %s", req.Algorithm, k.version, k.meta.KeyId)
+		e := NewError(CodeInvalidCiphertext, "the Ciphertext does not decrypt with %s under version %s of the key %s", req.Algorithm, k.version, k.meta.KeyId)
 		e.Err = err
 		return nil, e
 	}
@@ -251,8 +251,9 @@ func (s *Service) AsymmetricSign(ctx context.Context, req *AsymmetricSignRequest
 }
 
 // AsymmetricVerify checks a signature over a SHA-256 digest with the
-// version's public key in the token. A signature that does not verify, or
-// is malformed, is Value false.
+// version's public key, in Go (verifySignature: the private half is not
+// needed). A signature that does not verify, or is malformed, is Value
+// false.
 func (s *Service) AsymmetricVerify(ctx context.Context, req *AsymmetricVerifyRequest) (*AsymmetricVerifyResponse, error) {
 	k, err := s.asymVersion(ctx, req.KeyId, req.KeyVersionId, KeyUsageSign, req.Algorithm)
 	if err != nil {
@@ -262,7 +263,7 @@ func (s *Service) AsymmetricVerify(ctx context.Context, req *AsymmetricVerifyReq
 	if err != nil {
 		return nil, err
 	}
-	sig, err := decodeB64("Value", req.Value, 2048)
+	sig, err := decodeB64("Signature", req.Signature, 2048)
 	if err != nil {
 		return nil, err
 	}
@@ -272,11 +273,11 @@ func (s *Service) AsymmetricVerify(ctx context.Context, req *AsymmetricVerifyReq
 	if err := s.withPair(ctx, k); err != nil {
 		return nil, err
 	}
-	err = s.tok.VerifyDigest(ctx, k.pair.Public, signScheme(req.Algorithm), k.spec.curve, d, sig)
-	if err != nil && !errors.Is(err, hsm.ErrBadSignature) {
-		return nil, Internal("verifying in the token", err)
+	good, err := s.verifySignature(ctx, k, req.Algorithm, d, sig)
+	if err != nil {
+		return nil, err
 	}
-	return &AsymmetricVerifyResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(), Value: err == nil, RequestId: RequestID(ctx)}, nil
+	return &AsymmetricVerifyResponse{KeyId: k.meta.KeyId, KeyVersionId: k.version.String(), Value: good, RequestId: RequestID(ctx)}, nil
 }
 
 // decodeB64 decodes a required base64 parameter of at most maxBytes bytes.

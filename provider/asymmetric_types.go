@@ -35,13 +35,15 @@ type AsymmetricEncryptResponse struct {
 }
 
 // AsymmetricDecryptRequest decrypts a ciphertext with an asymmetric key's
-// private half, inside the token.
+// private half, inside the token. (The fields are the core's neutral
+// names; each dialect maps its own: Alibaba's CiphertextBlob, Tencent's
+// Ciphertext.)
 type AsymmetricDecryptRequest struct {
-	KeyId          string `cli:"required" help:"key id, alias or ARN of an asymmetric ENCRYPT/DECRYPT key"`
-	KeyVersionId   string `cli:"required" help:"the key version (a UUID)"`
-	Algorithm      string `cli:"required" help:"RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256 (RSA keys), SM2PKE (EC_SM2 keys, C1C3C2)"`
-	CiphertextBlob string `cli:"required" help:"base64 ciphertext"`
-	DryRun         bool   `help:"validate only"`
+	KeyId        string `cli:"required" help:"key id, alias or ARN of an asymmetric ENCRYPT/DECRYPT key"`
+	KeyVersionId string `cli:"required" help:"the key version (a UUID)"`
+	Algorithm    string `cli:"required" help:"RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256 (RSA keys), SM2PKE (EC_SM2 keys, C1C3C2)"`
+	Ciphertext   string `cli:"required" help:"base64 ciphertext"`
+	DryRun       bool   `help:"validate only"`
 }
 
 // AsymmetricDecryptResponse is the plaintext.
@@ -69,13 +71,14 @@ type AsymmetricSignResponse struct {
 	RequestId    string
 }
 
-// AsymmetricVerifyRequest checks a signature over a SHA-256 digest.
+// AsymmetricVerifyRequest checks a signature over a SHA-256 digest
+// (Alibaba's Value, Tencent's SignatureValue).
 type AsymmetricVerifyRequest struct {
 	KeyId        string `cli:"required" help:"key id, alias or ARN of an asymmetric SIGN/VERIFY key"`
 	KeyVersionId string `cli:"required" help:"the key version (a UUID)"`
 	Algorithm    string `cli:"required" help:"RSA_PSS_SHA_256, RSA_PKCS1_SHA_256 (RSA keys), ECDSA_SHA_256 (EC_P256, EC_P256K keys)"`
 	Digest       string `cli:"required" help:"base64 SHA-256 digest of the message (32 bytes)"`
-	Value        string `cli:"required" help:"base64 signature"`
+	Signature    string `cli:"required" help:"base64 signature (ECDSA in DER)"`
 	DryRun       bool   `help:"validate only"`
 }
 
@@ -85,4 +88,27 @@ type AsymmetricVerifyResponse struct {
 	KeyVersionId string
 	Value        bool
 	RequestId    string
+}
+
+// KeyIds name the key and version each asymmetric operation used, for the
+// wire record (the audit line's KeyId is the key id, never the alias or
+// ARN the request named).
+func (r *GetPublicKeyResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }
+
+// KeyIds are the key and version the plaintext was encrypted under.
+func (r *AsymmetricEncryptResponse) KeyIds() (keyID, versionID string) {
+	return r.KeyId, r.KeyVersionId
+}
+
+// KeyIds are the key and version that decrypted.
+func (r *AsymmetricDecryptResponse) KeyIds() (keyID, versionID string) {
+	return r.KeyId, r.KeyVersionId
+}
+
+// KeyIds are the key and version that signed.
+func (r *AsymmetricSignResponse) KeyIds() (keyID, versionID string) { return r.KeyId, r.KeyVersionId }
+
+// KeyIds are the key and version the signature was checked with.
+func (r *AsymmetricVerifyResponse) KeyIds() (keyID, versionID string) {
+	return r.KeyId, r.KeyVersionId
 }

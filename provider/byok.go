@@ -41,6 +41,14 @@ func checkOrigin(origin string, nk *newKey) error {
 	return nil
 }
 
+// IsReservedLabel reports whether a token object's CKA_LABEL is one of the
+// core's own: a CMK version, key pair or service key ("p11kms/..."), a
+// BYOK wrapping key ("p11kms-import/...") or the import-token key.
+// Sibling services (the importer) neither list nor create such objects.
+func IsReservedLabel(label string) bool {
+	return strings.HasPrefix(label, "p11kms/") || strings.HasPrefix(label, "p11kms-import")
+}
+
 // materialExpired reports whether an imported key's material has expired
 // (on the service's clock).
 func (s *Service) materialExpired(m *keyMeta) bool {

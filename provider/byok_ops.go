@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -156,15 +155,13 @@ func (s *Service) liveWrappingKeys(ctx context.Context, keyID string) ([]hsm.Obj
 	if err != nil {
 		return nil, err
 	}
-	prefix := "p11kms-import/" + keyID + "/"
 	var live []hsm.ObjectHandle
 	for _, h := range hs {
 		a, err := s.tok.Attributes(ctx, h, hsm.CKA_LABEL)
 		if err != nil {
 			continue // destroyed meanwhile
 		}
-		exp, err := strconv.ParseInt(strings.TrimPrefix(string(a[hsm.CKA_LABEL]), prefix), 10, 64)
-		if err == nil && !s.now().Before(time.Unix(exp, 0)) {
+		if _, exp, ok := parseWrappingLabel(string(a[hsm.CKA_LABEL])); ok && !s.now().Before(exp) {
 			_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
 			continue
 		}
@@ -173,18 +170,17 @@ func (s *Service) liveWrappingKeys(ctx context.Context, keyID string) ([]hsm.Obj
 	return live, nil
 }
 
-// parseMaterialExpiry parses KeyMaterialExpireUnix ("" or "0": never).
-func (s *Service) parseMaterialExpiry(v string) (time.Time, error) {
-	if v == "" || v == "0" {
+// materialExpiry checks ValidTo (0: never) into the material's expiry.
+func (s *Service) materialExpiry(n int64) (time.Time, error) {
+	if n == 0 {
 		return time.Time{}, nil
 	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 || n > 1<<40 {
-		return time.Time{}, InvalidParam("KeyMaterialExpireUnix", "%q: accepted 0 (never) or a Unix time in seconds", Clip(v, 24))
+	if n < 0 || n > 1<<40 {
+		return time.Time{}, InvalidParam("ValidTo", "%d: accepted 0 (never) or a Unix time in seconds", n)
 	}
 	t := time.Unix(n, 0).UTC()
 	if !t.After(s.now()) {
-		return time.Time{}, InvalidParam("KeyMaterialExpireUnix", "%d is not in the future: accepted 0 (never) or a later Unix time", n)
+		return time.Time{}, InvalidParam("ValidTo", "%d is not in the future: accepted 0 (never) or a later Unix time", n)
 	}
 	return t, nil
 }
@@ -217,7 +213,7 @@ func (s *Service) checkImport(ctx context.Context, req *ImportKeyMaterialRequest
 		return nil, InvalidParam("ImportToken", "expired at %s; call GetParametersForImport for a new one", fmtTime(t.expires))
 	}
 	in := &importInput{meta: m, token: t}
-	if in.expire, err = s.parseMaterialExpiry(req.KeyMaterialExpireUnix); err != nil {
+	if in.expire, err = s.materialExpiry(req.ValidTo); err != nil {
 		return nil, err
 	}
 	if in.ct, err = decodeB64("EncryptedKeyMaterial", req.EncryptedKeyMaterial, 4096); err != nil {
@@ -290,7 +286,7 @@ func (s *Service) ImportKeyMaterial(ctx context.Context, req *ImportKeyMaterialR
 		return nil, err
 	}
 	s.destroyWrappingKeys(ctx, in.meta.KeyId)
-	return &RequestIdResponse{RequestId: RequestID(ctx)}, nil
+	return &RequestIdResponse{RequestId: RequestID(ctx), keyID: in.meta.KeyId}, nil
 }
 
 // storeMaterial creates the version key from the material and names it in
@@ -350,5 +346,5 @@ func (s *Service) DeleteKeyMaterial(ctx context.Context, req *KeyIdRequest) (*Re
 	if vid, err := uuid.Parse(m.PrimaryKeyVersion); err == nil {
 		s.destroyVersionObjects(ctx, vid)
 	}
-	return &RequestIdResponse{RequestId: RequestID(ctx)}, nil
+	return &RequestIdResponse{RequestId: RequestID(ctx), keyID: m.KeyId}, nil
 }

@@ -19,10 +19,14 @@ type GetParametersForImportResponse struct {
 }
 
 // ImportKeyMaterialRequest imports key material wrapped under the public
-// key of an import token.
+// key of an import token. ValidTo is the core's neutral name (Alibaba's
+// KeyMaterialExpireUnix, Tencent's and AWS's ValidTo).
 type ImportKeyMaterialRequest struct {
-	KeyId                 string `cli:"required" help:"key id, alias or ARN of the key the ImportToken was issued for"`
-	EncryptedKeyMaterial  string `cli:"required" help:"base64: the 32-byte key material encrypted under GetParametersForImport's PublicKey with its WrappingAlgorithm (SM2PKE: C1C3C2)"`
-	ImportToken           string `cli:"required" help:"the ImportToken of the same GetParametersForImport call"`
-	KeyMaterialExpireUnix string `help:"Unix time in seconds when the material expires, in the future; 0 or empty: never"`
+	KeyId                string `cli:"required" help:"key id, alias or ARN of the key the ImportToken was issued for"`
+	EncryptedKeyMaterial string `cli:"required" help:"base64: the 32-byte key material encrypted under GetParametersForImport's PublicKey with its WrappingAlgorithm (SM2PKE: C1C3C2)"`
+	ImportToken          string `cli:"required" help:"the ImportToken of the same GetParametersForImport call"`
+	ValidTo              int64  `help:"Unix time in seconds when the material expires, in the future; 0: never"`
 }
+
+// KeyIds is the key the import token was issued for.
+func (r *GetParametersForImportResponse) KeyIds() (keyID, versionID string) { return r.KeyId, "" }

@@ -66,7 +66,7 @@ func (s *Service) primary(ctx context.Context, ref string) (*primaryKey, error) 
 		return nil, err
 	}
 	if s.rotationDue(m) {
-		if _, err := s.rotate(ctx, m.KeyId, s.rotationDue); err != nil {
+		if _, err := s.rotate(ctx, m, s.rotationDue); err != nil {
 			return nil, err
 		}
 		if m, err = s.readKey(ctx, m.KeyId); err != nil {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 )
 
 // Error codes, as Alibaba Cloud KMS spells them: the core's error kinds,
@@ -69,6 +70,23 @@ func InvalidParam(param, format string, args ...any) *Error {
 	e := NewError(CodeInvalidParameter, "%s: %s", param, fmt.Sprintf(format, args...))
 	e.Param = param
 	return e
+}
+
+// RenameParams returns err with its parameter named as a dialect names it
+// (names maps the core's name to the wire's; the message's leading
+// "<param>:" too), for a core request whose field names differ from the
+// wire's. Any other error is returned as it is.
+func RenameParams(err error, names map[string]string) error {
+	var e *Error
+	if !errors.As(err, &e) || names[e.Param] == "" {
+		return err
+	}
+	c := *e
+	c.Param = names[e.Param]
+	if rest, ok := strings.CutPrefix(e.Message, e.Param+":"); ok {
+		c.Message = c.Param + ":" + rest
+	}
+	return &c
 }
 
 // Internal wraps a token fault as InternalFailure: the client sees a generic message.

@@ -6,12 +6,9 @@ import (
 	"errors"
 	"maps"
 	"slices"
-	"sort"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/miekg/pkcs11"
 
 	"github.com/p11kms/p11kms/hsm"
 )
@@ -106,9 +103,15 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 		AutomaticRotation: req.EnableAutomaticRotation, RotationInterval: nk.interval,
 		LastRotationDate: now, Tags: maps.Clone(req.Tags),
 	}
+	if nk.origin == OriginExternal {
+		// The version is named now and gets its object on ImportKeyMaterial,
+		// so material imported again after DeleteKeyMaterial or expiry
+		// decrypts the blobs made before.
+		m.KeyState = StatePendingImport
+	}
 	// The version key first: a crash before the metadata leaves an orphan
 	// version object that Sweep removes, never metadata naming a missing key.
-	remember, destroy, err := s.makeFirstVersion(ctx, nk, m, versionID)
+	remember, destroy, err := s.makeVersion(ctx, nk, keyID, versionID)
 	if err != nil {
 		return nil, err
 	}
@@ -136,31 +139,37 @@ func (s *Service) CreateKey(ctx context.Context, req *CreateKeyRequest) (*KeyRes
 	return &KeyResponse{KeyMetadata: s.metadata(m), RequestId: RequestID(ctx)}, nil
 }
 
-// makeFirstVersion makes the token object(s) of a new key's first version
-// and returns how to remember them once the metadata names them and how to
-// destroy them if it never will.
-func (s *Service) makeFirstVersion(ctx context.Context, nk *newKey, m *keyMeta, versionID uuid.UUID) (remember, destroy func(), err error) {
+// makeVersion makes the token object(s) of a new version of a key (none
+// for an EXTERNAL key: ImportKeyMaterial makes it) and returns how to
+// remember them once the metadata names them and how to destroy them if it
+// never will.
+func (s *Service) makeVersion(ctx context.Context, nk *newKey, keyID string, versionID uuid.UUID) (remember, destroy func(), err error) {
 	bg := context.WithoutCancel(ctx)
 	switch {
 	case nk.origin == OriginExternal:
-		// The version is named now and gets its object on ImportKeyMaterial,
-		// so material imported again after DeleteKeyMaterial or expiry
-		// decrypts the blobs made before.
-		m.KeyState = StatePendingImport
 		return func() {}, func() {}, nil
 	case nk.asym != nil:
-		kp, err := s.generateKeyPairVersion(ctx, *nk.asym, nk.usage, m.KeyId, versionID)
+		kp, err := s.generateKeyPairVersion(ctx, *nk.asym, nk.usage, keyID, versionID)
 		if err != nil {
 			return nil, nil, err
 		}
-		return func() {}, func() { s.asym.forget(m.KeyId); s.destroyPair(bg, kp) }, nil
+		return func() {}, func() { s.asym.forget(keyID); s.destroyPair(bg, kp) }, nil
 	}
-	h, err := s.tok.GenerateAESKey(ctx, 256, hsm.SecretKeyOptions{ID: versionID[:], Label: versionLabel(m.KeyId, versionID.String()),
+	h, err := s.tok.GenerateAESKey(ctx, 256, hsm.SecretKeyOptions{ID: versionID[:], Label: versionLabel(keyID, versionID.String()),
 		Usage: hsm.UsageEncrypt | hsm.UsageDecrypt})
 	if err != nil {
 		return nil, nil, Internal("generating the key in the token", err)
 	}
-	return func() { s.rememberVersion(versionID, m.KeyId, h) }, func() { _ = s.tok.DestroyObject(bg, h) }, nil
+	return func() { s.rememberVersion(versionID, keyID, h) }, func() { _ = s.tok.DestroyObject(bg, h) }, nil
+}
+
+// kindOf is what makeVersion needs to know of an existing key.
+func kindOf(m *keyMeta) *newKey {
+	nk := &newKey{spec: m.KeySpec, usage: m.KeyUsage, origin: m.Origin}
+	if a, ok := lookupAsymSpec(m.KeySpec); ok {
+		nk.asym = &a
+	}
+	return nk
 }
 
 // DescribeKey returns a key's metadata, in any state.
@@ -354,31 +363,30 @@ func (s *Service) CreateKeyVersion(ctx context.Context, req *KeyIdRequest) (*Cre
 	if err != nil {
 		return nil, err
 	}
-	if err := rotatable(m); err != nil {
+	if err := versionable(m); err != nil {
 		return nil, err
 	}
 	// Checked before a version key is made (a token-object write); rotate
 	// checks again on the state it changes.
-	if err := s.checkState(ctx, m, usable); err != nil {
+	if err := s.checkState(ctx, m, s.mayAddVersion); err != nil {
 		return nil, err
 	}
-	v, err := s.rotate(ctx, m.KeyId, nil)
+	v, err := s.rotate(ctx, m, nil)
 	if err != nil {
 		return nil, err
 	}
 	return &CreateKeyVersionResponse{KeyVersion: v, RequestId: RequestID(ctx)}, nil
 }
 
-// rotate creates a version key and makes it primary. With due set, it only
-// rotates if due still holds on the freshly read metadata (automatic
-// rotation by several nodes at once makes one version, not several).
-func (s *Service) rotate(ctx context.Context, keyID string, due func(*keyMeta) bool) (KeyVersion, error) {
-	versionID := uuid.New()
-	now := s.now()
-	h, err := s.tok.GenerateAESKey(ctx, 256, hsm.SecretKeyOptions{ID: versionID[:], Label: versionLabel(keyID, versionID.String()),
-		Usage: hsm.UsageEncrypt | hsm.UsageDecrypt})
+// rotate creates a version key (an AES key, or an asymmetric key's key
+// pair) and makes it primary. With due set, it only rotates if due still
+// holds on the freshly read metadata (automatic rotation by several nodes
+// at once makes one version, not several).
+func (s *Service) rotate(ctx context.Context, key *keyMeta, due func(*keyMeta) bool) (KeyVersion, error) {
+	keyID, versionID, now := key.KeyId, uuid.New(), s.now()
+	remember, destroy, err := s.makeVersion(ctx, kindOf(key), keyID, versionID)
 	if err != nil {
-		return KeyVersion{}, Internal("generating the key version in the token", err)
+		return KeyVersion{}, err
 	}
 	skipped := false
 	_, err = s.updateKey(ctx, keyID, func(m *keyMeta) error {
@@ -387,7 +395,7 @@ func (s *Service) rotate(ctx context.Context, keyID string, due func(*keyMeta) b
 			skipped = true
 			return nil
 		}
-		if err := usable(m); err != nil {
+		if err := s.mayAddVersion(m); err != nil {
 			return err
 		}
 		m.Versions = append(m.Versions, versionMeta{KeyVersionId: versionID.String(), CreationDate: now})
@@ -395,7 +403,7 @@ func (s *Service) rotate(ctx context.Context, keyID string, due func(*keyMeta) b
 		return nil
 	})
 	if skipped {
-		_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h) // never named: safe to remove now
+		destroy() // never named: safe to remove now
 		return KeyVersion{}, nil
 	}
 	if err != nil {
@@ -404,11 +412,11 @@ func (s *Service) rotate(ctx context.Context, keyID string, due func(*keyMeta) b
 		// after it became visible) and Sweep removes it once it is sure no
 		// metadata names it.
 		if errors.Is(err, hsm.ErrNotWritten) || ErrorCode(err) != CodeInternalFailure {
-			_ = s.tok.DestroyObject(context.WithoutCancel(ctx), h)
+			destroy()
 		}
 		return KeyVersion{}, err
 	}
-	s.rememberVersion(versionID, keyID, h)
+	remember()
 	return KeyVersion{KeyId: keyID, KeyVersionId: versionID.String(), CreationDate: fmtTime(now)}, nil
 }
 
@@ -452,157 +460,4 @@ func (s *Service) DescribeKeyVersion(ctx context.Context, req *DescribeKeyVersio
 		return nil, InvalidParam("KeyVersionId", "%q is not a version id (a UUID)", Clip(req.KeyVersionId, 64))
 	}
 	return nil, NewError(CodeKeyNotFound, "the key %s has no version %s", m.KeyId, req.KeyVersionId)
-}
-
-// Sweep does the periodic work any node may run: destroys keys whose
-// deletion window has passed (their versions, aliases and metadata), and
-// rotates keys whose automatic rotation is due.
-func (s *Service) Sweep(ctx context.Context) (*SweepResult, error) {
-	keys, err := s.listKeys(ctx)
-	if err != nil {
-		return nil, err
-	}
-	res := &SweepResult{Deleted: []string{}, Rotated: []string{}, Repaired: []string{}, Missing: []string{}}
-	now := s.now()
-	for _, m := range keys {
-		switch {
-		case m.KeyState == StatePendingDeletion && !now.Before(m.DeleteDate):
-			if err := s.destroyKey(ctx, m); err != nil {
-				return res, err
-			}
-			res.Deleted = append(res.Deleted, m.KeyId)
-		case s.materialExpired(m):
-			if _, err := s.DeleteKeyMaterial(ctx, &KeyIdRequest{KeyId: m.KeyId}); err != nil {
-				return res, err
-			}
-			res.Repaired = append(res.Repaired, "destroyed the expired key material of "+m.KeyId)
-		case s.rotationDue(m):
-			if _, err := s.rotate(ctx, m.KeyId, s.rotationDue); err != nil {
-				return res, err
-			}
-			res.Rotated = append(res.Rotated, m.KeyId)
-		}
-	}
-	if err := s.repairOrphans(ctx, keys, res); err != nil {
-		return res, err
-	}
-	sort.Strings(res.Deleted)
-	sort.Strings(res.Rotated)
-	return res, nil
-}
-
-// DefaultOrphanGrace is how long a CMK version object without metadata must
-// have been seen before Sweep destroys it: a CreateKey or CreateKeyVersion
-// in flight (possibly in another process) makes the object first and the
-// metadata right after.
-const DefaultOrphanGrace = 10 * time.Minute
-
-// repairOrphans finds version objects no key's metadata names (left by a
-// crash between creating the key object and writing the metadata) and
-// destroys those seen by an earlier sweep at least the grace period ago; it
-// also reports metadata naming a version whose object is missing.
-func (s *Service) repairOrphans(ctx context.Context, keys []*keyMeta, res *SweepResult) error {
-	known := map[string]bool{}
-	for _, m := range keys {
-		if m.KeySpec != KeySpecAES256 || m.KeyState == StatePendingImport {
-			continue // key-pair versions, or no key material: no secret key object to find
-		}
-		for _, v := range m.Versions {
-			known[m.KeyId+"/"+v.KeyVersionId] = true
-		}
-	}
-	hs, err := s.tok.FindObjects(ctx, []*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, pkcs11.CKO_SECRET_KEY),
-		pkcs11.NewAttribute(pkcs11.CKA_TOKEN, true)})
-	if err != nil {
-		return Internal("listing key versions", err)
-	}
-	present := map[string]bool{}
-	now := s.now()
-	grace := s.opt.OrphanGrace
-	if grace == 0 {
-		grace = DefaultOrphanGrace
-	}
-	seen := map[string]bool{}
-	for _, h := range hs {
-		a, err := s.tok.Attributes(ctx, h, hsm.CKA_LABEL)
-		if err != nil {
-			continue // destroyed meanwhile
-		}
-		label := string(a[hsm.CKA_LABEL])
-		if !strings.HasPrefix(label, "p11kms/") {
-			continue // not a CMK version
-		}
-		ref := strings.TrimPrefix(label, "p11kms/")
-		present[ref] = true
-		if known[ref] {
-			continue
-		}
-		seen[ref] = true
-		s.mu.Lock()
-		first, ok := s.orphans[ref]
-		if !ok {
-			s.orphans[ref] = now
-		}
-		s.mu.Unlock()
-		if ok && now.Sub(first) >= grace {
-			if err := s.tok.DestroyObject(ctx, h); err != nil && !hsm.IsHandleInvalid(err) {
-				return Internal("destroying an orphaned key version", err)
-			}
-			res.Repaired = append(res.Repaired, "destroyed orphaned key version object "+label+" (no metadata names it)")
-		}
-	}
-	s.mu.Lock()
-	for ref := range s.orphans {
-		if !seen[ref] {
-			delete(s.orphans, ref) // adopted by metadata, or gone
-		}
-	}
-	s.mu.Unlock()
-	for ref := range known {
-		if !present[ref] {
-			res.Missing = append(res.Missing, "key version "+ref+" is named by metadata but its object is missing from the token")
-		}
-	}
-	sort.Strings(res.Repaired)
-	sort.Strings(res.Missing)
-	return nil
-}
-
-// destroyKey removes a key's aliases, version objects and metadata, in that
-// order, so an interrupted destruction leaves metadata a later sweep finishes.
-func (s *Service) destroyKey(ctx context.Context, m *keyMeta) error {
-	aliases, err := s.aliasesOf(ctx, m.KeyId)
-	if err != nil {
-		return err
-	}
-	for _, a := range aliases {
-		s.cache.dropAlias(a.AliasName)
-		if err := s.tok.DestroyData(ctx, appAliases, a.AliasName); err != nil && !errors.Is(err, hsm.ErrNotFound) {
-			return Internal("destroying alias", err)
-		}
-	}
-	s.forgetKey(m.KeyId)
-	s.cache.dropKey(m.KeyId)
-	if m.Origin == OriginExternal {
-		s.destroyWrappingKeys(ctx, m.KeyId)
-	}
-	for _, v := range m.Versions {
-		id, err := uuid.Parse(v.KeyVersionId)
-		if err != nil {
-			continue
-		}
-		hs, err := s.tok.ObjectsByID(ctx, id[:]) // a secret key, or both halves of a key pair
-		if err != nil {
-			return Internal("finding key versions", err)
-		}
-		for _, h := range hs {
-			if err := s.tok.DestroyObject(ctx, h); err != nil {
-				return Internal("destroying key version", err)
-			}
-		}
-	}
-	if err := s.tok.DestroyData(ctx, appKeys, m.KeyId); err != nil && !errors.Is(err, hsm.ErrNotFound) {
-		return Internal("destroying key metadata", err)
-	}
-	return nil
 }

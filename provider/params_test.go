@@ -179,7 +179,7 @@ func TestSweepListsAreNeverNull(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, _ := json.Marshal(res)
-	if string(b) != `{"Deleted":[],"Rotated":[],"Repaired":[],"Missing":[]}` {
+	if string(b) != `{"Deleted":[],"Rotated":[],"Repaired":[],"Missing":[],"Orphans":[]}` {
 		t.Fatalf("Sweep with nothing to do: %s", b)
 	}
 }

@@ -54,9 +54,15 @@ type KeyIdRequest struct {
 }
 
 // RequestIdResponse is the response of operations that return nothing else.
+// The key it changed, where the operation sets it, is for the wire record
+// only (KeyIds), not part of the answer.
 type RequestIdResponse struct {
 	RequestId string
+	keyID     string
 }
+
+// KeyIds is the key the operation changed ("" where it does not say).
+func (r *RequestIdResponse) KeyIds() (keyID, versionID string) { return r.keyID, "" }
 
 // ListKeysRequest pages through keys. In every listing a nil PageNumber or
 // PageSize is absent (the defaults apply); a given 0 is refused.
@@ -317,6 +323,7 @@ type SweepResult struct {
 	Rotated  []string // keys given a new version by automatic rotation
 	Repaired []string // inconsistencies found and repaired
 	Missing  []string // inconsistencies found that cannot be repaired (reported, never hidden)
+	Orphans  []string // token objects no metadata names, found and not yet destroyed (see SweepOptions)
 }
 
 // KeyIds are the key and version a response names, for the wire record

@@ -93,20 +93,24 @@ func generateDataKey(c *wire.Call, req any) (any, error) {
 	return c.KMS.GenerateDataKey(c.Ctx, &r)
 }
 
-// sweepAction runs the periodic work: deletions due, rotations due.
+// sweepAction runs the periodic work: deletions due, rotations due,
+// expired material, and the token objects no metadata names (listed in
+// Orphans; destroyed at once with --RepairOrphans).
 func sweepAction(g *globals) action {
-	type sweepRequest struct{}
+	type sweepRequest struct {
+		RepairOrphans bool `help:"destroy at once the token objects no metadata names (orphaned versions and key pairs, wrapping keys of keys that do not exist); only while no serve or other writer uses the token"`
+	}
 	return action{
 		Name:  "Sweep",
-		Short: "Destroy keys whose deletion window passed and rotate keys that are due (any node may run it)",
+		Short: "Destroy keys whose deletion window passed, rotate keys that are due, find (--RepairOrphans: destroy) orphaned token objects",
 		New:   func() any { return &sweepRequest{} },
-		Run: func(ctx context.Context, _ any) (any, error) {
+		Run: func(ctx context.Context, req any) (any, error) {
 			svc, closeFn, err := g.openService(ctx)
 			if err != nil {
 				return nil, err
 			}
 			defer closeFn()
-			return svc.Sweep(ctx)
+			return svc.SweepWith(ctx, provider.SweepOptions{RepairOrphans: req.(*sweepRequest).RepairOrphans})
 		},
 	}
 }

@@ -146,6 +146,7 @@ func serve(ctx context.Context, g *globals, f *serveFlags) error {
 	if err := f.check(); err != nil {
 		return err
 	}
+	holdHUP() // from now on SIGHUP never ends serve: it reloads (once the reloaders listen) or does nothing
 	isChild := isServeChild()
 	var sf *seed.File
 	if f.seedFile != "" && !isChild {
@@ -283,7 +284,7 @@ func newHandler(ctx context.Context, g *globals, f *serveFlags, kms *provider.Se
 	if f.xks.file == nil {
 		return srv, closeAudit, nil
 	}
-	handler, err = withXKS(ctx, f.xks.file, kms, srv, scfg.Audit, f, g, log)
+	handler, err = withXKS(ctx, kms, srv, scfg.Audit, f, st, log)
 	return handler, closeAudit, err
 }
 
@@ -309,7 +310,35 @@ func startChildren(processes int) (stop func(), err error) {
 		}
 		children = append(children, c)
 	}
-	return stop, nil
+	stopHUP, stopChildren := forwardHUP(children), stop
+	return func() { stopHUP(); stopChildren() }, nil
+}
+
+// holdHUP subscribes to SIGHUP with a channel no one reads, so that a
+// SIGHUP arriving before the reloaders subscribe (access keys, XKS) is
+// dropped instead of ending the process (Go's default for SIGHUP).
+func holdHUP() { signal.Notify(make(chan os.Signal, 1), syscall.SIGHUP) }
+
+// forwardHUP passes every SIGHUP this process gets to the --processes
+// children, so that `kill -HUP <serve pid>` reloads the access keys and
+// the XKS configuration in every process; stop ends it.
+func forwardHUP(children []*exec.Cmd) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+				for _, c := range children {
+					_ = c.Process.Signal(syscall.SIGHUP)
+				}
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }
 
 // runServer serves on ln until the server fails or SIGINT/SIGTERM, then

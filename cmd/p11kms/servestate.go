@@ -16,6 +16,7 @@ import (
 	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/wire"
+	"github.com/p11kms/p11kms/provider/xks"
 )
 
 // stateFlags are serve's flags for its replay memory and rate state.
@@ -60,8 +61,11 @@ func (s *stateFlags) check() error {
 // --state with the digest secret from the token. It prints where the state
 // lives and, in process, how much memory the replay store holds.
 func openState(ctx context.Context, f *serveFlags, tok *hsm.Token, log *slog.Logger) (*state.State, error) {
-	cfg := state.Config{URL: f.state.url, Window: server.ReplayWindow(f.state.clockSkew), MaxRate: f.state.maxRate,
-		Rate: f.rate, Burst: f.burst}
+	window := server.ReplayWindow(f.state.clockSkew)
+	if f.xks.on { // XKS remembers signatures for its own window, whatever --clock-skew
+		window = max(window, xks.ReplayWindow)
+	}
+	cfg := state.Config{URL: f.state.url, Window: window, MaxRate: f.state.maxRate, Rate: f.rate, Burst: f.burst}
 	if cfg.URL != "" {
 		key, err := tok.HMACKey(ctx, stateKeyLabel)
 		if err != nil {

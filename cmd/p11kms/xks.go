@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/internal/secretseal"
 	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/server"
@@ -33,7 +34,7 @@ type xksFlags struct {
 	config string
 	prefix string
 	set    bool      // --xks-prefix given
-	file   *xks.File // loaded by loadTLSAndXKS
+	file   *xks.File // checked by loadTLSAndXKS (secrets still sealed)
 	path   string    // the file loaded (for SIGHUP)
 }
 
@@ -50,53 +51,97 @@ func (x *xksFlags) check(fl *pflag.FlagSet) {
 	x.on = x.on || x.config != "" || x.set
 }
 
-// load reads the XKS configuration (nil when XKS is off).
+// load reads and checks the XKS configuration before the token is open
+// (nil when XKS is off): a bad file writes nothing. Its sealed secrets are
+// opened later, by open.
 func (x *xksFlags) load(g *globals) (*xks.File, error) {
 	if !x.on {
 		return nil, nil
 	}
-	p := x.config
-	if p == "" {
-		p = filepath.Join(g.home, xksFileName)
-	}
-	x.path = p
-	f, err := xks.LoadFile(p)
+	x.path = x.filePath(g)
+	f, err := xks.LoadFile(x.path)
 	if err != nil {
 		return nil, fmt.Errorf("--xks-config: %w", err)
 	}
-	if x.set {
-		f.URIPrefix = strings.Trim(x.prefix, "/")
-		if err := f.Check(); err != nil {
-			return nil, usageError{fmt.Errorf("--xks-prefix: %w", err)}
-		}
+	return f, x.override(f)
+}
+
+// filePath is --xks-config or the home's xks.json.
+func (x *xksFlags) filePath(g *globals) string {
+	if x.config != "" {
+		return x.config
 	}
-	return f, nil
+	return filepath.Join(g.home, xksFileName)
+}
+
+// override applies --xks-prefix to the file's configuration.
+func (x *xksFlags) override(f *xks.File) error {
+	if !x.set {
+		return nil
+	}
+	f.URIPrefix = strings.Trim(x.prefix, "/")
+	if err := f.Check(); err != nil {
+		return usageError{fmt.Errorf("--xks-prefix: %w", err)}
+	}
+	return nil
+}
+
+// open reads the XKS configuration with its secrets opened by the token;
+// plaintext secrets in the file are sealed in it first, and logged.
+func (x *xksFlags) open(s wire.SecretSealer, log *slog.Logger) (*xks.File, error) {
+	f, sealed, err := xks.LoadSealedFile(x.path, s)
+	if err != nil {
+		return nil, fmt.Errorf("--xks-config: %w", err)
+	}
+	if sealed > 0 {
+		log.Warn("XKS: plaintext SigV4 secrets in the file are now sealed under the token's key; a copy of the file "+
+			"made before now still holds them: rotate those credentials (docs/XKS.md)", "file", x.path, "sealed", sealed)
+	}
+	return f, x.override(f)
+}
+
+// xksSealer seals and opens the XKS SigV4 secrets with the token.
+func xksSealer(ctx context.Context, tok *hsm.Token) (*secretseal.Sealer, error) {
+	s, err := secretseal.New(ctx, tok)
+	if err != nil {
+		return nil, err
+	}
+	return s.WithPurpose(xks.SealPurpose)
 }
 
 // withXKS mounts the XKS handler beside the KMS dialects: a path holding
 // /kms/xks/v1/ goes to XKS (which answers a wrong prefix with
 // InvalidUriPathException), everything else to kmsHandler. XKS requests
-// are counted in the server's metrics (api="xks") and audited.
-func withXKS(ctx context.Context, f *xks.File, kms *provider.Service, kmsHandler *server.Server, audit wire.Observer,
-	sf *serveFlags, g *globals, log *slog.Logger) (http.Handler, error) {
+// are counted in the server's metrics (api="xks") and audited, and share
+// the node's replay memory and rate limits (st: in process or --state).
+func withXKS(ctx context.Context, kms *provider.Service, kmsHandler *server.Server, audit wire.Observer,
+	sf *serveFlags, st *state.State, log *slog.Logger) (http.Handler, error) {
 	obs := observers{kmsHandler.Metrics()}
 	if audit != nil {
 		obs = append(obs, audit)
 	}
-	var lim wire.Limiter
-	if sf.rate > 0 {
-		l, err := state.NewLocalLimiter(sf.rate, sf.burst, len(f.Credentials))
-		if err != nil {
-			return nil, usageError{fmt.Errorf("--rate/--burst: %w", err)}
-		}
-		lim = l // wire.Limiter is state.RateLimiter
-	}
-	h, err := xks.New(ctx, xks.Config{Token: kms.Token(), KMS: kms, File: f, Observer: obs, Limiter: lim, MaxBodyBytes: sf.maxBody,
-		Model: "p11kms XKS proxy (XKS Proxy API v1.0.3)", ExpectedHost: sf.expectedHost})
+	sealer, err := xksSealer(ctx, kms.Token())
 	if err != nil {
 		return nil, err
 	}
-	go reloadOnHUP(ctx, h, &sf.xks, g, log)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // before the file is read: a SIGHUP from now on reloads it
+	f, err := sf.xks.open(sealer, log)
+	if err != nil {
+		signal.Stop(hup)
+		return nil, err
+	}
+	var lim wire.Limiter
+	if st.Limiter != nil {
+		lim = st.Limiter
+	}
+	h, err := xks.New(ctx, xks.Config{Token: kms.Token(), KMS: kms, File: f, Observer: obs, Limiter: lim, Replay: st.Replay,
+		MaxBodyBytes: sf.maxBody, Model: "p11kms XKS proxy (XKS Proxy API v1.0.3)", ExpectedHost: sf.expectedHost})
+	if err != nil {
+		signal.Stop(hup)
+		return nil, err
+	}
+	go reloadOnHUP(ctx, hup, h, &sf.xks, sealer, log)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.Contains(r.URL.Path, xks.APIRoot) {
 			h.ServeHTTP(w, r)
@@ -109,9 +154,7 @@ func withXKS(ctx context.Context, f *xks.File, kms *provider.Service, kmsHandler
 // reloadOnHUP reads the XKS configuration again on every SIGHUP (until ctx
 // ends): new credentials and keys take effect without a restart; a file
 // that does not load is logged and the running configuration kept.
-func reloadOnHUP(ctx context.Context, h *xks.Handler, x *xksFlags, g *globals, log *slog.Logger) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+func reloadOnHUP(ctx context.Context, hup chan os.Signal, h *xks.Handler, x *xksFlags, s wire.SecretSealer, log *slog.Logger) {
 	defer signal.Stop(hup)
 	for {
 		select {
@@ -119,7 +162,7 @@ func reloadOnHUP(ctx context.Context, h *xks.Handler, x *xksFlags, g *globals, l
 			return
 		case <-hup:
 		}
-		f, err := x.load(g)
+		f, err := x.open(s, log)
 		if err == nil {
 			err = h.Reload(f)
 		}
@@ -127,7 +170,7 @@ func reloadOnHUP(ctx context.Context, h *xks.Handler, x *xksFlags, g *globals, l
 			log.Error("XKS configuration not reloaded: the running one stays", "file", x.path, "err", err)
 			continue
 		}
-		log.Info("XKS configuration reloaded", "file", x.path, "credentials", len(f.Credentials), "keys", len(f.Keys))
+		log.Info("XKS configuration reloaded", "file", x.path, "credentials", len(f.Credentials), "keys", len(f.Keys), "pid", os.Getpid())
 	}
 }
 
@@ -152,9 +195,10 @@ func (o observers) Healthy() bool {
 	return true
 }
 
-// newXKSCmd is `p11kms xks`: the token keys an XKS proxy serves.
+// newXKSCmd is `p11kms xks`: the token keys an XKS proxy serves and its
+// configuration file (xksfile.go).
 func newXKSCmd(g *globals) *cobra.Command {
-	cmd := &cobra.Command{Use: "xks", Short: "AWS KMS External Key Store keys in the token (see `serve --xks`)"}
+	cmd := &cobra.Command{Use: "xks", Short: "AWS KMS External Key Store: token keys, SigV4 credentials and key status (see `serve --xks`)"}
 	var usage []string
 	create := &cobra.Command{
 		Use:   "create-key LABEL",
@@ -189,6 +233,7 @@ func newXKSCmd(g *globals) *cobra.Command {
 	}
 	create.Flags().StringSliceVar(&usage, "usage", []string{"encrypt", "decrypt"}, "what the key may do: encrypt, decrypt (comma-separated, both by default) or none")
 	cmd.AddCommand(create)
+	addXKSFileCmds(cmd, g)
 	return cmd
 }
 

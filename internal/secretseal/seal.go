@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/p11kms/p11kms/hsm"
 )
@@ -19,9 +20,10 @@ const KeyLabel = "p11kms/access-keys"
 // Sealer seals and opens access-key secrets with the token (it implements
 // wire.SecretSealer).
 type Sealer struct {
-	ctx context.Context
-	tok *hsm.Token
-	key hsm.ObjectHandle
+	ctx     context.Context
+	tok     *hsm.Token
+	key     hsm.ObjectHandle
+	purpose string // "" for access keys; see WithPurpose
 }
 
 // New returns the token's sealer, generating its key on first use.
@@ -33,7 +35,29 @@ func New(ctx context.Context, tok *hsm.Token) (*Sealer, error) {
 	return &Sealer{ctx: ctx, tok: tok, key: key}, nil
 }
 
-func aad(id string) []byte { return []byte(KeyLabel + "\x00" + id) }
+// aad binds a sealed secret to its id and purpose: KeyLabel, 0x00, id for
+// access keys (the original format); KeyLabel, 0x01, purpose, 0x00, id
+// otherwise, so the two forms can never be equal.
+func (s *Sealer) aad(id string) []byte {
+	if s.purpose == "" {
+		return []byte(KeyLabel + "\x00" + id)
+	}
+	return []byte(KeyLabel + "\x01" + s.purpose + "\x00" + id)
+}
+
+// WithPurpose returns a sealer under the same token key whose sealed
+// secrets open only with a sealer of the same purpose (and those of s only
+// with s's): e.g. "xks" for the XKS proxy's SigV4 secrets, so a secret
+// sealed for one file cannot be moved into the other, even under an id
+// valid in both. purpose must not be empty or hold a NUL byte.
+func (s *Sealer) WithPurpose(purpose string) (*Sealer, error) {
+	if purpose == "" || strings.IndexByte(purpose, 0) >= 0 {
+		return nil, fmt.Errorf("secretseal: purpose %q: accepted a non-empty name without NUL bytes", purpose)
+	}
+	c := *s
+	c.purpose = purpose
+	return &c, nil
+}
 
 // Seal encrypts the secret of access key id; the result is base64 of
 // IV ‖ ciphertext ‖ tag.
@@ -42,7 +66,7 @@ func (s *Sealer) Seal(id string, secret []byte) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("access-key secrets: %w", err)
 	}
-	ct, err := s.tok.EncryptGCM(s.ctx, s.key, iv, secret, aad(id))
+	ct, err := s.tok.EncryptGCM(s.ctx, s.key, iv, secret, s.aad(id))
 	if err != nil {
 		return "", fmt.Errorf("access-key secrets: sealing %s: %w", id, err)
 	}
@@ -60,7 +84,7 @@ func (s *Sealer) Open(id, sealed string) ([]byte, error) {
 	if err != nil || len(raw) <= hsm.GCMIVSize+hsm.GCMTagSize {
 		return nil, fmt.Errorf("access-key secrets: %s: SealedSecret is not base64 of IV, ciphertext and tag", id)
 	}
-	pt, err := s.tok.DecryptGCM(s.ctx, s.key, raw[:hsm.GCMIVSize], raw[hsm.GCMIVSize:], aad(id))
+	pt, err := s.tok.DecryptGCM(s.ctx, s.key, raw[:hsm.GCMIVSize], raw[hsm.GCMIVSize:], s.aad(id))
 	if errors.Is(err, hsm.ErrDecryption) {
 		return nil, fmt.Errorf("access-key secrets: %s: %w", id, ErrNotSealedHere)
 	}

@@ -50,3 +50,41 @@ func TestSealOpen(t *testing.T) {
 		}
 	}
 }
+
+// A secret sealed for one purpose opens for that purpose only: an XKS
+// SigV4 secret cannot be moved into the access-keys file (or back) under an
+// id both accept, and an empty or NUL-holding purpose is refused.
+func TestPurposesAreApart(t *testing.T) {
+	tok := softhsmtest.New(t)
+	keys, err := secretseal.New(t.Context(), tok.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	xks, err := keys.WithPurpose("xks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, _ := keys.WithPurpose("other")
+	const id = "AKIA234567ABCDEF2345"
+	forXKS, err := xks.Seal(id, []byte("xks secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := xks.Open(id, forXKS); err != nil || string(got) != "xks secret" {
+		t.Fatalf("Open for xks: %q %v", got, err)
+	}
+	for name, s := range map[string]*secretseal.Sealer{"access keys": keys, "other": other} {
+		if _, err := s.Open(id, forXKS); !errors.Is(err, secretseal.ErrNotSealedHere) {
+			t.Errorf("an xks secret opened for %s: %v", name, err)
+		}
+	}
+	forKeys, _ := keys.Seal(id, []byte("access key secret"))
+	if _, err := xks.Open(id, forKeys); !errors.Is(err, secretseal.ErrNotSealedHere) {
+		t.Errorf("an access-key secret opened for xks: %v", err)
+	}
+	for _, bad := range []string{"", "x\x00y"} {
+		if _, err := keys.WithPurpose(bad); err == nil {
+			t.Errorf("WithPurpose(%q) accepted", bad)
+		}
+	}
+}

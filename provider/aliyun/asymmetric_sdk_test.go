@@ -207,7 +207,7 @@ func TestAsymmetricRefusals(t *testing.T) {
 	_, err = a.c.Encrypt(&kms.EncryptRequest{KeyId: tea.String(id), Plaintext: tea.String("aGk=")})
 	wantErr(t, err, "InvalidParameter")
 	_, err = a.c.CreateKeyVersion(&kms.CreateKeyVersionRequest{KeyId: tea.String(id)})
-	wantErr(t, err, "UnsupportedOperation")
+	wantErr(t, err, "Rejected.Conflict") // a new version 7 days after the last (TestAsymmetricKeyVersions)
 	_, err = a.c.AsymmetricSign(&kms.AsymmetricSignRequest{KeyId: tea.String(id), KeyVersionId: tea.String("0b7e5b1e-0000-4000-8000-000000000000"),
 		Algorithm: tea.String("RSA_PSS_SHA_256"), Digest: tea.String(digest)})
 	wantErr(t, err, "Forbidden.KeyNotFound")

@@ -105,6 +105,7 @@ type fieldKind int
 const (
 	kindString fieldKind = iota
 	kindInt
+	kindInt64       // int64: a Unix time
 	kindOptionalInt // *int: nil when the parameter is absent or empty
 	kindBool
 	kindContext
@@ -192,6 +193,7 @@ var actionSpecs = buildSpecs()
 func buildSpecs() map[string]*actionSpec {
 	out := make(map[string]*actionSpec, len(wire.Actions))
 	for name, a := range wire.Actions {
+		a = withWireNames(a)
 		t := reflect.TypeOf(a.New()).Elem()
 		s := &actionSpec{action: a, fields: map[string]fieldSpec{}, tolerated: map[string]func(string, string) error{}}
 		for i := range t.NumField() {
@@ -207,6 +209,8 @@ func buildSpecs() map[string]*actionSpec {
 				k = kindString
 			case f.Type.Kind() == reflect.Int:
 				k = kindInt
+			case f.Type.Kind() == reflect.Int64:
+				k = kindInt64
 			case f.Type.Kind() == reflect.Pointer && f.Type.Elem().Kind() == reflect.Int:
 				k = kindOptionalInt
 			case f.Type.Kind() == reflect.Bool:
@@ -214,7 +218,7 @@ func buildSpecs() map[string]*actionSpec {
 			default:
 				panic(fmt.Sprintf("aliyun: %s.%s has type %s, which the wire decoder does not handle", t.Name(), f.Name, f.Type))
 			}
-			s.fields[f.Name] = fieldSpec{index: i, kind: k, accepts: f.Tag.Get("help")}
+			s.fields[wireName(name, f.Name)] = fieldSpec{index: i, kind: k, accepts: f.Tag.Get("help")}
 		}
 		for p, check := range toleratedParams[name] {
 			s.tolerated[p] = check
@@ -256,11 +260,15 @@ func decodeParams(s *actionSpec, params map[string]string) (any, error) {
 				return nil, provider.InvalidParam(name, "must be valid UTF-8")
 			}
 			fv.SetString(val)
-		case kindInt, kindOptionalInt:
+		case kindInt, kindInt64, kindOptionalInt:
 			if val == "" {
 				continue
 			}
-			n, err := strconv.ParseInt(val, 10, 32)
+			bits := 32
+			if f.kind == kindInt64 {
+				bits = 64
+			}
+			n, err := strconv.ParseInt(val, 10, bits)
 			if err != nil {
 				return nil, provider.InvalidParam(name, "must be a decimal integer; accepted: %s", f.accepts)
 			}

@@ -69,8 +69,10 @@
 // some object already carries is refused with Rejected.Conflict, unless
 // ImportDataKey's Replace is set and the existing object is an imported
 // secret key (the old key is destroyed only after the new one exists and is
-// verified). Labels starting with "p11kms/" belong to the KMS's CMK versions
-// and are refused. Imports and deletions of one label take turns across the
+// verified). Labels the KMS reserves (provider.IsReservedLabel: "p11kms/"
+// for CMK versions, key pairs and service keys, "p11kms-import" for BYOK
+// wrapping keys and the import-token key) are refused, and such objects
+// are not listed by ListWrappingKeys. Imports and deletions of one label take turns across the
 // processes of a host (an flock on a lock file in the system temp
 // directory: every process on a token must share TMPDIR, as for the hsm
 // package's object lock); a lookup that meets an import in progress waits

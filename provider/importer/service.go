@@ -146,6 +146,10 @@ func isStale(err error) bool {
 		hsm.IsCode(err, pkcs11.CKR_UNWRAPPING_KEY_HANDLE_INVALID)
 }
 
+// reservedImportPrefix starts the labels of the KMS's BYOK wrapping keys
+// and its import-token key (provider.IsReservedLabel).
+const reservedImportPrefix = "p11kms-import"
+
 // checkLabel validates a KeyLabel or WrappingKeyLabel.
 func checkLabel(param, label string) error {
 	switch {
@@ -155,8 +159,8 @@ func checkLabel(param, label string) error {
 		return provider.InvalidParam(param, "is %d bytes; accepted: 1 to %d bytes of printable UTF-8", len(label), MaxLabelBytes)
 	case !utf8.ValidString(label):
 		return provider.InvalidParam(param, "is not valid UTF-8; accepted: 1 to %d bytes of printable UTF-8", MaxLabelBytes)
-	case strings.HasPrefix(label, ReservedLabelPrefix):
-		return provider.InvalidParam(param, "labels starting with %q are reserved for the KMS's CMK versions", ReservedLabelPrefix)
+	case provider.IsReservedLabel(label):
+		return provider.InvalidParam(param, "labels starting with %q or %q are reserved for the KMS's own keys (CMK versions, key pairs, import wrapping keys)", ReservedLabelPrefix, reservedImportPrefix)
 	}
 	for _, r := range label {
 		if !unicode.IsPrint(r) {

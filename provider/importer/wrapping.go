@@ -166,7 +166,7 @@ func (s *Service) describePrivate(ctx context.Context, h hsm.ObjectHandle) (Wrap
 		return WrappingKeyInfo{}, false, err
 	}
 	info := WrappingKeyInfo{KeyLabel: string(a[pkcs11.CKA_LABEL]), KeyId: hex.EncodeToString(a[pkcs11.CKA_ID])}
-	if info.KeyLabel == "" {
+	if info.KeyLabel == "" || provider.IsReservedLabel(info.KeyLabel) { // the KMS's own: CMK key pairs, BYOK wrapping keys
 		return info, false, nil
 	}
 	kt := a[pkcs11.CKA_KEY_TYPE]

@@ -94,7 +94,7 @@ func asymDecrypt(c *wire.Call, ref, alg, ct string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.KMS.AsymmetricDecrypt(c.Ctx, &provider.AsymmetricDecryptRequest{KeyId: id, KeyVersionId: ver, Algorithm: alg, CiphertextBlob: ct})
+	r, err := c.KMS.AsymmetricDecrypt(c.Ctx, &provider.AsymmetricDecryptRequest{KeyId: id, KeyVersionId: ver, Algorithm: alg, Ciphertext: ct})
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +178,7 @@ func signByAsymmetricKey(c *wire.Call, req *signRequest) (any, error) {
 	}
 	r, err := c.KMS.AsymmetricSign(c.Ctx, &provider.AsymmetricSignRequest{KeyId: id, KeyVersionId: ver, Algorithm: req.alg, Digest: req.digest})
 	if err != nil {
-		return nil, err
+		return nil, provider.RenameParams(err, map[string]string{"Digest": "Message"})
 	}
 	return object{"Signature": r.Value}, nil
 }
@@ -192,9 +192,9 @@ func verifyByAsymmetricKey(c *wire.Call, req *signRequest) (any, error) {
 		return nil, err
 	}
 	r, err := c.KMS.AsymmetricVerify(c.Ctx, &provider.AsymmetricVerifyRequest{KeyId: id, KeyVersionId: ver, Algorithm: req.alg,
-		Digest: req.digest, Value: req.SignatureValue})
+		Digest: req.digest, Signature: req.SignatureValue})
 	if err != nil {
-		return nil, err
+		return nil, provider.RenameParams(err, map[string]string{"Signature": "SignatureValue", "Digest": "Message"})
 	}
 	return object{"SignatureValid": r.Value}, nil
 }

@@ -1,8 +1,6 @@
 package tencent
 
 import (
-	"strconv"
-
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
 )
@@ -66,19 +64,21 @@ func (r *importMaterialRequest) check() error {
 func importKeyMaterial(c *wire.Call, req *importMaterialRequest) (any, error) {
 	preq := &provider.ImportKeyMaterialRequest{KeyId: req.KeyId, EncryptedKeyMaterial: req.EncryptedKeyMaterial, ImportToken: req.ImportToken}
 	if req.ValidTo != nil {
-		preq.KeyMaterialExpireUnix = strconv.FormatUint(*req.ValidTo, 10)
+		preq.ValidTo = int64(*req.ValidTo) // at most maxValidTo (check)
 	}
-	if _, err := c.KMS.ImportKeyMaterial(c.Ctx, preq); err != nil {
+	r, err := c.KMS.ImportKeyMaterial(c.Ctx, preq)
+	if err != nil {
 		return nil, err
 	}
-	c.SetKey(req.KeyId, "")
+	c.SetKey(r.KeyIds())
 	return object{}, nil
 }
 
 func deleteImportedKeyMaterial(c *wire.Call, ref string) (any, error) {
-	if _, err := c.KMS.DeleteKeyMaterial(c.Ctx, &provider.KeyIdRequest{KeyId: ref}); err != nil {
+	r, err := c.KMS.DeleteKeyMaterial(c.Ctx, &provider.KeyIdRequest{KeyId: ref})
+	if err != nil {
 		return nil, err
 	}
-	c.SetKey(ref, "")
+	c.SetKey(r.KeyIds())
 	return object{}, nil
 }

@@ -32,7 +32,7 @@ func (s *service) findCMK(ctx context.Context, id string, cfg Key) (*externalKey
 	if err != nil {
 		return nil, coreError(id, err)
 	}
-	return &externalKey{id: id, cfg: cfg, usage: hsm.UsageEncrypt | hsm.UsageDecrypt, enabled: ek.Enabled,
+	return &externalKey{id: id, cfg: cfg, usage: hsm.UsageEncrypt | hsm.UsageDecrypt, enabled: ek.Enabled && !cfg.Disabled,
 		backend: cmkKey{kms: s.kms, ref: ek.KeyId}}, nil
 }
 

@@ -13,8 +13,8 @@ import (
 )
 
 // File is the XKS configuration file (xks.json in the p11kms home, mode
-// 0600: it holds the SigV4 secrets): the credentials AWS KMS signs with and
-// the external keys it may use.
+// 0600): the credentials AWS KMS signs with, their secrets sealed under the
+// token's key (LoadSealedFile), and the external keys it may use.
 type File struct {
 	// URIPrefix is the optional path prefix before /kms/xks/v1 (no leading
 	// or trailing slash), as configured in AWS KMS's XksProxyUriPath.
@@ -30,9 +30,17 @@ type File struct {
 }
 
 // Credential is one SigV4 access key id and secret access key.
+//
+// In the file the secret is SealedSecretAccessKey (internal/secretseal,
+// purpose SealPurpose): the file alone signs nothing. SecretAccessKey in
+// the file is the plaintext form written by hand or by an older p11kms,
+// sealed in the file by the first load that has the token
+// (LoadSealedFile). In memory, once loaded, SecretAccessKey holds the
+// secret.
 type Credential struct {
-	AccessKeyID     string `json:"accessKeyId"`
-	SecretAccessKey string `json:"secretAccessKey"`
+	AccessKeyID           string `json:"accessKeyId"`
+	SecretAccessKey       string `json:"secretAccessKey,omitempty"`
+	SealedSecretAccessKey string `json:"sealedSecretAccessKey,omitempty"`
 }
 
 // Key is one external key: what backs it and its secondary-authorization
@@ -51,6 +59,11 @@ type Key struct {
 	// Operations are the requestMetadata.kmsOperation patterns allowed
 	// (e.g. "Encrypt", "GenerateDataKey*"; absent: any operation).
 	Operations []string `json:"operations,omitempty"`
+	// Disabled makes the key's keyStatus DISABLED: Encrypt and Decrypt
+	// are InvalidStateException until it is enabled again (`p11kms xks
+	// disable-key` / `enable-key`). A CMK-backed key is also DISABLED
+	// while its CMK is not Enabled.
+	Disabled bool `json:"disabled,omitempty"`
 	// Foreign allows a token key not made by `p11kms xks create-key` (whose
 	// CKA_ID starts with KeyIDPrefix), e.g. one an HSM administrator made.
 	// Without it such a key is refused: a key that something else uses
@@ -76,23 +89,42 @@ var (
 // XKS encryption and decryption oracle.
 const ownLabels = "p11kms/"
 
+// maxSealed bounds a sealed secret: Base64 of IV, a 64-byte secret and
+// the tag is 124 characters.
+const maxSealed = 256
+
 // maxURIPath bounds XksProxyUriPath ([/prefix]/kms/xks/v1): 128 characters.
 const maxURIPath = 128
 
 // LoadFile reads and checks an XKS configuration file (strict JSON:
-// unknown fields are errors).
+// unknown fields are errors), without opening its sealed secrets (for
+// that: LoadSealedFile).
 func LoadFile(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("xks: %w", err)
 	}
+	return parseFile(path, b)
+}
+
+// parseFile decodes and checks the file's bytes.
+func parseFile(path string, b []byte) (*File, error) {
+	f, err := decodeFile(path, b)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Check(); err != nil {
+		return nil, fmt.Errorf("xks: %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// decodeFile decodes the file's bytes, strictly, without checking them.
+func decodeFile(path string, b []byte) (*File, error) {
 	var f File
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&f); err != nil {
-		return nil, fmt.Errorf("xks: %s: %w", path, err)
-	}
-	if err := f.Check(); err != nil {
 		return nil, fmt.Errorf("xks: %s: %w", path, err)
 	}
 	return &f, nil
@@ -108,15 +140,19 @@ func (f *File) Check() error {
 		return fmt.Errorf("uriPrefix: the URI path /%s/kms/xks/v1 has %d characters: at most %d", f.URIPrefix, n, maxURIPath)
 	}
 	if len(f.Credentials) == 0 {
-		return fmt.Errorf("credentials: at least one {accessKeyId, secretAccessKey} is required")
+		return fmt.Errorf("credentials: at least one is required (`p11kms xks credential create` adds one)")
 	}
 	seen := map[string]bool{}
 	for i, c := range f.Credentials {
 		switch {
 		case !accessKeyIDPattern.MatchString(c.AccessKeyID):
 			return fmt.Errorf("credentials[%d].accessKeyId: accepted 20 to 30 characters A-Z and 2-7", i)
-		case !secretPattern.MatchString(c.SecretAccessKey):
+		case (c.SecretAccessKey == "") == (c.SealedSecretAccessKey == ""):
+			return fmt.Errorf("credentials[%d]: give exactly one of secretAccessKey (plaintext, sealed on load) and sealedSecretAccessKey", i)
+		case c.SecretAccessKey != "" && !secretPattern.MatchString(c.SecretAccessKey):
 			return fmt.Errorf("credentials[%d].secretAccessKey: accepted 43 to 64 characters A-Z, a-z, 0-9, +, / and =", i)
+		case len(c.SealedSecretAccessKey) > maxSealed:
+			return fmt.Errorf("credentials[%d].sealedSecretAccessKey: at most %d characters (as `p11kms xks` writes it)", i, maxSealed)
 		case seen[c.AccessKeyID]:
 			return fmt.Errorf("credentials[%d].accessKeyId %s appears twice", i, c.AccessKeyID)
 		}
@@ -146,6 +182,19 @@ func (f *File) keyIDs() []string {
 	}
 	sort.Strings(ids)
 	return ids
+}
+
+// checkOpen is Check for a configuration in use: every secret opened.
+func (f *File) checkOpen() error {
+	if err := f.Check(); err != nil {
+		return err
+	}
+	for i, c := range f.Credentials {
+		if c.SecretAccessKey == "" {
+			return fmt.Errorf("credentials[%d] (%s): the secret is sealed: load the file with LoadSealedFile", i, c.AccessKeyID)
+		}
+	}
+	return nil
 }
 
 // secret returns the secret access key of id.

@@ -9,5 +9,11 @@
 // (service kms-xks-proxy), replay memory, the rate limit, then the
 // request's requestMetadata against the key's secondary-authorization
 // policy (principals and KMS operations), then the token. Errors are
-// {"errorName","errorMessage"} with the spec's HTTP statuses.
+// {"errorName","errorMessage"} with the spec's HTTP statuses. The replay
+// memory and the rate limit are the node's (Config.Replay and
+// Config.Limiter: internal/state, in process or shared on Redis).
+//
+// The configuration file (File) keeps the SigV4 secrets sealed under the
+// token's key (LoadSealedFile opens them, sealing plaintext ones in the
+// file first; UpdateFile changes the file, sealed, atomically).
 package xks

@@ -60,3 +60,31 @@ func mustBeSpecError(t *testing.T, err error) {
 		t.Fatalf("%v is not a spec error with a clean message", err)
 	}
 }
+
+// FuzzParseFile: any bytes parse to a configuration that checks, each
+// credential with exactly one form of its secret, or an error naming the
+// file; never a panic.
+func FuzzParseFile(f *testing.F) {
+	id, secret := "AKIDXKSTESTKEY234567ABCD", "PleaseReplaceThisWithSomeSecretOfLength43To64"
+	for _, s := range []string{`{}`, `{"credentials":[{"accessKeyId":"` + id + `","secretAccessKey":"` + secret + `"}],"keys":{"k":{"disabled":true}}}`,
+		`{"credentials":[{"accessKeyId":"` + id + `","sealedSecretAccessKey":"AAAA"}]}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		c, err := parseFile("xks.json", raw)
+		if err != nil {
+			if !strings.Contains(err.Error(), "xks.json") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if err := c.Check(); err != nil {
+			t.Fatalf("parsed but does not check: %v", err)
+		}
+		for _, cr := range c.Credentials {
+			if (cr.SecretAccessKey == "") == (cr.SealedSecretAccessKey == "") {
+				t.Fatalf("credential %s with both or neither secret form", cr.AccessKeyID)
+			}
+		}
+	})
+}

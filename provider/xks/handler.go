@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/p11kms/p11kms/hsm"
+	"github.com/p11kms/p11kms/internal/state"
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/sigv4"
 	"github.com/p11kms/p11kms/provider/wire"
@@ -28,8 +29,15 @@ type Config struct {
 	KMS *provider.Service
 	// Observer receives one wire.Record per request (metrics, audit).
 	Observer wire.Observer
-	// Limiter limits each access key (nil: no limit): ThrottlingException.
+	// Limiter limits each credential (nil: no limit): ThrottlingException.
+	// serve passes the node's state.State.Limiter, so --rate is one limit
+	// per credential across every node sharing --state.
 	Limiter wire.Limiter
+	// Replay is the node's replay memory (state.State.Replay: in process,
+	// bounded and sized from --max-rate, or shared on Redis), remembering
+	// for at least ReplayWindow; nil: an in-process memory of the
+	// handler's own (wire.NewLocalReplayCache).
+	Replay state.ReplayStore
 	// Now is the clock for signatures (default time.Now).
 	Now func() time.Time
 	// MaxBodyBytes bounds a request body (default 64 KiB; the spec's
@@ -55,16 +63,17 @@ type Handler struct {
 	actions  map[string]*wire.Action
 }
 
-// replayWindow is how long a signature is remembered: X-Amz-Date may be
-// 5 minutes either side of the clock, so a signature is usable for 10.
-const replayWindow = 10 * time.Minute
+// ReplayWindow is how long a signature is remembered: X-Amz-Date may be
+// 5 minutes either side of the clock, so a signature is usable for 10. A
+// Config.Replay store must remember at least this long.
+const ReplayWindow = 10 * time.Minute
 
 // New makes the handler and the health check's session test key.
 func New(ctx context.Context, cfg Config) (*Handler, error) {
 	if cfg.Token == nil || cfg.File == nil {
 		return nil, errors.New("xks: Config.Token and Config.File are required")
 	}
-	if err := cfg.File.Check(); err != nil {
+	if err := cfg.File.checkOpen(); err != nil {
 		return nil, fmt.Errorf("xks: %w", err)
 	}
 	if cfg.Now == nil {
@@ -94,7 +103,7 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Handler{cfg: cfg, verifier: v, replay: wire.NewLocalReplayCache(replayWindow), svc: svc}
+	h := &Handler{cfg: cfg, verifier: v, replay: wire.Config{Replay: cfg.Replay}.ReplayCache(ReplayWindow), svc: svc}
 	h.actions = h.newActions()
 	return h, nil
 }
@@ -105,7 +114,7 @@ func New(ctx context.Context, cfg Config) (*Handler, error) {
 // remove the old one). A configuration that does not Check is refused and
 // the current one stays.
 func (h *Handler) Reload(f *File) error {
-	if err := f.Check(); err != nil {
+	if err := f.checkOpen(); err != nil {
 		return fmt.Errorf("xks: %w", err)
 	}
 	h.svc.file.Store(f)

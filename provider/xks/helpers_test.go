@@ -63,7 +63,8 @@ func (r *records) last() wire.Record {
 // fixture is an XKS handler on a loopback server over a fresh token with
 // the keys foo (encrypt+decrypt, known value), enc (encrypt only), dec
 // (decrypt only), none, aes128, ghost (configured, not in the token) and
-// alice (only Alice's Decrypt).
+// alice (only Alice's Decrypt); foo-off and cmk-off are foo and the CMK
+// orders marked disabled.
 type fixture struct {
 	t    testing.TB
 	url  string
@@ -122,6 +123,8 @@ func newFixture(t testing.TB, limiter wire.Limiter) *fixture {
 	f.Keys["cmk"] = xks.Key{CMK: "alias/xks-orders"}
 	f.Keys["cmk-disabled"] = xks.Key{CMK: disabled}
 	f.Keys["cmk-gone"] = xks.Key{CMK: "alias/none"}
+	f.Keys["foo-off"] = xks.Key{Label: "foo", Disabled: true}
+	f.Keys["cmk-off"] = xks.Key{CMK: "alias/xks-orders", Disabled: true}
 	recs := &records{}
 	h, err := xks.New(bg, xks.Config{Token: tok.Token, KMS: kms, File: f, Observer: recs, Limiter: limiter, Timeout: 5 * time.Second})
 	if err != nil {

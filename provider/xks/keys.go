@@ -108,7 +108,7 @@ func (s *service) find(ctx context.Context, id string, cfg Key) (*externalKey, e
 		return nil, fail(InvalidStateException, "the token key of external key %s was not made for XKS "+
 			"(p11kms xks create-key); set \"foreign\": true for it in the XKS configuration if it is meant to be one", id)
 	case err == nil:
-		return &externalKey{id: id, cfg: cfg, usage: a.Usage, derive: a.Derive, enabled: true,
+		return &externalKey{id: id, cfg: cfg, usage: a.Usage, derive: a.Derive, enabled: !cfg.Disabled,
 			backend: tokenKey{tok: s.tok, h: a.Handle}}, nil
 	case errors.Is(err, hsm.ErrNotFound):
 		return nil, fail(KeyNotFoundException, "the token holds no key for external key %s", id)
