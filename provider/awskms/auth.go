@@ -15,9 +15,17 @@ import (
 // SigningName is the SigV4 service name of AWS KMS.
 const SigningName = "kms"
 
-// replayWindow is how long a signature is remembered: the ±5 minute
-// X-Amz-Date window both ways, and a minute's margin.
-const replayWindow = 11 * time.Minute
+// defaultSkew is how far X-Amz-Date may be from the clock without
+// --clock-skew: AWS's own ±5 minutes.
+const defaultSkew = 5 * time.Minute
+
+// replayWindow is how long a signature is remembered: the X-Amz-Date
+// window both ways (a signature older than skew is refused by its date).
+// It follows --clock-skew as the other dialects' windows do, so it is
+// never longer than the window the node's replay memory is sized for
+// (server.ReplayWindow); with a fixed 11 minutes, `serve --clock-skew 2s`
+// failed every AWS request as "replay memory unavailable".
+func replayWindow(skew time.Duration) time.Duration { return 2 * skew }
 
 // verifier checks SigV4 signatures against the access keys: X-Amz-Target
 // must be signed (so an operation cannot be swapped under a signature)
@@ -33,9 +41,9 @@ type authResult struct {
 	signature []byte
 }
 
-func newVerifier(keys *wire.AccessKeys, now func() time.Time) *verifier {
+func newVerifier(keys *wire.AccessKeys, now func() time.Time, skew time.Duration) *verifier {
 	v, err := sigv4.New(sigv4.Config{
-		Service: SigningName, SignedHeaders: []string{"X-Amz-Target"}, RequireSignedPayload: true, NormalizePath: true, Now: now,
+		Service: SigningName, SignedHeaders: []string{"X-Amz-Target"}, RequireSignedPayload: true, NormalizePath: true, Now: now, Skew: skew,
 		Lookup: func(id string) (sigv4.Key, bool) {
 			k, ok := keys.Lookup(id)
 			return sigv4.Key{Secret: k.AccessKeySecret}, ok

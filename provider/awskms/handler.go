@@ -1,6 +1,7 @@
 package awskms
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"strconv"
@@ -48,8 +49,9 @@ func NewHandler(cfg Config) wire.Handler {
 		panic("awskms: Config.KMS and Config.Keys are required")
 	}
 	cfg.Config = cfg.WithDefaults()
-	return &handler{cfg: cfg, auth: newVerifier(cfg.Keys, cfg.Now), refs: refs{region: cfg.KMS.Region(), account: cfg.KMS.Account(), attest: cfg.Attestation},
-		signatures: cfg.ReplayCache(replayWindow)}
+	skew := cmp.Or(cfg.ClockSkew, defaultSkew)
+	return &handler{cfg: cfg, auth: newVerifier(cfg.Keys, cfg.Now, skew), refs: refs{region: cfg.KMS.Region(), account: cfg.KMS.Account(), attest: cfg.Attestation},
+		signatures: cfg.ReplayCache(replayWindow(skew))}
 }
 
 // ServeHTTP serves one request (the handler on its own, without the router).
