@@ -20,14 +20,28 @@ import (
 // GenerateAndExportDataKey and ExportDataKey requests.
 var exportAlgorithms = []string{"RSAES_OAEP_SHA_256", "RSAES_OAEP_SHA_1", "SM2PKE"}
 
+// wrapParams are the core's request parameters for wrap's neutral fields.
+var wrapParams = map[wrap.Field]string{wrap.FieldPublicKey: "PublicKeyBlob", wrap.FieldKeySpec: "WrappingKeySpec",
+	wrap.FieldAlgorithm: "WrappingAlgorithm", wrap.FieldPlaintext: "Plaintext", wrap.FieldCiphertext: "CiphertextBlob",
+	wrap.FieldContext: "EncryptionContext", wrap.FieldKey: "Key"}
+
 // FromWrap turns wrap's parameter errors (a *wrap.ParamError) into
-// InvalidParameter naming the parameter; other errors pass unchanged.
-func FromWrap(err error) error {
+// InvalidParameter naming the core's parameter for the field; other errors
+// pass unchanged.
+func FromWrap(err error) error { return FromWrapAs(err, nil) }
+
+// FromWrapAs is FromWrap with a dialect's names for wrap's fields (its
+// error map); a field names does not list keeps the core's name.
+func FromWrapAs(err error, names map[wrap.Field]string) error {
 	var pe *wrap.ParamError
-	if errors.As(err, &pe) {
-		return InvalidParam(pe.Param, "%s", pe.Msg)
+	if !errors.As(err, &pe) {
+		return err
 	}
-	return err
+	param, ok := names[pe.Field]
+	if !ok {
+		param = wrapParams[pe.Field]
+	}
+	return InvalidParam(param, "%s", pe.Msg)
 }
 
 // primaryKey is an Enabled key's primary version, ready to seal with.

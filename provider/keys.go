@@ -280,6 +280,10 @@ func (s *Service) DisableKey(ctx context.Context, req *KeyIdRequest) (*RequestId
 	})
 }
 
+// ErrKeyEnabled is the cause of a ScheduleKeyDeletion refused because the
+// request's NotEnabled found the key Enabled.
+var ErrKeyEnabled = errors.New("the key is Enabled")
+
 // ScheduleKeyDeletion puts a key in PendingDeletion; Sweep destroys it after
 // PendingWindowInDays.
 func (s *Service) ScheduleKeyDeletion(ctx context.Context, req *ScheduleKeyDeletionRequest) (*RequestIdResponse, error) {
@@ -290,6 +294,11 @@ func (s *Service) ScheduleKeyDeletion(ctx context.Context, req *ScheduleKeyDelet
 	return s.setState(ctx, &KeyIdRequest{KeyId: req.KeyId}, StatePendingDeletion, func(m *keyMeta) error {
 		if m.KeyState == StatePendingDeletion {
 			return NewError(CodePendingDeletion, "the key %s is already pending deletion", m.KeyId)
+		}
+		if req.NotEnabled && m.KeyState == StateEnabled {
+			e := NewError(CodeConflict, "the key %s is Enabled: disable it before scheduling its deletion", m.KeyId)
+			e.Err = ErrKeyEnabled
+			return e
 		}
 		m.KeyState, m.DeleteDate = StatePendingDeletion, deleteAt
 		return nil

@@ -99,6 +99,10 @@ type ListKeysResponse struct {
 type ScheduleKeyDeletionRequest struct {
 	KeyId               string `cli:"required" help:"key id, alias or ARN"`
 	PendingWindowInDays int    `cli:"required" help:"7 to 366"`
+	// NotEnabled refuses an Enabled key (an error wrapping ErrKeyEnabled),
+	// checked in the same metadata write as the change: for an API whose
+	// keys must be disabled before their deletion is scheduled (Tencent's).
+	NotEnabled bool `cli:"-" json:"-"`
 }
 
 // UpdateRotationPolicyRequest changes automatic rotation.

@@ -121,7 +121,7 @@ var algorithms = [...]Algorithm{
 }
 
 // LookupAlgorithm returns the algorithm with the given API name (exact,
-// case-sensitive). An unknown name is a *ParamError for "WrappingAlgorithm"
+// case-sensitive). An unknown name is a *ParamError for FieldAlgorithm
 // that lists the valid names.
 func LookupAlgorithm(name string) (*Algorithm, error) {
 	for _, a := range algorithms {
@@ -129,7 +129,7 @@ func LookupAlgorithm(name string) (*Algorithm, error) {
 			return &a, nil
 		}
 	}
-	return nil, paramErr("WrappingAlgorithm", "unknown algorithm %q; valid: %s", name, strings.Join(Algorithms(), ", "))
+	return nil, paramErr(FieldAlgorithm, "unknown algorithm %q; valid: %s", name, strings.Join(Algorithms(), ", "))
 }
 
 // Algorithms returns every algorithm name, in table order.
@@ -153,14 +153,14 @@ func (a *Algorithm) CompatibleWith(spec KeySpec) error {
 		if spec.IsRSA() {
 			return nil
 		}
-		return paramErr("WrappingAlgorithm", "%s needs an RSA key; WrappingKeySpec is %s", a.Name, spec)
+		return paramErr(FieldAlgorithm, "%s needs an RSA key; the key spec is %s", a.Name, spec)
 	case KindSM2:
 		if spec == SpecSM2 {
 			return nil
 		}
-		return paramErr("WrappingAlgorithm", "%s needs an EC_SM2 key; WrappingKeySpec is %s", a.Name, spec)
+		return paramErr(FieldAlgorithm, "%s needs an EC_SM2 key; the key spec is %s", a.Name, spec)
 	}
-	return paramErr("WrappingAlgorithm", "algorithm %q is not in the table", a.Name)
+	return paramErr(FieldAlgorithm, "algorithm %q is not in the table", a.Name)
 }
 
 // MaxPlaintext returns the longest plaintext Encrypt accepts under pub:
@@ -189,7 +189,7 @@ func (a *Algorithm) MaxPlaintext(pub crypto.PublicKey) int {
 //
 // pub must be acceptable to SpecOf and compatible with the algorithm.
 // An empty plaintext, or one longer than MaxPlaintext, is a *ParamError
-// for "Plaintext". rand is the entropy source for SM2 (nil means
+// for FieldPlaintext. rand is the entropy source for SM2 (nil means
 // crypto/rand.Reader); since Go 1.26 crypto/rsa ignores it and always uses
 // its own secure source.
 func (a *Algorithm) Encrypt(rand io.Reader, pub crypto.PublicKey, plaintext []byte) ([]byte, error) {
@@ -201,10 +201,10 @@ func (a *Algorithm) Encrypt(rand io.Reader, pub crypto.PublicKey, plaintext []by
 		return nil, err
 	}
 	if len(plaintext) == 0 {
-		return nil, paramErr("Plaintext", "is empty; %s needs at least 1 byte", a.Name)
+		return nil, paramErr(FieldPlaintext, "is empty; %s needs at least 1 byte", a.Name)
 	}
 	if max := a.MaxPlaintext(pub); len(plaintext) > max {
-		return nil, paramErr("Plaintext", "%s with an %s key carries at most %d bytes; got %d", a.Name, spec, max, len(plaintext))
+		return nil, paramErr(FieldPlaintext, "%s with an %s key carries at most %d bytes; got %d", a.Name, spec, max, len(plaintext))
 	}
 	if rand == nil {
 		rand = defaultRand

@@ -45,7 +45,7 @@ func TestLookupAlgorithm(t *testing.T) {
 
 	for _, bad := range []string{"", "rsaes_oaep_sha_256", "RSAES_OAEP_SHA_512", "SM2_C1C2C3", "SM2PKE "} {
 		_, err := LookupAlgorithm(bad)
-		wantParamError(t, err, "WrappingAlgorithm", "valid: RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSAES_PKCS1_V1_5, SM2PKE, SM2, SM2_C1C3C2_ASN1")
+		wantParamError(t, err, FieldAlgorithm, "valid: RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSAES_PKCS1_V1_5, SM2PKE, SM2, SM2_C1C3C2_ASN1")
 	}
 	// The table cannot be changed through a returned value.
 	a := mustAlg(t, AlgSM2ASN1)
@@ -68,10 +68,10 @@ func TestCompatibleWith(t *testing.T) {
 				t.Errorf("%s with %s: %v", name, spec, err)
 			}
 			if err != nil {
-				wantParamError(t, err, "WrappingAlgorithm", name, string(spec))
+				wantParamError(t, err, FieldAlgorithm, name, string(spec))
 			}
 		}
-		wantParamError(t, a.CompatibleWith("RSA_1024"), "WrappingKeySpec")
+		wantParamError(t, a.CompatibleWith("RSA_1024"), FieldKeySpec)
 	}
 	bogus := &Algorithm{Name: "X"}
 	if bogus.CompatibleWith(SpecRSA2048) == nil {
@@ -152,7 +152,7 @@ func TestEncryptDecryptRoundTrip(t *testing.T) {
 			}
 			// One byte too many.
 			_, err := a.Encrypt(rand.Reader, pub, make([]byte, max+1))
-			wantParamError(t, err, "Plaintext", "at most")
+			wantParamError(t, err, FieldPlaintext, "at most")
 		}
 	}
 }
@@ -163,7 +163,7 @@ func TestEncryptRefuses(t *testing.T) {
 	oaep := mustAlg(t, AlgRSAOAEPSHA256)
 
 	_, err := oaep.Encrypt(rand.Reader, &rsa2048.PublicKey, make([]byte, 191))
-	wantParamError(t, err, "Plaintext", "RSAES_OAEP_SHA_256 with an RSA_2048 key carries at most 190 bytes; got 191")
+	wantParamError(t, err, FieldPlaintext, "RSAES_OAEP_SHA_256 with an RSA_2048 key carries at most 190 bytes; got 191")
 	if _, err := oaep.Encrypt(rand.Reader, &rsa2048.PublicKey, make([]byte, 190)); err != nil {
 		t.Errorf("190 bytes: %v", err)
 	}
@@ -174,15 +174,15 @@ func TestEncryptRefuses(t *testing.T) {
 			pub = &sm2Key.PublicKey
 		}
 		_, err := a.Encrypt(rand.Reader, pub, nil)
-		wantParamError(t, err, "Plaintext", "is empty")
+		wantParamError(t, err, FieldPlaintext, "is empty")
 	}
 	_, err = oaep.Encrypt(rand.Reader, &sm2Key.PublicKey, []byte{1})
-	wantParamError(t, err, "WrappingAlgorithm", "needs an RSA key")
+	wantParamError(t, err, FieldAlgorithm, "needs an RSA key")
 	_, err = mustAlg(t, AlgSM2).Encrypt(rand.Reader, &rsa2048.PublicKey, []byte{1})
-	wantParamError(t, err, "WrappingAlgorithm", "needs an EC_SM2 key")
+	wantParamError(t, err, FieldAlgorithm, "needs an EC_SM2 key")
 	small, _ := rsa.GenerateKey(rand.Reader, 1024)
 	_, err = oaep.Encrypt(rand.Reader, &small.PublicKey, []byte{1})
-	wantParamError(t, err, "PublicKey", "1024 bits")
+	wantParamError(t, err, FieldPublicKey, "1024 bits")
 	if _, err := (&Algorithm{Name: "X"}).Encrypt(rand.Reader, &rsa2048.PublicKey, []byte{1}); err == nil {
 		t.Error("algorithm outside the table encrypted")
 	}

@@ -28,7 +28,7 @@ var (
 
 // BlobError reports a CiphertextBlob that cannot be parsed. Kind is
 // ErrBlobVersion or ErrBlobTruncated (errors.Is matches it); errors.As
-// also finds a *ParamError for "CiphertextBlob".
+// also finds a *ParamError for FieldCiphertext.
 type BlobError struct {
 	Kind   error
 	Reason string
@@ -40,7 +40,7 @@ func (e *BlobError) Error() string { return "CiphertextBlob: " + e.Reason }
 
 // Unwrap returns the sentinel and an equivalent *ParamError.
 func (e *BlobError) Unwrap() []error {
-	return []error{e.Kind, &ParamError{Param: "CiphertextBlob", Msg: e.Reason}}
+	return []error{e.Kind, &ParamError{Field: FieldCiphertext, Msg: e.Reason}}
 }
 
 // Blob is a parsed v1 CiphertextBlob.

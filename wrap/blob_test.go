@@ -67,7 +67,7 @@ func TestParseBlob(t *testing.T) {
 			t.Errorf("%s: %v", tc.name, err)
 		}
 		var pe *ParamError
-		if !errors.As(err, &pe) || pe.Param != "CiphertextBlob" {
+		if !errors.As(err, &pe) || pe.Field != FieldCiphertext {
 			t.Errorf("%s: no *ParamError in %v", tc.name, err)
 		}
 		other := ErrBlobVersion

@@ -57,9 +57,9 @@ func AAD(header []byte, ctx EncryptionContext) []byte {
 // (Unicode code points; maxChars <= 0 means no limit), invalid UTF-8,
 // anything but an object, non-string (nested, number, null) values,
 // duplicate keys (compared after unescaping) and data after the object
-// are each a *ParamError for "EncryptionContext".
+// are each a *ParamError for FieldContext.
 func ParseEncryptionContextJSON(s string, maxChars int) (EncryptionContext, error) {
-	const param = "EncryptionContext"
+	const param = FieldContext
 	if maxChars > 0 {
 		if n := utf8.RuneCountInString(s); n > maxChars {
 			return nil, paramErr(param, "is %d characters; at most %d accepted", n, maxChars)

@@ -82,7 +82,7 @@ func TestParseEncryptionContextJSON(t *testing.T) {
 			t.Errorf("%q: accepted", tc.in)
 			continue
 		}
-		wantParamError(t, err, "EncryptionContext", tc.msg)
+		wantParamError(t, err, FieldContext, tc.msg)
 	}
 	// Exactly at the limit (counted in characters, not bytes) is fine;
 	// maxChars <= 0 means no limit.

@@ -22,7 +22,8 @@
 //   - Key check values ([KCV]).
 //
 // Errors: every problem with a caller-supplied value is a *[ParamError] (or
-// wraps one), so a front-end can map it to InvalidParameter. Every
+// wraps one) naming a neutral [Field], so a front-end can map it to
+// InvalidParameter naming its own parameter. Every
 // decryption failure, whatever its cause, is [ErrDecryption], so that
 // padding and MAC failures cannot be told apart. A malformed CiphertextBlob
 // is a *[BlobError].

@@ -58,7 +58,7 @@ func ExampleAlgorithm_Encrypt() {
 	// Output:
 	// SM2PKE: 129-byte ExportedDataKey, C1 starts with 0x04
 	// receiver recovers the data key: true
-	// WrappingAlgorithm: RSAES_OAEP_SHA_256 needs an RSA key; WrappingKeySpec is EC_SM2
+	// algorithm: RSAES_OAEP_SHA_256 needs an RSA key; the key spec is EC_SM2
 }
 
 // Parse a CiphertextBlob and build the AES-GCM additional data that
@@ -105,7 +105,7 @@ func ExampleEncryptionContext_Canonical() {
 func ExampleLookupAlgorithm() {
 	_, err := wrap.LookupAlgorithm("RSAES_OAEP_SHA_512")
 	fmt.Println(err)
-	// Output: WrappingAlgorithm: unknown algorithm "RSAES_OAEP_SHA_512"; valid: RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSAES_PKCS1_V1_5, SM2PKE, SM2, SM2_C1C3C2_ASN1
+	// Output: algorithm: unknown algorithm "RSAES_OAEP_SHA_512"; valid: RSAES_OAEP_SHA_1, RSAES_OAEP_SHA_256, RSAES_PKCS1_V1_5, SM2PKE, SM2, SM2_C1C3C2_ASN1
 }
 
 func ExampleParsePublicKeyPEM() {
@@ -117,5 +117,5 @@ xhwA42ScD6ZsokdYwXAS/JeFaMuIXrfAE3/AIMFNwtAEomKAwVQFAgMBAAE=
 -----END RSA PUBLIC KEY-----`
 	_, _, err := wrap.ParsePublicKeyPEM(weak)
 	fmt.Println(err)
-	// Output: EncryptionPublicKey: RSA modulus is 1024 bits; accepted: 2048, 3072, 4096
+	// Output: public key: RSA modulus is 1024 bits; accepted: 2048, 3072, 4096
 }

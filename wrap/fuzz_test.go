@@ -155,7 +155,7 @@ func FuzzParseEncryptionContextJSON(f *testing.F) {
 		ctx, err := ParseEncryptionContextJSON(s, 8192)
 		if err != nil {
 			var pe *ParamError
-			if !errors.As(err, &pe) || pe.Param != "EncryptionContext" {
+			if !errors.As(err, &pe) || pe.Field != FieldContext {
 				t.Fatalf("bad error %v", err)
 			}
 			return

@@ -91,16 +91,16 @@ func sm2KeyFromHex(t testing.TB, d string) *sm2.PrivateKey {
 	return k
 }
 
-// wantParamError checks err is a *ParamError for param whose message
+// wantParamError checks err is a *ParamError for field whose message
 // contains every fragment.
-func wantParamError(t testing.TB, err error, param string, fragments ...string) {
+func wantParamError(t testing.TB, err error, field Field, fragments ...string) {
 	t.Helper()
 	var pe *ParamError
 	if !errors.As(err, &pe) {
 		t.Fatalf("error %v (%T) is not a *ParamError", err, err)
 	}
-	if pe.Param != param {
-		t.Errorf("Param = %q, want %q (error %q)", pe.Param, param, err)
+	if pe.Field != field {
+		t.Errorf("Field = %q, want %q (error %q)", pe.Field, field, err)
 	}
 	for _, f := range fragments {
 		if !strings.Contains(err.Error(), f) {

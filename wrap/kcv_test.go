@@ -24,7 +24,7 @@ func TestKCV(t *testing.T) {
 	}
 	for _, n := range []int{0, 8, 15, 17, 33, 64} {
 		_, err := KCV(make([]byte, n))
-		wantParamError(t, err, "Key", "accepted: 16, 24, 32")
+		wantParamError(t, err, FieldKey, "accepted: 16, 24, 32")
 	}
 }
 

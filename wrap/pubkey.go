@@ -71,10 +71,10 @@ const acceptedAlgorithms = "rsaEncryption (1.2.840.113549.1.1.1), " +
 // (standard alphabet, padded) DER SubjectPublicKeyInfo, and checks the key
 // against spec (the request's WrappingKeySpec). RSA keys are returned as
 // *rsa.PublicKey; SM2 keys as *ecdsa.PublicKey whose Curve is sm2.P256().
-// Every failure is a *ParamError for "PublicKeyBlob" (or "WrappingKeySpec"
+// Every failure is a *ParamError for FieldPublicKey (or FieldKeySpec
 // when spec itself is unknown).
 func ParsePublicKeyBlob(b64 string, spec KeySpec) (crypto.PublicKey, error) {
-	const param = "PublicKeyBlob"
+	const param = FieldPublicKey
 	if err := checkSpecArg(spec); err != nil {
 		return nil, err
 	}
@@ -93,12 +93,12 @@ func ParsePublicKeyBlob(b64 string, spec KeySpec) (crypto.PublicKey, error) {
 }
 
 // ParsePublicKeyDER parses a DER SubjectPublicKeyInfo and checks the key
-// against spec. Errors are *ParamError for "PublicKey".
+// against spec. Errors are *ParamError for FieldPublicKey.
 func ParsePublicKeyDER(der []byte, spec KeySpec) (crypto.PublicKey, error) {
 	if err := checkSpecArg(spec); err != nil {
 		return nil, err
 	}
-	return parseCheckedSPKI("PublicKey", der, spec)
+	return parseCheckedSPKI(FieldPublicKey, der, spec)
 }
 
 // ParsePublicKeyPEM parses a Tencent-style EncryptionPublicKey: one PEM
@@ -106,9 +106,9 @@ func ParsePublicKeyDER(der []byte, spec KeySpec) (crypto.PublicKey, error) {
 // (PKCS#1), with nothing but white space around it. There is no spec
 // parameter on that API, so the spec is inferred from the key: RSA with a
 // 2048, 3072 or 4096-bit modulus, or SM2. Errors are *ParamError for
-// "EncryptionPublicKey".
+// FieldPublicKey.
 func ParsePublicKeyPEM(pemText string) (crypto.PublicKey, KeySpec, error) {
-	const param = "EncryptionPublicKey"
+	const param = FieldPublicKey
 	if len(pemText) > maxPublicKeyInput {
 		return nil, "", paramErr(param, "is %d characters; at most %d accepted", len(pemText), maxPublicKeyInput)
 	}
@@ -154,9 +154,9 @@ func ParsePublicKeyPEM(pemText string) (crypto.PublicKey, KeySpec, error) {
 // SpecOf returns the key spec of an acceptable public key: an
 // *rsa.PublicKey with a 2048, 3072 or 4096-bit modulus and exponent 65537,
 // or an *ecdsa.PublicKey on the SM2 curve. Anything else is a *ParamError
-// for "PublicKey".
+// for FieldPublicKey.
 func SpecOf(pub crypto.PublicKey) (KeySpec, error) {
-	return specOf("PublicKey", pub)
+	return specOf(FieldPublicKey, pub)
 }
 
 // MarshalPublicKeyDER returns the DER SubjectPublicKeyInfo of an acceptable
@@ -198,7 +198,7 @@ func checkSpecArg(spec KeySpec) error {
 }
 
 // parseCheckedSPKI parses a SubjectPublicKeyInfo and checks it is of spec.
-func parseCheckedSPKI(param string, der []byte, spec KeySpec) (crypto.PublicKey, error) {
+func parseCheckedSPKI(param Field, der []byte, spec KeySpec) (crypto.PublicKey, error) {
 	pub, err := parseSPKI(param, der)
 	if err != nil {
 		return nil, err
@@ -208,7 +208,7 @@ func parseCheckedSPKI(param string, der []byte, spec KeySpec) (crypto.PublicKey,
 		return nil, err
 	}
 	if got != spec {
-		return nil, paramErr(param, "key is %s but WrappingKeySpec is %s", got, spec)
+		return nil, paramErr(param, "key is %s but the key spec is %s", got, spec)
 	}
 	return pub, nil
 }
@@ -216,7 +216,7 @@ func parseCheckedSPKI(param string, der []byte, spec KeySpec) (crypto.PublicKey,
 // parseSPKI parses a strict DER SubjectPublicKeyInfo holding an RSA or SM2
 // key. It checks the key's structure (RSA size and exponent, SM2 point on
 // the curve) but not a spec.
-func parseSPKI(param string, der []byte) (crypto.PublicKey, error) {
+func parseSPKI(param Field, der []byte) (crypto.PublicKey, error) {
 	if len(der) == 0 {
 		return nil, paramErr(param, "is empty")
 	}
@@ -295,7 +295,7 @@ func readNull(s *cryptobyte.String) bool {
 }
 
 // parsePKCS1 parses a DER PKCS#1 RSAPublicKey and checks size and exponent.
-func parsePKCS1(param string, der []byte) (*rsa.PublicKey, error) {
+func parsePKCS1(param Field, der []byte) (*rsa.PublicKey, error) {
 	input := cryptobyte.String(der)
 	var seq cryptobyte.String
 	n, e := new(big.Int), new(big.Int)
@@ -315,7 +315,7 @@ func parsePKCS1(param string, der []byte) (*rsa.PublicKey, error) {
 }
 
 // checkRSA accepts a 2048, 3072 or 4096-bit odd modulus with e = 65537.
-func checkRSA(param string, n, e *big.Int) (*rsa.PublicKey, error) {
+func checkRSA(param Field, n, e *big.Int) (*rsa.PublicKey, error) {
 	if n == nil || e == nil || n.Sign() <= 0 {
 		return nil, paramErr(param, "RSA modulus is not a positive integer")
 	}
@@ -340,7 +340,7 @@ type compressedUnmarshaler interface {
 
 // parseSM2Point parses an SEC 1 point on the SM2 curve, uncompressed
 // (04‖x‖y) or compressed (02/03‖x), and checks it is on the curve.
-func parseSM2Point(param string, b []byte) (*ecdsa.PublicKey, error) {
+func parseSM2Point(param Field, b []byte) (*ecdsa.PublicKey, error) {
 	switch {
 	case len(b) == 0:
 		return nil, paramErr(param, "SM2 point is empty")
@@ -370,7 +370,7 @@ func parseSM2Point(param string, b []byte) (*ecdsa.PublicKey, error) {
 }
 
 // specOf validates pub and returns its spec.
-func specOf(param string, pub crypto.PublicKey) (KeySpec, error) {
+func specOf(param Field, pub crypto.PublicKey) (KeySpec, error) {
 	switch k := pub.(type) {
 	case *rsa.PublicKey:
 		if k == nil {

@@ -140,7 +140,7 @@ func TestParsePublicKeyRejects(t *testing.T) {
 		spec    KeySpec
 		wantMsg string
 	}{
-		{"RSA-1024", pemBytes(t, "keys/rsa1024.pub.pem"), SpecRSA2048, "PublicKeyBlob: RSA modulus is 1024 bits; accepted: 2048, 3072, 4096"},
+		{"RSA-1024", pemBytes(t, "keys/rsa1024.pub.pem"), SpecRSA2048, "public key: RSA modulus is 1024 bits; accepted: 2048, 3072, 4096"},
 		{"RSA-2560", pemBytes(t, "keys/rsa2560.pub.pem"), SpecRSA2048, "RSA modulus is 2560 bits; accepted: 2048, 3072, 4096"},
 		{"RSA e=3", pemBytes(t, "keys/rsa2048_e3.pub.pem"), SpecRSA2048, "RSA public exponent is 3; accepted: 65537"},
 		{"RSA even modulus", spki(t, oidRSAEncryption, derNull, pkcs1(evenN, big.NewInt(65537))), SpecRSA2048, "RSA modulus is even"},
@@ -164,37 +164,37 @@ func TestParsePublicKeyRejects(t *testing.T) {
 		{"BER long-form length", longForm, SpecSM2, "not a DER SubjectPublicKeyInfo"},
 		{"not DER", []byte("hello"), SpecRSA2048, "not a DER SubjectPublicKeyInfo"},
 		{"empty", nil, SpecRSA2048, "is empty"},
-		{"spec mismatch RSA", goodRSA, SpecRSA3072, "key is RSA_2048 but WrappingKeySpec is RSA_3072"},
-		{"spec mismatch SM2", sm2Pub, SpecRSA2048, "key is EC_SM2 but WrappingKeySpec is RSA_2048"},
+		{"spec mismatch RSA", goodRSA, SpecRSA3072, "key is RSA_2048 but the key spec is RSA_3072"},
+		{"spec mismatch SM2", sm2Pub, SpecRSA2048, "key is EC_SM2 but the key spec is RSA_2048"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParsePublicKeyBlob(b64(tc.der), tc.spec)
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			wantParamError(t, err, "PublicKeyBlob", tc.wantMsg)
+			wantParamError(t, err, FieldPublicKey, tc.wantMsg)
 			_, err = ParsePublicKeyDER(tc.der, tc.spec)
-			wantParamError(t, err, "PublicKey")
+			wantParamError(t, err, FieldPublicKey)
 		})
 	}
 
 	t.Run("bad base64", func(t *testing.T) {
 		_, err := ParsePublicKeyBlob("MIIB*", SpecRSA2048)
-		wantParamError(t, err, "PublicKeyBlob", "not valid base64")
+		wantParamError(t, err, FieldPublicKey, "not valid base64")
 		_, err = ParsePublicKeyBlob(strings.TrimRight(b64(goodRSA), "="), SpecRSA2048)
 		if len(b64(goodRSA))%4 != 0 || strings.HasSuffix(b64(goodRSA), "=") {
-			wantParamError(t, err, "PublicKeyBlob", "not valid base64")
+			wantParamError(t, err, FieldPublicKey, "not valid base64")
 		}
 		_, err = ParsePublicKeyBlob(" \n", SpecRSA2048)
-		wantParamError(t, err, "PublicKeyBlob", "is empty")
+		wantParamError(t, err, FieldPublicKey, "is empty")
 		_, err = ParsePublicKeyBlob(strings.Repeat("A", maxPublicKeyInput+4), SpecRSA2048)
-		wantParamError(t, err, "PublicKeyBlob", "at most")
+		wantParamError(t, err, FieldPublicKey, "at most")
 	})
 	t.Run("unknown spec", func(t *testing.T) {
 		_, err := ParsePublicKeyBlob(b64(goodRSA), "RSA_1024")
-		wantParamError(t, err, "WrappingKeySpec", `unknown key spec "RSA_1024"; valid: RSA_2048, RSA_3072, RSA_4096, EC_SM2`)
+		wantParamError(t, err, FieldKeySpec, `unknown key spec "RSA_1024"; valid: RSA_2048, RSA_3072, RSA_4096, EC_SM2`)
 		_, err = ParsePublicKeyDER(goodRSA, "")
-		wantParamError(t, err, "WrappingKeySpec")
+		wantParamError(t, err, FieldKeySpec)
 	})
 }
 
@@ -252,7 +252,7 @@ func TestParsePublicKeyPEM(t *testing.T) {
 			if err == nil {
 				t.Fatal("accepted")
 			}
-			wantParamError(t, err, "EncryptionPublicKey", tc.wantMsg)
+			wantParamError(t, err, FieldPublicKey, tc.wantMsg)
 		})
 	}
 }
@@ -289,7 +289,7 @@ func TestSpecOf(t *testing.T) {
 		if _, err := SpecOf(pub); err == nil {
 			t.Errorf("%s: accepted", name)
 		} else {
-			wantParamError(t, err, "PublicKey")
+			wantParamError(t, err, FieldPublicKey)
 		}
 		if _, err := MarshalPublicKeyDER(pub); err == nil {
 			t.Errorf("%s: marshalled", name)
@@ -336,7 +336,7 @@ func TestParseKeySpec(t *testing.T) {
 	}
 	for _, bad := range []string{"", "rsa_2048", "RSA_1024", "EC_P256", "SM2"} {
 		_, err := ParseKeySpec(bad)
-		wantParamError(t, err, "WrappingKeySpec", "valid: RSA_2048, RSA_3072, RSA_4096, EC_SM2")
+		wantParamError(t, err, FieldKeySpec, "valid: RSA_2048, RSA_3072, RSA_4096, EC_SM2")
 	}
 	if SpecRSA3072.RSABits() != 3072 || SpecSM2.IsRSA() || !SpecRSA4096.IsRSA() {
 		t.Error("spec helpers wrong")

@@ -21,7 +21,7 @@ var keySpecs = [...]KeySpec{SpecRSA2048, SpecRSA3072, SpecRSA4096, SpecSM2}
 func KeySpecs() []KeySpec { return append([]KeySpec(nil), keySpecs[:]...) }
 
 // ParseKeySpec checks that s is one of the accepted key specs (exact
-// spelling). An unknown spec gives a *ParamError for "WrappingKeySpec"
+// spelling). An unknown spec gives a *ParamError for FieldKeySpec
 // listing the valid ones.
 func ParseKeySpec(s string) (KeySpec, error) {
 	for _, k := range keySpecs {
@@ -29,7 +29,7 @@ func ParseKeySpec(s string) (KeySpec, error) {
 			return k, nil
 		}
 	}
-	return "", paramErr("WrappingKeySpec", "unknown key spec %q; valid: %s", s, keySpecList())
+	return "", paramErr(FieldKeySpec, "unknown key spec %q; valid: %s", s, keySpecList())
 }
 
 // IsRSA reports whether k is one of the RSA specs.

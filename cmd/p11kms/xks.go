@@ -136,7 +136,7 @@ func withXKS(ctx context.Context, kms *provider.Service, kmsHandler *server.Serv
 		lim = st.Limiter
 	}
 	h, err := xks.New(ctx, xks.Config{Token: kms.Token(), KMS: kms, File: f, Observer: obs, Limiter: lim, Replay: st.Replay,
-		MaxBodyBytes: sf.maxBody, Model: "p11kms XKS proxy (XKS Proxy API v1.0.3)"})
+		MaxBodyBytes: sf.maxBody, Model: "p11kms XKS proxy (XKS Proxy API v1.0.3)", ExpectedHost: sf.expectedHost})
 	if err != nil {
 		signal.Stop(hup)
 		return nil, err

@@ -56,8 +56,6 @@ type authResult struct {
 type verifier struct {
 	keys *wire.AccessKeys
 	skew time.Duration // the accepted timestamp distance (0: MaxClockSkew)
-	// expectedHost, if set, is the only Host accepted (wire.HostMatches).
-	expectedHost string
 }
 
 // claimedAccessKeyId returns the access key id a request names, before any
@@ -78,18 +76,9 @@ func claimedAccessKeyId(r *http.Request, rr *rawRequest) string {
 }
 
 // verify authenticates r (whose body has been read into body and parsed
-// into rr) at time now. It does not check the nonce for reuse.
+// into rr) at time now. It does not check the nonce for reuse, nor the
+// host (the pipeline does, wire.Serve).
 func (v *verifier) verify(r *http.Request, rr *rawRequest, body []byte, now time.Time) (*authResult, error) {
-	res, err := v.verifySignature(r, rr, body, now)
-	if err == nil && !wire.HostMatches(v.expectedHost, r.Host) {
-		return nil, mismatch("the request is signed for host %s; this server accepts %s only (--expected-host)",
-			provider.Clip(r.Host, 128), v.expectedHost)
-	}
-	return res, err
-}
-
-// verifySignature is verify without the host check.
-func (v *verifier) verifySignature(r *http.Request, rr *rawRequest, body []byte, now time.Time) (*authResult, error) {
 	auth := r.Header.Get("Authorization")
 	if auth != "" {
 		alg, rest, _ := strings.Cut(auth, " ")

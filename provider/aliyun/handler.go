@@ -3,7 +3,6 @@ package aliyun
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -40,7 +39,7 @@ func NewHandler(cfg Config) wire.Handler {
 	if skew <= 0 {
 		skew = MaxClockSkew
 	}
-	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys, expectedHost: cfg.ExpectedHost, skew: skew}, nonces: cfg.ReplayCache(2 * skew)}
+	return &handler{cfg: cfg, v: verifier{keys: cfg.Keys, skew: skew}, nonces: cfg.ReplayCache(2 * skew)}
 }
 
 // errorBody is what the SDKs parse from an HTTP 4xx/5xx answer.
@@ -114,15 +113,12 @@ func writeJSON(w http.ResponseWriter, status int, requestID string, b []byte) {
 // readBody reads the body once, refusing a request (query and body
 // together) larger than the limit.
 func (h *handler) readBody(req *wire.Request) ([]byte, error) {
-	b, err := req.Body()
-	switch {
-	case errors.Is(err, wire.ErrTooLarge):
-		return nil, apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge,
-			"the request (query string and body) exceeds %d bytes", req.Max)
-	case err != nil:
-		return nil, provider.InvalidParam("body", "the request body could not be read")
-	}
-	return b, nil
+	return wire.ReadBody(req, func(tooLarge bool) error {
+		if tooLarge {
+			return apiError(http.StatusRequestEntityTooLarge, CodeRequestTooLarge, "the request (query string and body) exceeds %d bytes", req.Max)
+		}
+		return provider.InvalidParam("body", "the request body could not be read")
+	})
 }
 
 // claimNonce is the Alibaba replay rule: an access key's nonce is used
@@ -143,7 +139,9 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 	if err != nil {
 		return nil, err
 	}
-	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(req.HTTP.Context(), a), Params: a.Params}, nil
+	// ACS3/ACS4 sign the host header; an RPC signature covers no host.
+	return &wire.Auth{AccessKey: a.AccessKey, Action: a.Action, Replay: h.claimNonce(req.HTTP.Context(), a), Params: a.Params,
+		Host: req.HTTP.Host, HostUnsigned: a.Scheme == SchemeRPC}, nil
 }
 
 // authenticate is Verify up to the signature's result (the capture tests
@@ -183,8 +181,10 @@ func (h *handler) Decode(a *wire.Auth, act *wire.Action) (any, error) {
 }
 
 // Refuse is the Alibaba code of the pipeline's own refusals.
-func (h *handler) Refuse(kind wire.Refusal, _ *wire.Auth) error {
+func (h *handler) Refuse(kind wire.Refusal, a *wire.Auth) error {
 	switch kind {
+	case wire.WrongHost:
+		return mismatch("%s", a.HostRefusal())
 	case wire.AuditUnavailable:
 		return apiError(http.StatusServiceUnavailable, CodeServiceUnavailable, "the audit log cannot be written: requests are refused until it can be; retry later")
 	case wire.StateUnavailable:

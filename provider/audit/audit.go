@@ -57,7 +57,8 @@ type Line struct {
 	Action       string `json:"action,omitempty"`
 	KeyId        string `json:"keyId,omitempty"`
 	KeyVersionId string `json:"keyVersionId,omitempty"`
-	Code         string `json:"code,omitempty"` // "OK" on success
+	Write        bool   `json:"write,omitempty"` // the action changes stored state (wire.Action.Write)
+	Code         string `json:"code,omitempty"`  // "OK" on success
 	HTTPStatus   int    `json:"httpStatus,omitempty"`
 	LatencyMs    string `json:"latencyMs,omitempty"`
 	Lines        int    `json:"lines,omitempty"`    // a checkpoint: the lines of this file, itself included
@@ -177,7 +178,7 @@ func (l *Log) Append(r wire.Record) error {
 	c := clipField
 	line := Line{Time: r.Time.UTC().Format(time.RFC3339Nano), RequestId: c(r.RequestId), AccessKeyId: c(r.AccessKeyId),
 		SourceAddr: c(r.SourceAddr), API: c(r.API), Action: c(r.Action), KeyId: c(r.KeyId), KeyVersionId: c(r.KeyVersionId),
-		Code: c(code), HTTPStatus: r.HTTPStatus, LatencyMs: fmt.Sprintf("%.3f", float64(r.Latency.Microseconds())/1000)}
+		Write: r.Write, Code: c(code), HTTPStatus: r.HTTPStatus, LatencyMs: fmt.Sprintf("%.3f", float64(r.Latency.Microseconds())/1000)}
 	if len(r.Metadata) > 0 {
 		line.Metadata = make(map[string]string, len(r.Metadata))
 		for k, v := range r.Metadata {

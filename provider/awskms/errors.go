@@ -7,6 +7,7 @@ import (
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/sigv4"
+	"github.com/p11kms/p11kms/provider/wire"
 )
 
 // AWS KMS error names (the __type and X-Amzn-ErrorType of an answer), as
@@ -72,18 +73,9 @@ var fromCore = map[string]string{
 	provider.CodeUnsupportedOp:      CodeUnsupportedOp,
 }
 
-// apiError is an answer with an AWS error name of this dialect's own.
-// Its message never holds key material, plaintext or secrets.
-type apiError struct {
-	Code    string
-	Message string
-}
-
-func (e *apiError) Error() string { return e.Code + ": " + e.Message }
-
-func errorf(code, format string, args ...any) error {
-	return &apiError{Code: code, Message: fmt.Sprintf(format, args...)}
-}
+// errorf is an answer with an AWS error name of this dialect's own
+// (wire.APIError, shared by the dialects).
+var errorf = wire.Errorf
 
 // invalid is a ValidationException naming the parameter and what it accepts.
 func invalid(param, format string, args ...any) error {
@@ -92,7 +84,7 @@ func invalid(param, format string, args ...any) error {
 
 // codeOf returns the AWS error name, HTTP status and message of err.
 func codeOf(err error) (code string, status int, msg string) {
-	var ae *apiError
+	var ae *wire.APIError
 	var se *sigv4.Error
 	switch {
 	case errors.As(err, &ae):

@@ -3,7 +3,6 @@ package awskms
 import (
 	"cmp"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -107,14 +106,12 @@ func writeJSON(w http.ResponseWriter, status int, requestID string, b []byte) {
 
 // readBody reads the body once, refusing one larger than the limit.
 func readBody(req *wire.Request) ([]byte, error) {
-	b, err := req.Body()
-	switch {
-	case errors.Is(err, wire.ErrTooLarge):
-		return nil, errorf(CodeRequestTooLarge, "the request exceeds %d bytes", req.Max)
-	case err != nil:
-		return nil, errorf(CodeSerialization, "the request body could not be read")
-	}
-	return b, nil
+	return wire.ReadBody(req, func(tooLarge bool) error {
+		if tooLarge {
+			return errorf(CodeRequestTooLarge, "the request exceeds %d bytes", req.Max)
+		}
+		return errorf(CodeSerialization, "the request body could not be read")
+	})
 }
 
 // request is what Verify hands Lookup and Decode.
@@ -140,18 +137,14 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 	if err != nil {
 		return nil, err
 	}
-	// host is a required signed header: the signature binds the Host.
-	if !wire.HostMatches(h.cfg.ExpectedHost, r.Host) {
-		return nil, errorf(CodeInvalidSignature, "the request is signed for host %s; this server accepts %s only (--expected-host)",
-			provider.Clip(r.Host, 128), h.cfg.ExpectedHost)
-	}
 	replay, err := h.replay(req.HTTP.Context(), a)
 	if err != nil {
 		return nil, err
 	}
 	target := r.Header.Get("X-Amz-Target")
 	name, _ := strings.CutPrefix(target, TargetPrefix)
-	return &wire.Auth{AccessKey: a.key, Action: name, Replay: replay,
+	// host is a required signed header: the signature binds the Host.
+	return &wire.Auth{AccessKey: a.key, Action: name, Replay: replay, Host: r.Host,
 		Dialect: &request{body: body, contentType: r.Header.Get("Content-Type"), target: target}}, nil
 }
 
@@ -185,6 +178,8 @@ func (h *handler) Refuse(kind wire.Refusal, a *wire.Auth) error {
 		return errorf(CodeDependencyTimeout, "the server's shared replay and rate state is unavailable; retry later")
 	case wire.Replayed:
 		return errReplayed
+	case wire.WrongHost:
+		return errorf(CodeInvalidSignature, "%s", a.HostRefusal())
 	}
 	if a == nil {
 		return errorf(CodeThrottling, "Rate exceeded: the access key is over its share of the replay memory; retry later")

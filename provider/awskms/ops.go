@@ -74,10 +74,16 @@ var ops = map[string]*op{}
 
 func register(table map[string]*op) {
 	for name, o := range table {
-		o.action.Name = name
+		o.action.Name, o.action.Write = name, slices.Contains(writes, name)
 		ops[name] = o
 	}
 }
+
+// writes are the operations that change stored state: the table's
+// read/write column (wire.Action.Write); every other operation is a read.
+var writes = strings.Fields(`CreateKey EnableKey DisableKey ScheduleKeyDeletion CancelKeyDeletion UpdateKeyDescription
+	EnableKeyRotation DisableKeyRotation RotateKeyOnDemand CreateAlias UpdateAlias DeleteAlias TagResource UntagResource
+	GetParametersForImport ImportKeyMaterial DeleteImportedKeyMaterial`)
 
 // prepare decodes the JSON body into a new request of the row, strictly,
 // and checks and translates it.

@@ -125,7 +125,7 @@ func keyNotFound(param, what, label string) error {
 func fromParamError(err error) error {
 	var pe *wrap.ParamError
 	if errors.As(err, &pe) {
-		return provider.InvalidParam(pe.Param, "%s", pe.Msg)
+		return provider.FromWrap(err) // the core's parameter names
 	}
 	return provider.Internal("validating the request", err)
 }

@@ -1,10 +1,19 @@
 package server_test
 
 import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 
 	openapi "github.com/alibabacloud-go/darabonba-openapi/v2/client"
 	alikms "github.com/alibabacloud-go/kms-20160120/v3/client"
@@ -17,6 +26,7 @@ import (
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/server"
 	"github.com/p11kms/p11kms/provider/wire"
+	"github.com/p11kms/p11kms/provider/xks"
 )
 
 // With ExpectedHost (serve --expected-host) a request signed for another
@@ -69,6 +79,48 @@ func TestExpectedHostRefusesOtherSignedHosts(t *testing.T) {
 	var te *tcerrors.TencentCloudSDKError
 	if !errors.As(err, &te) || te.Code != "AuthFailure.SignatureFailure" || !strings.Contains(te.Message, "--expected-host") {
 		t.Errorf("Tencent signed for %s: %v; want AuthFailure.SignatureFailure naming --expected-host", addr, err)
+	}
+	xksExpectedHost(t, tok, want)
+}
+
+// xksExpectedHost: the XKS proxy (SigV4 signs the host) takes the same
+// check from the pipeline: a health request signed by aws-sdk-go-v2's
+// signer for the expected host is served, one signed for the address it
+// is sent to is AuthenticationFailedException naming --expected-host.
+func xksExpectedHost(t *testing.T, tok *softhsmtest.Token, want string) {
+	const id, secret, prefix = "AKIDXKSHOSTTEST234567ABCD", "PleaseReplaceThisWithSomeSecretOfLength43To64", "p"
+	f := &xks.File{URIPrefix: prefix, Credentials: []xks.Credential{{AccessKeyID: id, SecretAccessKey: secret}}}
+	h, err := xks.New(context.Background(), xks.Config{Token: tok.Token, File: f, ExpectedHost: want})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	health := func(host string) (int, string) {
+		body := `{"requestMetadata":{"kmsOperation":"KmsHealthCheck","kmsRequestId":"r1"}}`
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/"+prefix+"/kms/xks/v1/health", strings.NewReader(body))
+		req.Host = host
+		req.Header.Set("Content-Type", "application/json")
+		sum := sha256.Sum256([]byte(body))
+		if err := v4.NewSigner().SignHTTP(context.Background(), aws.Credentials{AccessKeyID: id, SecretAccessKey: secret}, req,
+			hex.EncodeToString(sum[:]), xks.Service, "us-east-1", time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if status, body := health(want); status != http.StatusOK {
+		t.Errorf("XKS signed for %s: %d %s", want, status, body)
+	}
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	if status, body := health(addr); status != http.StatusUnauthorized || !strings.Contains(body, "AuthenticationFailedException") ||
+		!strings.Contains(body, "--expected-host") {
+		t.Errorf("XKS signed for %s: %d %s; want 401 AuthenticationFailedException naming --expected-host", addr, status, body)
 	}
 }
 

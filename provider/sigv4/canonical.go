@@ -14,7 +14,7 @@ func canonicalRequest(r *http.Request, signed []string, payloadHash string, norm
 	if err != nil {
 		return "", err
 	}
-	headers, err := canonicalHeaders(r, signed)
+	values, err := canonicalHeaders(r, signed)
 	if err != nil {
 		return "", err
 	}
@@ -22,7 +22,7 @@ func canonicalRequest(r *http.Request, signed []string, payloadHash string, norm
 	if normalize {
 		p = normalizePath(p)
 	}
-	return strings.Join([]string{r.Method, uriEncode(p, true), query, headers, strings.Join(signed, ";"), payloadHash}, "\n"), nil
+	return CanonicalRequest(r.Method, uriEncode(p, true), query, signed, values, payloadHash), nil
 }
 
 // rawPath is the path as the client sent it: the request-target up to
@@ -96,11 +96,11 @@ func canonicalQuery(raw string) (string, error) {
 	return strings.Join(out, "&"), nil
 }
 
-// canonicalHeaders is "name:value\n" for each signed header, values
-// trimmed with inner runs of spaces collapsed, repeated headers joined
-// with commas in the order received.
-func canonicalHeaders(r *http.Request, signed []string) (string, error) {
-	var b strings.Builder
+// canonicalHeaders is the value of each signed header, trimmed with inner
+// runs of spaces collapsed, repeated headers joined with commas in the
+// order received.
+func canonicalHeaders(r *http.Request, signed []string) ([]string, error) {
+	out := make([]string, 0, len(signed))
 	for _, name := range signed {
 		var vals []string
 		if name == "host" {
@@ -109,14 +109,14 @@ func canonicalHeaders(r *http.Request, signed []string) (string, error) {
 			vals = append([]string(nil), r.Header.Values(name)...)
 		}
 		if len(vals) == 0 || (name == "host" && r.Host == "") {
-			return "", fail(Incomplete, name, "the signed header %s is not in the request", name)
+			return nil, fail(Incomplete, name, "the signed header %s is not in the request", name)
 		}
 		for i, v := range vals {
 			vals[i] = strings.Join(strings.Fields(v), " ")
 		}
-		b.WriteString(name + ":" + strings.Join(vals, ",") + "\n")
+		out = append(out, strings.Join(vals, ","))
 	}
-	return b.String(), nil
+	return out, nil
 }
 
 // uriEncode percent-encodes every byte but the unreserved characters

@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"strings"
@@ -104,7 +103,7 @@ func (v *Verifier) Verify(r *http.Request, body []byte) (*Authorization, error) 
 	if err != nil {
 		return nil, err
 	}
-	sts := stringToSign(r.Header.Get(HeaderDate), a.Scope(), creq)
+	sts := StringToSign(Algorithm, r.Header.Get(HeaderDate), a.Scope(), creq)
 	want := hmacSHA256(SigningKey(key.Secret, a.Date, a.Region, a.Service), []byte(sts))
 	if !hmac.Equal(want, a.Signature) {
 		e := fail(Mismatch, "Signature", "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method.")
@@ -167,8 +166,7 @@ func checkToken(r *http.Request, a *Authorization, key Key) error {
 // payloadHash is the hex SHA-256 of body; an x-amz-content-sha256 header
 // must equal it, or be UNSIGNED-PAYLOAD where that is allowed.
 func (v *Verifier) payloadHash(r *http.Request, body []byte) (string, error) {
-	sum := sha256.Sum256(body)
-	got := hex.EncodeToString(sum[:])
+	got := HexSHA256(body)
 	claimed := r.Header.Get(HeaderContentSHA256)
 	switch {
 	case claimed == "":
@@ -183,17 +181,9 @@ func (v *Verifier) payloadHash(r *http.Request, body []byte) (string, error) {
 	return got, nil
 }
 
-func stringToSign(date, scope, creq string) string {
-	sum := sha256.Sum256([]byte(creq))
-	return Algorithm + "\n" + date + "\n" + scope + "\n" + hex.EncodeToString(sum[:])
-}
-
 // SigningKey derives the SigV4 signing key for the secret and scope.
 func SigningKey(secret, date, region, service string) []byte {
-	k := hmacSHA256([]byte("AWS4"+secret), []byte(date))
-	k = hmacSHA256(k, []byte(region))
-	k = hmacSHA256(k, []byte(service))
-	return hmacSHA256(k, []byte("aws4_request"))
+	return HMACChain([]byte("AWS4"+secret), date, region, service, "aws4_request")
 }
 
 func hmacSHA256(key, data []byte) []byte {

@@ -2,6 +2,7 @@ package tencent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -84,23 +85,25 @@ func init() {
 	updateAlias.More = func(c *wire.Call, req any) ([]wire.Touched, error) {
 		return replacedAliases(c, req.(*updateAliasRequest))
 	}
+	updateAlias.Write = true
+	w := wire.Writes
 	for name, a := range map[string]wire.Action{
-		"CreateKey":            row(createKey, func(r *createKeyRequest) []wire.Touched { return []wire.Touched{{Alias: aliasName(r.Alias)}} }),
+		"CreateKey":            w(row(createKey, func(r *createKeyRequest) []wire.Touched { return []wire.Touched{{Alias: aliasName(r.Alias)}} })),
 		"DescribeKey":          onKey(describeKey),
 		"DescribeKeys":         describeKeys,
 		"ListKeys":             row(listKeys, nil),
-		"EnableKey":            onKey(func(c *wire.Call, ref string) (any, error) { return setState(c, true, ref) }),
-		"DisableKey":           onKey(func(c *wire.Call, ref string) (any, error) { return setState(c, false, ref) }),
-		"EnableKeys":           row(func(c *wire.Call, r *keyIDsRequest) (any, error) { return batchState(c, true, r) }, eachKey),
-		"DisableKeys":          row(func(c *wire.Call, r *keyIDsRequest) (any, error) { return batchState(c, false, r) }, eachKey),
-		"ScheduleKeyDeletion":  row(scheduleKeyDeletion, func(r *scheduleKeyDeletionRequest) []wire.Touched { return key(&r.KeyId) }),
-		"CancelKeyDeletion":    onKey(cancelKeyDeletion),
+		"EnableKey":            w(onKey(func(c *wire.Call, ref string) (any, error) { return setState(c, true, ref) })),
+		"DisableKey":           w(onKey(func(c *wire.Call, ref string) (any, error) { return setState(c, false, ref) })),
+		"EnableKeys":           w(row(func(c *wire.Call, r *keyIDsRequest) (any, error) { return batchState(c, true, r) }, eachKey)),
+		"DisableKeys":          w(row(func(c *wire.Call, r *keyIDsRequest) (any, error) { return batchState(c, false, r) }, eachKey)),
+		"ScheduleKeyDeletion":  w(row(scheduleKeyDeletion, func(r *scheduleKeyDeletionRequest) []wire.Touched { return key(&r.KeyId) })),
+		"CancelKeyDeletion":    w(onKey(cancelKeyDeletion)),
 		"UpdateAlias":          updateAlias,
 		"GetKeyRotationStatus": onKey(getKeyRotationStatus),
-		"EnableKeyRotation":    row(enableKeyRotation, func(r *enableKeyRotationRequest) []wire.Touched { return key(&r.KeyId) }),
-		"DisableKeyRotation": onKey(func(c *wire.Call, ref string) (any, error) {
+		"EnableKeyRotation":    w(row(enableKeyRotation, func(r *enableKeyRotationRequest) []wire.Touched { return key(&r.KeyId) })),
+		"DisableKeyRotation": w(onKey(func(c *wire.Call, ref string) (any, error) {
 			return rotation(c, &provider.UpdateRotationPolicyRequest{KeyId: ref})
-		}),
+		})),
 		"GenerateDataKey": row(generateDataKey, func(r *generateDataKeyRequest) []wire.Touched { return key(&r.KeyId) }),
 		"Encrypt":         row(encrypt, func(r *encryptRequest) []wire.Touched { return key(&r.KeyId) }),
 		"Decrypt":         row(decrypt, func(r *decryptRequest) []wire.Touched { return []wire.Touched{{Blob: r.CiphertextBlob}} }),
@@ -186,29 +189,30 @@ func parseContext(param, s string) (wrap.EncryptionContext, error) {
 
 func isCode(err error, code string) bool { return provider.ErrorCode(err) == code }
 
-// describe returns a key's Tencent metadata.
-func describe(c *wire.Call, ref string) (keyMetadata, error) {
+// describe returns a key's Tencent KeyMetadata and its id.
+func describe(c *wire.Call, ref string) (object, string, error) {
 	d, err := c.KMS.DescribeKey(c.Ctx, &provider.KeyIdRequest{KeyId: ref})
 	if err != nil {
-		return keyMetadata{}, err
+		return nil, "", err
 	}
 	md := d.KeyMetadata
 	al, err := c.KMS.ListAliasesByKeyId(c.Ctx, &provider.ListAliasesByKeyIdRequest{KeyId: md.KeyId, PageSize: new(100),
 		Visible: c.AccessKey.Policy.Visibility()})
 	if err != nil {
-		return keyMetadata{}, err
+		return nil, "", err
 	}
-	km := keyMetadata{KeyId: md.KeyId, Alias: tencentAlias(al.Aliases.Alias), CreateTime: unixTime(md.CreationDate),
-		Description: md.Description, KeyState: keyState(md.KeyState), KeyUsage: tencentUsage(md.KeySpec, md.KeyUsage), Type: keyTypeFIPS,
-		KeyRotationEnabled: md.AutomaticRotation == "Enabled", Owner: ownerUser, DeletionDate: unixTime(md.DeleteDate),
-		Origin: originKMS, ResourceId: "creatorUin/0/" + md.KeyId, ValidTo: unixTime(md.MaterialExpireTime)}
+	origin, rotates, next := originKMS, md.AutomaticRotation == "Enabled", uint64(0)
 	if md.Origin == provider.OriginExternal {
-		km.Origin = provider.OriginExternal
+		origin = provider.OriginExternal
 	}
-	if km.KeyRotationEnabled {
-		km.NextRotateTime = unixTime(md.NextRotationDate)
+	if rotates {
+		next = unixTime(md.NextRotationDate)
 	}
-	return km, nil
+	return object{"KeyId": md.KeyId, "Alias": tencentAlias(al.Aliases.Alias), "CreateTime": unixTime(md.CreationDate),
+		"Description": md.Description, "KeyState": keyState(md.KeyState), "KeyUsage": tencentUsage(md.KeySpec, md.KeyUsage),
+		"Type": keyTypeFIPS, "CreatorUin": 0, "KeyRotationEnabled": rotates, "Owner": ownerUser, "NextRotateTime": next,
+		"DeletionDate": unixTime(md.DeleteDate), "Origin": origin, "ValidTo": unixTime(md.MaterialExpireTime),
+		"ResourceId": "creatorUin/0/" + md.KeyId, "HsmClusterId": ""}, md.KeyId, nil
 }
 
 // discard disables a key made by a CreateKey that then failed, and
@@ -244,41 +248,41 @@ func createKey(c *wire.Call, req *createKeyRequest) (any, error) {
 		discard(c, md.KeyId)
 		return nil, err
 	}
-	resp := &createKeyResponse{KeyId: md.KeyId, Alias: req.Alias, CreateTime: unixTime(md.CreationDate), Description: md.Description,
-		KeyState: keyState(md.KeyState), KeyUsage: tencentUsage(md.KeySpec, md.KeyUsage)}
+	resp := object{"KeyId": md.KeyId, "Alias": req.Alias, "CreateTime": unixTime(md.CreationDate), "Description": md.Description,
+		"KeyState": keyState(md.KeyState), "KeyUsage": tencentUsage(md.KeySpec, md.KeyUsage), "TagCode": 0, "TagMsg": "", "HsmClusterId": ""}
 	if len(req.Tags) > 0 {
-		resp.TagCode, resp.TagMsg = tagCodeError, "p11kms does not store tags: the key was created without them"
+		resp["TagCode"], resp["TagMsg"] = tagCodeError, "p11kms does not store tags: the key was created without them"
 	}
 	return resp, nil
 }
 
 func describeKey(c *wire.Call, ref string) (any, error) {
-	md, err := describe(c, ref)
+	md, id, err := describe(c, ref)
 	if err != nil {
 		return nil, err
 	}
-	c.SetKey(md.KeyId, "")
-	return &describeKeyResponse{KeyMetadata: md}, nil
+	c.SetKey(id, "")
+	return object{"KeyMetadata": md}, nil
 }
 
 // describeKeys describes the listed keys; keys that do not exist are left
 // out (the pipeline empties those it found missing: SkipMissing).
 func describeKeys(c *wire.Call, req *keyIDsRequest) (any, error) {
-	resp := &describeKeysResponse{KeyMetadatas: []keyMetadata{}}
+	mds := []object{}
 	for _, id := range req.KeyIds {
 		if id == "" {
 			continue
 		}
-		md, err := describe(c, id)
+		md, _, err := describe(c, id)
 		if isCode(err, provider.CodeKeyNotFound) || isCode(err, provider.CodeAliasNotFound) {
 			continue
 		}
 		if err != nil {
 			return nil, err
 		}
-		resp.KeyMetadatas = append(resp.KeyMetadatas, md)
+		mds = append(mds, md)
 	}
-	return resp, nil
+	return object{"KeyMetadatas": mds}, nil
 }
 
 func listKeys(c *wire.Call, req *listKeysRequest) (any, error) {
@@ -290,23 +294,23 @@ func listKeys(c *wire.Call, req *listKeysRequest) (any, error) {
 	if req.Offset != nil {
 		offset = int(*req.Offset)
 	}
-	resp := &listKeysResponse{Keys: []keyRef{}}
+	keys, total := []object{}, 0
 	if req.Role != nil && *req.Role == 1 {
-		return resp, nil // p11kms has no keys made by cloud products
+		return object{"Keys": keys, "TotalCount": 0}, nil // p11kms has no keys made by cloud products
 	}
 	for pn := offset/listPageSize + 1; ; pn++ {
 		r, err := c.KMS.ListKeys(c.Ctx, &provider.ListKeysRequest{PageNumber: new(pn), PageSize: new(listPageSize), Visible: visible})
 		if err != nil {
 			return nil, err
 		}
-		resp.TotalCount = uint64(r.TotalCount)
+		total = r.TotalCount
 		for i, k := range r.Keys.Key {
 			if pos := (pn-1)*listPageSize + i; pos >= offset && pos < offset+limit {
-				resp.Keys = append(resp.Keys, keyRef{KeyId: k.KeyId})
+				keys = append(keys, object{"KeyId": k.KeyId})
 			}
 		}
 		if pn*listPageSize >= offset+limit || pn*listPageSize >= r.TotalCount {
-			return resp, nil
+			return object{"Keys": keys, "TotalCount": total}, nil
 		}
 	}
 }
@@ -321,7 +325,7 @@ func setState(c *wire.Call, enable bool, ref string) (any, error) {
 	if _, err := op(c.Ctx, &provider.KeyIdRequest{KeyId: ref}); err != nil {
 		return nil, err
 	}
-	return &emptyResponse{}, nil
+	return object{}, nil
 }
 
 // batchState changes the keys (all authorized by the pipeline) in order;
@@ -333,44 +337,43 @@ func batchState(c *wire.Call, enable bool, req *keyIDsRequest) (any, error) {
 		}
 	}
 	c.SetKey("", "")
-	return &emptyResponse{}, nil
+	return object{}, nil
 }
 
-// scheduleKeyDeletion follows Tencent: the key must be Disabled first.
+// scheduleKeyDeletion follows Tencent: the key must be Disabled first,
+// checked by the core in the write that schedules it (NotEnabled), so a
+// key enabled meanwhile (by another request or process) is not scheduled.
 func scheduleKeyDeletion(c *wire.Call, req *scheduleKeyDeletionRequest) (any, error) {
-	d, err := c.KMS.DescribeKey(c.Ctx, &provider.KeyIdRequest{KeyId: req.KeyId})
+	id, err := c.KMS.ResolveKeyId(c.Ctx, req.KeyId)
 	if err != nil {
 		return nil, err
 	}
-	id := d.KeyMetadata.KeyId
 	c.SetKey(id, "")
-	if d.KeyMetadata.KeyState == provider.StateEnabled {
+	preq := &provider.ScheduleKeyDeletionRequest{KeyId: id, PendingWindowInDays: int(*req.PendingWindowInDays), NotEnabled: true}
+	if _, err := c.KMS.ScheduleKeyDeletion(c.Ctx, preq); errors.Is(err, provider.ErrKeyEnabled) {
 		return nil, errorf(CodeCmkShouldBeDisabled, "the key %s is Enabled: disable it before scheduling its deletion", id)
-	}
-	preq := &provider.ScheduleKeyDeletionRequest{KeyId: id, PendingWindowInDays: int(*req.PendingWindowInDays)}
-	if _, err := c.KMS.ScheduleKeyDeletion(c.Ctx, preq); err != nil {
+	} else if err != nil {
 		return nil, err
 	}
-	if d, err = c.KMS.DescribeKey(c.Ctx, &provider.KeyIdRequest{KeyId: id}); err != nil {
+	d, err := c.KMS.DescribeKey(c.Ctx, &provider.KeyIdRequest{KeyId: id})
+	if err != nil {
 		return nil, err
 	}
-	return &scheduleKeyDeletionResponse{DeletionDate: unixTime(d.KeyMetadata.DeleteDate), KeyId: id}, nil
+	return object{"DeletionDate": unixTime(d.KeyMetadata.DeleteDate), "KeyId": id}, nil
 }
 
-// cancelKeyDeletion follows Tencent: the key comes back Disabled.
+// cancelKeyDeletion follows Tencent: the key comes back Disabled, in the
+// one metadata write that cancels the deletion.
 func cancelKeyDeletion(c *wire.Call, ref string) (any, error) {
 	id, err := c.KMS.ResolveKeyId(c.Ctx, ref)
 	if err != nil {
 		return nil, err
 	}
 	c.SetKey(id, "")
-	if _, err := c.KMS.CancelKeyDeletion(c.Ctx, &provider.KeyIdRequest{KeyId: id}); err != nil {
+	if _, err := c.KMS.CancelKeyDeletionToDisabled(c.Ctx, &provider.KeyIdRequest{KeyId: id}); err != nil {
 		return nil, err
 	}
-	if _, err := c.KMS.DisableKey(context.WithoutCancel(c.Ctx), &provider.KeyIdRequest{KeyId: id}); err != nil {
-		return nil, fmt.Errorf("the deletion was cancelled but the key could not be disabled: %w", err)
-	}
-	return &keyIDResponse{KeyId: id}, nil
+	return object{"KeyId": id}, nil
 }
 
 // replacedAliases is UpdateAlias's More: the key's Tencent-style aliases
@@ -411,7 +414,7 @@ func replacedAliases(c *wire.Call, req *updateAliasRequest) ([]wire.Touched, err
 func updateAlias(c *wire.Call, req *updateAliasRequest) (any, error) {
 	c.SetKey(req.keyID, "")
 	if req.noop {
-		return &emptyResponse{}, nil
+		return object{}, nil
 	}
 	if _, err := c.KMS.CreateAlias(c.Ctx, &provider.AliasRequest{AliasName: aliasName(req.Alias), KeyId: req.keyID}); err != nil {
 		return nil, err
@@ -421,7 +424,7 @@ func updateAlias(c *wire.Call, req *updateAliasRequest) (any, error) {
 			return nil, err
 		}
 	}
-	return &emptyResponse{}, nil
+	return object{}, nil
 }
 
 func getKeyRotationStatus(c *wire.Call, ref string) (any, error) {
@@ -430,7 +433,7 @@ func getKeyRotationStatus(c *wire.Call, ref string) (any, error) {
 		return nil, err
 	}
 	c.SetKey(d.KeyMetadata.KeyId, "")
-	return &rotationStatusResponse{KeyRotationEnabled: d.KeyMetadata.AutomaticRotation == "Enabled"}, nil
+	return object{"KeyRotationEnabled": d.KeyMetadata.AutomaticRotation == "Enabled"}, nil
 }
 
 func enableKeyRotation(c *wire.Call, req *enableKeyRotationRequest) (any, error) {
@@ -447,5 +450,5 @@ func rotation(c *wire.Call, preq *provider.UpdateRotationPolicyRequest) (any, er
 	if _, err := c.KMS.UpdateRotationPolicy(c.Ctx, preq); err != nil {
 		return nil, err
 	}
-	return &emptyResponse{}, nil
+	return object{}, nil
 }

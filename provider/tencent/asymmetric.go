@@ -66,12 +66,6 @@ func primaryVersion(c *wire.Call, ref string) (keyID, version string, err error)
 	return d.KeyMetadata.KeyId, d.KeyMetadata.PrimaryKeyVersion, nil
 }
 
-type getPublicKeyResponse struct {
-	KeyId        string
-	PublicKey    string // base64 DER SubjectPublicKeyInfo
-	PublicKeyPem string
-}
-
 func getPublicKey(c *wire.Call, ref string) (any, error) {
 	id, ver, err := primaryVersion(c, ref)
 	if err != nil {
@@ -85,18 +79,14 @@ func getPublicKey(c *wire.Call, ref string) (any, error) {
 	if b == nil {
 		return nil, provider.Internal("encoding the public key", nil)
 	}
-	return &getPublicKeyResponse{KeyId: id, PublicKey: base64.StdEncoding.EncodeToString(b.Bytes), PublicKeyPem: r.PublicKey}, nil
+	// PublicKey is base64 DER SubjectPublicKeyInfo.
+	return object{"KeyId": id, "PublicKey": base64.StdEncoding.EncodeToString(b.Bytes), "PublicKeyPem": r.PublicKey}, nil
 }
 
 type asymDecryptRequest struct {
-	KeyId      string `tc:"required"`
-	Ciphertext string `tc:"required"`
+	KeyId      string `wire:"required"`
+	Ciphertext string `wire:"required"`
 	Algorithm  string // AsymmetricRsaDecrypt only
-}
-
-type asymDecryptResponse struct {
-	KeyId     string
-	Plaintext string
 }
 
 func asymDecrypt(c *wire.Call, ref, alg, ct string) (any, error) {
@@ -108,7 +98,7 @@ func asymDecrypt(c *wire.Call, ref, alg, ct string) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &asymDecryptResponse{KeyId: id, Plaintext: r.Plaintext}, nil
+	return object{"KeyId": id, "Plaintext": r.Plaintext}, nil
 }
 
 // asymmetricRsaDecrypt: RSAES_PKCS1_V1_5 is refused (a padding oracle
@@ -144,9 +134,9 @@ func asymmetricSm2Decrypt(c *wire.Call, req *asymDecryptRequest) (any, error) {
 
 // signRequest is SignByAsymmetricKey's and VerifyByAsymmetricKey's.
 type signRequest struct {
-	KeyId          string `tc:"required"`
-	Algorithm      string `tc:"required"`
-	Message        string `tc:"required"`
+	KeyId          string `wire:"required"`
+	Algorithm      string `wire:"required"`
+	Message        string `wire:"required"`
 	MessageType    string
 	SignatureValue string // VerifyByAsymmetricKey
 
@@ -181,8 +171,6 @@ func (r *signRequest) check() error {
 	return nil
 }
 
-type signResponse struct{ Signature string }
-
 func signByAsymmetricKey(c *wire.Call, req *signRequest) (any, error) {
 	id, ver, err := primaryVersion(c, req.KeyId)
 	if err != nil {
@@ -192,10 +180,8 @@ func signByAsymmetricKey(c *wire.Call, req *signRequest) (any, error) {
 	if err != nil {
 		return nil, provider.RenameParams(err, map[string]string{"Digest": "Message"})
 	}
-	return &signResponse{Signature: r.Value}, nil
+	return object{"Signature": r.Value}, nil
 }
-
-type verifyResponse struct{ SignatureValid bool }
 
 func verifyByAsymmetricKey(c *wire.Call, req *signRequest) (any, error) {
 	if req.SignatureValue == "" {
@@ -210,24 +196,15 @@ func verifyByAsymmetricKey(c *wire.Call, req *signRequest) (any, error) {
 	if err != nil {
 		return nil, provider.RenameParams(err, map[string]string{"Signature": "SignatureValue", "Digest": "Message"})
 	}
-	return &verifyResponse{SignatureValid: r.Value}, nil
-}
-
-type algorithmInfo struct{ KeyUsage, Algorithm string }
-
-type listAlgorithmsResponse struct {
-	SymmetricAlgorithms            []algorithmInfo
-	AsymmetricAlgorithms           []algorithmInfo
-	AsymmetricSignVerifyAlgorithms []algorithmInfo
+	return object{"SignatureValid": r.Value}, nil
 }
 
 // listAlgorithms lists what p11kms's token can do (no SM4, no SM2DSA).
 func listAlgorithms(*wire.Call, *emptyRequest) (any, error) {
-	return &listAlgorithmsResponse{
-		SymmetricAlgorithms: []algorithmInfo{{KeyUsage: keyUsageSymmetric, Algorithm: "AES_256"}},
-		AsymmetricAlgorithms: []algorithmInfo{{KeyUsage: "ASYMMETRIC_DECRYPT_RSA_2048", Algorithm: "RSA_2048"},
-			{KeyUsage: "ASYMMETRIC_DECRYPT_SM2", Algorithm: "SM2"}},
-		AsymmetricSignVerifyAlgorithms: []algorithmInfo{{KeyUsage: "ASYMMETRIC_SIGN_VERIFY_RSA_2048", Algorithm: "RSA_2048"},
-			{KeyUsage: "ASYMMETRIC_SIGN_VERIFY_ECC", Algorithm: "ECC"}},
+	alg := func(usage, name string) object { return object{"KeyUsage": usage, "Algorithm": name} }
+	return object{
+		"SymmetricAlgorithms":            []object{alg(keyUsageSymmetric, "AES_256")},
+		"AsymmetricAlgorithms":           []object{alg("ASYMMETRIC_DECRYPT_RSA_2048", "RSA_2048"), alg("ASYMMETRIC_DECRYPT_SM2", "SM2")},
+		"AsymmetricSignVerifyAlgorithms": []object{alg("ASYMMETRIC_SIGN_VERIFY_RSA_2048", "RSA_2048"), alg("ASYMMETRIC_SIGN_VERIFY_ECC", "ECC")},
 	}, nil
 }

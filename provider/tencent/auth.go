@@ -6,7 +6,7 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
+	"errors"
 	"hash"
 	"mime"
 	"net/http"
@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/p11kms/p11kms/provider"
+	"github.com/p11kms/p11kms/provider/sigv4"
 	"github.com/p11kms/p11kms/provider/wire"
 )
 
@@ -56,19 +57,6 @@ type request struct {
 	replay *wire.ReplayClaim
 }
 
-// authenticate checks the request's signature (TC3-HMAC-SHA256 or v1
-// HmacSHA1/HmacSHA256), timestamp and replay rules at once, and returns the
-// action and its parameters (for signature tests; the pipeline claims the
-// replay rule later). On error the returned request holds what could be
-// parsed (claimed SecretId, action) for the record.
-func (h *handler) authenticate(r *http.Request, body []byte, now time.Time) (*request, error) {
-	p, err := h.authenticateRequest(wire.RequestWithBody(r, body), body, now)
-	if err == nil {
-		err = p.replay.Claim()
-	}
-	return p, err
-}
-
 // authenticateRequest checks the signature and timestamp on the
 // pipeline's request (query string and form body parsed once) and leaves
 // the replay rule in p.replay, unclaimed.
@@ -85,11 +73,6 @@ func (h *handler) authenticateRequest(req *wire.Request, body []byte, now time.T
 		err = h.verifyTC3(p, req, auth[0], body, now)
 	} else {
 		err = h.verifyV1(p, req, now)
-	}
-	if err == nil && !wire.HostMatches(h.cfg.ExpectedHost, r.Host) {
-		p.replay = nil
-		return p, errorf(CodeSignatureFailure, "the request is signed for host %s; this server accepts %s only (--expected-host)",
-			provider.Clip(r.Host, 128), h.cfg.ExpectedHost)
 	}
 	return p, err
 }
@@ -119,69 +102,32 @@ func requiredHeader(r *http.Request, name string) (string, error) {
 type tc3Authorization struct {
 	secretID, date, service, terminator string
 	signedHeaders                       []string
-	signedHeadersRaw                    string
 	signature                           []byte
 }
 
-// parseTC3Authorization parses
-// "TC3-HMAC-SHA256 Credential=<id>/<date>/<service>/tc3_request, SignedHeaders=<h1;h2>, Signature=<hex>".
+// parseTC3Authorization parses "TC3-HMAC-SHA256 Credential=<id>/<date>/
+// <service>/tc3_request, SignedHeaders=<h1;h2>, Signature=<hex>" with
+// SigV4's parser of the same three components (sigv4.ParseFields).
 func parseTC3Authorization(s string) (*tc3Authorization, error) {
 	bad := func(what string) error {
 		return errorf(CodeInvalidAuthorization, "the Authorization header is not TC3-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=...: %s", what)
 	}
-	rest, ok := strings.CutPrefix(s, SchemeTC3+" ")
-	if !ok {
-		return nil, bad("unknown algorithm (accepted: TC3-HMAC-SHA256)")
+	f, err := sigv4.ParseFields(SchemeTC3, s)
+	if se := (*sigv4.Error)(nil); errors.As(err, &se) {
+		return nil, bad(se.Message)
+	} else if err != nil {
+		return nil, bad("malformed")
 	}
-	a := &tc3Authorization{}
-	var cred, sig string
-	seen := map[string]bool{}
-	for part := range strings.SplitSeq(rest, ",") {
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if !ok || seen[k] {
-			return nil, bad("malformed or repeated field")
-		}
-		seen[k] = true
-		switch k {
-		case "Credential":
-			cred = v
-		case "SignedHeaders":
-			a.signedHeadersRaw = v
-		case "Signature":
-			sig = v
-		default:
-			return nil, bad("unknown field " + provider.Clip(k, 32))
-		}
-	}
-	if cred == "" || a.signedHeadersRaw == "" || sig == "" {
-		return nil, bad("Credential, SignedHeaders and Signature are all required")
-	}
-	parts := strings.Split(cred, "/")
-	if len(parts) != 4 || parts[0] == "" {
+	switch c := f.Credential; {
+	case len(c) != 4 || c[0] == "":
 		return nil, bad("Credential is not <SecretId>/<date>/<service>/tc3_request")
-	}
-	a.secretID, a.date, a.service, a.terminator = parts[0], parts[1], parts[2], parts[3]
-	hs := strings.Split(a.signedHeadersRaw, ";")
-	if len(hs) > maxSignedHeaders {
+	case len(f.SignedHeaders) > maxSignedHeaders:
 		return nil, bad("too many SignedHeaders")
-	}
-	for i, name := range hs {
-		if name == "" || strings.ToLower(name) != name || strings.ContainsAny(name, " :\t") || (i > 0 && hs[i-1] >= name) {
-			return nil, bad("SignedHeaders must be lower-case header names, sorted, separated by ;")
-		}
-	}
-	if !slices.Contains(hs, "content-type") || !slices.Contains(hs, "host") {
+	case !slices.Contains(f.SignedHeaders, "content-type") || !slices.Contains(f.SignedHeaders, "host"):
 		return nil, bad("SignedHeaders must include content-type and host")
 	}
-	a.signedHeaders = hs
-	if len(sig) != 2*sha256.Size {
-		return nil, bad("Signature is not 64 hex digits")
-	}
-	var err error
-	if a.signature, err = hex.DecodeString(sig); err != nil {
-		return nil, bad("Signature is not 64 hex digits")
-	}
-	return a, nil
+	c := f.Credential
+	return &tc3Authorization{secretID: c[0], date: c[1], service: c[2], terminator: c[3], signedHeaders: f.SignedHeaders, signature: f.Signature}, nil
 }
 
 // parseTimestamp parses a Unix-seconds timestamp and checks the window.
@@ -198,51 +144,10 @@ func parseTimestamp(s string, now time.Time, window time.Duration) (int64, error
 	return ts, nil
 }
 
-// tc3SigningKey derives the TC3 key: HMAC chains over "TC3"+secret, date,
-// service and "tc3_request".
-func tc3SigningKey(secret, date, service string) []byte {
-	k := hmacSum(sha256.New, []byte("TC3"+secret), date)
-	k = hmacSum(sha256.New, k, service)
-	return hmacSum(sha256.New, k, tc3Terminator)
-}
-
 func hmacSum(h func() hash.Hash, key []byte, msg string) []byte {
 	m := hmac.New(h, key)
 	m.Write([]byte(msg))
 	return m.Sum(nil)
-}
-
-func sha256Hex(b []byte) string {
-	s := sha256.Sum256(b)
-	return hex.EncodeToString(s[:])
-}
-
-// tc3CanonicalRequest builds the canonical request; headers are the
-// signed headers' lower-case names and values, in SignedHeaders order.
-func tc3CanonicalRequest(method, uri, query string, headers [][2]string, signedHeaders, payloadHash string) string {
-	var b strings.Builder
-	b.WriteString(method)
-	b.WriteByte('\n')
-	b.WriteString(uri)
-	b.WriteByte('\n')
-	b.WriteString(query)
-	b.WriteByte('\n')
-	for _, h := range headers {
-		b.WriteString(h[0])
-		b.WriteByte(':')
-		b.WriteString(h[1])
-		b.WriteByte('\n')
-	}
-	b.WriteByte('\n')
-	b.WriteString(signedHeaders)
-	b.WriteByte('\n')
-	b.WriteString(payloadHash)
-	return b.String()
-}
-
-// tc3StringToSign is the string the TC3 signature covers.
-func tc3StringToSign(timestamp, scope, canonicalRequest string) string {
-	return SchemeTC3 + "\n" + timestamp + "\n" + scope + "\n" + sha256Hex([]byte(canonicalRequest))
 }
 
 // verifyTC3 checks a TC3-HMAC-SHA256 request.
@@ -290,14 +195,15 @@ func (h *handler) verifyTC3(p *request, req *wire.Request, authz string, body []
 	if err != nil {
 		return err
 	}
-	if !tc3SignatureMatches(r, a, values, query, tsText, sha256Hex(body), key.AccessKeySecret) {
+	if !tc3SignatureMatches(r, a, values, query, tsText, sigv4.HexSHA256(body), key.AccessKeySecret) {
 		return errorf(CodeSignatureFailure, "the signature does not match the request: check the SecretKey and the signing steps")
 	}
-	ctx, u := req.HTTP.Context(), newReuse(a, p, r.RemoteAddr)
-	if err := h.peekReuse(ctx, u, now); err != nil {
+	ctx, u := req.HTTP.Context(), signatureUse(a, p, r.RemoteAddr)
+	rule := &wire.SignatureReuse{Cache: h.replay, Grace: RetargetGrace, Refuse: h.refuse}
+	if err := rule.Peek(ctx, u, now); err != nil {
 		return err
 	}
-	p.replay = wire.NewReplayClaim(func() error { return h.claimReuse(ctx, u, now) })
+	p.replay = wire.NewReplayClaim(func() error { return rule.Claim(ctx, u, now) })
 	p.key = key
 	if r.Method == http.MethodPost {
 		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
@@ -353,33 +259,23 @@ func tc3SignedValues(r *http.Request, signed []string) ([]string, error) {
 	return values, nil
 }
 
-// tc3SignatureMatches recomputes the TC3 signature (constant-time
-// comparison). Tencent's documentation lower-cases header values; the Go
-// SDK signs content-type and host as it sends them. Either is accepted.
+// tc3SignatureMatches recomputes the TC3 signature, SigV4's layout with
+// TC3's names (sigv4.CanonicalRequest, StringToSign, HMACChain), and
+// compares it in constant time. Tencent's documentation lower-cases header
+// values; the Go SDK signs content-type and host as it sends them. Either
+// is accepted.
 func tc3SignatureMatches(r *http.Request, a *tc3Authorization, values []string, query, timestamp, payloadHash, secret string) bool {
-	signingKey := tc3SigningKey(secret, a.date, a.service)
+	signingKey := sigv4.HMACChain([]byte("TC3"+secret), a.date, a.service, tc3Terminator)
 	scope := a.date + "/" + a.service + "/" + tc3Terminator
-	verify := func(lower bool) bool {
-		headers := make([][2]string, len(values))
-		for i, v := range values {
-			if lower {
-				v = strings.ToLower(v)
-			}
-			headers[i] = [2]string{a.signedHeaders[i], v}
-		}
-		canonical := tc3CanonicalRequest(r.Method, "/", query, headers, a.signedHeadersRaw, payloadHash)
-		return hmac.Equal(hmacSum(sha256.New, signingKey, tc3StringToSign(timestamp, scope, canonical)), a.signature)
+	verify := func(vs []string) bool {
+		canonical := sigv4.CanonicalRequest(r.Method, "/", query, a.signedHeaders, vs, payloadHash)
+		return hmac.Equal(hmacSum(sha256.New, signingKey, sigv4.StringToSign(SchemeTC3, timestamp, scope, canonical)), a.signature)
 	}
-	return verify(true) || (hasUpper(values) && verify(false))
-}
-
-func hasUpper(vs []string) bool {
-	for _, v := range vs {
-		if strings.ToLower(v) != v {
-			return true
-		}
+	lower := make([]string, len(values))
+	for i, v := range values {
+		lower[i] = strings.ToLower(v)
 	}
-	return false
+	return verify(lower) || (!slices.Equal(lower, values) && verify(values))
 }
 
 // flatParams parses a query or form string, refusing repeated names.

@@ -13,9 +13,9 @@ const maxValidTo = 2147443200
 
 func init() {
 	for name, a := range map[string]wire.Action{
-		"GetParametersForImport":    row(getParametersForImport, func(r *getParametersRequest) []wire.Touched { return key(&r.KeyId) }),
-		"ImportKeyMaterial":         row(importKeyMaterial, func(r *importMaterialRequest) []wire.Touched { return key(&r.KeyId) }),
-		"DeleteImportedKeyMaterial": onKey(deleteImportedKeyMaterial),
+		"GetParametersForImport":    wire.Writes(row(getParametersForImport, func(r *getParametersRequest) []wire.Touched { return key(&r.KeyId) })),
+		"ImportKeyMaterial":         wire.Writes(row(importKeyMaterial, func(r *importMaterialRequest) []wire.Touched { return key(&r.KeyId) })),
+		"DeleteImportedKeyMaterial": wire.Writes(onKey(deleteImportedKeyMaterial)),
 	} {
 		a.Name = name
 		actions[name] = &a
@@ -23,9 +23,9 @@ func init() {
 }
 
 type getParametersRequest struct {
-	KeyId             string `tc:"required"`
-	WrappingAlgorithm string `tc:"required"`
-	WrappingKeySpec   string `tc:"required"`
+	KeyId             string `wire:"required"`
+	WrappingAlgorithm string `wire:"required"`
+	WrappingKeySpec   string `wire:"required"`
 }
 
 // check: Tencent wraps key material with RSA_2048 only.
@@ -36,13 +36,6 @@ func (r *getParametersRequest) check() error {
 	return nil
 }
 
-type getParametersResponse struct {
-	KeyId             string
-	ImportToken       string
-	PublicKey         string
-	ParametersValidTo uint64
-}
-
 func getParametersForImport(c *wire.Call, req *getParametersRequest) (any, error) {
 	r, err := c.KMS.GetParametersForImport(c.Ctx, &provider.GetParametersForImportRequest{KeyId: req.KeyId,
 		WrappingAlgorithm: req.WrappingAlgorithm, WrappingKeySpec: req.WrappingKeySpec})
@@ -50,14 +43,14 @@ func getParametersForImport(c *wire.Call, req *getParametersRequest) (any, error
 		return nil, err
 	}
 	c.SetKey(r.KeyId, "")
-	return &getParametersResponse{KeyId: r.KeyId, ImportToken: r.ImportToken, PublicKey: r.PublicKey,
-		ParametersValidTo: unixTime(r.TokenExpireTime)}, nil
+	return object{"KeyId": r.KeyId, "ImportToken": r.ImportToken, "PublicKey": r.PublicKey,
+		"ParametersValidTo": unixTime(r.TokenExpireTime)}, nil
 }
 
 type importMaterialRequest struct {
-	KeyId                string `tc:"required"`
-	EncryptedKeyMaterial string `tc:"required"`
-	ImportToken          string `tc:"required"`
+	KeyId                string `wire:"required"`
+	EncryptedKeyMaterial string `wire:"required"`
+	ImportToken          string `wire:"required"`
 	ValidTo              *uint64
 }
 
@@ -78,7 +71,7 @@ func importKeyMaterial(c *wire.Call, req *importMaterialRequest) (any, error) {
 		return nil, err
 	}
 	c.SetKey(r.KeyIds())
-	return &emptyResponse{}, nil
+	return object{}, nil
 }
 
 func deleteImportedKeyMaterial(c *wire.Call, ref string) (any, error) {
@@ -87,5 +80,5 @@ func deleteImportedKeyMaterial(c *wire.Call, ref string) (any, error) {
 		return nil, err
 	}
 	c.SetKey(r.KeyIds())
-	return &emptyResponse{}, nil
+	return object{}, nil
 }

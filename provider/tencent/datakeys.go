@@ -40,11 +40,11 @@ func ParseExporter(pemText, alg string) (*provider.PublicKeyExporter, error) {
 		}
 		a, err := wrap.LookupAlgorithm(alg)
 		if err != nil {
-			return nil, provider.FromWrap(err)
+			return nil, fromWrap(err)
 		}
 		pub, spec, err := wrap.ParsePublicKeyPEM(pemText)
 		if err != nil {
-			return nil, provider.FromWrap(err)
+			return nil, fromWrap(err)
 		}
 		if err := a.CompatibleWith(spec); err != nil {
 			hint := ""
@@ -67,7 +67,7 @@ func generateDataKey(c *wire.Call, req *generateDataKeyRequest) (any, error) {
 		return nil, err
 	}
 	c.SetKey(r.KeyId, r.KeyVersionId)
-	return &generateDataKeyResponse{KeyId: r.KeyId, Plaintext: r.Plaintext, CiphertextBlob: r.CiphertextBlob}, nil
+	return object{"KeyId": r.KeyId, "Plaintext": r.Plaintext, "CiphertextBlob": r.CiphertextBlob}, nil
 }
 
 func encrypt(c *wire.Call, req *encryptRequest) (any, error) {
@@ -76,7 +76,7 @@ func encrypt(c *wire.Call, req *encryptRequest) (any, error) {
 		return nil, err
 	}
 	c.SetKey(r.KeyId, r.KeyVersionId)
-	return &encryptResponse{CiphertextBlob: r.CiphertextBlob, KeyId: r.KeyId}, nil
+	return object{"CiphertextBlob": r.CiphertextBlob, "KeyId": r.KeyId}, nil
 }
 
 // decrypt decrypts a blob; with EncryptionPublicKey the plaintext is
@@ -87,19 +87,19 @@ func decrypt(c *wire.Call, req *decryptRequest) (any, error) {
 		return nil, err
 	}
 	c.SetKey(r.KeyId, r.KeyVersionId)
-	resp := &decryptResponse{KeyId: r.KeyId, Plaintext: r.Plaintext}
-	if req.ex != nil {
-		pt, err := base64.StdEncoding.DecodeString(r.Plaintext)
-		if err != nil {
-			return nil, provider.Internal("decoding the plaintext", err)
-		}
-		resp.Plaintext, err = req.ex.Seal(pt)
-		wrap.ZeroBytes(pt)
-		if err != nil {
-			return nil, err
-		}
+	if req.ex == nil {
+		return object{"KeyId": r.KeyId, "Plaintext": r.Plaintext}, nil
 	}
-	return resp, nil
+	pt, err := base64.StdEncoding.DecodeString(r.Plaintext)
+	if err != nil {
+		return nil, provider.Internal("decoding the plaintext", err)
+	}
+	sealed, err := req.ex.Seal(pt)
+	wrap.ZeroBytes(pt)
+	if err != nil {
+		return nil, err
+	}
+	return object{"KeyId": r.KeyId, "Plaintext": sealed}, nil
 }
 
 // reEncrypt moves a blob under DestinationKeyId (default: the blob's own
@@ -119,7 +119,7 @@ func reEncrypt(c *wire.Call, req *reEncryptRequest) (any, error) {
 		return nil, err
 	}
 	c.SetKey(r.KeyId, r.KeyVersionId)
-	return &reEncryptResponse{CiphertextBlob: r.CiphertextBlob, KeyId: r.KeyId, SourceKeyId: r.SourceKeyId, ReEncrypted: true}, nil
+	return object{"CiphertextBlob": r.CiphertextBlob, "KeyId": r.KeyId, "SourceKeyId": r.SourceKeyId, "ReEncrypted": true}, nil
 }
 
 // generateRandom returns random bytes from the token's RNG.
@@ -129,7 +129,7 @@ func generateRandom(c *wire.Call, req *generateRandomRequest) (any, error) {
 		return nil, err
 	}
 	defer wrap.ZeroBytes(b)
-	return &generateRandomResponse{Plaintext: base64.StdEncoding.EncodeToString(b)}, nil
+	return object{"Plaintext": base64.StdEncoding.EncodeToString(b)}, nil
 }
 
 // getServiceStatus answers enabled while the token answers.
@@ -137,5 +137,5 @@ func getServiceStatus(c *wire.Call, _ *emptyRequest) (any, error) {
 	if err := c.KMS.Ready(c.Ctx); err != nil {
 		return nil, provider.Internal("checking the key store", err)
 	}
-	return &serviceStatusResponse{ServiceEnabled: true, InvalidType: 1}, nil
+	return object{"ServiceEnabled": true, "InvalidType": 1, "UserLevel": 0, "ExclusiveVSMEnabled": false, "ExclusiveHSMEnabled": false}, nil
 }

@@ -2,10 +2,10 @@ package tencent
 
 import (
 	"errors"
-	"fmt"
 
 	"github.com/p11kms/p11kms/provider"
 	"github.com/p11kms/p11kms/provider/wire"
+	"github.com/p11kms/p11kms/wrap"
 )
 
 // Tencent Cloud API error codes this front-end answers with itself (the
@@ -45,22 +45,13 @@ const (
 	CodeInvalidCiphertextCode = "InvalidParameterValue.InvalidCiphertext"
 )
 
-// apiError is an error answered with a Tencent code of this package's own.
-// Its message never holds key material, plaintext or secrets.
-type apiError struct {
-	Code    string
-	Message string
-}
-
-func (e *apiError) Error() string { return e.Code + ": " + e.Message }
-
-func errorf(code, format string, args ...any) error {
-	return &apiError{Code: code, Message: fmt.Sprintf(format, args...)}
-}
+// errorf is an error answered with a Tencent code of this package's own
+// (wire.APIError, shared by the dialects).
+var errorf = wire.Errorf
 
 // codeAndMessage returns the Tencent code and the client-visible message of err.
 func codeAndMessage(err error) (string, string) {
-	var ae *apiError
+	var ae *wire.APIError
 	if errors.As(err, &ae) {
 		return ae.Code, ae.Message
 	}
@@ -71,6 +62,13 @@ func codeAndMessage(err error) (string, string) {
 	pe := provider.AsError(err)
 	return coreCode(pe), pe.Message
 }
+
+// wrapParams are Tencent's parameters for wrap's neutral fields (the
+// public key to export to and its algorithm).
+var wrapParams = map[wrap.Field]string{wrap.FieldPublicKey: "EncryptionPublicKey", wrap.FieldAlgorithm: "EncryptionAlgorithm"}
+
+// fromWrap is a wrap parameter error named as Tencent names it.
+func fromWrap(err error) error { return provider.FromWrapAs(err, wrapParams) }
 
 // coreCodes maps the core's error kinds to Tencent Cloud KMS error codes.
 var coreCodes = map[string]string{

@@ -142,3 +142,20 @@ func TestCoreErrorsMapToTencentCodes(t *testing.T) {
 		t.Fatal(err, c)
 	}
 }
+
+// Tencent's error map names wrap's neutral fields as Tencent does: a bad
+// EncryptionPublicKey is InvalidParameter naming EncryptionPublicKey
+// (FailedOperation.EncryptionError on the wire), where the core names the
+// same field PublicKeyBlob.
+func TestWrapFieldsAreNamedByTencent(t *testing.T) {
+	_, err := ParseExporter("not a key", "SM2")
+	e := provider.AsError(err)
+	if e.Code != provider.CodeInvalidParameter || e.Param != "EncryptionPublicKey" || !strings.HasPrefix(e.Message, "EncryptionPublicKey: ") ||
+		coreCode(e) != CodeEncryptionError {
+		t.Fatalf("%+v", e)
+	}
+	_, werr := wrap.ParsePublicKeyBlob("!!", wrap.SpecRSA2048)
+	if p := provider.AsError(provider.FromWrap(werr)).Param; p != "PublicKeyBlob" {
+		t.Fatalf("the core names the field %q", p)
+	}
+}

@@ -1,9 +1,7 @@
 package tencent
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"time"
 
@@ -71,63 +69,41 @@ func (h *handler) NewRecord(req *wire.Request) wire.Record {
 		API: "tencent", HTTPStatus: http.StatusOK}
 }
 
-// Write answers with HTTP 200 and the response, or err, in Tencent's envelope.
+// object is a response's fields by their wire names: the SDK reads the
+// envelope's Response by name, so the actions answer objects, not types.
+type object = map[string]any
+
+// Write answers with HTTP 200 and the response, or err, in Tencent's
+// envelope {"Response":{...,"RequestId"}}.
 func (h *handler) Write(w http.ResponseWriter, _ *wire.Request, rec *wire.Record, resp any, err error) {
-	var out []byte
+	body, ok := resp.(object)
+	if err == nil && !ok {
+		err = provider.Internal("encoding the response", nil)
+	}
 	if err != nil {
 		code, msg := codeAndMessage(err)
 		rec.Code = code
 		if code == CodeInternalError {
 			rec.Err = err
 		}
-		out, _ = json.Marshal(errorEnvelope{Response: errorBody{Error: errorDetail{Code: code, Message: msg}, RequestId: rec.RequestId}})
-	} else {
-		out = envelope(resp, rec.RequestId)
+		body = object{"Error": object{"Code": code, "Message": msg}}
 	}
+	body["RequestId"] = rec.RequestId
+	out, _ := json.Marshal(object{"Response": body})
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-TC-RequestId", rec.RequestId)
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(out)
 }
 
-type errorDetail struct{ Code, Message string }
-type errorBody struct {
-	Error     errorDetail
-	RequestId string
-}
-type errorEnvelope struct{ Response errorBody }
-
-// envelope wraps a response object as {"Response":{...,"RequestId":id}}.
-func envelope(resp any, requestID string) []byte {
-	b, err := json.Marshal(resp)
-	if err != nil || len(b) < 2 || b[0] != '{' {
-		b, _ = json.Marshal(errorEnvelope{Response: errorBody{Error: errorDetail{Code: CodeInternalError, Message: "the response could not be encoded"}, RequestId: requestID}})
-		return b
-	}
-	id, _ := json.Marshal(requestID)
-	var out bytes.Buffer
-	out.Grow(len(b) + len(id) + 32)
-	out.WriteString(`{"Response":`)
-	out.Write(b[:len(b)-1])
-	if len(b) > 2 {
-		out.WriteByte(',')
-	}
-	out.WriteString(`"RequestId":`)
-	out.Write(id)
-	out.WriteString("}}")
-	return out.Bytes()
-}
-
-// readBody reads the body once (wire.Request.Body).
+// readBody reads the body once (wire.ReadBody) with Tencent's refusals.
 func readBody(req *wire.Request) ([]byte, error) {
-	b, err := req.Body()
-	switch {
-	case errors.Is(err, wire.ErrTooLarge):
-		return nil, errorf(CodeRequestSizeExceeded, "the request is larger than %d bytes", req.Max)
-	case err != nil:
-		return nil, errorf(CodeInvalidParameter, "the request body could not be read")
-	}
-	return b, nil
+	return wire.ReadBody(req, func(tooLarge bool) error {
+		if tooLarge {
+			return errorf(CodeRequestSizeExceeded, "the request is larger than %d bytes", req.Max)
+		}
+		return errorf(CodeInvalidParameter, "the request body could not be read")
+	})
 }
 
 // Verify is the Tencent verifier (wire.Dialect): the body read once, then
@@ -142,7 +118,8 @@ func (h *handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 	if err != nil {
 		return nil, err
 	}
-	return &wire.Auth{AccessKey: p.key, Action: p.action, Replay: p.replay, Dialect: p}, nil
+	// TC3 signs the host header, v1 the host in its string to sign.
+	return &wire.Auth{AccessKey: p.key, Action: p.action, Replay: p.replay, Dialect: p, Host: req.HTTP.Host}, nil
 }
 
 // Lookup finds the action in the Tencent table; the other actions of the
@@ -190,7 +167,7 @@ type checker interface{ check() error }
 
 // Refuse is the Tencent code of the pipeline's own refusals (a may be nil:
 // the replay memory refuses while verifying).
-func (h *handler) Refuse(kind wire.Refusal, _ *wire.Auth) error {
+func (h *handler) Refuse(kind wire.Refusal, a *wire.Auth) error {
 	switch kind {
 	case wire.AuditUnavailable:
 		return errorf(CodeServiceUnavailable, "the audit log cannot be written: requests are refused until it can be; retry later")
@@ -198,6 +175,13 @@ func (h *handler) Refuse(kind wire.Refusal, _ *wire.Auth) error {
 		return errorf(CodeServiceUnavailable, "the server's shared replay and rate state is unavailable: retry later")
 	case wire.Replayed:
 		return errorf(CodeSignatureExpire, "the Nonce was already used with this SecretId: the request is a replay")
+	case wire.WrongHost:
+		return errorf(CodeSignatureFailure, "%s", a.HostRefusal())
+	case wire.Repeated:
+		return errorf(CodeSignatureFailure, "this signature already performed this action: a TC3 signature changes state "+
+			"at most once (X-TC-Action is not signed); sign the request again")
+	case wire.Retargeted:
+		return errorf(CodeSignatureFailure, "this signature was already used for another action, region or version")
 	}
 	return errorf(CodeRequestLimitExceeded, "too many requests for this SecretId (its rate or its share of the replay memory): retry later")
 }

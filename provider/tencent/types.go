@@ -8,10 +8,11 @@ import (
 	"github.com/p11kms/p11kms/wrap"
 )
 
-// The request and response shapes of the Tencent actions: field names are
-// the wire names; a field tagged wire:"required" is MissingParameter when
-// absent (checked by Decode), and a request's check method validates the
-// rest before the pipeline authorizes it.
+// The request shapes of the Tencent actions: field names are the wire
+// names; a field tagged wire:"required" is MissingParameter when absent
+// (checked by Decode), and a request's check method validates the rest
+// before the pipeline authorizes it. Responses are objects by wire name
+// (handler.go).
 
 type tagParam struct {
 	TagKey   string
@@ -62,18 +63,6 @@ func (r *createKeyRequest) check() error {
 	return nil
 }
 
-type createKeyResponse struct {
-	KeyId        string
-	Alias        string
-	CreateTime   uint64
-	Description  string
-	KeyState     string
-	KeyUsage     string
-	TagCode      uint64
-	TagMsg       string
-	HsmClusterId string
-}
-
 type keyIDRequest struct {
 	KeyId string `wire:"required"`
 }
@@ -95,31 +84,6 @@ func (r *keyIDsRequest) check() error {
 	return nil
 }
 
-type emptyRequest struct{}
-type emptyResponse struct{}
-
-type keyMetadata struct {
-	KeyId              string
-	Alias              string
-	CreateTime         uint64
-	Description        string
-	KeyState           string
-	KeyUsage           string
-	Type               int64
-	CreatorUin         uint64
-	KeyRotationEnabled bool
-	Owner              string
-	NextRotateTime     uint64
-	DeletionDate       uint64
-	Origin             string
-	ValidTo            uint64
-	ResourceId         string
-	HsmClusterId       string
-}
-
-type describeKeyResponse struct{ KeyMetadata keyMetadata }
-type describeKeysResponse struct{ KeyMetadatas []keyMetadata }
-
 type listKeysRequest struct {
 	Offset       *uint64
 	Limit        *uint64
@@ -140,13 +104,6 @@ func (r *listKeysRequest) check() error {
 	return noHsmCluster(r.HsmClusterId)
 }
 
-type keyRef struct{ KeyId string }
-
-type listKeysResponse struct {
-	Keys       []keyRef
-	TotalCount uint64
-}
-
 type scheduleKeyDeletionRequest struct {
 	KeyId               string  `wire:"required"`
 	PendingWindowInDays *uint64 `wire:"required"`
@@ -160,13 +117,6 @@ func (r *scheduleKeyDeletionRequest) check() error {
 	return nil
 }
 
-type scheduleKeyDeletionResponse struct {
-	DeletionDate uint64
-	KeyId        string
-}
-
-type keyIDResponse struct{ KeyId string }
-
 type updateAliasRequest struct {
 	Alias string `wire:"required"`
 	KeyId string `wire:"required"`
@@ -177,8 +127,6 @@ type updateAliasRequest struct {
 }
 
 func (r *updateAliasRequest) check() error { return checkAlias(r.Alias) }
-
-type rotationStatusResponse struct{ KeyRotationEnabled bool }
 
 type enableKeyRotationRequest struct {
 	KeyId      string `wire:"required"`
@@ -214,12 +162,6 @@ func (r *generateDataKeyRequest) check() (err error) {
 	return err
 }
 
-type generateDataKeyResponse struct {
-	KeyId          string
-	Plaintext      string
-	CiphertextBlob string
-}
-
 type encryptRequest struct {
 	KeyId             string `wire:"required"`
 	Plaintext         string `wire:"required"`
@@ -251,11 +193,6 @@ func contextAndExporter(ec, pemText, alg string) (wrap.EncryptionContext, *provi
 	return c, ex, err
 }
 
-type encryptResponse struct {
-	CiphertextBlob string
-	KeyId          string
-}
-
 type decryptRequest struct {
 	CiphertextBlob      string `wire:"required"`
 	EncryptionContext   string
@@ -269,11 +206,6 @@ type decryptRequest struct {
 func (r *decryptRequest) check() (err error) {
 	r.ec, r.ex, err = contextAndExporter(r.EncryptionContext, r.EncryptionPublicKey, r.EncryptionAlgorithm)
 	return err
-}
-
-type decryptResponse struct {
-	KeyId     string
-	Plaintext string
 }
 
 type reEncryptRequest struct {
@@ -293,22 +225,8 @@ func (r *reEncryptRequest) check() (err error) {
 	return err
 }
 
-type reEncryptResponse struct {
-	CiphertextBlob string
-	KeyId          string
-	SourceKeyId    string
-	ReEncrypted    bool
-}
-
 type generateRandomRequest struct {
 	NumberOfBytes *uint64 `wire:"required"`
 }
-type generateRandomResponse struct{ Plaintext string }
 
-type serviceStatusResponse struct {
-	ServiceEnabled      bool
-	InvalidType         int64
-	UserLevel           uint64
-	ExclusiveVSMEnabled bool
-	ExclusiveHSMEnabled bool
-}
+type emptyRequest struct{}

@@ -63,6 +63,18 @@ func matchAny(patterns []string, s string) bool {
 // AllowsAction reports whether the policy allows the action at all.
 func (p *Policy) AllowsAction(action string) bool { return matchAny(p.Actions, action) }
 
+// ReadActions, as an entry of Policy.Actions, allows every action whose
+// table row is a read (Action.Write false) and no write: a read-only key
+// (`accesskey create --actions @read`).
+const ReadActions = "@read"
+
+// AllowsCall reports whether the policy allows a call of the action, a
+// write or a read (its row's Action.Write): by the action's name or a
+// pattern, or, for a read, by ReadActions.
+func (p *Policy) AllowsCall(action string, write bool) bool {
+	return p.AllowsAction(action) || (!write && slices.Contains(p.Actions, ReadActions))
+}
+
 // AllowsKey reports whether the policy allows any of the names of a key
 // (its id, the alias used).
 func (p *Policy) AllowsKey(names ...string) bool {

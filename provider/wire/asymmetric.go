@@ -19,11 +19,11 @@ func asymmetricActions() []Action {
 			func(r *provider.AsymmetricSignRequest) Touched { return keyID(&r.KeyId) }),
 		act("AsymmetricVerify", "Verify a signature over a SHA-256 digest", (*p).AsymmetricVerify,
 			func(r *provider.AsymmetricVerifyRequest) Touched { return keyID(&r.KeyId) }),
-		act("GetParametersForImport", "Get a wrapping public key and an import token for an EXTERNAL key", (*p).GetParametersForImport,
-			func(r *provider.GetParametersForImportRequest) Touched { return keyID(&r.KeyId) }),
-		act("ImportKeyMaterial", "Import key material wrapped under GetParametersForImport's public key", (*p).ImportKeyMaterial,
-			func(r *provider.ImportKeyMaterialRequest) Touched { return keyID(&r.KeyId) }),
-		act("DeleteKeyMaterial", "Delete an EXTERNAL key's imported material (it becomes PendingImport)", (*p).DeleteKeyMaterial,
-			func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		Writes(act("GetParametersForImport", "Get a wrapping public key and an import token for an EXTERNAL key", (*p).GetParametersForImport,
+			func(r *provider.GetParametersForImportRequest) Touched { return keyID(&r.KeyId) })),
+		Writes(act("ImportKeyMaterial", "Import key material wrapped under GetParametersForImport's public key", (*p).ImportKeyMaterial,
+			func(r *provider.ImportKeyMaterialRequest) Touched { return keyID(&r.KeyId) })),
+		Writes(act("DeleteKeyMaterial", "Delete an EXTERNAL key's imported material (it becomes PendingImport)", (*p).DeleteKeyMaterial,
+			func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) })),
 	}
 }

@@ -47,9 +47,18 @@ type Touched struct {
 // listing shows only what the policy allows. Other errors while resolving
 // (a malformed reference, a bad blob) are returned as the operation itself
 // would return them.
+//
+// The action is checked as a write (Policy.AllowsCall): ReadActions does
+// not allow it; the pipeline checks each row by its own Action.Write.
 func AuthorizeTouched(ctx context.Context, s *provider.Service, key AccessKey, action string, t Touched) error {
+	return authorizeTouched(ctx, s, key, action, true, t)
+}
+
+// authorizeTouched is AuthorizeTouched for an action that is a write or a
+// read.
+func authorizeTouched(ctx context.Context, s *provider.Service, key AccessKey, action string, write bool, t Touched) error {
 	p := &key.Policy
-	if !p.AllowsAction(action) {
+	if !p.AllowsCall(action, write) {
 		return provider.NewError(provider.CodeNoPermission, "the access key %s may not call %s", key.AccessKeyId, action)
 	}
 	if matchAny(p.Keys, "*") {

@@ -36,8 +36,8 @@ type Config struct {
 	// DefaultMaxBodyBytes); a larger request gets the dialect's code.
 	MaxBodyBytes int64
 	// ExpectedHost, if set, is the only Host a signed request may name
-	// (HostMatches); a request signed for another host gets the dialect's
-	// signature error (serve --expected-host).
+	// (HostMatches, checked by Serve on Auth.Host); a request signed for
+	// another host gets the dialect's signature error (serve --expected-host).
 	ExpectedHost string
 	// Replay is the node's replay memory (state.Open: in process, bounded,
 	// or shared on Redis); nil: an in-process memory of the handler's own
@@ -69,5 +69,5 @@ func (c Config) WithDefaults() Config {
 
 // Pipeline is what Serve runs a request of this configuration against.
 func (c Config) Pipeline() Pipeline {
-	return Pipeline{KMS: c.KMS, Limiter: c.Limiter, Observer: c.Observer}
+	return Pipeline{KMS: c.KMS, Limiter: c.Limiter, Observer: c.Observer, ExpectedHost: c.ExpectedHost}
 }

@@ -3,6 +3,7 @@ package wire
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -56,6 +57,15 @@ const (
 	StateUnavailable
 	// Replayed: the nonce or signature was used already (a replay).
 	Replayed
+	// WrongHost: the request is signed for a host other than the expected
+	// one (serve --expected-host); Auth.HostRefusal is the message.
+	WrongHost
+	// Repeated: a signature that already performed this write came again
+	// (SignatureReuse).
+	Repeated
+	// Retargeted: a signature used for another target came back outside
+	// the grace, or, for a write, over another connection (SignatureReuse).
+	Retargeted
 )
 
 // Auth is what a dialect's verifier returns for a request whose signature
@@ -76,7 +86,21 @@ type Auth struct {
 	// Dialect holds whatever else the dialect's Lookup and Decode need
 	// (its API version, its body format).
 	Dialect any
+	// Host is the Host the signature covers (ACS3/ACS4, TC3 and SigV4 sign
+	// the host header, Tencent v1 its string to sign), which the pipeline
+	// compares with the expected host (Pipeline.ExpectedHost). A scheme
+	// that signs no host (Alibaba RPC) sets HostUnsigned and Host to the
+	// Host as received: the check then catches a misdirected client, not
+	// an attacker, who may rewrite it (docs/SECURITY.md, finding 8).
+	Host         string
+	HostUnsigned bool
+
+	hostRefusal string
 }
+
+// HostRefusal is the message of a WrongHost refusal: the host the request
+// names and the one this server accepts.
+func (a *Auth) HostRefusal() string { return a.hostRefusal }
 
 // Health is an Observer that can tell whether it is recording (the audit
 // log: false after a failed write, until a write succeeds).
@@ -95,11 +119,16 @@ type Pipeline struct {
 	// (AuditUnavailable) until it reports true again; the refused
 	// request's own record is still offered to it.
 	Observer Observer
+	// ExpectedHost, if set, is the only host a request may be signed for
+	// (HostMatches; serve --expected-host): the one host check, for every
+	// dialect.
+	ExpectedHost string
 }
 
 // Serve runs one request through the pipeline, the same steps in the same
 // order for every dialect: record (one RequestId) → verify the signature
-// (replay memory looked up) → action name recorded → audit log healthy →
+// (replay memory looked up) → the signed host is the expected one → action
+// name recorded → audit log healthy →
 // rate limit → action table → decode and validate → authorize the action
 // and every key, blob and alias the request touches, each key resolved
 // once (AuthorizeTouched) → replay memory claimed → the core, with the
@@ -125,6 +154,9 @@ func run(d Dialect, p Pipeline, req *Request, rec *Record) (resp any, err error)
 		return nil, err
 	}
 	rec.AccessKeyId = a.AccessKey.AccessKeyId
+	if err := checkHost(p.ExpectedHost, d, a); err != nil {
+		return nil, err
+	}
 	act, known, lookupErr := d.Lookup(a)
 	rec.SetAction(a.Action, known)
 	if h, ok := p.Observer.(Health); ok && !h.Healthy() {
@@ -140,7 +172,9 @@ func run(d Dialect, p Pipeline, req *Request, rec *Record) (resp any, err error)
 	if err != nil {
 		return nil, err
 	}
-	c := &Call{Ctx: provider.WithRequestID(req.HTTP.Context(), rec.RequestId), KMS: p.KMS, AccessKey: a.AccessKey, Action: act.Name, rec: rec}
+	rec.Write = act.Write
+	c := &Call{Ctx: provider.WithRequestID(req.HTTP.Context(), rec.RequestId), KMS: p.KMS, AccessKey: a.AccessKey, Action: act.Name,
+		Write: act.Write, rec: rec}
 	if err := authorize(c, act, areq); err != nil {
 		return nil, err
 	}
@@ -154,6 +188,22 @@ func run(d Dialect, p Pipeline, req *Request, rec *Record) (resp any, err error)
 		err = provider.Internal(act.Name, errors.New("the operation returned no response"))
 	}
 	return resp, err
+}
+
+// checkHost is the one --expected-host check: the host the signature
+// covers (Auth.Host) must be the expected one, else the dialect's WrongHost
+// refusal. Nothing was claimed yet, so a refused request spends no replay
+// memory.
+func checkHost(expected string, d Dialect, a *Auth) error {
+	if HostMatches(expected, a.Host) {
+		return nil
+	}
+	verb := "signed for"
+	if a.HostUnsigned {
+		verb = "sent to"
+	}
+	a.hostRefusal = fmt.Sprintf("the request is %s host %s; this server accepts %s only (--expected-host)", verb, provider.Clip(a.Host, 128), expected)
+	return d.Refuse(WrongHost, a)
 }
 
 // authorize checks the access key's policy for the action and everything
@@ -175,7 +225,7 @@ func authorize(c *Call, act *Action, areq any) error {
 		touched = []Touched{{}} // the action alone
 	}
 	for _, t := range touched {
-		err := AuthorizeTouched(c.Ctx, c.KMS, c.AccessKey, c.Action, t)
+		err := authorizeTouched(c.Ctx, c.KMS, c.AccessKey, c.Action, c.Write, t)
 		if act.SkipMissing && t.Key != nil && isMissing(err) {
 			*t.Key = "" // left out: the operation skips it
 			continue
@@ -192,7 +242,7 @@ func authorize(c *Call, act *Action, areq any) error {
 		return err
 	}
 	for _, t := range more {
-		if err := AuthorizeTouched(c.Ctx, c.KMS, c.AccessKey, c.Action, t); err != nil {
+		if err := authorizeTouched(c.Ctx, c.KMS, c.AccessKey, c.Action, c.Write, t); err != nil {
 			return err
 		}
 	}
@@ -215,6 +265,8 @@ type Call struct {
 	AccessKey AccessKey
 	// Action is the row's name: what policies name.
 	Action string
+	// Write is the row's Action.Write.
+	Write bool
 
 	rec *Record
 }

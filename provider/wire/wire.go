@@ -22,6 +22,12 @@ type Action struct {
 	Name string
 	// Short is a one-line description (the CLI's help).
 	Short string
+	// Write marks an action that changes stored state (a key, a version,
+	// an alias, imported material); false is a read (a listing, a
+	// description, a cryptographic operation). The pipeline records it
+	// (Record.Write), a policy's ReadActions allows only reads, and a
+	// dialect's replay rule may let reads repeat (SignatureReuse).
+	Write bool
 	// New returns a pointer to a zero request of the action (what the
 	// dialect's Decode fills).
 	New func() any
@@ -68,6 +74,13 @@ func act[Req, Resp any](name, short string, op func(*provider.Service, context.C
 	return a
 }
 
+// Writes marks a row as a write (Action.Write): the table's read/write
+// column.
+func Writes(a Action) Action {
+	a.Write = true
+	return a
+}
+
 // keyedResponse is a core response that names the key it used
 // (provider.GenerateDataKeyResponse.KeyIds, ...).
 type keyedResponse interface {
@@ -87,21 +100,22 @@ var CoreActions []Action
 
 func init() {
 	type p = provider.Service
+	w := Writes
 	CoreActions = []Action{
-		act("CreateKey", "Create a CMK (AES-256 in the token)", (*p).CreateKey, nil),
+		w(act("CreateKey", "Create a CMK (AES-256 in the token)", (*p).CreateKey, nil)),
 		act("DescribeKey", "Describe a CMK", (*p).DescribeKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
 		act("ListKeys", "List CMKs", (*p).ListKeys, func(r *provider.ListKeysRequest) Touched { return Touched{Visible: &r.Visible} }),
-		act("EnableKey", "Enable a CMK", (*p).EnableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
-		act("DisableKey", "Disable a CMK", (*p).DisableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
-		act("ScheduleKeyDeletion", "Schedule a CMK's destruction after 7-366 days", (*p).ScheduleKeyDeletion, func(r *provider.ScheduleKeyDeletionRequest) Touched { return keyID(&r.KeyId) }),
-		act("CancelKeyDeletion", "Cancel a scheduled destruction", (*p).CancelKeyDeletion, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
-		act("UpdateRotationPolicy", "Turn automatic rotation on or off", (*p).UpdateRotationPolicy, func(r *provider.UpdateRotationPolicyRequest) Touched { return keyID(&r.KeyId) }),
-		act("CreateKeyVersion", "Create a new primary version (rotate)", (*p).CreateKeyVersion, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) }),
+		w(act("EnableKey", "Enable a CMK", (*p).EnableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) })),
+		w(act("DisableKey", "Disable a CMK", (*p).DisableKey, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) })),
+		w(act("ScheduleKeyDeletion", "Schedule a CMK's destruction after 7-366 days", (*p).ScheduleKeyDeletion, func(r *provider.ScheduleKeyDeletionRequest) Touched { return keyID(&r.KeyId) })),
+		w(act("CancelKeyDeletion", "Cancel a scheduled destruction", (*p).CancelKeyDeletion, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) })),
+		w(act("UpdateRotationPolicy", "Turn automatic rotation on or off", (*p).UpdateRotationPolicy, func(r *provider.UpdateRotationPolicyRequest) Touched { return keyID(&r.KeyId) })),
+		w(act("CreateKeyVersion", "Create a new primary version (rotate)", (*p).CreateKeyVersion, func(r *provider.KeyIdRequest) Touched { return keyID(&r.KeyId) })),
 		act("ListKeyVersions", "List a CMK's versions", (*p).ListKeyVersions, func(r *provider.ListKeyVersionsRequest) Touched { return keyID(&r.KeyId) }),
 		act("DescribeKeyVersion", "Describe a version", (*p).DescribeKeyVersion, func(r *provider.DescribeKeyVersionRequest) Touched { return keyID(&r.KeyId) }),
-		act("CreateAlias", "Create an alias", (*p).CreateAlias, aliasTouched),
-		act("UpdateAlias", "Point an alias at another key", (*p).UpdateAlias, aliasTouched),
-		act("DeleteAlias", "Delete an alias", (*p).DeleteAlias, func(r *provider.DeleteAliasRequest) Touched { return Touched{Alias: r.AliasName} }),
+		w(act("CreateAlias", "Create an alias", (*p).CreateAlias, aliasTouched)),
+		w(act("UpdateAlias", "Point an alias at another key", (*p).UpdateAlias, aliasTouched)),
+		w(act("DeleteAlias", "Delete an alias", (*p).DeleteAlias, func(r *provider.DeleteAliasRequest) Touched { return Touched{Alias: r.AliasName} })),
 		act("ListAliases", "List aliases", (*p).ListAliases, func(r *provider.ListAliasesRequest) Touched { return Touched{Visible: &r.Visible} }),
 		act("ListAliasesByKeyId", "List a CMK's aliases", (*p).ListAliasesByKeyId, func(r *provider.ListAliasesByKeyIdRequest) Touched {
 			return Touched{KeyParam: "KeyId", Key: &r.KeyId, Visible: &r.Visible}
@@ -141,6 +155,7 @@ type Record struct {
 	Action       string // set by SetAction: a known action name, UnknownAction or "" (not authenticated)
 	KeyId        string
 	KeyVersionId string
+	Write        bool   // the action's row is a write (Action.Write)
 	Code         string // "" on success, else the wire error code
 	HTTPStatus   int
 	Latency      time.Duration

@@ -48,6 +48,10 @@ type Config struct {
 	// Timeout bounds the token work of one request (default 200 ms: AWS
 	// gives up at 250 ms): DependencyTimeoutException past it.
 	Timeout time.Duration
+	// ExpectedHost, if set, is the only host a request may be signed for
+	// (SigV4 signs the host header; serve --expected-host):
+	// AuthenticationFailedException otherwise (the pipeline's check).
+	ExpectedHost string
 }
 
 // Handler serves the XKS Proxy API; it is a wire.Dialect.
@@ -124,7 +128,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // ServeRequest serves a request already wrapped by a router.
 func (h *Handler) ServeRequest(w http.ResponseWriter, req *wire.Request) {
-	wire.Serve(w, req, h, wire.Pipeline{KMS: h.cfg.KMS, Limiter: h.cfg.Limiter, Observer: h.cfg.Observer})
+	wire.Serve(w, req, h, wire.Pipeline{KMS: h.cfg.KMS, Limiter: h.cfg.Limiter, Observer: h.cfg.Observer, ExpectedHost: h.cfg.ExpectedHost})
 }
 
 // NewRecord starts the request's record with its RequestId.
@@ -188,7 +192,7 @@ func (h *Handler) Verify(req *wire.Request, rec *wire.Record) (*wire.Auth, error
 	}
 	claim := wire.NewReplayClaim(func() error { return h.replay.Claim(ctx, a.AccessKeyID, sig, h.refuse) })
 	return &wire.Auth{AccessKey: wire.AccessKey{AccessKeyId: a.AccessKeyID, Policy: xksPolicy}, Action: rt.op,
-		Replay: claim, Params: p}, nil
+		Replay: claim, Params: p, Host: r.Host}, nil // host is a required signed header
 }
 
 // Lookup is the table of the four operations.
@@ -228,6 +232,8 @@ func (h *Handler) Refuse(kind wire.Refusal, a *wire.Auth) error {
 	switch {
 	case kind == wire.Replayed:
 		return fail(AuthenticationFailedException, "this signed request was already received")
+	case kind == wire.WrongHost:
+		return fail(AuthenticationFailedException, "%s", a.HostRefusal())
 	case kind == wire.Throttled && a == nil:
 		return fail(ThrottlingException, "the access key is over its share of the replay memory")
 	case kind == wire.Throttled:
